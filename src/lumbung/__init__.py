@@ -1,0 +1,3 @@
+"""lumbung: a self-hosted AI server and gateway for open-weight models."""
+
+__version__ = "0.1.0"

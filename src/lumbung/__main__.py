@@ -1,0 +1,3 @@
+from lumbung.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""API keys, limits and usage."""

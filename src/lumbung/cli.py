@@ -1,0 +1,81 @@
+"""The ``lumbung`` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from lumbung import __version__
+from lumbung.errors import LumbungError
+from lumbung.settings import Settings, load_settings
+
+CONFIG_OPTION = click.option(
+    "--config", "config", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help="YAML config file (default: $LUMBUNG_CONFIG).",
+)
+
+
+def _settings(config: Path | None, **overrides: Any) -> tuple[Settings, dict[str, str]]:
+    try:
+        return load_settings(config, overrides)
+    except LumbungError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="lumbung")
+def main() -> None:
+    """lumbung: serve open-weight models you own behind the OpenAI, Anthropic and Ollama APIs."""
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to bind (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port to listen on (default 8000).")
+@CONFIG_OPTION
+@click.option("--allow-no-auth", is_flag=True, default=None,
+              help="Allow a non-loopback address without API keys.")
+def serve(host: str | None, port: int | None, config: Path | None, allow_no_auth: bool | None) -> None:
+    """Start the API server (OpenAI-compatible at /v1) on the configured and embedded models."""
+    import uvicorn
+
+    from lumbung.server import build_app
+
+    settings, _ = _settings(config, host=host, port=port, allow_no_auth=allow_no_auth)
+    setup_logging(settings.log_level)
+    try:
+        app = build_app(settings)
+    except LumbungError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"lumbung {__version__} serving on http://{settings.host}:{settings.port}/v1", err=True)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
+                timeout_graceful_shutdown=5)
+
+
+@main.command("config")
+@CONFIG_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def show_config(config: Path | None, as_json: bool) -> None:
+    """Print every setting, its value, and where the value came from."""
+    settings, sources = _settings(config)
+    values = settings.model_dump(mode="json")
+    if values.get("api_keys"):
+        values["api_keys"] = [f"<{len(values['api_keys'])} key(s) hidden>"]
+    if as_json:
+        click.echo(json.dumps({k: {"value": v, "source": sources[k]} for k, v in values.items()}, indent=2))
+        return
+    width = max(len(k) for k in values)
+    for key, value in values.items():
+        click.echo(f"{key:<{width}}  {json.dumps(value)}  ({sources[key]})")

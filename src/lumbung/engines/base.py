@@ -1,0 +1,75 @@
+"""The backend protocol every engine and upstream provider implements, and the stream collector.
+
+A backend streams core ``Chunk``s; a non-streaming answer is the collected stream (``collect``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from lumbung.errors import InternalError
+from lumbung.types import ChatRequest, Chunk, Completion, CompletionRequest, ModelInfo, ToolCall
+
+
+@dataclass(slots=True)
+class Embeddings:
+    vectors: list[list[float]]
+    prompt_tokens: int
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What the gateway needs of an engine or provider."""
+
+    name: str
+
+    def stream(self, request: ChatRequest | CompletionRequest) -> AsyncIterator[Chunk]:
+        """Generate; the last chunk carries ``finish_reason`` and ``usage``. Errors are raised."""
+        ...
+
+    async def embed(self, model: str, inputs: list[str]) -> Embeddings: ...
+
+    async def tokenize(self, model: str, text: str) -> list[int]: ...
+
+    async def health(self) -> bool: ...
+
+    def models(self) -> list[ModelInfo]: ...
+
+
+@dataclass
+class Collector:
+    """Accumulates a chunk stream into a ``Completion``."""
+
+    text: list[str] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    last: Chunk | None = None
+
+    def add(self, chunk: Chunk) -> None:
+        if chunk.text:
+            self.text.append(chunk.text)
+        if chunk.reasoning:
+            self.reasoning.append(chunk.reasoning)
+        self.tool_calls.extend(chunk.tool_calls)
+        if chunk.finish_reason is not None:
+            self.last = chunk
+
+    def result(self) -> Completion:
+        if self.last is None or self.last.finish_reason is None or self.last.usage is None:
+            raise InternalError("the backend's stream ended without a finish reason")
+        return Completion(
+            text="".join(self.text),
+            finish_reason=self.last.finish_reason,
+            usage=self.last.usage,
+            reasoning="".join(self.reasoning),
+            tool_calls=self.tool_calls,
+        )
+
+
+async def collect(stream: AsyncIterator[Chunk]) -> Completion:
+    collector = Collector()
+    async for chunk in stream:
+        collector.add(chunk)
+    return collector.result()

@@ -1,0 +1,235 @@
+"""The local backend: GGUF models served in process by llama.cpp, loaded on first use.
+
+``LocalModel`` turns a core request into prompt tokens (chat template, tokenizer, context check)
+and a ``Sequence`` for its ``Engine``; ``LlamaCppBackend`` holds the configured models.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import aclosing
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from lumbung.engines.base import Embeddings
+from lumbung.engines.llamacpp.engine import Engine, EngineConfig, Sequence
+from lumbung.engines.llamacpp.model import LlamaModel
+from lumbung.engines.llamacpp.templates import ChatTemplate, select_template
+from lumbung.errors import ContextLengthExceeded, EngineError, ModelNotFound, Overloaded, UnsupportedParameter
+from lumbung.types import ChatRequest, Chunk, CompletionRequest, ModelInfo
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LocalModelSpec:
+    """A model the local backend can load. ``path`` may be a callable that produces the file."""
+
+    id: str
+    path: Path | Callable[[], Path]
+    aliases: list[str] = field(default_factory=list)
+    chat_template: str | None = None
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    keep_alive: float = 300.0
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    def resolve_path(self) -> Path:
+        return self.path() if callable(self.path) else self.path
+
+
+class LocalModel:
+    """A loaded model: weights, chat template and the engine thread that decodes for it."""
+
+    def __init__(self, spec: LocalModelSpec, request_timeout: float) -> None:
+        self.spec = spec
+        self.request_timeout = request_timeout
+        self.model = LlamaModel(spec.resolve_path())
+        try:
+            self.template: ChatTemplate = select_template(
+                override=spec.chat_template,
+                gguf_template=self.model.chat_template,
+                architecture=self.model.architecture,
+                bos_token=self.model.token_text(self.model.bos),
+                eos_token=self.model.token_text(self.model.eos),
+            )
+            self.stop_tokens = frozenset(self._single_tokens(self.template.stop_strings))
+            self.engine = Engine(self.model, spec.engine, name=spec.id)
+        except BaseException:
+            self.model.close()
+            raise
+        self.loaded_at = time.time()
+
+    def _single_tokens(self, texts: list[str]) -> list[int]:
+        out = []
+        for text in texts:
+            ids = self.model.tokenize(text, add_special=False, parse_special=True)
+            if len(ids) == 1:
+                out.append(ids[0])
+        return out
+
+    @property
+    def context_size(self) -> int:
+        return self.spec.engine.context_size
+
+    def close(self) -> None:
+        self.engine.close()
+        self.model.close()
+
+    def prompt_tokens(self, request: ChatRequest | CompletionRequest) -> tuple[list[int], list[str]]:
+        """Render and tokenize; returns the tokens and the stop strings that apply."""
+        if isinstance(request, ChatRequest):
+            text = self.template.render(request.messages, tools=request.tools or None)
+            stops = self.template.stop_strings + request.sampling.stop
+            bos_text = self.template.bos_token
+            add_special = self.model.add_bos and not (bos_text and text.startswith(bos_text))
+            tokens = self.model.tokenize(text, add_special=add_special, parse_special=True)
+        else:
+            stops = list(request.sampling.stop)
+            tokens = self.model.tokenize(request.prompt, add_special=self.model.add_bos, parse_special=False)
+        return tokens, stops
+
+    async def stream(self, request: ChatRequest | CompletionRequest) -> AsyncIterator[Chunk]:
+        if isinstance(request, ChatRequest):
+            _refuse_unenforced(request)
+        tokens, stops = await asyncio.to_thread(self.prompt_tokens, request)
+        limit = self.context_size
+        if len(tokens) >= limit:
+            raise ContextLengthExceeded(
+                f"This model's maximum context length is {limit} tokens. However, your messages "
+                f"resulted in {len(tokens)} tokens. Please reduce the length of the messages.",
+                param="messages",
+            )
+        room = limit - len(tokens)
+        wanted = request.sampling.max_tokens
+        max_tokens = room if wanted is None else min(wanted, room)
+        sampling = request.sampling
+        if stops != sampling.stop:
+            sampling = replace(sampling, stop=stops)
+        loop = asyncio.get_running_loop()
+        seq = Sequence(
+            prompt=tokens,
+            params=sampling,
+            max_tokens=max_tokens,
+            loop=loop,
+            out=asyncio.Queue(),
+            deadline=time.monotonic() + self.request_timeout,
+            stop_tokens=self.stop_tokens,
+        )
+        self.engine.submit(seq)
+        finished = False
+        try:
+            while True:
+                item = await seq.out.get()
+                if isinstance(item, BaseException):
+                    finished = True
+                    raise item
+                if item.finish_reason is not None:
+                    finished = True
+                yield item
+                if finished:
+                    return
+        finally:
+            if not finished:  # the client went away, or the consumer stopped early
+                self.engine.cancel(seq)
+
+
+def _refuse_unenforced(request: ChatRequest) -> None:
+    """Fail closed on what the local engine cannot honour yet (never a silent 200)."""
+    if request.tools and request.tool_choice != "none":
+        raise UnsupportedParameter("tools are not supported by this model yet", param="tools")
+    if request.response_format.type != "text":
+        raise UnsupportedParameter(
+            f"response_format {request.response_format.type!r} is not supported yet", param="response_format"
+        )
+
+
+class LlamaCppBackend:
+    """All local GGUF models; each loads on first use (or at start-up with ``preload``)."""
+
+    name = "local"
+
+    def __init__(
+        self,
+        specs: list[LocalModelSpec],
+        *,
+        request_timeout: float = 600.0,
+        loader: Callable[[LocalModelSpec, float], LocalModel] = LocalModel,
+    ) -> None:
+        self.specs = {s.id: s for s in specs}
+        self.request_timeout = request_timeout
+        self._loader = loader
+        self._loaded: dict[str, LocalModel] = {}
+        self._loading: dict[str, asyncio.Task[LocalModel]] = {}
+
+    def models(self) -> list[ModelInfo]:
+        out = []
+        for spec in self.specs.values():
+            loaded = self._loaded.get(spec.id)
+            details = {}
+            if loaded is not None:
+                details = {
+                    "size_bytes": loaded.model.size_bytes,
+                    "parameters": loaded.model.n_params,
+                    "architecture": loaded.model.architecture,
+                    "active_requests": loaded.engine.active,
+                    "queued_requests": loaded.engine.queued,
+                    "chat_template": loaded.template.name,
+                }
+            out.append(
+                ModelInfo(
+                    id=spec.id,
+                    created=spec.created,
+                    aliases=list(spec.aliases),
+                    context_length=spec.engine.context_size,
+                    loaded=loaded is not None,
+                    details=details,
+                )
+            )
+        return out
+
+    def is_loaded(self, model_id: str) -> bool:
+        return model_id in self._loaded
+
+    async def get(self, model_id: str) -> LocalModel:
+        if model_id in self._loaded:
+            return self._loaded[model_id]
+        spec = self.specs.get(model_id)
+        if spec is None:
+            raise ModelNotFound(f"The model `{model_id}` does not exist.", param="model")
+        task = self._loading.get(model_id)
+        if task is None:
+            task = asyncio.create_task(asyncio.to_thread(self._loader, spec, self.request_timeout))
+            self._loading[model_id] = task
+        try:
+            model = await asyncio.shield(task)
+        except EngineError as exc:
+            raise Overloaded(f"model {model_id!r} could not be loaded: {exc}") from exc
+        finally:
+            if task.done():
+                self._loading.pop(model_id, None)
+        self._loaded.setdefault(model_id, model)
+        return self._loaded[model_id]
+
+    async def stream(self, request: ChatRequest | CompletionRequest) -> AsyncIterator[Chunk]:
+        model = await self.get(request.model)
+        async with aclosing(model.stream(request)) as chunks:
+            async for chunk in chunks:
+                yield chunk
+
+    async def tokenize(self, model: str, text: str) -> list[int]:
+        loaded = await self.get(model)
+        return loaded.model.tokenize(text, add_special=False, parse_special=False)
+
+    async def embed(self, model: str, inputs: list[str]) -> Embeddings:
+        raise UnsupportedParameter("embeddings are not supported yet", param="model")
+
+    async def health(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        for model in self._loaded.values():
+            model.close()
+        self._loaded.clear()

@@ -1,0 +1,56 @@
+"""A llama.cpp sampler chain per sequence, built from the core SamplingParams."""
+
+from __future__ import annotations
+
+import ctypes
+import random
+from collections.abc import Sequence
+from typing import Any
+
+import llama_cpp
+
+from lumbung.types import SamplingParams
+
+# Penalties look back over the generated tokens (OpenAI's "text so far" of the answer), up to this.
+PENALTY_WINDOW = 4096
+
+
+class Sampler:
+    """Owns one ``llama_sampler`` chain; ``sample`` picks and accepts the next token."""
+
+    def __init__(self, params: SamplingParams, *, pre: Sequence[Any] = ()) -> None:
+        chain_params = llama_cpp.llama_sampler_chain_default_params()
+        chain_params.no_perf = True
+        self.ptr = llama_cpp.llama_sampler_chain_init(chain_params)
+        for extra in pre:  # constraints (grammars) go first, so later stages see masked logits
+            llama_cpp.llama_sampler_chain_add(self.ptr, extra)
+        add = lambda s: llama_cpp.llama_sampler_chain_add(self.ptr, s)  # noqa: E731
+        if params.presence_penalty or params.frequency_penalty or params.repeat_penalty != 1.0:
+            add(
+                llama_cpp.llama_sampler_init_penalties(
+                    PENALTY_WINDOW,
+                    params.repeat_penalty,
+                    params.frequency_penalty,
+                    params.presence_penalty,
+                )
+            )
+        if params.temperature <= 0.0:
+            add(llama_cpp.llama_sampler_init_greedy())
+            return
+        if params.top_k > 0:
+            add(llama_cpp.llama_sampler_init_top_k(params.top_k))
+        if params.top_p < 1.0:
+            add(llama_cpp.llama_sampler_init_top_p(params.top_p, 1))
+        if params.min_p > 0.0:
+            add(llama_cpp.llama_sampler_init_min_p(params.min_p, 1))
+        add(llama_cpp.llama_sampler_init_temp(params.temperature))
+        seed = params.seed if params.seed is not None else random.getrandbits(32)
+        add(llama_cpp.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+
+    def sample(self, ctx: ctypes.c_void_p, index: int) -> int:
+        return int(llama_cpp.llama_sampler_sample(self.ptr, ctx, index))
+
+    def close(self) -> None:
+        if self.ptr is not None:
+            llama_cpp.llama_sampler_free(self.ptr)
+            self.ptr = None

@@ -1,0 +1,123 @@
+"""The one exception tree of lumbung.
+
+    LumbungError
+    ├── ConfigError                 settings or config file invalid (start-up)
+    ├── ApiError                    a request that gets an error answer; carries status/type/code/param
+    │   ├── InvalidRequest          400 invalid_request_error
+    │   │   ├── UnsupportedParameter    400, a parameter lumbung refuses rather than ignores
+    │   │   └── ContextLengthExceeded   400 context_length_exceeded
+    │   ├── AuthenticationError     401
+    │   ├── PermissionDenied        403
+    │   ├── NotFound                404 (ModelNotFound: model_not_found)
+    │   ├── PayloadTooLarge         413
+    │   ├── RateLimited             429, with Retry-After
+    │   ├── Overloaded              503, with Retry-After (queue full, model loading)
+    │   ├── UpstreamError           502/504, a backend failed
+    │   └── InternalError           500, a bug: logged with its traceback
+    └── EngineError                 the local engine failed (load, decode); mapped to ApiError at the edge
+
+Each surface renders an ApiError in its own envelope (OpenAI, Anthropic, Ollama) in one place.
+Foreign exceptions are mapped at the boundary with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+
+class LumbungError(Exception):
+    """Base of every error lumbung raises on purpose."""
+
+
+class ConfigError(LumbungError):
+    """The settings or the config file are invalid."""
+
+
+class EngineError(LumbungError):
+    """The local engine could not load a model or decode a batch."""
+
+
+class ApiError(LumbungError):
+    status: int = 500
+    type: str = "server_error"
+    code: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        self.retry_after = retry_after
+
+
+class InvalidRequest(ApiError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class UnsupportedParameter(InvalidRequest):
+    code = "unsupported_parameter"
+
+
+class ContextLengthExceeded(InvalidRequest):
+    code = "context_length_exceeded"
+
+
+class AuthenticationError(ApiError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class PermissionDenied(ApiError):
+    status = 403
+    type = "permission_error"
+
+
+class NotFound(ApiError):
+    status = 404
+    type = "not_found_error"
+
+
+class ModelNotFound(NotFound):
+    type = "invalid_request_error"
+    code = "model_not_found"
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class RateLimited(ApiError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class Overloaded(ApiError):
+    status = 503
+    type = "overloaded_error"
+    code = "overloaded"
+
+
+class UpstreamError(ApiError):
+    status = 502
+    type = "api_error"
+    code = "upstream_error"
+
+
+class InternalError(ApiError):
+    status = 500
+    type = "server_error"
+    code = "internal_error"

@@ -1,0 +1,1 @@
+"""The gateway: from a public model name to a backend."""

@@ -1,0 +1,198 @@
+"""The one settings object.
+
+Every option is declared once, here, with its documentation. Values come from (lowest to highest):
+defaults, the YAML config file, ``LUMBUNG_*`` environment variables, command-line flags.
+``load_settings`` merges them, validates loudly, and remembers where each value came from
+(``lumbung config`` prints that).
+"""
+
+from __future__ import annotations
+
+import os
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from lumbung.errors import ConfigError
+
+DEFAULT_MODEL_ID = "gemma3:270m"
+DEFAULT_MODEL_ALIASES = ["default"]
+
+
+def _default_threads() -> int:
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+class ModelConfig(BaseModel):
+    """A local GGUF model served by the in-process engine."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(description="Public model id, as clients send it in `model`.")
+    path: Path | None = Field(default=None, description="Path of the GGUF file.")
+    ref: str | None = Field(default=None, description="A model-store reference (hf:, ms:, short name).")
+    aliases: list[str] = Field(default_factory=list, description="Other names that reach this model.")
+    chat_template: str | None = Field(
+        default=None,
+        description="A Jinja chat template (text, or a built-in name such as `gemma`), "
+        "overriding the GGUF's own.",
+    )
+    context_size: int | None = Field(default=None, ge=64, description="Context tokens per sequence.")
+    parallel: int | None = Field(default=None, ge=1, le=64, description="Concurrent sequences.")
+    keep_alive: float | None = Field(default=None, description="Seconds idle before unloading.")
+    embedding: bool = Field(default=False, description="An embedding model (pooling on).")
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    home: Path = Field(
+        default_factory=lambda: Path.home() / ".lumbung",
+        description="Data directory: models, database, recordings.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address the server binds to.")
+    port: int = Field(default=8000, ge=0, le=65535, description="Port the server listens on.")
+    api_keys: list[str] = Field(
+        default_factory=list,
+        description="API keys clients must send as `Authorization: Bearer KEY` "
+        "(or sha256:HEX digests of them). Empty: no authentication.",
+    )
+    allow_no_auth: bool = Field(
+        default=False, description="Allow binding a non-loopback address with no API key."
+    )
+    serve_default_model: bool = Field(
+        default=True, description="Serve the embedded default model (gemma3:270m, alias `default`)."
+    )
+    models: list[ModelConfig] = Field(default_factory=list, description="Local GGUF models to serve.")
+    threads: int = Field(default_factory=_default_threads, ge=1, description="CPU threads per engine.")
+    context_size: int = Field(default=4096, ge=64, description="Context tokens per sequence.")
+    parallel: int = Field(default=4, ge=1, le=64, description="Concurrent sequences per model.")
+    batch_size: int = Field(default=512, ge=16, description="Most tokens decoded in one engine step.")
+    max_queue: int = Field(
+        default=64, ge=0, description="Requests waiting per model beyond `parallel`; more get 429."
+    )
+    request_timeout: float = Field(
+        default=600.0, gt=0, description="Seconds a request may run before it is ended."
+    )
+    keep_alive: float = Field(
+        default=300.0, description="Seconds an idle model stays loaded (negative: forever)."
+    )
+    max_body_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 beyond)."
+    )
+    log_prompts: bool = Field(default=False, description="Log prompts and answers (off: never).")
+    log_level: str = Field(default="info", description="Log level: debug, info, warning, error.")
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        if value.lower() not in {"debug", "info", "warning", "error"}:
+            raise ValueError("must be one of debug, info, warning, error")
+        return value.lower()
+
+    @property
+    def is_loopback(self) -> bool:
+        return self.host in {"127.0.0.1", "localhost", "::1"} or self.host.startswith("127.")
+
+
+ENV_PREFIX = "LUMBUNG_"
+
+
+def _env_value(name: str, annotation: Any, raw: str) -> Any:
+    """Decode one environment variable: lists are comma-separated, objects are JSON."""
+    origin = typing.get_origin(annotation)
+    if origin is list:
+        args = typing.get_args(annotation)
+        if args and args[0] is str:
+            return [part.strip() for part in raw.split(",") if part.strip()]
+        return yaml.safe_load(raw)
+    return raw
+
+
+def _load_yaml(path: Path) -> tuple[dict[str, Any], dict[tuple[Any, ...], int]]:
+    """Read a YAML mapping and the line number of every key path in it."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+    if data is None:
+        return {}, {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of settings")
+    lines: dict[tuple[Any, ...], int] = {}
+
+    def walk(n: yaml.Node, loc: tuple[Any, ...]) -> None:
+        lines[loc] = n.start_mark.line + 1
+        if isinstance(n, yaml.MappingNode):
+            for key, value in n.value:
+                lines[(*loc, key.value)] = key.start_mark.line + 1
+                walk(value, (*loc, key.value))
+        elif isinstance(n, yaml.SequenceNode):
+            for i, item in enumerate(n.value):
+                walk(item, (*loc, i))
+
+    if node is not None:
+        walk(node, ())
+    return data, lines
+
+
+def _line_of(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int | None:
+    for end in range(len(loc), -1, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return None
+
+
+def load_settings(
+    config: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: typing.Mapping[str, str] | None = None,
+) -> tuple[Settings, dict[str, str]]:
+    """Merge defaults, config file, environment and flags; return settings and each value's source."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    lines: dict[tuple[Any, ...], int] = {}
+    if config is None and environ.get(ENV_PREFIX + "CONFIG"):
+        config = Path(environ[ENV_PREFIX + "CONFIG"])
+    if config is not None:
+        data, lines = _load_yaml(config)
+        unknown = [k for k in data if k not in Settings.model_fields]
+        if unknown:
+            where = ", ".join(f"{k!r} (line {lines.get((k,), '?')})" for k in unknown)
+            raise ConfigError(f"{config}: unknown setting(s): {where}")
+        for key, value in data.items():
+            values[key] = value
+            sources[key] = f"config {config}:{lines.get((key,), '?')}"
+    for name, info in Settings.model_fields.items():
+        raw = environ.get(ENV_PREFIX + name.upper())
+        if raw is not None:
+            values[name] = _env_value(name, info.annotation, raw)
+            sources[name] = f"env {ENV_PREFIX}{name.upper()}"
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            values[name] = value
+            sources[name] = "flag"
+    try:
+        settings = Settings.model_validate(values)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            name = ".".join(str(p) for p in loc)
+            src = sources.get(str(loc[0]), "default") if loc else "settings"
+            line = _line_of(lines, loc) if src.startswith("config") else None
+            where = f"{config}:{line}" if line else src
+            problems.append(f"{name}: {err['msg']} ({where})")
+        raise ConfigError("invalid settings:\n  " + "\n  ".join(problems)) from exc
+    for name in Settings.model_fields:
+        sources.setdefault(name, "default")
+    return settings, sources

@@ -1,0 +1,200 @@
+"""HTTP plumbing shared by every surface: bounded body reading, authentication, the error boundary,
+one structured log line per request, and server-sent events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from lumbung.accounts.keys import KeyRing, presented_key
+from lumbung.errors import ApiError, InternalError, InvalidRequest, PayloadTooLarge
+from lumbung.gateway.router import Gateway
+from lumbung.settings import Settings
+from lumbung.types import new_id
+
+log = logging.getLogger("lumbung.access")
+errlog = logging.getLogger("lumbung.errors")
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    gateway: Gateway
+    keys: KeyRing
+    ready: bool = False
+    load_error: str | None = None
+    seen_extra_fields: set[str] = field(default_factory=set)
+
+    def note_extra_fields(self, surface: str, names: list[str]) -> None:
+        """Unknown request fields are accepted; each is logged once per process, not per request."""
+        for name in names:
+            key = f"{surface}:{name}"
+            if key not in self.seen_extra_fields and len(self.seen_extra_fields) < 1000:
+                self.seen_extra_fields.add(key)
+                errlog.warning("ignoring unknown %s request field %r (logged once)", surface, name)
+
+
+@dataclass
+class RequestLog:
+    """The one structured line a request leaves behind; never prompts or keys."""
+
+    id: str
+    method: str
+    path: str
+    start: float = field(default_factory=time.perf_counter)
+    model: str | None = None
+    status: int = 200
+    stream: bool = False
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    error: str | None = None
+    done: bool = False
+
+    def finish(self, status: int | None = None) -> None:
+        if self.done:
+            return
+        self.done = True
+        if status is not None:
+            self.status = status
+        record: dict[str, Any] = {
+            "event": "request",
+            "id": self.id,
+            "method": self.method,
+            "path": self.path,
+            "status": self.status,
+            "latency_ms": round((time.perf_counter() - self.start) * 1000, 1),
+        }
+        for key in ("model", "stream", "prompt_tokens", "completion_tokens", "error"):
+            value = getattr(self, key)
+            if value not in (None, False):
+                record[key] = value
+        log.info(json.dumps(record, separators=(",", ":")))
+
+
+def state_of(request: Request) -> AppState:
+    state: AppState = request.app.state.lumbung
+    return state
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing more than ``limit`` bytes (413) before reading them all."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes.")
+        except ValueError as exc:
+            raise InvalidRequest("Invalid Content-Length header.") from exc
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes.")
+            chunks.append(chunk)
+    except ClientDisconnect as exc:
+        raise InvalidRequest("The client closed the connection before sending the whole body.") from exc
+    return b"".join(chunks)
+
+
+def authenticate(request: Request) -> None:
+    state_of(request).keys.check(
+        presented_key(request.headers.get("authorization"), request.headers.get("x-api-key"))
+    )
+
+
+ErrorRenderer = Callable[[ApiError], dict[str, Any]]
+Handler = Callable[[Request, RequestLog], Awaitable[Response]]
+
+
+def error_response(exc: ApiError, render: ErrorRenderer) -> JSONResponse:
+    headers = {}
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+    return JSONResponse(render(exc), status_code=exc.status, headers=headers)
+
+
+def endpoint(render: ErrorRenderer, *, auth: bool = True) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
+    """The error boundary of one route: authenticates, maps every failure to the surface's envelope,
+    and writes the request's log line (streams write theirs when they end)."""
+
+    def wrap(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        async def run(request: Request) -> Response:
+            entry = RequestLog(
+                id=request.headers.get("x-request-id") or new_id("req"),
+                method=request.method,
+                path=request.url.path,
+            )
+            try:
+                if auth:
+                    authenticate(request)
+                response = await handler(request, entry)
+            except ApiError as exc:
+                entry.error = exc.code or exc.type
+                response = error_response(exc, render)
+            except Exception as exc:
+                errlog.exception("request %s failed", entry.id)
+                entry.error = "internal_error"
+                response = error_response(InternalError(f"Internal error ({type(exc).__name__})."), render)
+            response.headers["x-request-id"] = entry.id
+            if not entry.stream or response.status_code != 200:
+                entry.finish(response.status_code)
+            return response
+
+        return run
+
+    return wrap
+
+
+def sse_response(events: AsyncIterator[bytes]) -> StreamingResponse:
+    return StreamingResponse(
+        events,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def sse_data(body: dict[str, Any] | str) -> bytes:
+    text = body if isinstance(body, str) else json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    return f"data: {text}\n\n".encode()
+
+
+def sse_event(event: str, body: dict[str, Any]) -> bytes:
+    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    return f"event: {event}\ndata: {text}\n\n".encode()
+
+
+class ClientGone(ApiError):
+    status = 499
+    type = "client_closed_request"
+    code = "client_closed_request"
+
+
+async def _until_disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def unless_disconnected(request: Request, work: Awaitable[Any]) -> Any:
+    """Await ``work``, cancelling it if the client hangs up first (a non-streaming request)."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_until_disconnected(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    if task.cancelled():
+        raise ClientGone("The client closed the connection.")
+    return task.result()

@@ -1,0 +1,91 @@
+"""The ASGI application: every surface's routes over one gateway, plus /health."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from lumbung.accounts.keys import KeyRing
+from lumbung.errors import ApiError, NotFound
+from lumbung.gateway.router import Gateway
+from lumbung.settings import Settings
+from lumbung.surfaces import openai_routes
+from lumbung.surfaces.common import AppState, state_of
+from lumbung.surfaces.openai import error_body
+
+log = logging.getLogger(__name__)
+
+Preload = Callable[[], Any]
+
+
+async def health(request: Request) -> Response:
+    state = state_of(request)
+    if state.ready:
+        return JSONResponse({"status": "ok"})
+    body: dict[str, Any] = {"status": "loading"}
+    if state.load_error:
+        body = {"status": "error", "error": state.load_error}
+    return JSONResponse(body, status_code=503)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        err: ApiError = NotFound(f"Unknown path: {request.method} {request.url.path}")
+    else:
+        err = ApiError(exc.detail or "HTTP error", status=exc.status_code)
+        err.type = "invalid_request_error"
+    return JSONResponse(error_body(err), status_code=err.status, headers=exc.headers)
+
+
+def create_app(
+    settings: Settings,
+    gateway: Gateway,
+    *,
+    preload: Preload | None = None,
+    on_shutdown: Callable[[], None] | None = None,
+) -> Starlette:
+    """``preload`` (awaitable factory) loads the default model in the background; /health is 503 until then."""
+    state = AppState(settings=settings, gateway=gateway, keys=KeyRing(settings.api_keys))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        task: asyncio.Task[Any] | None = None
+        if preload is None:
+            state.ready = True
+        else:
+
+            async def load() -> None:
+                try:
+                    await preload()
+                    state.ready = True
+                    log.info("ready")
+                except Exception as exc:
+                    log.exception("loading the default model failed")
+                    state.load_error = str(exc)
+
+            task = asyncio.create_task(load())
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+            if on_shutdown is not None:
+                await asyncio.to_thread(on_shutdown)
+
+    app = Starlette(
+        routes=[Route("/health", health, methods=["GET"]), *openai_routes.routes()],
+        exception_handlers={HTTPException: _http_error},
+        lifespan=lifespan,
+    )
+    app.state.lumbung = state
+    return app

@@ -1,0 +1,139 @@
+"""Core types: the narrow waist between API surfaces and backends.
+
+Surfaces translate their wire format into these and back; backends consume and produce only these.
+Plain dataclasses (not pydantic): they are built per request and per token, and validated already.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Role = Literal["system", "user", "assistant", "tool"]
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "cancelled", "error"]
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:24]}"
+
+
+@dataclass(slots=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str  # JSON text, as OpenAI carries it
+
+
+@dataclass(slots=True)
+class Message:
+    role: Role
+    content: str | None = None
+    name: str | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    tool_call_id: str | None = None
+    reasoning: str | None = None
+
+
+@dataclass(slots=True)
+class Tool:
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    strict: bool = False
+
+
+@dataclass(slots=True)
+class SamplingParams:
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    min_p: float = 0.0
+    seed: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    repeat_penalty: float = 1.0
+    max_tokens: int | None = None
+    stop: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class ResponseFormat:
+    type: Literal["text", "json_object", "json_schema"] = "text"
+    schema: dict[str, Any] | None = None
+    name: str | None = None
+    strict: bool = False
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    model: str
+    messages: list[Message]
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    response_format: ResponseFormat = field(default_factory=ResponseFormat)
+    tools: list[Tool] = field(default_factory=list)
+    tool_choice: str | dict[str, Any] = "auto"
+    parallel_tool_calls: bool = True
+    user: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    id: str = field(default_factory=lambda: new_id("req"))
+    created: int = field(default_factory=lambda: int(time.time()))
+
+
+@dataclass(slots=True)
+class CompletionRequest:
+    """A raw prompt (legacy completions, Ollama generate with raw=True): no chat template."""
+
+    model: str
+    prompt: str
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    id: str = field(default_factory=lambda: new_id("req"))
+    created: int = field(default_factory=lambda: int(time.time()))
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(slots=True)
+class Chunk:
+    """One step of a generation stream.
+
+    ``text`` is new visible text; ``finish_reason`` and ``usage`` arrive on the last chunk only.
+    """
+
+    text: str = ""
+    reasoning: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    finish_reason: FinishReason | None = None
+    usage: Usage | None = None
+
+
+@dataclass(slots=True)
+class Completion:
+    """A whole answer: the collected stream."""
+
+    text: str
+    finish_reason: FinishReason
+    usage: Usage
+    reasoning: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class ModelInfo:
+    id: str
+    owned_by: str = "lumbung"
+    created: int = 0
+    aliases: list[str] = field(default_factory=list)
+    context_length: int | None = None
+    loaded: bool = False
+    details: dict[str, Any] = field(default_factory=dict)
