@@ -190,10 +190,15 @@ class Engine:
         while self._waiting and self._free_slots:
             seq = self._waiting.popleft()
             self._dequeue()
+            try:
+                seq.sampler = Sampler(seq.params, self.model.n_vocab, pre=seq.sampler_pre)
+            except Exception as exc:  # this request's own fault or ours: it alone fails
+                log.exception("engine %s: could not set up sampling", self.name)
+                seq.emit(InternalError(f"could not set up sampling: {exc}"))
+                continue
+            seq.stops = StopMatcher(seq.params.stop)
             seq.slot = self._free_slots.pop()
             llama_cpp.llama_memory_seq_rm(self.mem, seq.slot, -1, -1)
-            seq.sampler = Sampler(seq.params, pre=seq.sampler_pre)
-            seq.stops = StopMatcher(seq.params.stop)
             self._active.append(seq)
 
     def _step(self) -> None:

@@ -18,7 +18,7 @@ PENALTY_WINDOW = 4096
 class Sampler:
     """Owns one ``llama_sampler`` chain; ``sample`` picks and accepts the next token."""
 
-    def __init__(self, params: SamplingParams, *, pre: Sequence[Any] = ()) -> None:
+    def __init__(self, params: SamplingParams, n_vocab: int, *, pre: Sequence[Any] = ()) -> None:
         chain_params = llama_cpp.llama_sampler_chain_default_params()
         chain_params.no_perf = True
         self.ptr = llama_cpp.llama_sampler_chain_init(chain_params)
@@ -28,6 +28,7 @@ class Sampler:
         if params.presence_penalty or params.frequency_penalty or params.repeat_penalty != 1.0:
             add(
                 llama_cpp.llama_sampler_init_penalties(
+                    n_vocab,
                     PENALTY_WINDOW,
                     params.repeat_penalty,
                     params.frequency_penalty,

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.server import ServerProcess
+
+
+@pytest.fixture(scope="session")
+def lumbung_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One data directory for the session: the embedded model is assembled into it once."""
+    return tmp_path_factory.mktemp("lumbung-home")
+
+
+@pytest.fixture(scope="session")
+def server(lumbung_home: Path) -> Iterator[ServerProcess]:
+    """A `lumbung serve` process with default settings and the real embedded model."""
+    proc = ServerProcess(lumbung_home).start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def start_server(lumbung_home: Path, tmp_path: Path) -> Iterator[object]:
+    """Factory for servers with their own config or environment; all are stopped after the test."""
+    started: list[ServerProcess] = []
+
+    def start(**kwargs: object) -> ServerProcess:
+        kwargs.setdefault("log_dir", tmp_path)
+        wait = bool(kwargs.pop("wait_ready", True))
+        proc = ServerProcess(lumbung_home, **kwargs)  # type: ignore[arg-type]
+        started.append(proc)
+        return proc.start(wait_ready=wait)
+
+    yield start
+    for proc in started:
+        proc.stop()
