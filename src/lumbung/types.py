@@ -56,6 +56,7 @@ class SamplingParams:
     repeat_penalty: float = 1.0
     max_tokens: int | None = None
     stop: list[str] = field(default_factory=list)
+    logprobs: int | None = None  # None: off; N >= 0: the chosen token's logprob and the N most likely
 
 
 @dataclass(slots=True)
@@ -104,6 +105,14 @@ class Usage:
 
 
 @dataclass(slots=True)
+class TokenLogprob:
+    token: str
+    logprob: float
+    bytes: list[int] | None = None
+    top: list[tuple[str, float]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class Chunk:
     """One step of a generation stream.
 
@@ -115,6 +124,7 @@ class Chunk:
     tool_calls: list[ToolCall] = field(default_factory=list)
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
+    logprobs: list[TokenLogprob] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -126,6 +136,7 @@ class Completion:
     usage: Usage
     reasoning: str = ""
     tool_calls: list[ToolCall] = field(default_factory=list)
+    logprobs: list[TokenLogprob] = field(default_factory=list)
 
 
 @dataclass(slots=True)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from lumbung.errors import InternalError
-from lumbung.types import ChatRequest, Chunk, Completion, CompletionRequest, ModelInfo, ToolCall
+from lumbung.types import ChatRequest, Chunk, Completion, CompletionRequest, ModelInfo, TokenLogprob, ToolCall
 
 
 @dataclass(slots=True)
@@ -45,6 +45,7 @@ class Collector:
     text: list[str] = field(default_factory=list)
     reasoning: list[str] = field(default_factory=list)
     tool_calls: list[ToolCall] = field(default_factory=list)
+    logprobs: list[TokenLogprob] = field(default_factory=list)
     last: Chunk | None = None
 
     def add(self, chunk: Chunk) -> None:
@@ -53,6 +54,7 @@ class Collector:
         if chunk.reasoning:
             self.reasoning.append(chunk.reasoning)
         self.tool_calls.extend(chunk.tool_calls)
+        self.logprobs.extend(chunk.logprobs)
         if chunk.finish_reason is not None:
             self.last = chunk
 
@@ -65,6 +67,7 @@ class Collector:
             usage=self.last.usage,
             reasoning="".join(self.reasoning),
             tool_calls=self.tool_calls,
+            logprobs=self.logprobs,
         )
 
 
