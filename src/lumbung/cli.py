@@ -15,7 +15,10 @@ from lumbung.errors import LumbungError
 from lumbung.settings import Settings, load_settings
 
 CONFIG_OPTION = click.option(
-    "--config", "config", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    "--config",
+    "config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
     help="YAML config file (default: $LUMBUNG_CONFIG).",
 )
 
@@ -45,8 +48,9 @@ def main() -> None:
 @click.option("--host", default=None, help="Address to bind (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port to listen on (default 8000).")
 @CONFIG_OPTION
-@click.option("--allow-no-auth", is_flag=True, default=None,
-              help="Allow a non-loopback address without API keys.")
+@click.option(
+    "--allow-no-auth", is_flag=True, default=None, help="Allow a non-loopback address without API keys."
+)
 def serve(host: str | None, port: int | None, config: Path | None, allow_no_auth: bool | None) -> None:
     """Start the API server (OpenAI-compatible at /v1) on the configured and embedded models."""
     import uvicorn
@@ -60,8 +64,14 @@ def serve(host: str | None, port: int | None, config: Path | None, allow_no_auth
     except LumbungError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"lumbung {__version__} serving on http://{settings.host}:{settings.port}/v1", err=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
-                timeout_graceful_shutdown=5)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
 
 
 @main.command("config")

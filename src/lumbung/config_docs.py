@@ -67,5 +67,6 @@ def render() -> str:
             queue += [(f"{name}.{sub}", f.annotation) for sub, f in model.model_fields.items()]
     return "\n".join(parts)
 
+
 if __name__ == "__main__":
     print(render(), end="")

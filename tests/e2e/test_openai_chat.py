@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 
 import openai
 import pytest
-
 from tests.support.server import ServerProcess
 from tests.support.spec import validate
 
@@ -48,7 +47,9 @@ def test_non_stream_answer_matches_openai_schema(client: openai.OpenAI) -> None:
 
 def test_usage_counts_are_exact(client: openai.OpenAI, server: ServerProcess) -> None:
     """prompt_tokens is the templated prompt's length: one more user token costs exactly one more."""
-    a = client.chat.completions.create(model="default", messages=[{"role": "user", "content": "hello"}], max_tokens=1)
+    a = client.chat.completions.create(
+        model="default", messages=[{"role": "user", "content": "hello"}], max_tokens=1
+    )
     b = client.chat.completions.create(
         model="default", messages=[{"role": "user", "content": "hello hello"}], max_tokens=1
     )
@@ -147,7 +148,10 @@ def test_penalties_change_greedy_output(client: openai.OpenAI) -> None:
 async def test_async_client_stream_and_concurrency(aclient: openai.AsyncOpenAI) -> None:
     async def one(i: int) -> str:
         stream = await aclient.chat.completions.create(
-            model="default", messages=[{"role": "user", "content": f"Count to {i}"}], max_tokens=8, stream=True
+            model="default",
+            messages=[{"role": "user", "content": f"Count to {i}"}],
+            max_tokens=8,
+            stream=True,
         )
         return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
 

@@ -5,7 +5,7 @@ A backend streams core ``Chunk``s; a non-streaming answer is the collected strea
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -25,7 +25,7 @@ class Backend(Protocol):
 
     name: str
 
-    def stream(self, request: ChatRequest | CompletionRequest) -> AsyncIterator[Chunk]:
+    def stream(self, request: ChatRequest | CompletionRequest) -> AsyncGenerator[Chunk, None]:
         """Generate; the last chunk carries ``finish_reason`` and ``usage``. Errors are raised."""
         ...
 
@@ -71,7 +71,7 @@ class Collector:
         )
 
 
-async def collect(stream: AsyncIterator[Chunk]) -> Completion:
+async def collect(stream: AsyncGenerator[Chunk, None]) -> Completion:
     collector = Collector()
     async for chunk in stream:
         collector.add(chunk)

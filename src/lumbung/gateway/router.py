@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, replace
 
 from lumbung.engines.base import Backend, Embeddings
@@ -47,7 +47,7 @@ class Gateway:
                 return info
         raise ModelNotFound(f"The model `{name}` does not exist.", param="model")
 
-    def stream(self, request: ChatRequest | CompletionRequest) -> AsyncIterator[Chunk]:
+    def stream(self, request: ChatRequest | CompletionRequest) -> AsyncGenerator[Chunk, None]:
         target = self.resolve(request.model)
         return target.backend.stream(replace(request, model=target.model))
 

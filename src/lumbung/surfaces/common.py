@@ -123,7 +123,9 @@ def error_response(exc: ApiError, render: ErrorRenderer) -> JSONResponse:
     return JSONResponse(render(exc), status_code=exc.status, headers=headers)
 
 
-def endpoint(render: ErrorRenderer, *, auth: bool = True) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
+def endpoint(
+    render: ErrorRenderer, *, auth: bool = True
+) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
     """The error boundary of one route: authenticates, maps every failure to the surface's envelope,
     and writes the request's log line (streams write theirs when they end)."""
 

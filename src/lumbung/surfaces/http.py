@@ -54,7 +54,7 @@ def create_app(
     preload: Preload | None = None,
     on_shutdown: Callable[[], None] | None = None,
 ) -> Starlette:
-    """``preload`` (awaitable factory) loads the default model in the background; /health is 503 until then."""
+    """``preload`` loads the default model in the background; /health answers 503 until it is done."""
     state = AppState(settings=settings, gateway=gateway, keys=KeyRing(settings.api_keys))
 
     @contextlib.asynccontextmanager

@@ -75,7 +75,9 @@ def validation_error(exc: ValidationError) -> InvalidRequest:
     if not param:
         return InvalidRequest("The request body must be a JSON object.", code="invalid_type")
     if kind == "missing":
-        return InvalidRequest(f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter")
+        return InvalidRequest(
+            f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter"
+        )
     if kind in _TYPE_WORDS:
         return InvalidRequest(
             f"Invalid type for '{param}': expected {_TYPE_WORDS[kind]}.", param=param, code="invalid_type"
@@ -140,7 +142,8 @@ def _message(msg: ChatMessageIn, index: int) -> Message:
     role = "system" if msg.role == "developer" else msg.role
     if role == "tool" and not msg.tool_call_id:
         raise InvalidRequest(
-            f"Missing required parameter: 'messages[{index}].tool_call_id'.", param=f"messages[{index}].tool_call_id"
+            f"Missing required parameter: 'messages[{index}].tool_call_id'.",
+            param=f"messages[{index}].tool_call_id",
         )
     calls = [ToolCall(c.id, c.function.name, c.function.arguments) for c in msg.tool_calls or []]
     if role != "assistant" and calls:
@@ -155,7 +158,7 @@ def _message(msg: ChatMessageIn, index: int) -> Message:
             param=f"messages[{index}].content",
         )
     return Message(
-        role=role,  # type: ignore[arg-type]
+        role=role,
         content=content,
         name=msg.name,
         tool_calls=calls,
@@ -174,7 +177,10 @@ def _response_format(wire: ChatCompletionRequestIn) -> ResponseFormat:
             "Missing required parameter: 'response_format.json_schema'.", param="response_format.json_schema"
         )
     return ResponseFormat(
-        type="json_schema", schema=rf.json_schema.schema_, name=rf.json_schema.name, strict=bool(rf.json_schema.strict)
+        type="json_schema",
+        schema=rf.json_schema.schema_,
+        name=rf.json_schema.name,
+        strict=bool(rf.json_schema.strict),
     )
 
 
@@ -206,7 +212,9 @@ def parse_chat_request(body: bytes) -> tuple[ChatRequest, ChatOptions]:
         sampling=sampling,
         response_format=_response_format(wire),
         tools=[
-            Tool(t.function.name, t.function.description, t.function.parameters or {}, bool(t.function.strict))
+            Tool(
+                t.function.name, t.function.description, t.function.parameters or {}, bool(t.function.strict)
+            )
             for t in wire.tools or []
         ],
         tool_choice=tool_choice,
@@ -244,7 +252,8 @@ def usage_body(usage: Usage) -> dict[str, Any]:
 
 def _tool_calls_body(calls: list[ToolCall]) -> list[dict[str, Any]]:
     return [
-        {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in calls
+        {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+        for c in calls
     ]
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from starlette.requests import Request
@@ -80,7 +80,7 @@ async def chat_completions(request: Request, entry: RequestLog) -> Response:
 
 
 async def _events(
-    stream: AsyncIterator[Chunk], first: Chunk, writer: oai.ChunkWriter, entry: RequestLog
+    stream: AsyncGenerator[Chunk, None], first: Chunk, writer: oai.ChunkWriter, entry: RequestLog
 ) -> AsyncIterator[bytes]:
     """After the first byte, errors travel inside the stream; a stream never ends in silence."""
     chunk = first
@@ -110,7 +110,7 @@ async def _events(
             entry.error = "client_disconnected"
             raise
     finally:
-        await stream.aclose()  # type: ignore[attr-defined]
+        await stream.aclose()
         entry.finish()
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
-from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -91,7 +91,7 @@ class LocalModel:
             tokens = self.model.tokenize(request.prompt, add_special=self.model.add_bos, parse_special=False)
         return tokens, stops
 
-    async def stream(self, request: ChatRequest | CompletionRequest) -> AsyncIterator[Chunk]:
+    async def stream(self, request: ChatRequest | CompletionRequest) -> AsyncGenerator[Chunk, None]:
         if isinstance(request, ChatRequest):
             _refuse_unenforced(request)
         tokens, stops = await asyncio.to_thread(self.prompt_tokens, request)
@@ -213,7 +213,7 @@ class LlamaCppBackend:
         self._loaded.setdefault(model_id, model)
         return self._loaded[model_id]
 
-    async def stream(self, request: ChatRequest | CompletionRequest) -> AsyncIterator[Chunk]:
+    async def stream(self, request: ChatRequest | CompletionRequest) -> AsyncGenerator[Chunk, None]:
         model = await self.get(request.model)
         async with aclosing(model.stream(request)) as chunks:
             async for chunk in chunks:

@@ -285,4 +285,3 @@ class Engine:
 
 def _timeout() -> ApiError:
     return ApiError("the request ran past its deadline", status=504, code="timeout")
-

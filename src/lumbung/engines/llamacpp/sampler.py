@@ -24,7 +24,7 @@ class Sampler:
         self.ptr = llama_cpp.llama_sampler_chain_init(chain_params)
         for extra in pre:  # constraints (grammars) go first, so later stages see masked logits
             llama_cpp.llama_sampler_chain_add(self.ptr, extra)
-        add = lambda s: llama_cpp.llama_sampler_chain_add(self.ptr, s)  # noqa: E731
+        add = self._add
         if params.presence_penalty or params.frequency_penalty or params.repeat_penalty != 1.0:
             add(
                 llama_cpp.llama_sampler_init_penalties(
@@ -47,6 +47,9 @@ class Sampler:
         add(llama_cpp.llama_sampler_init_temp(params.temperature))
         seed = params.seed if params.seed is not None else random.getrandbits(32)
         add(llama_cpp.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+
+    def _add(self, stage: Any) -> None:
+        llama_cpp.llama_sampler_chain_add(self.ptr, stage)
 
     def sample(self, ctx: ctypes.c_void_p, index: int) -> int:
         return int(llama_cpp.llama_sampler_sample(self.ptr, ctx, index))

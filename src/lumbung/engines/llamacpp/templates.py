@@ -127,7 +127,9 @@ def select_template(
     """Pick, in order: the configured template, the GGUF's own, the architecture's built-in, ChatML."""
     if override:
         if override in BUILTIN:
-            return ChatTemplate(builtin_source(override), bos_token=bos_token, eos_token=eos_token, name=override)
+            return ChatTemplate(
+                builtin_source(override), bos_token=bos_token, eos_token=eos_token, name=override
+            )
         return ChatTemplate(override, bos_token=bos_token, eos_token=eos_token, name="config")
     if gguf_template:
         return ChatTemplate(gguf_template, bos_token=bos_token, eos_token=eos_token, name="gguf")
