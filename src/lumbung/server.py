@@ -66,11 +66,13 @@ def check_exposure(settings: Settings) -> None:
 
 def build_app(settings: Settings) -> Starlette:
     check_exposure(settings)
-    local = LlamaCppBackend(local_specs(settings), request_timeout=settings.request_timeout)
+    specs = local_specs(settings)
+    local = LlamaCppBackend(specs, request_timeout=settings.request_timeout)
     gateway = Gateway([local])
 
     async def preload() -> None:
-        if settings.serve_default_model:
-            await local.get(DEFAULT_MODEL_ID)
+        """The default model (the embedded one, else the first configured) loads at start-up."""
+        if specs:
+            await local.get(specs[0].id)
 
     return create_app(settings, gateway, preload=preload, on_shutdown=local.close)

@@ -100,7 +100,7 @@ def _check_refusals(wire: ChatCompletionRequestIn) -> None:
         raise _refuse("logit_bias", "is not supported yet.")
     if wire.modalities and any(m != "text" for m in wire.modalities):
         raise _refuse("modalities", "may only be ['text']: audio output is not supported.")
-    for name in ("audio", "prediction", "web_search_options", "functions", "function_call"):
+    for name in ("audio", "prediction", "web_search_options", "functions", "function_call", "moderation"):
         if getattr(wire, name) is not None:
             raise _refuse(name, "is not supported.")
     if wire.store:

@@ -29,7 +29,7 @@ openai_endpoint = endpoint(oai.error_body)
 
 
 def model_body(info: ModelInfo) -> dict[str, Any]:
-    return {
+    body = {
         "id": info.id,
         "object": "model",
         "created": info.created,
@@ -38,6 +38,10 @@ def model_body(info: ModelInfo) -> dict[str, Any]:
         "context_length": info.context_length,
         "loaded": info.loaded,
     }
+    for key in ("active_requests", "queued_requests"):
+        if key in info.details:
+            body[key] = info.details[key]
+    return body
 
 
 @openai_endpoint

@@ -120,4 +120,7 @@ class ChatCompletionRequestIn(_Wire):
     functions: list[dict[str, Any]] | None = None
     function_call: str | dict[str, Any] | None = None
     prompt_cache_key: str | None = None
+    prompt_cache_retention: str | None = None
+    prompt_cache_options: dict[str, Any] | None = None
     safety_identifier: str | None = None
+    moderation: dict[str, Any] | None = None

@@ -1,0 +1,213 @@
+"""Bad input gets OpenAI's error envelope and status, never a 500, and the server keeps serving."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from tests.support.server import ServerProcess
+from tests.support.spec import validate
+
+URL = "/v1/chat/completions"
+OK_BODY: dict[str, Any] = {
+    "model": "default",
+    "messages": [{"role": "user", "content": "Hi"}],
+    "max_tokens": 2,
+}
+
+
+def post_raw(server: ServerProcess, content: bytes, **headers: str) -> httpx.Response:
+    return httpx.post(
+        server.base_url + URL,
+        content=content,
+        headers={"content-type": "application/json", **headers},
+        timeout=60,
+    )
+
+
+def assert_error(
+    response: httpx.Response, status: int, *, code: str | None = None, param: str | None = None
+) -> None:
+    assert response.status_code == status, response.text
+    body = response.json()
+    validate(body, "ErrorResponse")
+    error = body["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["message"]
+    if code is not None:
+        assert error["code"] == code
+    if param is not None:
+        assert error["param"] == param
+
+
+@pytest.mark.parametrize(
+    ("content", "param"),
+    [
+        (b'{"model": "default", "messages": [', None),
+        (b"not json at all", None),
+        (b'{"model": "default", "messages": [{"role": "user", "content": "\xff\xfe"}]}', None),
+        (b"[1, 2, 3]", None),
+        (b"", None),
+    ],
+    ids=["truncated", "garbage", "invalid-utf8", "array", "empty"],
+)
+def test_unparseable_bodies_are_400(server: ServerProcess, content: bytes, param: str | None) -> None:
+    assert_error(post_raw(server, content), 400)
+
+
+@pytest.mark.parametrize(
+    ("patch", "param"),
+    [
+        ({"max_tokens": "10"}, "max_tokens"),
+        ({"temperature": "hot"}, "temperature"),
+        ({"temperature": 5}, "temperature"),
+        ({"messages": "hello"}, "messages"),
+        ({"messages": []}, "messages"),
+        ({"messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role"),
+        ({"messages": [{"role": "user", "content": 42}]}, "messages[0].content"),
+        ({"stream": "yes"}, "stream"),
+        ({"stop": [1, 2]}, "stop"),
+        ({"model": None}, "model"),
+        ({"seed": 1.5}, "seed"),
+        ({"max_tokens": 0}, "max_tokens"),
+    ],
+)
+def test_wrong_types_and_values_name_the_parameter(
+    server: ServerProcess, patch: dict[str, Any], param: str
+) -> None:
+    response = post_raw(server, json.dumps({**OK_BODY, **patch}).encode())
+    assert_error(response, 400)
+    assert response.json()["error"]["param"].startswith(param)
+
+
+def test_missing_required_parameter(server: ServerProcess) -> None:
+    response = post_raw(server, json.dumps({"model": "default"}).encode())
+    assert_error(response, 400, code="missing_required_parameter", param="messages")
+
+
+def test_deeply_nested_body_is_400(server: ServerProcess) -> None:
+    deep = b'{"model": "default", "messages": [], "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    assert_error(post_raw(server, deep), 400)
+
+
+def test_oversized_body_is_413(server: ServerProcess) -> None:
+    big = json.dumps({**OK_BODY, "messages": [{"role": "user", "content": "x" * (9 * 1024 * 1024)}]}).encode()
+    assert_error(post_raw(server, big), 413)
+
+
+def test_oversized_body_without_content_length_is_413(server: ServerProcess) -> None:
+    def chunks() -> Any:
+        yield b'{"model": "default", "messages": [{"role": "user", "content": "'
+        for _ in range(10):
+            yield b"x" * (1024 * 1024)
+        yield b'"}]}'
+
+    response = httpx.post(server.base_url + URL, content=chunks(), timeout=60)
+    assert_error(response, 413)
+
+
+def test_unknown_model_is_404(server: ServerProcess) -> None:
+    client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="x", max_retries=0)
+    with pytest.raises(openai.NotFoundError) as err:
+        client.chat.completions.create(model="gpt-9000", messages=[{"role": "user", "content": "Hi"}])
+    assert err.value.code == "model_not_found"
+    assert err.value.body["param"] == "model"  # type: ignore[index]
+
+
+def test_prompt_longer_than_context_is_400(server: ServerProcess) -> None:
+    client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="x", max_retries=0)
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(
+            model="default", messages=[{"role": "user", "content": "rice " * 6000}]
+        )
+    assert err.value.code == "context_length_exceeded"
+    for stream in (True, False):
+        response = httpx.post(
+            server.base_url + URL,
+            json={
+                "model": "default",
+                "stream": stream,
+                "messages": [{"role": "user", "content": "rice " * 6000}],
+            },
+            timeout=60,
+        )
+        assert_error(response, 400, code="context_length_exceeded", param="messages")
+
+
+def test_stream_options_without_stream(server: ServerProcess) -> None:
+    response = post_raw(server, json.dumps({**OK_BODY, "stream_options": {"include_usage": True}}).encode())
+    assert_error(response, 400, param="stream_options")
+
+
+def test_unknown_fields_are_accepted_and_logged_once(server: ServerProcess) -> None:
+    for _ in range(3):
+        response = post_raw(server, json.dumps({**OK_BODY, "x_vendor_flag": True}).encode())
+        assert response.status_code == 200, response.text
+    deadline = time.monotonic() + 5
+    while "x_vendor_flag" not in server.logs() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert server.logs().count("'x_vendor_flag'") == 1
+
+
+def test_unknown_path_and_method_use_the_envelope(server: ServerProcess) -> None:
+    assert_error(httpx.get(server.base_url + "/v1/nothing-here"), 404)
+    response = httpx.get(server.base_url + URL)
+    assert response.status_code == 405
+    assert "error" in response.json()
+
+
+def test_server_still_serves_after_bad_input(server: ServerProcess) -> None:
+    response = post_raw(server, json.dumps(OK_BODY).encode())
+    assert response.status_code == 200
+
+
+@pytest.fixture
+def keyed_server(start_server: Callable[..., ServerProcess]) -> ServerProcess:
+    return start_server(env={"LUMBUNG_API_KEYS": "sk-right-key,sk-second"})
+
+
+def test_api_keys(keyed_server: ServerProcess) -> None:
+    base = keyed_server.base_url + "/v1"
+    with pytest.raises(openai.AuthenticationError) as err:
+        openai.OpenAI(base_url=base, api_key="sk-wrong", max_retries=0).models.list()
+    assert err.value.status_code == 401 and err.value.code == "invalid_api_key"
+    assert_error(httpx.post(base + "/chat/completions", json=OK_BODY), 401, code="missing_api_key")
+    for key in ("sk-right-key", "sk-second"):
+        client = openai.OpenAI(base_url=base, api_key=key, max_retries=0)
+        assert client.chat.completions.create(**OK_BODY).choices
+    assert httpx.get(keyed_server.base_url + "/health").status_code == 200  # probes need no key
+    assert "sk-right-key" not in keyed_server.logs() and "sk-wrong" not in keyed_server.logs()
+
+
+def test_hashed_keys_in_config(start_server: Callable[..., ServerProcess]) -> None:
+    import hashlib
+
+    digest = hashlib.sha256(b"sk-from-config").hexdigest()
+    proc = start_server(config={"api_keys": [f"sha256:{digest}"]})
+    client = openai.OpenAI(base_url=proc.base_url + "/v1", api_key="sk-from-config", max_retries=0)
+    assert client.models.list().data
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=proc.base_url + "/v1", api_key=digest, max_retries=0).models.list()
+
+
+def test_non_loopback_without_keys_is_refused(lumbung_home: Any) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = subprocess.run(
+        [sys.executable, "-m", "lumbung", "serve", "--host", "0.0.0.0", "--port", str(port)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"LUMBUNG_HOME": str(lumbung_home), "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode != 0
+    assert "--allow-no-auth" in result.stderr and "0.0.0.0" in result.stderr
