@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from tests.support.server import ServerProcess
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "api-compatibility.md"

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import openai
 import pytest
+
 from tests.support.server import ServerProcess
 from tests.support.spec import validate
 

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+
 from tests.support.server import ServerProcess
 from tests.support.spec import validate
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import openai
+
 from tests.support.server import ServerProcess
 
 PROMPT = [{"role": "user", "content": "Tell me a very long story about the rice barn."}]

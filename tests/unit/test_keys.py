@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from lumbung.accounts.keys import KeyRing, presented_key
+from lumbung.errors import AuthenticationError, ConfigError
+
+
+def test_no_keys_means_open() -> None:
+    KeyRing([]).check(None)
+
+
+def test_raw_and_hashed_keys() -> None:
+    ring = KeyRing(["sk-a", "sha256:" + hashlib.sha256(b"sk-b").hexdigest().upper()])
+    ring.check("sk-a")
+    ring.check("sk-b")
+    with pytest.raises(AuthenticationError):
+        ring.check("sk-c")
+    with pytest.raises(AuthenticationError) as err:
+        ring.check(None)
+    assert err.value.code == "missing_api_key"
+
+
+def test_raw_keys_are_not_kept() -> None:
+    ring = KeyRing(["sk-secret-value"])
+    assert "sk-secret-value" not in repr(vars(ring))
+
+
+def test_malformed_digest_is_a_config_error() -> None:
+    with pytest.raises(ConfigError):
+        KeyRing(["sha256:nothex"])
+
+
+@pytest.mark.parametrize(
+    ("authorization", "x_api_key", "expected"),
+    [
+        ("Bearer sk-1", None, "sk-1"),
+        ("bearer  sk-1 ", None, "sk-1"),
+        (None, "sk-2", "sk-2"),
+        ("Basic abc", "sk-3", "sk-3"),
+        ("Bearer ", None, None),
+        (None, None, None),
+    ],
+)
+def test_presented_key(authorization: str | None, x_api_key: str | None, expected: str | None) -> None:
+    assert presented_key(authorization, x_api_key) == expected

@@ -1,0 +1,139 @@
+"""OpenAI Chat Completions <-> core types, without a server."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from lumbung.errors import InvalidRequest, UnsupportedParameter
+from lumbung.surfaces.openai import ChunkWriter, completion_body, parse_chat_request
+from lumbung.types import ChatRequest, Chunk, Completion, Message, Usage
+from tests.support.spec import validate
+
+
+def parse(**body: Any) -> tuple[ChatRequest, Any]:
+    body.setdefault("model", "m")
+    body.setdefault("messages", [{"role": "user", "content": "hi"}])
+    return parse_chat_request(json.dumps(body).encode())
+
+
+def test_defaults_follow_openai() -> None:
+    request, options = parse()
+    assert request.sampling.temperature == 1.0 and request.sampling.top_p == 1.0
+    assert request.sampling.max_tokens is None and request.sampling.stop == []
+    assert not options.stream and not options.include_usage
+    assert request.id.startswith("chatcmpl-")
+
+
+def test_sampling_and_limits_are_mapped() -> None:
+    request, _ = parse(
+        temperature=0, top_p=0.5, seed=9, stop="END", presence_penalty=1, frequency_penalty=-1, max_tokens=7
+    )
+    s = request.sampling
+    assert (
+        s.temperature,
+        s.top_p,
+        s.seed,
+        s.stop,
+        s.presence_penalty,
+        s.frequency_penalty,
+        s.max_tokens,
+    ) == (
+        0,
+        0.5,
+        9,
+        ["END"],
+        1,
+        -1,
+        7,
+    )
+    request, _ = parse(max_tokens=7, max_completion_tokens=3)
+    assert request.sampling.max_tokens == 3
+
+
+def test_messages_developer_role_and_text_parts() -> None:
+    request, _ = parse(
+        messages=[
+            {"role": "developer", "content": "rules"},
+            {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+                ],
+            },
+            {"role": "tool", "tool_call_id": "c1", "content": "42"},
+        ]
+    )
+    roles = [m.role for m in request.messages]
+    assert roles == ["system", "user", "assistant", "tool"]
+    assert request.messages[1].content == "a\nb"
+    assert request.messages[2].tool_calls[0].name == "f"
+    assert request.messages[3].tool_call_id == "c1"
+
+
+@pytest.mark.parametrize(
+    ("patch", "param"),
+    [
+        ({"n": 2}, "n"),
+        ({"logprobs": True}, "logprobs"),
+        ({"logit_bias": {"1": 2}}, "logit_bias"),
+        ({"audio": {"voice": "x"}}, "audio"),
+        ({"store": True}, "store"),
+        ({"service_tier": "flex"}, "service_tier"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
+            "messages[0].content[0].type",
+        ),
+        ({"messages": [{"role": "function", "name": "f", "content": "x"}]}, "messages[0].role"),
+    ],
+)
+def test_what_cannot_be_honoured_is_refused_by_name(patch: dict[str, Any], param: str) -> None:
+    with pytest.raises(UnsupportedParameter) as err:
+        parse(**patch)
+    assert err.value.param == param and err.value.status == 400
+
+
+def test_tool_message_needs_its_call_id() -> None:
+    with pytest.raises(InvalidRequest) as err:
+        parse(messages=[{"role": "tool", "content": "x"}])
+    assert err.value.param == "messages[0].tool_call_id"
+
+
+def test_unknown_fields_are_reported_for_logging() -> None:
+    _, options = parse(vendor_x=1, other=True)
+    assert options.extra_fields == ["other", "vendor_x"]
+
+
+def request() -> ChatRequest:
+    return ChatRequest(model="m", messages=[Message("user", "hi")], id="chatcmpl-1", created=1)
+
+
+def test_completion_body_matches_schema() -> None:
+    body = completion_body(request(), "m", Completion("hello", "stop", Usage(5, 2, 1)))
+    validate(body, "CreateChatCompletionResponse")
+    assert body["usage"]["total_tokens"] == 7
+    assert body["usage"]["prompt_tokens_details"]["cached_tokens"] == 1
+
+
+def test_stream_framing_role_first_finish_last_usage_after() -> None:
+    writer = ChunkWriter(request(), "m", include_usage=True)
+    bodies = writer.bodies(Chunk(text="he")) + writer.bodies(Chunk(text="llo"))
+    bodies += writer.bodies(Chunk(text="", finish_reason="stop", usage=Usage(3, 2)))
+    for body in bodies:
+        validate(body, "CreateChatCompletionStreamResponse")
+    assert bodies[0]["choices"][0]["delta"] == {"role": "assistant", "content": "", "refusal": None}
+    assert [b["choices"][0]["delta"].get("content") for b in bodies[1:3]] == ["he", "llo"]
+    assert bodies[3]["choices"][0]["finish_reason"] == "stop" and bodies[3]["choices"][0]["delta"] == {}
+    assert bodies[4]["choices"] == [] and bodies[4]["usage"]["completion_tokens"] == 2
+    assert all(b["usage"] is None for b in bodies[:4])
+
+
+def test_stream_without_usage_has_no_usage_key() -> None:
+    writer = ChunkWriter(request(), "m", include_usage=False)
+    bodies = writer.bodies(Chunk(text="x", finish_reason="length", usage=Usage(1, 1)))
+    assert all("usage" not in b for b in bodies)
+    assert bodies[-1]["choices"][0]["finish_reason"] == "length"

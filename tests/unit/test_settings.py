@@ -1,0 +1,70 @@
+"""The one settings object: precedence, sources, and errors that name the config line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lumbung.config_docs import render
+from lumbung.errors import ConfigError
+from lumbung.settings import load_settings
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+
+
+def test_defaults_file_env_flags_in_order(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("port: 9000\nparallel: 2\nlog_level: debug\n")
+    settings, sources = load_settings(
+        config, {"parallel": 3}, environ={"LUMBUNG_PORT": "9100", "LUMBUNG_API_KEYS": "a, b"}
+    )
+    assert settings.port == 9100 and sources["port"] == "env LUMBUNG_PORT"
+    assert settings.parallel == 3 and sources["parallel"] == "flag"
+    assert settings.log_level == "debug" and sources["log_level"] == f"config {config}:3"
+    assert settings.api_keys == ["a", "b"]
+    assert sources["threads"] == "default"
+
+
+def test_config_path_from_environment(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("port: 9001\n")
+    settings, _ = load_settings(None, environ={"LUMBUNG_CONFIG": str(config)})
+    assert settings.port == 9001
+
+
+def test_invalid_value_names_the_line(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("host: 127.0.0.1\nmodels:\n  - id: a\n    path: /x.gguf\n    parallel: lots\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(config, environ={})
+    assert "models.0.parallel" in str(err.value) and f"{config}:5" in str(err.value)
+
+
+def test_unknown_key_names_the_line(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("port: 1\nprot: 2\n")
+    with pytest.raises(ConfigError, match=r"'prot' \(line 2\)"):
+        load_settings(config, environ={})
+
+
+def test_bad_env_value_names_the_variable() -> None:
+    with pytest.raises(ConfigError, match="LUMBUNG_PORT"):
+        load_settings(None, environ={"LUMBUNG_PORT": "eighty"})
+
+
+def test_unreadable_and_invalid_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(tmp_path / "missing.yaml", environ={})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("port: [1,\n")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_settings(bad, environ={})
+    top = tmp_path / "list.yaml"
+    top.write_text("- 1\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_settings(top, environ={})
+
+
+def test_configuration_docs_are_generated_from_the_code() -> None:
+    assert DOCS.read_text() == render(), "run: python -m lumbung.config_docs > docs/configuration.md"

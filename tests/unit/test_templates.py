@@ -1,0 +1,95 @@
+"""Chat templates: lumbung's built-in ones, GGUF templates in the sandbox, errors as 400s."""
+
+from __future__ import annotations
+
+import pytest
+
+from lumbung.engines.llamacpp.templates import ChatTemplate, builtin_source, select_template
+from lumbung.errors import ConfigError, InvalidRequest
+from lumbung.types import Message, Tool, ToolCall
+
+GEMMA = ChatTemplate(builtin_source("gemma"), bos_token="<bos>", eos_token="<eos>", name="gemma")
+
+
+def test_gemma_folds_system_into_first_user_turn_and_names_assistant_model() -> None:
+    text = GEMMA.render(
+        [
+            Message("system", "Be brief."),
+            Message("user", "Hi"),
+            Message("assistant", "Hello!"),
+            Message("user", "Again"),
+        ]
+    )
+    assert text == (
+        "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n"
+        "<start_of_turn>model\nHello!<end_of_turn>\n"
+        "<start_of_turn>user\nAgain<end_of_turn>\n"
+        "<start_of_turn>model\n"
+    )
+    assert GEMMA.stop_strings == ["<end_of_turn>"]
+
+
+def test_gemma_without_generation_prompt() -> None:
+    text = GEMMA.render([Message("user", "Hi")], add_generation_prompt=False)
+    assert text == "<bos><start_of_turn>user\nHi<end_of_turn>\n"
+
+
+def test_gemma_system_only() -> None:
+    assert GEMMA.render([Message("system", "Rules")]).startswith(
+        "<bos><start_of_turn>user\nRules<end_of_turn>"
+    )
+
+
+def test_chatml_fallback_for_unknown_architectures() -> None:
+    chosen = select_template(
+        override=None, gguf_template=None, architecture="llama", bos_token="", eos_token=""
+    )
+    assert chosen.name == "chatml"
+    assert chosen.render([Message("user", "Hi")]) == "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_gguf_template_wins_over_builtin_and_config_wins_over_gguf() -> None:
+    gguf = "{% for m in messages %}[{{ m.role }}]{{ m.content }}{% endfor %}"
+    chosen = select_template(
+        override=None, gguf_template=gguf, architecture="gemma3", bos_token="", eos_token=""
+    )
+    assert chosen.render([Message("user", "x")]) == "[user]x"
+    forced = select_template(
+        override="gemma", gguf_template=gguf, architecture="qwen2", bos_token="<bos>", eos_token=""
+    )
+    assert forced.name == "gemma"
+
+
+def test_hf_conventions_tools_tool_calls_and_tojson() -> None:
+    source = (
+        "{{ tools | tojson }}|{% for m in messages %}{% for c in m.tool_calls or [] %}"
+        "{{ c.function.name }}{{ c.function.arguments.city }}{% endfor %}{% endfor %}"
+    )
+    tpl = ChatTemplate(source, bos_token="", eos_token="")
+    text = tpl.render(
+        [Message("assistant", None, tool_calls=[ToolCall("c1", "weather", '{"city": "Jakarta"}')])],
+        tools=[Tool("weather", "Get weather", {"type": "object"})],
+    )
+    assert text.endswith("|weatherJakarta")
+    assert '"name": "weather"' in text
+
+
+def test_raise_exception_in_template_is_a_400() -> None:
+    tpl = ChatTemplate(
+        "{{ raise_exception('Conversation roles must alternate') }}", bos_token="", eos_token=""
+    )
+    with pytest.raises(InvalidRequest, match="roles must alternate"):
+        tpl.render([Message("user", "x")])
+
+
+def test_sandbox_blocks_python_internals() -> None:
+    tpl = ChatTemplate("{{ messages.__class__.__mro__[1].__subclasses__() }}", bos_token="", eos_token="")
+    with pytest.raises(InvalidRequest):
+        tpl.render([Message("user", "x")])
+
+
+def test_broken_template_is_a_config_error() -> None:
+    with pytest.raises(ConfigError):
+        ChatTemplate("{% for %}", bos_token="", eos_token="")
+    with pytest.raises(ConfigError):
+        builtin_source("nope")
