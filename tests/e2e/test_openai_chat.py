@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
@@ -175,3 +177,25 @@ def test_models_endpoints(client: openai.OpenAI, server: ServerProcess) -> None:
     with pytest.raises(openai.NotFoundError) as err:
         client.models.retrieve("no-such-model")
     assert err.value.code == "model_not_found"
+
+
+def test_config_serves_another_gguf_under_an_alias(start_server: Any, lumbung_home: Path) -> None:
+    """An app hard-wired to `gpt-4o-mini` reaches a local model with no code change."""
+    from lumbung.store.embedded import embedded_model_path
+
+    gguf = embedded_model_path(lumbung_home)
+    proc = start_server(
+        config={
+            "serve_default_model": False,
+            "models": [{"id": "local-gemma", "path": str(gguf), "aliases": ["gpt-4o-mini"], "context_size": 512}],
+        }
+    )
+    client = openai.OpenAI(base_url=proc.base_url + "/v1", api_key="x", max_retries=0)
+    assert [m.id for m in client.models.list()] == ["local-gemma"]
+    done = client.chat.completions.create(model="gpt-4o-mini", messages=HELLO, max_tokens=3)
+    assert done.model == "local-gemma" and done.usage and done.usage.completion_tokens == 3
+    with pytest.raises(openai.BadRequestError) as err:  # its own, smaller context applies
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "rice " * 600}])
+    assert err.value.code == "context_length_exceeded"
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="default", messages=HELLO, max_tokens=3)
