@@ -125,6 +125,7 @@ class Chunk:
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
     logprobs: list[TokenLogprob] = field(default_factory=list)
+    stop_sequence: str | None = None  # the stop string that ended the answer (Anthropic reports it)
 
 
 @dataclass(slots=True)
@@ -137,6 +138,7 @@ class Completion:
     reasoning: str = ""
     tool_calls: list[ToolCall] = field(default_factory=list)
     logprobs: list[TokenLogprob] = field(default_factory=list)
+    stop_sequence: str | None = None
 
 
 @dataclass(slots=True)

@@ -33,6 +33,10 @@ class Backend(Protocol):
 
     async def tokenize(self, model: str, text: str) -> list[int]: ...
 
+    async def count_tokens(self, request: ChatRequest | CompletionRequest) -> int:
+        """The prompt tokens ``request`` would use (chat template and tools included), generating nothing."""
+        ...
+
     async def health(self) -> bool: ...
 
     def models(self) -> list[ModelInfo]: ...
@@ -68,6 +72,7 @@ class Collector:
             reasoning="".join(self.reasoning),
             tool_calls=self.tool_calls,
             logprobs=self.logprobs,
+            stop_sequence=self.last.stop_sequence,
         )
 
 

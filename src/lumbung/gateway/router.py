@@ -58,3 +58,7 @@ class Gateway:
     async def tokenize(self, name: str, text: str) -> list[int]:
         target = self.resolve(name)
         return await target.backend.tokenize(target.model, text)
+
+    async def count_tokens(self, request: ChatRequest | CompletionRequest) -> int:
+        target = self.resolve(request.model)
+        return await target.backend.count_tokens(replace(request, model=target.model))

@@ -18,7 +18,7 @@ from lumbung.accounts.keys import KeyRing
 from lumbung.errors import ApiError, NotFound
 from lumbung.gateway.router import Gateway
 from lumbung.settings import Settings
-from lumbung.surfaces import openai_routes
+from lumbung.surfaces import anthropic_routes, openai_routes
 from lumbung.surfaces.common import AppState, state_of
 from lumbung.surfaces.openai import error_body
 
@@ -83,7 +83,11 @@ def create_app(
                 await asyncio.to_thread(on_shutdown)
 
     app = Starlette(
-        routes=[Route("/health", health, methods=["GET"]), *openai_routes.routes()],
+        routes=[
+            Route("/health", health, methods=["GET"]),
+            *openai_routes.routes(),
+            *anthropic_routes.routes(),
+        ],
         exception_handlers={HTTPException: _http_error},
         lifespan=lifespan,
     )

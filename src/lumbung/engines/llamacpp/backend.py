@@ -223,6 +223,11 @@ class LlamaCppBackend:
         loaded = await self.get(model)
         return loaded.model.tokenize(text, add_special=False, parse_special=False)
 
+    async def count_tokens(self, request: ChatRequest | CompletionRequest) -> int:
+        loaded = await self.get(request.model)
+        tokens, _ = await asyncio.to_thread(loaded.prompt_tokens, request)
+        return len(tokens)
+
     async def embed(self, model: str, inputs: list[str]) -> Embeddings:
         raise UnsupportedParameter("embeddings are not supported yet", param="model")
 

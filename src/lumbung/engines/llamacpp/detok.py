@@ -30,6 +30,7 @@ class StopMatcher:
     def __init__(self, stops: list[str]) -> None:
         self.stops = [s for s in stops if s]
         self._held = ""
+        self.matched: str | None = None  # the stop string found, once found
         self._longest = max((len(s) for s in self.stops), default=0)
 
     def feed(self, text: str) -> tuple[str, bool]:
@@ -42,6 +43,7 @@ class StopMatcher:
             i = buf.find(stop)
             if i != -1 and (first == -1 or i < first):
                 first = i
+                self.matched = stop
         if first != -1:
             self._held = ""
             return buf[:first], True

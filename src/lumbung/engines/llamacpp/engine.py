@@ -253,15 +253,15 @@ class Engine:
         assert seq.stops is not None
         visible, stopped = seq.stops.feed(text)
         if stopped:
-            self._finish(seq, visible, "stop")
+            self._finish(seq, visible, "stop", seq.stops.matched)
         elif seq.generated >= seq.max_tokens or seq.n_past + 1 >= self.config.context_size:
             self._finish(seq, visible + seq.utf8.flush() + seq.stops.flush(), "length")
         elif visible:
             seq.emit(Chunk(text=visible))
 
-    def _finish(self, seq: Sequence, text: str, reason: FinishReason) -> None:
+    def _finish(self, seq: Sequence, text: str, reason: FinishReason, stop: str | None = None) -> None:
         usage = Usage(len(seq.prompt), seq.generated, seq.n_cached)
-        seq.emit(Chunk(text=text, finish_reason=reason, usage=usage))
+        seq.emit(Chunk(text=text, finish_reason=reason, usage=usage, stop_sequence=stop))
         self._release(seq)
 
     def _release(self, seq: Sequence) -> None:

@@ -1,0 +1,83 @@
+"""HTTP routes of the Anthropic surface: /v1/messages and /v1/messages/count_tokens."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from lumbung.engines.base import collect
+from lumbung.errors import ApiError
+from lumbung.surfaces import anthropic as ant
+from lumbung.surfaces.common import (
+    RequestLog,
+    endpoint,
+    read_body,
+    sse_event,
+    sse_response,
+    state_of,
+    unless_disconnected,
+)
+from lumbung.surfaces.relay import first_chunk, relay
+from lumbung.types import Chunk
+
+anthropic_endpoint = endpoint(ant.error_body)
+
+
+def _check_version(request: Request) -> None:
+    ant.check_version(request.headers.get("anthropic-version"))
+
+
+def _with_request_id(response: Response, entry: RequestLog) -> Response:
+    response.headers["request-id"] = entry.id
+    return response
+
+
+@anthropic_endpoint
+async def messages(request: Request, entry: RequestLog) -> Response:
+    _check_version(request)
+    state = state_of(request)
+    body = await read_body(request, state.settings.max_body_bytes)
+    chat, options = ant.parse_messages_request(body)
+    state.note_extra_fields("anthropic.messages", options.extra_fields)
+    model = state.gateway.resolve(chat.model).model
+    entry.model = model
+    if not options.stream:
+        completion = await unless_disconnected(request, collect(state.gateway.stream(chat)))
+        entry.prompt_tokens = completion.usage.prompt_tokens
+        entry.completion_tokens = completion.usage.completion_tokens
+        return _with_request_id(JSONResponse(ant.message_body(chat, model, completion, options)), entry)
+    # message_start reports the input size before any output exists, so it is counted first.
+    input_tokens = await state.gateway.count_tokens(chat)
+    stream = state.gateway.stream(chat)
+    first = await first_chunk(request, stream)
+    entry.stream = True
+    writer = ant.EventWriter(chat, model, options)
+
+    def render(chunk: Chunk) -> list[bytes]:
+        return [sse_event(name, data) for name, data in writer.events(chunk)]
+
+    def fail(exc: ApiError) -> bytes:
+        return sse_event("error", ant.error_body(exc))
+
+    head = [sse_event(name, data) for name, data in writer.start(input_tokens)]
+    return _with_request_id(sse_response(relay(stream, first, render, fail, entry, head=head)), entry)
+
+
+@anthropic_endpoint
+async def count_tokens(request: Request, entry: RequestLog) -> Response:
+    _check_version(request)
+    state = state_of(request)
+    body = await read_body(request, state.settings.max_body_bytes)
+    chat = ant.parse_count_tokens(body)
+    entry.model = state.gateway.resolve(chat.model).model
+    tokens = await state.gateway.count_tokens(chat)
+    entry.prompt_tokens = tokens
+    return _with_request_id(JSONResponse({"input_tokens": tokens}), entry)
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/v1/messages", messages, methods=["POST"]),
+        Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
+    ]

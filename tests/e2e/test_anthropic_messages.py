@@ -1,0 +1,291 @@
+"""The `anthropic` SDK against a real `lumbung serve` with the embedded model."""
+
+from __future__ import annotations
+
+import json
+
+import anthropic
+import httpx
+import pytest
+from tests.support.server import ServerProcess
+
+HELLO = [{"role": "user", "content": "Write a short poem about rice barns."}]
+GREEDY = {"temperature": 0}  # this SDK no longer types sampling parameters; older clients send them
+HEADERS = {"anthropic-version": "2023-06-01", "x-api-key": "anything"}
+
+
+@pytest.fixture
+def client(server: ServerProcess) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=server.base_url, api_key="anything", max_retries=0)
+
+
+def _sse(text: str) -> list[tuple[str, dict[str, object]]]:
+    events = []
+    for block in text.strip().split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.splitlines())
+        events.append((lines["event"], json.loads(lines["data"])))
+    return events
+
+
+def test_message_shape_and_usage(client: anthropic.Anthropic) -> None:
+    raw = client.messages.with_raw_response.create(
+        model="default", max_tokens=12, messages=HELLO, extra_body=GREEDY, system="You are terse."
+    )
+    msg = raw.parse()
+    assert msg.id.startswith("msg_") and msg.type == "message" and msg.role == "assistant"
+    assert msg.model == "gemma3:270m"
+    assert [b.type for b in msg.content] == ["text"] and msg.content[0].text  # type: ignore[union-attr]
+    assert msg.stop_reason == "max_tokens" and msg.stop_sequence is None
+    assert msg.usage.output_tokens == 12 and msg.usage.input_tokens > 0
+    assert raw.headers["request-id"]
+
+
+def test_system_blocks_equal_system_string(client: anthropic.Anthropic) -> None:
+    as_text = client.messages.create(
+        model="default", max_tokens=8, messages=HELLO, extra_body=GREEDY, system="Be kind."
+    )
+    as_blocks = client.messages.create(
+        model="default",
+        max_tokens=8,
+        messages=HELLO,
+        extra_body=GREEDY,
+        system=[{"type": "text", "text": "Be kind.", "cache_control": {"type": "ephemeral"}}],
+    )
+    assert as_text.content == as_blocks.content
+    assert as_text.usage.input_tokens == as_blocks.usage.input_tokens
+
+
+def test_count_tokens_matches_message_usage(client: anthropic.Anthropic) -> None:
+    counted = client.messages.count_tokens(model="default", messages=HELLO, system="You are terse.")
+    msg = client.messages.create(model="default", max_tokens=1, messages=HELLO, system="You are terse.")
+    assert counted.input_tokens == msg.usage.input_tokens + (msg.usage.cache_read_input_tokens or 0)
+    longer = client.messages.count_tokens(model="default", messages=HELLO, system="You are terse. Really.")
+    assert longer.input_tokens > counted.input_tokens
+
+
+def test_stream_event_sequence_is_exact(server: ServerProcess) -> None:
+    body = {"model": "default", "max_tokens": 6, "messages": HELLO, "stream": True, "temperature": 0}
+    r = httpx.post(server.base_url + "/v1/messages", json=body, headers=HEADERS, timeout=60)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    events = _sse(r.text)
+    names = [name for name, _ in events]
+    assert all(name == data["type"] for name, data in events)
+    assert names[:3] == ["message_start", "ping", "content_block_start"]
+    assert names[-3:] == ["content_block_stop", "message_delta", "message_stop"]
+    assert set(names[3:-3]) == {"content_block_delta"}
+    start = events[0][1]["message"]
+    assert start["content"] == [] and start["stop_reason"] is None  # type: ignore[index]
+    delta = events[-2][1]
+    assert delta["delta"] == {"stop_reason": "max_tokens", "stop_sequence": None}
+    assert delta["usage"]["output_tokens"] == 6  # type: ignore[index]
+    assert delta["usage"]["input_tokens"] == start["usage"]["input_tokens"]  # type: ignore[index]
+
+
+def test_stream_helpers_and_final_message(client: anthropic.Anthropic) -> None:
+    with client.messages.stream(model="default", max_tokens=10, messages=HELLO, extra_body=GREEDY) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    whole = client.messages.create(model="default", max_tokens=10, messages=HELLO, extra_body=GREEDY)
+    assert text == final.content[0].text == whole.content[0].text  # type: ignore[union-attr]
+    assert final.usage.output_tokens == 10 and final.usage.input_tokens == whole.usage.input_tokens
+    assert final.stop_reason == "max_tokens"
+
+
+async def test_async_client_stream(server: ServerProcess) -> None:
+    async with anthropic.AsyncAnthropic(base_url=server.base_url, api_key="x", max_retries=0) as client:
+        stream = client.messages.stream(model="default", max_tokens=5, messages=HELLO)
+        async with stream as events:
+            final = await events.get_final_message()
+    assert final.usage.output_tokens == 5
+
+
+def test_stop_sequence_is_reported(client: anthropic.Anthropic) -> None:
+    free = client.messages.create(model="default", max_tokens=24, messages=HELLO, extra_body=GREEDY)
+    text = free.content[0].text  # type: ignore[union-attr]
+    words = [w for w in text.split() if len(w) >= 3]
+    assert len(words) >= 3, text
+    stop = words[2]
+    cut = client.messages.create(
+        model="default", max_tokens=24, messages=HELLO, extra_body=GREEDY, stop_sequences=[stop, "never-xyz"]
+    )
+    assert cut.stop_reason == "stop_sequence" and cut.stop_sequence == stop
+    assert cut.content[0].text == text[: text.index(stop)]  # type: ignore[union-attr]
+    with client.messages.stream(
+        model="default", max_tokens=24, messages=HELLO, extra_body=GREEDY, stop_sequences=[stop]
+    ) as stream:
+        final = stream.get_final_message()
+    assert final.stop_reason == "stop_sequence" and final.stop_sequence == stop
+
+
+def test_top_k_and_metadata_and_multi_turn(client: anthropic.Anthropic) -> None:
+    msg = client.messages.create(
+        model="default",
+        max_tokens=4,
+        extra_body={"top_k": 1, "top_p": 0.9},
+        metadata={"user_id": "u-1"},
+        messages=[
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": [{"type": "text", "text": "Hello!"}]},
+            {"role": "user", "content": [{"type": "text", "text": "Name a colour."}]},
+        ],
+    )
+    greedy = client.messages.create(
+        model="default",
+        max_tokens=4,
+        extra_body=GREEDY,
+        messages=[
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello!"},
+            {"role": "user", "content": "Name a colour."},
+        ],
+    )
+    assert msg.content == greedy.content  # top_k=1 is greedy
+
+
+def test_thinking_is_accepted_and_validated(client: anthropic.Anthropic) -> None:
+    msg = client.messages.create(
+        model="default",
+        max_tokens=2048,
+        messages=HELLO,
+        thinking={"type": "enabled", "budget_tokens": 1024},
+        stop_sequences=["\n"],
+    )
+    assert msg.content and msg.content[-1].type == "text"
+    with pytest.raises(anthropic.BadRequestError) as err:
+        client.messages.create(
+            model="default",
+            max_tokens=1000,
+            messages=HELLO,
+            thinking={"type": "enabled", "budget_tokens": 1024},
+        )
+    assert err.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
+
+
+def test_tools_map_to_core_and_are_refused_until_the_engine_calls_tools(client: anthropic.Anthropic) -> None:
+    """A Claude-Code-style request: long system blocks, several tools, thinking, tool history."""
+    tools = [
+        {
+            "name": f"tool_{i}",
+            "description": "Does a thing. " * 20,
+            "input_schema": {
+                "type": "object",
+                "properties": {"path": {"type": "string"}},
+                "required": ["path"],
+            },
+        }
+        for i in range(12)
+    ]
+    history = [
+        {"role": "user", "content": "Read the file."},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "text", "text": "Reading."},
+                {"type": "tool_use", "id": "toolu_1", "name": "tool_0", "input": {"path": "a.txt"}},
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": "toolu_1",
+                    "content": [{"type": "text", "text": "hello"}],
+                },
+                {"type": "text", "text": "Now summarise it."},
+            ],
+        },
+    ]
+    system = [{"type": "text", "text": "You are an agent. " * 200, "cache_control": {"type": "ephemeral"}}]
+    counted = client.messages.count_tokens(model="default", messages=history, system=system, tools=tools)
+    bare = client.messages.count_tokens(model="default", messages=history, system=system)
+    assert counted.input_tokens >= bare.input_tokens > 1000
+    try:
+        msg = client.messages.create(
+            model="default",
+            max_tokens=64,
+            messages=history,
+            system=system,
+            tools=tools,
+            tool_choice={"type": "auto"},
+            thinking={"type": "disabled"},
+        )
+    except anthropic.BadRequestError as err:  # the engine does not call tools yet: refused, clearly
+        assert err.body["type"] == "error"  # type: ignore[index]
+        assert "tools" in err.message
+    else:
+        assert msg.stop_reason in {"end_turn", "tool_use", "max_tokens"}
+        for block in msg.content:
+            if block.type == "tool_use":
+                assert block.name.startswith("tool_") and isinstance(block.input, dict)
+
+
+def test_refusals_use_the_anthropic_envelope(server: ServerProcess) -> None:
+    url = server.base_url + "/v1/messages"
+    cases = [
+        ({"model": "default", "messages": HELLO}, "max_tokens"),
+        (
+            {
+                "model": "default",
+                "max_tokens": 5,
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {
+                                "type": "image",
+                                "source": {"type": "base64", "media_type": "image/png", "data": "AA=="},
+                            }
+                        ],
+                    }
+                ],
+            },
+            "image",
+        ),
+        (
+            {
+                "model": "default",
+                "max_tokens": 5,
+                "messages": HELLO,
+                "tools": [{"type": "web_search_20250305", "name": "web_search"}],
+            },
+            "web_search_20250305",
+        ),
+        (
+            {
+                "model": "default",
+                "max_tokens": 5,
+                "messages": [*HELLO, {"role": "assistant", "content": "Rice"}],
+            },
+            "prefill",
+        ),
+        (
+            {"model": "default", "max_tokens": 5, "messages": HELLO, "mcp_servers": [{"url": "x"}]},
+            "mcp_servers",
+        ),
+        ({"model": "default", "max_tokens": 5, "messages": HELLO, "temperature": 1.5}, "temperature"),
+    ]
+    for body, word in cases:
+        r = httpx.post(url, json=body, headers=HEADERS, timeout=30)
+        assert r.status_code == 400, (body, r.text)
+        err = r.json()
+        assert err["type"] == "error" and err["error"]["type"] == "invalid_request_error"
+        assert word in err["error"]["message"], err
+    r = httpx.post(url, content=b"{not json", headers=HEADERS)
+    assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
+    r = httpx.post(
+        url, json={"model": "default", "max_tokens": 5, "messages": HELLO}, headers={"x-api-key": "k"}
+    )
+    assert r.status_code == 400 and "anthropic-version" in r.json()["error"]["message"]
+    r = httpx.post(url, json={"model": "nope", "max_tokens": 5, "messages": HELLO}, headers=HEADERS)
+    assert r.status_code == 404 and r.json()["error"]["type"] == "not_found_error"
+
+
+def test_api_key_is_read_from_x_api_key(start_server: object) -> None:
+    srv = start_server(env={"LUMBUNG_API_KEYS": "sekret"})  # type: ignore[operator]
+    good = anthropic.Anthropic(base_url=srv.base_url, api_key="sekret", max_retries=0)
+    assert good.messages.count_tokens(model="default", messages=HELLO).input_tokens > 0
+    bad = anthropic.Anthropic(base_url=srv.base_url, api_key="wrong", max_retries=0)
+    with pytest.raises(anthropic.AuthenticationError) as err:
+        bad.messages.create(model="default", max_tokens=3, messages=HELLO)
+    assert err.value.body["error"]["type"] == "authentication_error"  # type: ignore[index]
