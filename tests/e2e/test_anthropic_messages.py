@@ -7,6 +7,7 @@ import json
 import anthropic
 import httpx
 import pytest
+
 from tests.support.server import ServerProcess
 
 HELLO = [{"role": "user", "content": "Write a short poem about rice barns."}]
