@@ -13,6 +13,8 @@
     │   ├── RateLimited             429, with Retry-After
     │   ├── Overloaded              503, with Retry-After (queue full, model loading)
     │   ├── UpstreamError           502/504, a backend failed
+    │   │   ├── UpstreamTimeout         504, connect / first token / idle / overall deadline passed
+    │   │   └── ProviderCutOff          a provider refuses this account or region (401/403/451)
     │   └── InternalError           500, a bug: logged with its traceback
     └── EngineError                 the local engine failed (load, decode); mapped to ApiError at the edge
 
@@ -115,6 +117,15 @@ class UpstreamError(ApiError):
     status = 502
     type = "api_error"
     code = "upstream_error"
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    code = "upstream_timeout"
+
+
+class ProviderCutOff(UpstreamError):
+    code = "provider_cut_off"
 
 
 class InternalError(ApiError):

@@ -9,7 +9,7 @@ from starlette.applications import Starlette
 from lumbung.engines.llamacpp.backend import LlamaCppBackend, LocalModelSpec
 from lumbung.engines.llamacpp.engine import EngineConfig
 from lumbung.errors import ConfigError
-from lumbung.gateway.router import Gateway
+from lumbung.gateway.build import build_gateway
 from lumbung.settings import DEFAULT_MODEL_ALIASES, DEFAULT_MODEL_ID, ModelConfig, Settings
 from lumbung.store.embedded import embedded_model_path
 from lumbung.surfaces.http import create_app
@@ -68,7 +68,7 @@ def build_app(settings: Settings) -> Starlette:
     check_exposure(settings)
     specs = local_specs(settings)
     local = LlamaCppBackend(specs, request_timeout=settings.request_timeout)
-    gateway = Gateway([local])
+    gateway = build_gateway(settings, local)
 
     async def preload() -> None:
         """The default model (the embedded one, else the first configured) loads at start-up."""

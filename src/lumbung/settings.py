@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lumbung.errors import ConfigError
+from lumbung.gateway.config import ProviderConfig, RouteConfig, check_gateway
 
 DEFAULT_MODEL_ID = "gemma3:270m"
 DEFAULT_MODEL_ALIASES = ["default"]
@@ -84,6 +85,17 @@ class Settings(BaseModel):
         default=8 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 beyond)."
     )
     log_prompts: bool = Field(default=False, description="Log prompts and answers (off: never).")
+    providers: list[ProviderConfig] = Field(
+        default_factory=list,
+        description="Upstream providers routes may use (the in-process engine is always provider `local`).",
+    )
+    routes: list[RouteConfig] = Field(
+        default_factory=list, description="Public model names served by ordered tiers of provider targets."
+    )
+    egress: list[str] | None = Field(
+        default=None,
+        description="Jurisdictions any request's data may go to (e.g. `[ID]`); unset: any. `local` always.",
+    )
     log_level: str = Field(default="info", description="Log level: debug, info, warning, error.")
 
     @field_validator("log_level")
@@ -92,6 +104,14 @@ class Settings(BaseModel):
         if value.lower() not in {"debug", "info", "warning", "error"}:
             raise ValueError("must be one of debug, info, warning, error")
         return value.lower()
+
+    @model_validator(mode="after")
+    def _gateway(self) -> Settings:
+        local = {m for spec in self.models for m in (spec.id, *spec.aliases)}
+        if self.serve_default_model:
+            local |= {DEFAULT_MODEL_ID, *DEFAULT_MODEL_ALIASES}
+        check_gateway(self.providers, self.routes, self.egress, local)
+        return self
 
     @property
     def is_loopback(self) -> bool:
@@ -186,7 +206,8 @@ def load_settings(
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            loc = tuple(err["loc"])
+            # Cross-field checks name the entry at fault in their error (GatewayConfigError.loc).
+            loc = tuple(err["loc"]) + tuple(getattr((err.get("ctx") or {}).get("error"), "loc", ()))
             name = ".".join(str(p) for p in loc)
             src = sources.get(str(loc[0]), "default") if loc else "settings"
             line = _line_of(lines, loc) if src.startswith("config") else None

@@ -1,64 +1,379 @@
-"""Name resolution: a public model name (id or alias) -> the backend and model id that serve it."""
+"""The gateway: a public model name -> a route -> one target at a time, with failover.
+
+A request may move to another target only until its first chunk of content exists; the surface
+awaits that chunk before it sends a byte, so failover is invisible to the client. After it, a failure
+travels down the stream as an error (the surface renders it as an error event), never a retry.
+
+    choose (tier order; breaker, cut-off, cool-down; balancer) -> attempt (first-token timeout)
+      -> failed: record (breaker / cut-off / Retry-After), spend retry budget, next target
+      -> first chunk: commit; stream the rest under the idle timeout and the one deadline
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import random
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from typing import Any
 
 from lumbung.engines.base import Backend, Embeddings
-from lumbung.errors import ConfigError, ModelNotFound
+from lumbung.errors import (
+    ApiError,
+    ConfigError,
+    InvalidRequest,
+    ModelNotFound,
+    Overloaded,
+    PermissionDenied,
+    ProviderCutOff,
+    RateLimited,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from lumbung.gateway.balancer import affinity_key, by_affinity, least_outstanding
+from lumbung.gateway.breaker import Breaker, BreakerState
+from lumbung.gateway.clock import Clock, monotonic
+from lumbung.gateway.config import LOCAL_JURISDICTION, Timeouts, allowed
+from lumbung.gateway.retry import Deadline, backoff
+from lumbung.gateway.state import Member, ProviderState, Route, TargetState
 from lumbung.types import ChatRequest, Chunk, CompletionRequest, ModelInfo
 
+log = logging.getLogger(__name__)
+Request = ChatRequest | CompletionRequest
+MAX_ROUNDS = 2  # passes over a route's targets; the second only after a backoff or a Retry-After
 
-@dataclass(frozen=True, slots=True)
-class Target:
-    backend: Backend
-    model: str
+
+def prompt_text(request: Request) -> str:
+    if isinstance(request, CompletionRequest):
+        return request.prompt
+    return "\x00".join(f"{m.role}:{m.content or ''}" for m in request.messages)
 
 
 class Gateway:
-    """Routes requests to backends by model name. Every surface talks to backends only through here."""
+    """Routes requests to backends by model name. Every surface talks to backends only through here.
 
-    def __init__(self, backends: list[Backend]) -> None:
+    ``backends`` are in-process engines: each of their models is reachable by its own name (and
+    aliases) as a route of one target. ``routes`` add public names over providers' targets.
+    """
+
+    def __init__(
+        self,
+        backends: list[Backend],
+        *,
+        providers: list[ProviderState] | None = None,
+        routes: list[Route] | None = None,
+        egress: list[str] | None = None,
+        request_timeout: float = 600.0,
+        clock: Clock = monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
         self.backends = backends
-        self._names: dict[str, Target] = {}
+        self.providers = list(providers or [])
+        self.egress = egress
+        self.request_timeout = request_timeout
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self._routes: dict[str, Route] = {}
         for backend in backends:
+            local = ProviderState(backend.name, "local", LOCAL_JURISDICTION, backend, Timeouts(), clock)
             for info in backend.models():
+                target = TargetState(local, info.id, Breaker())
+                route = Route(info.id, [[Member(target, 1.0)]], aliases=list(info.aliases), guarded=False)
                 for name in (info.id, *info.aliases):
-                    if name in self._names:
-                        raise ConfigError(f"model name {name!r} is used twice")
-                    self._names[name] = Target(backend, info.id)
+                    self._claim(name, route)
+        for route in routes or []:
+            for name in (route.name, *route.aliases):
+                self._claim(name, route)
+            for member in route.members():
+                self._check_egress(route, member.state.provider)  # at start-up, and again per attempt
 
-    def resolve(self, name: str) -> Target:
-        target = self._names.get(name)
-        if target is None:
+    def _claim(self, name: str, route: Route) -> None:
+        if name in self._routes:
+            raise ConfigError(f"model name {name!r} is used twice")
+        self._routes[name] = route
+
+    def _check_egress(self, route: Route, provider: ProviderState) -> None:
+        for policy in (route.egress, self.egress):
+            if not allowed(provider.jurisdiction, policy):
+                raise PermissionDenied(
+                    f"egress policy: route {route.name!r} may not send data to provider {provider.name!r} "
+                    f"(jurisdiction {provider.jurisdiction})",
+                    code="egress_denied",
+                )
+
+    # -- names -------------------------------------------------------------------------------------
+
+    def resolve(self, name: str) -> Route:
+        route = self._routes.get(name)
+        if route is None:
             raise ModelNotFound(
                 f"The model `{name}` does not exist or you do not have access to it.", param="model"
             )
-        return target
+        return route
 
     def models(self) -> list[ModelInfo]:
-        return [info for backend in self.backends for info in backend.models()]
+        out = [info for backend in self.backends for info in backend.models()]
+        for name, route in self._routes.items():
+            if name == route.name and route.guarded:
+                targets = [[m.key for m in tier] for tier in route.tiers]
+                out.append(ModelInfo(id=route.name, aliases=list(route.aliases), details={"tiers": targets}))
+        return out
 
     def model(self, name: str) -> ModelInfo:
-        target = self.resolve(name)
-        for info in target.backend.models():
-            if info.id == target.model:
+        route = self.resolve(name)
+        for info in self.models():
+            if info.id == route.name:
                 return info
         raise ModelNotFound(f"The model `{name}` does not exist.", param="model")
 
-    def stream(self, request: ChatRequest | CompletionRequest) -> AsyncGenerator[Chunk, None]:
-        target = self.resolve(request.model)
-        return target.backend.stream(replace(request, model=target.model))
+    # -- streaming with failover ----------------------------------------------------------------------
+
+    def stream(self, request: Request) -> AsyncGenerator[Chunk, None]:
+        route = self.resolve(request.model)
+        if not route.guarded:
+            member = route.tiers[0][0]
+            return member.state.provider.backend.stream(replace(request, model=member.state.model))
+        return self._failover(route, request)
+
+    def _choose(self, route: Route, tried: set[Member], key: str | None) -> Member | None:
+        for tier in route.tiers:
+            ready = [m for m in tier if m not in tried and m.state.blocked_for() == 0.0]
+            if ready:
+                return by_affinity(ready, key) if key is not None else least_outstanding(ready, self.rng)
+        return None
+
+    async def _failover(self, route: Route, request: Request) -> AsyncGenerator[Chunk, None]:
+        deadline = Deadline(self.request_timeout, self.clock)
+        route.budget.record_request()
+        key = affinity_key(prompt_text(request)) if route.prefix_affinity else None
+        tried: set[Member] = set()
+        failures: list[tuple[Member, ApiError]] = []
+        attempts, rounds = 0, 1
+        while True:
+            member = self._choose(route, tried, key)
+            if member is None:
+                pause = self._next_round_pause(route, rounds, deadline)
+                if pause is None:
+                    raise self._exhausted(route, failures, deadline)
+                await asyncio.sleep(pause)
+                rounds += 1
+                tried.clear()
+                continue
+            tried.add(member)
+            state = member.state
+            provider = state.provider
+            self._check_egress(route, provider)
+            if attempts > 0 and not route.budget.try_retry():
+                log.warning("route %s: retry budget spent", route.name)
+                raise self._exhausted(route, failures, deadline)
+            probe = state.breaker.acquire()
+            if probe is False:
+                continue
+            attempts += 1
+            attempt_end = min(deadline.at, self.clock() + provider.timeouts.total)
+            first_limit = min(provider.timeouts.first_token, attempt_end - self.clock())
+            if probe is None:
+                first_limit = min(first_limit, state.breaker.policy.probe_timeout)
+            state.inflight += 1
+            state.requests += 1
+            stream = provider.backend.stream(replace(request, model=state.model))
+            try:
+                async with asyncio.timeout(max(0.0, first_limit)):
+                    first = await anext(stream)
+            except InvalidRequest:
+                state.inflight -= 1
+                await stream.aclose()
+                raise  # the client's fault: another target would refuse it too
+            except (ApiError, TimeoutError, StopAsyncIteration) as exc:
+                state.inflight -= 1
+                await stream.aclose()
+                error = self._as_error(provider, exc, "first token")
+                self._record_failure(member, error)
+                failures.append((member, error))
+                log.info(
+                    "route %s: %s failed before the first token: %s", route.name, member.key, error.message
+                )
+                continue
+            except BaseException:
+                state.inflight -= 1
+                await stream.aclose()
+                raise
+            # Committed: from here on the answer belongs to this target.
+            async for chunk in self._committed(member, stream, first, attempt_end):
+                yield chunk
+            return
+
+    async def _committed(
+        self, member: Member, stream: AsyncGenerator[Chunk, None], first: Chunk, attempt_end: float
+    ) -> AsyncGenerator[Chunk, None]:
+        state = member.state
+        provider = state.provider
+        try:
+            chunk = first
+            yield chunk
+            while chunk.finish_reason is None:
+                limit = min(provider.timeouts.idle, attempt_end - self.clock())
+                try:
+                    async with asyncio.timeout(max(0.0, limit)):
+                        chunk = await anext(stream)
+                except (ApiError, TimeoutError, StopAsyncIteration) as exc:
+                    error = self._as_error(provider, exc, "next token")
+                    self._record_failure(member, error)
+                    raise error from exc
+                yield chunk
+            state.breaker.success()
+        finally:
+            state.inflight -= 1
+            await stream.aclose()
+
+    def _as_error(self, provider: ProviderState, exc: BaseException, phase: str) -> ApiError:
+        if isinstance(exc, ApiError):
+            return exc
+        if isinstance(exc, TimeoutError):
+            return UpstreamTimeout(f"provider {provider.name!r}: timed out waiting for the {phase}")
+        return UpstreamError(f"provider {provider.name!r}: the stream ended before the answer was complete")
+
+    def _record_failure(self, member: Member, error: ApiError) -> None:
+        state = member.state
+        state.failures += 1
+        state.last_error = error.message[:300]
+        if isinstance(error, ProviderCutOff):
+            state.provider.cut_off(error.message)
+            log.warning("provider %s is cut off: %s", state.provider.name, error.message)
+        elif isinstance(error, (RateLimited, Overloaded)):
+            # Alive but limiting: wait as told, without counting it against the breaker.
+            state.cool_until = self.clock() + (error.retry_after if error.retry_after is not None else 1.0)
+            if state.breaker.probe_started is not None:
+                state.breaker.probe_started = None
+        else:
+            state.breaker.failure()
+
+    def _next_round_pause(self, route: Route, rounds: int, deadline: Deadline) -> float | None:
+        """How long to wait before another pass over the route, or None to give up."""
+        if rounds >= MAX_ROUNDS:
+            return None
+        waits = [m.state.blocked_for() for m in route.members() if not m.state.provider.is_cut_off]
+        soonest = min(waits, default=None)
+        if soonest is None:
+            return None
+        pause = max(soonest, backoff(rounds, rng=self.rng))
+        if pause >= deadline.remaining() or not route.budget.try_retry():
+            return None
+        return pause
+
+    def _exhausted(
+        self, route: Route, failures: list[tuple[Member, ApiError]], deadline: Deadline
+    ) -> ApiError:
+        if len(failures) == 1 and len(route.members()) == 1:
+            return failures[0][1]
+        if deadline.expired:
+            return UpstreamTimeout(
+                f"route {route.name!r}: the request deadline passed before any target answered"
+            )
+        if failures and all(isinstance(e, RateLimited) for _, e in failures):
+            waits = [e.retry_after for _, e in failures if e.retry_after is not None]
+            return RateLimited(
+                f"every target of route {route.name!r} is rate limited", retry_after=min(waits, default=1.0)
+            )
+        if not failures:
+            blocked = [f"{m.key} ({self._why_blocked(m)})" for m in route.members()]
+            waits = [m.state.blocked_for() for m in route.members()]
+            return Overloaded(
+                f"no target of route {route.name!r} is available now: " + ", ".join(blocked),
+                retry_after=max(1.0, min(waits, default=1.0)),
+            )
+        said = "; ".join(f"{m.key}: {e.message}" for m, e in failures)
+        return UpstreamError(
+            f"every target of route {route.name!r} failed: {said}", code="all_targets_failed"
+        )
+
+    @staticmethod
+    def _why_blocked(member: Member) -> str:
+        state = member.state
+        if state.provider.is_cut_off:
+            return "provider cut off"
+        if state.breaker.state is not BreakerState.CLOSED:
+            return f"circuit {state.breaker.state.value}"
+        return "rate limited"
+
+    # -- embeddings and tokens: first available target, in tier order ---------------------------------
 
     async def embed(self, name: str, inputs: list[str]) -> Embeddings:
-        target = self.resolve(name)
-        return await target.backend.embed(target.model, inputs)
+        route = self.resolve(name)
+        last: ApiError | None = None
+        for member in route.members():
+            if route.guarded and member.state.blocked_for() > 0:
+                continue
+            self._check_egress(route, member.state.provider)
+            try:
+                return await member.state.provider.backend.embed(member.state.model, inputs)
+            except InvalidRequest:
+                raise
+            except ApiError as exc:
+                if not route.guarded:
+                    raise
+                self._record_failure(member, exc)
+                last = exc
+        raise last or Overloaded(f"no target of route {route.name!r} is available now", retry_after=1.0)
 
     async def tokenize(self, name: str, text: str) -> list[int]:
-        target = self.resolve(name)
-        return await target.backend.tokenize(target.model, text)
+        route = self.resolve(name)
+        member = route.tiers[0][0]
+        return await member.state.provider.backend.tokenize(member.state.model, text)
 
-    async def count_tokens(self, request: ChatRequest | CompletionRequest) -> int:
-        target = self.resolve(request.model)
-        return await target.backend.count_tokens(replace(request, model=target.model))
+    # -- status ---------------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        targets: dict[str, list[dict[str, Any]]] = {}
+        for route in self._routes.values():
+            if not route.guarded:
+                continue
+            for member in route.members():
+                rows = targets.setdefault(member.state.provider.name, [])
+                if all(r["target"] != member.key for r in rows):
+                    rows.append(member.state.snapshot())
+        providers = []
+        for p in self.providers:
+            rows = targets.get(p.name, [])
+            cut = p.is_cut_off
+            open_ = [r for r in rows if r["breaker"] != "closed"]
+            health = (
+                "cut_off"
+                if cut
+                else "down"
+                if rows and len(open_) == len(rows)
+                else "degraded"
+                if open_
+                else "ok"
+            )
+            providers.append(
+                {
+                    "name": p.name,
+                    "kind": p.kind,
+                    "jurisdiction": p.jurisdiction,
+                    "base_url": p.base_url,
+                    "health": health,
+                    "cut_off": {
+                        "reason": p.cut_off_reason,
+                        "for_s": round(p.cut_off_until - self.clock(), 1),
+                    }
+                    if cut
+                    else None,
+                    "cut_offs": p.cut_offs,
+                    "inflight": sum(r["inflight"] for r in rows),
+                    "targets": rows,
+                }
+            )
+        routes = [
+            {
+                "name": r.name,
+                "aliases": r.aliases,
+                "tiers": [[{"target": m.key, "weight": m.weight} for m in tier] for tier in r.tiers],
+                "prefix_affinity": r.prefix_affinity,
+                "egress": r.egress or self.egress,
+            }
+            for name, r in self._routes.items()
+            if name == r.name and r.guarded
+        ]
+        return {"providers": providers, "routes": routes, "egress": self.egress}

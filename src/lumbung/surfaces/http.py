@@ -18,7 +18,7 @@ from lumbung.accounts.keys import KeyRing
 from lumbung.errors import ApiError, NotFound
 from lumbung.gateway.router import Gateway
 from lumbung.settings import Settings
-from lumbung.surfaces import anthropic_routes, openai_routes
+from lumbung.surfaces import admin_routes, anthropic_routes, openai_routes
 from lumbung.surfaces.common import AppState, state_of
 from lumbung.surfaces.openai import error_body
 
@@ -87,6 +87,7 @@ def create_app(
             Route("/health", health, methods=["GET"]),
             *openai_routes.routes(),
             *anthropic_routes.routes(),
+            *admin_routes.routes(),
         ],
         exception_handlers={HTTPException: _http_error},
         lifespan=lifespan,

@@ -1,0 +1,153 @@
+"""What the upstream HTTP backends share: the pooled client, server-sent-event parsing, and the mapping
+of upstream failures (HTTP status, transport errors, in-band error events) onto lumbung's error tree.
+
+The gateway decides failover from the error class alone: ``InvalidRequest`` is the client's fault and
+is returned as is; every other ``ApiError`` moves the request on; ``ProviderCutOff`` also marks the
+provider cut off.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import re
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from lumbung.errors import (
+    ApiError,
+    InvalidRequest,
+    ProviderCutOff,
+    RateLimited,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from lumbung.gateway.config import Timeouts
+
+# Words providers use when they refuse a region, a country or an account rather than a request.
+_CUT_OFF = re.compile(
+    r"region|country|territor|sanction|jurisdiction|not available in your|unsupported_country"
+    r"|account.{0,40}(?:disabled|suspended|deactivated|terminated|not .{0,20}served)"
+    r"|organization.{0,40}(?:disabled|suspended|deactivated)",
+    re.IGNORECASE,
+)
+_CLIENT_FAULT = {400, 413, 422}
+
+
+def make_client(
+    base_url: str, timeouts: Timeouts, max_connections: int, headers: dict[str, str]
+) -> httpx.AsyncClient:
+    """One pooled keep-alive client per provider. ``read`` bounds the wait for each piece of the
+    answer (first token and idle gaps are enforced by the gateway and this read timeout together)."""
+    return httpx.AsyncClient(
+        base_url=base_url,
+        headers=headers,
+        timeout=httpx.Timeout(
+            connect=timeouts.connect,
+            read=max(timeouts.idle, timeouts.first_token),
+            write=timeouts.idle,
+            pool=timeouts.connect,
+        ),
+        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+        follow_redirects=False,
+    )
+
+
+def retry_after(headers: httpx.Headers) -> float | None:
+    """Seconds from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms:
+        try:
+            return max(0.0, float(raw_ms) / 1000)
+        except ValueError:
+            pass
+    raw = headers.get("retry-after")
+    if not raw:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(raw) if raw else None
+        return None if parsed is None else max(0.0, parsed.timestamp() - time.time())
+
+
+def _message_of(body: bytes) -> str:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body[:300].decode("utf-8", "replace").strip()
+    err = data.get("error", data) if isinstance(data, dict) else data
+    if isinstance(err, dict):
+        parts = [str(err.get(k)) for k in ("message", "code", "type") if err.get(k)]
+        return " ".join(parts)[:500]
+    return str(err)[:500]
+
+
+def status_error(provider: str, status: int, headers: httpx.Headers, body: bytes) -> ApiError:
+    """The error for a non-200 answer from a provider."""
+    message = _message_of(body)
+    said = f"provider {provider!r} answered {status}: {message}"
+    if status in (401, 403, 451) and (status == 451 or _CUT_OFF.search(message)):
+        return ProviderCutOff(said)
+    if status == 429:
+        return RateLimited(said, retry_after=retry_after(headers))
+    if status in _CLIENT_FAULT:
+        return InvalidRequest(message or said, code="upstream_rejected")
+    if status == 504 or status == 408:
+        return UpstreamTimeout(said)
+    return UpstreamError(said)
+
+
+def event_error(provider: str, error: Any) -> ApiError:
+    """An error event inside an answer stream."""
+    message = _message_of(json.dumps({"error": error}).encode())
+    said = f"provider {provider!r} sent an error event: {message}"
+    kind = error.get("type", "") if isinstance(error, dict) else ""
+    if _CUT_OFF.search(message):
+        return ProviderCutOff(said)
+    if kind in ("rate_limit_error", "rate_limit_exceeded"):
+        return RateLimited(said)
+    return UpstreamError(said)
+
+
+def transport_error(provider: str, exc: httpx.HTTPError) -> ApiError:
+    if isinstance(exc, httpx.ConnectTimeout):
+        return UpstreamTimeout(f"provider {provider!r}: connect timed out")
+    if isinstance(exc, httpx.PoolTimeout):
+        return UpstreamTimeout(f"provider {provider!r}: no free connection in the pool")
+    if isinstance(exc, httpx.TimeoutException):
+        return UpstreamTimeout(f"provider {provider!r}: no data within the idle timeout")
+    if isinstance(exc, httpx.ConnectError):
+        return UpstreamError(f"provider {provider!r}: cannot connect ({exc})")
+    return UpstreamError(f"provider {provider!r}: connection lost ({type(exc).__name__})")
+
+
+async def sse_events(provider: str, response: httpx.Response) -> AsyncIterator[tuple[str, str]]:
+    """(event, data) pairs of an SSE stream. Hand-written rather than httpx-sse because that decodes
+    with replacement characters, and an upstream sending invalid UTF-8 must be an error, not mojibake."""
+    buffer = b""
+    event, data = "", list[str]()
+    async for piece in response.aiter_raw():
+        buffer += piece
+        while True:
+            cut = buffer.find(b"\n")
+            if cut < 0:
+                break
+            raw, buffer = buffer[:cut], buffer[cut + 1 :]
+            try:
+                line = raw.rstrip(b"\r").decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise UpstreamError(f"provider {provider!r} sent invalid UTF-8 in its stream") from exc
+            if not line:
+                if data:
+                    yield event or "message", "\n".join(data)
+                event, data = "", list[str]()
+            elif line.startswith("data:"):
+                data.append(line[5:].removeprefix(" "))
+            elif line.startswith("event:"):
+                event = line[6:].strip()
+    if data:
+        yield event or "message", "\n".join(data)

@@ -1,0 +1,223 @@
+"""An OpenAI-compatible upstream (vLLM, SGLang, llama-server, Ollama, DashScope, DeepSeek, OpenAI) as a
+backend: core request -> Chat Completions (or legacy Completions) body, always streamed; SSE chunks ->
+core ``Chunk``s. Only chunks with content are yielded, so the gateway's "first byte" is real content
+and an error event before it still allows failover.
+
+httpx rather than aiohttp: measured in bench/gateway_overhead.py (docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from lumbung.engines.base import Embeddings
+from lumbung.engines.http_common import event_error, make_client, sse_events, status_error, transport_error
+from lumbung.errors import UnsupportedParameter, UpstreamError
+from lumbung.gateway.config import ProviderConfig
+from lumbung.types import (
+    ChatRequest,
+    Chunk,
+    CompletionRequest,
+    FinishReason,
+    Message,
+    ModelInfo,
+    ToolCall,
+    Usage,
+)
+
+_FINISH: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+}
+
+
+def message_body(msg: Message) -> dict[str, Any]:
+    body: dict[str, Any] = {"role": msg.role, "content": msg.content}
+    if msg.name:
+        body["name"] = msg.name
+    if msg.tool_calls:
+        body["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in msg.tool_calls
+        ]
+    if msg.tool_call_id:
+        body["tool_call_id"] = msg.tool_call_id
+    return body
+
+
+def request_body(request: ChatRequest | CompletionRequest) -> dict[str, Any]:
+    """The wire body; only parameters that differ from the API's defaults are sent, so strict servers
+    (OpenAI itself) never see an extension they do not know."""
+    s = request.sampling
+    body: dict[str, Any] = {"model": request.model, "stream": True, "stream_options": {"include_usage": True}}
+    if isinstance(request, ChatRequest):
+        body["messages"] = [message_body(m) for m in request.messages]
+    else:
+        body["prompt"] = request.prompt
+    optional: dict[str, Any] = {
+        "temperature": (s.temperature, 1.0),
+        "top_p": (s.top_p, 1.0),
+        "seed": (s.seed, None),
+        "presence_penalty": (s.presence_penalty, 0.0),
+        "frequency_penalty": (s.frequency_penalty, 0.0),
+        "max_tokens": (s.max_tokens, None),
+        "top_k": (s.top_k, 0),
+        "min_p": (s.min_p, 0.0),
+        "repetition_penalty": (s.repeat_penalty, 1.0),
+    }
+    for key, (value, default) in optional.items():
+        if value != default:
+            body[key] = value
+    if s.stop:
+        body["stop"] = s.stop
+    if s.logprobs is not None:
+        raise UnsupportedParameter("logprobs are not forwarded to upstream providers yet", param="logprobs")
+    if isinstance(request, ChatRequest):
+        rf = request.response_format
+        if rf.type == "json_object":
+            body["response_format"] = {"type": "json_object"}
+        elif rf.type == "json_schema":
+            schema: dict[str, Any] = {"name": rf.name or "response", "schema": rf.schema or {}}
+            if rf.strict:
+                schema["strict"] = True
+            body["response_format"] = {"type": "json_schema", "json_schema": schema}
+        if request.tools:
+            body["tools"] = [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": t.name,
+                        **({"description": t.description} if t.description else {}),
+                        "parameters": t.parameters or {"type": "object", "properties": {}},
+                        **({"strict": True} if t.strict else {}),
+                    },
+                }
+                for t in request.tools
+            ]
+            choice = request.tool_choice
+            body["tool_choice"] = (
+                choice
+                if isinstance(choice, str)
+                else {"type": "function", "function": {"name": choice["name"]}}
+            )
+            if not request.parallel_tool_calls:
+                body["parallel_tool_calls"] = False
+        if request.user:
+            body["user"] = request.user
+    return body
+
+
+class ChunkReader:
+    """Turns ``chat.completion.chunk`` objects into core chunks; tool-call fragments are assembled and
+    delivered whole with the finish, which waits for the usage chunk that follows it."""
+
+    def __init__(self, provider: str) -> None:
+        self.provider = provider
+        self.calls: dict[int, list[str]] = {}  # index -> [id, name, arguments]
+        self.finish: FinishReason | None = None
+        self.usage: Usage | None = None
+
+    def read(self, data: dict[str, Any]) -> Chunk | None:
+        if data.get("error") is not None:
+            raise event_error(self.provider, data["error"])
+        if data.get("usage"):
+            u = data["usage"]
+            cached = (u.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+            self.usage = Usage(
+                int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0), int(cached)
+            )
+        text, reasoning = [], []
+        for choice in data.get("choices") or []:
+            delta = choice.get("delta")
+            if delta is None:  # legacy completions
+                text.append(choice.get("text") or "")
+            else:
+                text.append(delta.get("content") or "")
+                reasoning.append(delta.get("reasoning_content") or delta.get("reasoning") or "")
+                for frag in delta.get("tool_calls") or []:
+                    call = self.calls.setdefault(int(frag.get("index", len(self.calls))), ["", "", ""])
+                    fn = frag.get("function") or {}
+                    call[0] = frag.get("id") or call[0]
+                    call[1] += fn.get("name") or ""
+                    call[2] += fn.get("arguments") or ""
+            if choice.get("finish_reason"):
+                self.finish = _FINISH.get(choice["finish_reason"], "stop")
+        chunk = Chunk(text="".join(text), reasoning="".join(reasoning))
+        return chunk if chunk.text or chunk.reasoning else None
+
+    def last(self) -> Chunk:
+        if self.finish is None:
+            raise UpstreamError(
+                f"provider {self.provider!r}: the stream ended before the answer was complete"
+            )
+        calls = [ToolCall(c[0], c[1], c[2]) for _, c in sorted(self.calls.items())]
+        return Chunk(tool_calls=calls, finish_reason=self.finish, usage=self.usage or Usage())
+
+
+class OpenAIHTTPBackend:
+    """One OpenAI-compatible provider, with its own pooled keep-alive connections."""
+
+    def __init__(self, config: ProviderConfig, api_key: str | None) -> None:
+        self.name = config.name
+        self.config = config
+        headers = dict(config.headers)
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        self.client = make_client(str(config.base_url), config.timeouts, config.max_connections, headers)
+
+    def models(self) -> list[ModelInfo]:
+        return []
+
+    async def stream(self, request: ChatRequest | CompletionRequest) -> AsyncIterator[Chunk]:
+        path = "/chat/completions" if isinstance(request, ChatRequest) else "/completions"
+        reader = ChunkReader(self.name)
+        try:
+            async with self.client.stream("POST", path, json=request_body(request)) as response:
+                if response.status_code != 200:
+                    raise status_error(
+                        self.name, response.status_code, response.headers, await response.aread()
+                    )
+                async for _event, data in sse_events(self.name, response):
+                    if data.strip() == "[DONE]":
+                        break
+                    try:
+                        parsed = json.loads(data)
+                    except ValueError as exc:
+                        raise UpstreamError(f"provider {self.name!r} sent a chunk that is not JSON") from exc
+                    chunk = reader.read(parsed)
+                    if chunk is not None:
+                        yield chunk
+        except httpx.HTTPError as exc:
+            raise transport_error(self.name, exc) from exc
+        yield reader.last()
+
+    async def embed(self, model: str, inputs: list[str]) -> Embeddings:
+        try:
+            response = await self.client.post("/embeddings", json={"model": model, "input": inputs})
+        except httpx.HTTPError as exc:
+            raise transport_error(self.name, exc) from exc
+        if response.status_code != 200:
+            raise status_error(self.name, response.status_code, response.headers, response.content)
+        data = response.json()
+        vectors = [item["embedding"] for item in sorted(data["data"], key=lambda d: d.get("index", 0))]
+        return Embeddings(vectors, int((data.get("usage") or {}).get("prompt_tokens") or 0))
+
+    async def tokenize(self, model: str, text: str) -> list[int]:
+        raise UnsupportedParameter(f"provider {self.name!r} does not tokenize", param="model")
+
+    async def health(self) -> bool:
+        try:
+            response = await self.client.get("/models", timeout=self.config.timeouts.connect)
+        except httpx.HTTPError:
+            return False
+        return response.status_code < 500
+
+    async def aclose(self) -> None:
+        await self.client.aclose()

@@ -1,0 +1,111 @@
+"""Assembles the gateway from settings: a backend per provider, shared target states, routes.
+
+The backend constructor is a parameter (``make_backend``) so tests and ``lumbung drill`` can put
+something else between the gateway and a provider without patching.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+
+from lumbung.engines.base import Backend
+from lumbung.errors import ConfigError
+from lumbung.gateway.breaker import BreakerPolicy
+from lumbung.gateway.clock import Clock, monotonic
+from lumbung.gateway.config import LOCAL_PROVIDER, ProviderConfig, Timeouts, jurisdiction_of
+from lumbung.gateway.retry import RetryBudget
+from lumbung.gateway.router import Gateway
+from lumbung.gateway.state import Member, ProviderState, Route, TargetState, new_target
+from lumbung.settings import Settings
+
+BackendFactory = Callable[[ProviderConfig, "str | None"], Backend]
+
+
+def default_backend(config: ProviderConfig, api_key: str | None) -> Backend:
+    if config.kind == "anthropic":
+        from lumbung.engines.http_anthropic import AnthropicHTTPBackend
+
+        return AnthropicHTTPBackend(config, api_key)
+    from lumbung.engines.http_openai import OpenAIHTTPBackend
+
+    return OpenAIHTTPBackend(config, api_key)
+
+
+def api_key(config: ProviderConfig, environ: Mapping[str, str]) -> str | None:
+    if config.api_key_env is None:
+        return None
+    value = environ.get(config.api_key_env)
+    if not value:
+        raise ConfigError(
+            f"provider {config.name!r}: the environment variable {config.api_key_env} is not set"
+        )
+    return value
+
+
+def build_gateway(
+    settings: Settings,
+    local: Backend,
+    *,
+    make_backend: BackendFactory = default_backend,
+    environ: Mapping[str, str] | None = None,
+    clock: Clock = monotonic,
+    breaker: BreakerPolicy | None = None,
+) -> Gateway:
+    environ = os.environ if environ is None else environ
+    whole = Timeouts(
+        first_token=settings.request_timeout, idle=settings.request_timeout, total=settings.request_timeout
+    )
+    providers = {LOCAL_PROVIDER: ProviderState(LOCAL_PROVIDER, "local", "local", local, whole, clock)}
+    for cfg in settings.providers:
+        backend = local if cfg.kind == "local" else make_backend(cfg, api_key(cfg, environ))
+        providers[cfg.name] = ProviderState(
+            cfg.name,
+            cfg.kind,
+            jurisdiction_of(cfg),
+            backend,
+            cfg.timeouts,
+            clock,
+            base_url=cfg.base_url,
+            cut_off_cooldown=cfg.cut_off_cooldown,
+        )
+    policy = breaker or BreakerPolicy()
+    targets: dict[str, TargetState] = {}
+    routes = []
+    for rc in settings.routes:
+        tiers = []
+        for tier in rc.tiers:
+            members = []
+            for t in tier:
+                state = targets.get(t.target)
+                if state is None:
+                    state = targets[t.target] = new_target(providers[t.provider], t.model, policy)
+                members.append(Member(state, t.weight))
+            tiers.append(members)
+        routes.append(
+            Route(
+                rc.name,
+                tiers,
+                aliases=list(rc.aliases),
+                prefix_affinity=rc.prefix_affinity,
+                egress=rc.egress,
+                budget=RetryBudget(ratio=rc.retry_budget, clock=clock),
+            )
+        )
+    used = {m.state.provider.name for r in routes for m in r.members()}
+    shown = [p for name, p in providers.items() if name != LOCAL_PROVIDER or name in used]
+    return Gateway(
+        [local],
+        providers=shown,
+        routes=routes,
+        egress=settings.egress,
+        request_timeout=settings.request_timeout,
+        clock=clock,
+    )
+
+
+async def close_backends(gateway: Gateway) -> None:
+    for provider in gateway.providers:
+        closer = getattr(provider.backend, "aclose", None)
+        if closer is not None:
+            await closer()

@@ -1,0 +1,198 @@
+"""Gateway configuration: providers, routes and the egress policy, as parts of the one Settings object.
+
+Cross-references (a route naming an unknown provider, a target outside the egress policy) are checked
+by ``check_gateway`` when Settings is validated; its errors carry the path of the offending entry so
+``load_settings`` can name the config line.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+LOCAL_PROVIDER = "local"
+LOCAL_JURISDICTION = "local"
+
+
+class GatewayConfigError(ValueError):
+    """A cross-reference problem; ``loc`` is the path of the entry at fault (for the config line)."""
+
+    def __init__(self, message: str, loc: tuple[Any, ...]) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
+class Timeouts(BaseModel):
+    """Seconds; each bounds one phase of an upstream call."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    connect: float = Field(default=5.0, gt=0, description="To open a connection to the provider.")
+    first_token: float = Field(
+        default=60.0, gt=0, description="From sending the request to the first content of the answer."
+    )
+    idle: float = Field(default=30.0, gt=0, description="Between two pieces of a streamed answer.")
+    total: float = Field(default=600.0, gt=0, description="For the whole call.")
+
+
+class ProviderConfig(BaseModel):
+    """Where targets live: the in-process engine, an OpenAI-compatible server, or Anthropic's API."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.:-]+$", description="Name used in route targets (`name/model`).")
+    kind: Literal["local", "openai", "anthropic"] = Field(
+        description="`local`: the in-process engine; `openai`: any OpenAI-compatible server (vLLM, SGLang, "
+        "llama-server, Ollama, DashScope, DeepSeek, OpenAI); `anthropic`: the Anthropic Messages API."
+    )
+    base_url: str | None = Field(
+        default=None, description="API base, e.g. `http://10.0.0.5:8000/v1` or `https://api.anthropic.com`."
+    )
+    api_key_env: str | None = Field(
+        default=None, description="Environment variable holding the API key (never the key itself)."
+    )
+    jurisdiction: str | None = Field(
+        default=None,
+        description="Where data sent to this provider goes: `local`, or a country code such as `ID`, "
+        "`CN`, `US`. Required for remote providers; `local` providers are always `local`.",
+    )
+    timeouts: Timeouts = Field(default_factory=Timeouts, description="Connect / first token / idle / total.")
+    max_connections: int = Field(default=256, ge=1, description="Pooled keep-alive connections at most.")
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra headers sent on every call.")
+    cut_off_cooldown: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Seconds a provider stays marked cut off after a region/account refusal.",
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/") if value else value
+
+
+class TargetConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    target: str = Field(description="`provider/model`: the model id as that provider names it.")
+    weight: float = Field(default=1.0, gt=0, description="Share of traffic within its tier.")
+
+    @property
+    def provider(self) -> str:
+        return self.target.split("/", 1)[0]
+
+    @property
+    def model(self) -> str:
+        return self.target.split("/", 1)[1]
+
+    @field_validator("target")
+    @classmethod
+    def _shape(cls, value: str) -> str:
+        provider, _, model = value.partition("/")
+        if not provider or not model:
+            raise ValueError("must look like `provider/model`")
+        return value
+
+
+class RouteConfig(BaseModel):
+    """A public model name -> ordered tiers of targets. Tier 1 serves while any of it is healthy."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="Public model name clients send in `model`.")
+    aliases: list[str] = Field(default_factory=list, description="Other names that reach this route.")
+    tiers: list[list[TargetConfig]] = Field(
+        min_length=1,
+        description="Ordered tiers; each a list of `provider/model` strings or `{target, weight}`.",
+    )
+    prefix_affinity: bool = Field(
+        default=False,
+        description="Send requests sharing a long prompt prefix to the same target (replica prefix caches).",
+    )
+    egress: list[str] | None = Field(
+        default=None,
+        description="Jurisdictions this route's data may go to (default: the server's `egress`).",
+    )
+    retry_budget: float = Field(
+        default=0.2, ge=0, le=1, description="Retries allowed as a fraction of requests (plus 10 per second)."
+    )
+
+    @field_validator("tiers", mode="before")
+    @classmethod
+    def _strings(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [
+                [{"target": t} if isinstance(t, str) else t for t in tier] if isinstance(tier, list) else tier
+                for tier in value
+            ]
+        return value
+
+    @field_validator("tiers")
+    @classmethod
+    def _non_empty(cls, value: list[list[TargetConfig]]) -> list[list[TargetConfig]]:
+        if any(not tier for tier in value):
+            raise ValueError("a tier must name at least one target")
+        return value
+
+
+def jurisdiction_of(provider: ProviderConfig) -> str:
+    return LOCAL_JURISDICTION if provider.kind == "local" else str(provider.jurisdiction)
+
+
+def allowed(jurisdiction: str, egress: list[str] | None) -> bool:
+    """Local data never leaves the machine, so `local` is always allowed."""
+    return egress is None or jurisdiction == LOCAL_JURISDICTION or jurisdiction in egress
+
+
+def check_gateway(
+    providers: list[ProviderConfig],
+    routes: list[RouteConfig],
+    egress: list[str] | None,
+    local_names: set[str],
+) -> None:
+    """Start-up checks across settings: every target exists and the egress policy holds for all of them."""
+    seen: dict[str, int] = {}
+    for i, p in enumerate(providers):
+        entry = ("providers", i)
+        if p.name in seen or (p.name == LOCAL_PROVIDER and p.kind != "local"):
+            raise GatewayConfigError(f"provider name {p.name!r} is used twice", (*entry, "name"))
+        seen[p.name] = i
+        if p.kind != "local" and not p.base_url:
+            raise GatewayConfigError(f"provider {p.name!r}: a {p.kind} provider needs `base_url`", entry)
+        if p.kind != "local" and not p.jurisdiction:
+            raise GatewayConfigError(
+                f"provider {p.name!r}: set `jurisdiction` (where its data goes, e.g. ID, US)", entry
+            )
+    kinds = {p.name: p for p in providers}
+    names: set[str] = set(local_names)
+    for r, route in enumerate(routes):
+        for n, name in enumerate([route.name, *route.aliases]):
+            if name in names:
+                loc: tuple[Any, ...] = ("routes", r, "name") if n == 0 else ("routes", r, "aliases", n - 1)
+                raise GatewayConfigError(f"model name {name!r} is used twice", loc)
+            names.add(name)
+        for t, tier in enumerate(route.tiers):
+            for k, target in enumerate(tier):
+                loc = ("routes", r, "tiers", t, k)
+                provider = kinds.get(target.provider)
+                if provider is None and target.provider != LOCAL_PROVIDER:
+                    raise GatewayConfigError(
+                        f"route {route.name!r}: unknown provider {target.provider!r} in {target.target!r}",
+                        loc,
+                    )
+                is_local = provider is None or provider.kind == "local"
+                if is_local and target.model not in local_names:
+                    raise GatewayConfigError(
+                        f"route {route.name!r}: no local model {target.model!r} (see `models`)", loc
+                    )
+                where = LOCAL_JURISDICTION if provider is None else jurisdiction_of(provider)
+                for policy, scope in ((route.egress, f"route {route.name!r}"), (egress, "the server")):
+                    if not allowed(where, policy):
+                        raise GatewayConfigError(
+                            f"egress policy: {scope} may send data only to {policy}, but target "
+                            f"{target.target!r} is in jurisdiction {where!r}",
+                            loc,
+                        )

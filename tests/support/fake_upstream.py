@@ -1,0 +1,346 @@
+"""A fake upstream provider on 127.0.0.1: real HTTP/1.1 (keep-alive, chunked SSE) speaking the OpenAI
+Chat Completions and Anthropic Messages APIs, that misbehaves on command.
+
+It stands in for remote providers, which cannot exist here. ``mode`` picks the misbehaviour for the
+next requests; everything it saw is recorded (requests, disconnects) so tests can check what reached it.
+Hand-written on asyncio streams rather than a framework because it must do what frameworks prevent:
+hang before headers, reset a connection mid-stream, send invalid UTF-8.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+MODES = (
+    "ok",
+    "hang_before_headers",
+    "hang_after_headers",
+    "reset_after",  # k content chunks, then a TCP reset
+    "slow",  # each chunk after `delay` seconds
+    "429",  # Retry-After: `retry_after` unless None
+    "500",
+    "403_region",
+    "error_event",  # an in-band error event before any content
+    "error_after",  # k content chunks, then an in-band error event
+    "invalid_utf8",
+)
+
+
+@dataclass
+class Seen:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+    at: float
+
+
+@dataclass
+class FakeUpstream:
+    name: str = "fake"
+    mode: str = "ok"
+    words: int = 6
+    k: int = 2
+    delay: float = 0.2
+    retry_after: float | None = 1.0
+    port: int = 0
+    seen: list[Seen] = field(default_factory=list)
+    disconnects: list[float] = field(default_factory=list)
+    completed: int = 0
+
+    # -- running -------------------------------------------------------------------------------------
+
+    async def serve(self) -> asyncio.Server:
+        server = await asyncio.start_server(self._connection, "127.0.0.1", self.port)
+        self.port = server.sockets[0].getsockname()[1]
+        return server
+
+    def start(self) -> FakeUpstream:
+        """Serve from a thread of its own (tests drive lumbung from another process or loop)."""
+        ready = threading.Event()
+
+        def run() -> None:
+            self._loop = asyncio.new_event_loop()
+            self._server = self._loop.run_until_complete(self.serve())
+            ready.set()
+            self._loop.run_forever()
+            self._server.close()
+            self._loop.run_until_complete(self._server.wait_closed())
+            self._loop.close()
+
+        self._thread = threading.Thread(target=run, name=f"fake-{self.name}", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def set(self, mode: str, **kwargs: Any) -> None:
+        assert mode in MODES, mode
+        for key, value in kwargs.items():
+            setattr(self, key, value)
+        self.mode = mode
+
+    # -- HTTP ----------------------------------------------------------------------------------------
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    return
+                lines = head.decode("latin-1").split("\r\n")
+                method, path, _ = lines[0].split(" ", 2)
+                headers = {
+                    k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:] if x)
+                }
+                raw = await reader.readexactly(int(headers.get("content-length", "0")))
+                body = json.loads(raw) if raw else {}
+                self.seen.append(Seen(path, headers, body, time.monotonic()))
+                if not await self._respond(method, path, body, reader, writer):
+                    return
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return
+        finally:
+            writer.close()
+
+    async def _until_closed(self, reader: asyncio.StreamReader) -> None:
+        while await reader.read(1024):
+            pass
+        self.disconnects.append(time.monotonic())
+
+    def _head(self, writer: asyncio.StreamWriter, status: int, headers: dict[str, str]) -> None:
+        reason = {200: "OK", 403: "Forbidden", 429: "Too Many Requests", 500: "Internal Server Error"}
+        out = [f"HTTP/1.1 {status} {reason.get(status, 'Status')}"] + [
+            f"{k}: {v}" for k, v in headers.items()
+        ]
+        writer.write(("\r\n".join(out) + "\r\n\r\n").encode())
+
+    def _json(
+        self, writer: asyncio.StreamWriter, status: int, body: Any, extra: dict[str, str] | None = None
+    ) -> None:
+        data = json.dumps(body).encode()
+        self._head(
+            writer,
+            status,
+            {"content-type": "application/json", "content-length": str(len(data)), **(extra or {})},
+        )
+        writer.write(data)
+
+    async def _respond(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any],
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> bool:
+        mode = self.mode
+        anthropic = path.endswith("/messages")
+        if method == "GET" and path.endswith("/models"):
+            self._json(writer, 200, {"object": "list", "data": [{"id": "m1", "object": "model"}]})
+            await writer.drain()
+            return True
+        if mode == "hang_before_headers":
+            await self._until_closed(reader)
+            return False
+        if mode == "429":
+            extra = {} if self.retry_after is None else {"retry-after": str(self.retry_after)}
+            err = {"message": "Rate limit reached", "type": "rate_limit_error", "code": "rate_limit_exceeded"}
+            self._json(writer, 429, {"type": "error", "error": err} if anthropic else {"error": err}, extra)
+            await writer.drain()
+            return True
+        if mode == "500":
+            self._json(writer, 500, {"error": {"message": "The server had an error", "type": "server_error"}})
+            await writer.drain()
+            return True
+        if mode == "403_region":
+            err = {
+                "code": "unsupported_country_region_territory",
+                "message": "Country, region, or territory not supported",
+                "type": "request_forbidden",
+            }
+            self._json(writer, 403, {"error": err})
+            await writer.drain()
+            return True
+        if not body.get("stream"):
+            return await self._whole(body, anthropic, writer)
+        self._head(writer, 200, {"content-type": "text/event-stream", "transfer-encoding": "chunked"})
+        await writer.drain()
+        if mode == "hang_after_headers":
+            await self._until_closed(reader)
+            return False
+        watcher = asyncio.ensure_future(self._until_closed(reader))
+        try:
+            return await self._stream(body, anthropic, mode, writer, watcher)
+        finally:
+            watcher.cancel()
+
+    def _text(self, body: dict[str, Any]) -> list[str]:
+        limit = body.get("max_tokens") or body.get("max_completion_tokens") or self.words
+        words = ["Hello" if i == 0 else f" w{i}" for i in range(min(self.words, limit))]
+        return [*words[:-1], f" from {self.name}"]
+
+    async def _whole(self, body: dict[str, Any], anthropic: bool, writer: asyncio.StreamWriter) -> bool:
+        text = "".join(self._text(body))
+        if anthropic:
+            self._json(
+                writer,
+                200,
+                {
+                    "id": "msg_fake",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": body.get("model"),
+                    "content": [{"type": "text", "text": text}],
+                    "stop_reason": "end_turn",
+                    "stop_sequence": None,
+                    "usage": {"input_tokens": 5, "output_tokens": self.words},
+                },
+            )
+        else:
+            self._json(
+                writer,
+                200,
+                {
+                    "id": "chatcmpl-fake",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": body.get("model"),
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": text},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": {
+                        "prompt_tokens": 5,
+                        "completion_tokens": self.words,
+                        "total_tokens": 5 + self.words,
+                    },
+                },
+            )
+        await writer.drain()
+        self.completed += 1
+        return True
+
+    async def _send(self, writer: asyncio.StreamWriter, data: bytes) -> None:
+        writer.write(b"%x\r\n%s\r\n" % (len(data), data))
+        await writer.drain()
+
+    def _events(self, body: dict[str, Any], anthropic: bool) -> tuple[list[bytes], list[bytes], list[bytes]]:
+        """(opening, content, closing) SSE events of a normal answer."""
+        words = self._text(body)
+        if anthropic:
+
+            def ev(kind: str, data: dict[str, Any]) -> bytes:
+                return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n".encode()
+
+            opening = [
+                ev(
+                    "message_start",
+                    {
+                        "message": {
+                            "id": "msg_fake",
+                            "type": "message",
+                            "role": "assistant",
+                            "content": [],
+                            "model": body.get("model"),
+                            "usage": {"input_tokens": 5, "output_tokens": 1},
+                        }
+                    },
+                ),
+                ev("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
+                ev("ping", {}),
+            ]
+            content = [
+                ev("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": w}})
+                for w in words
+            ]
+            closing = [
+                ev("content_block_stop", {"index": 0}),
+                ev(
+                    "message_delta",
+                    {
+                        "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                        "usage": {"output_tokens": len(words)},
+                    },
+                ),
+                ev("message_stop", {}),
+            ]
+            return opening, content, closing
+
+        def chunk(delta: dict[str, Any], finish: str | None = None, usage: Any = None) -> bytes:
+            choices = [] if usage else [{"index": 0, "delta": delta, "finish_reason": finish}]
+            obj = {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": body.get("model"),
+                "choices": choices,
+                "usage": usage,
+            }
+            return f"data: {json.dumps(obj)}\n\n".encode()
+
+        opening = [chunk({"role": "assistant", "content": ""})]
+        content = [chunk({"content": w}) for w in words]
+        usage = {"prompt_tokens": 5, "completion_tokens": len(words), "total_tokens": 5 + len(words)}
+        closing = [chunk({}, "stop"), chunk({}, None, usage), b"data: [DONE]\n\n"]
+        return opening, content, closing
+
+    def _error_event(self, anthropic: bool) -> bytes:
+        if anthropic:
+            err = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+            return f"event: error\ndata: {json.dumps(err)}\n\n".encode()
+        return b'data: {"error": {"message": "upstream model crashed", "type": "server_error"}}\n\n'
+
+    async def _stream(
+        self,
+        body: dict[str, Any],
+        anthropic: bool,
+        mode: str,
+        writer: asyncio.StreamWriter,
+        watcher: asyncio.Future[None],
+    ) -> bool:
+        opening, content, closing = self._events(body, anthropic)
+        for event in opening:
+            await self._send(writer, event)
+        if mode == "error_event":
+            await self._send(writer, self._error_event(anthropic))
+            await self._send(writer, b"")
+            return True
+        if mode == "invalid_utf8":
+            await self._send(writer, content[0].replace(b"Hello", b"He\xff\xfello"))
+            await self._send(writer, b"")
+            return True
+        for i, event in enumerate(content):
+            if mode in ("reset_after", "error_after") and i == self.k:
+                if mode == "error_after":
+                    await self._send(writer, self._error_event(anthropic))
+                    await self._send(writer, b"")
+                    return True
+                transport = writer.transport
+                transport.abort()
+                return False
+            if mode == "slow":
+                await asyncio.sleep(self.delay)
+            if watcher.done():
+                return False
+            await self._send(writer, event)
+        for event in closing:
+            await self._send(writer, event)
+        await self._send(writer, b"")
+        self.completed += 1
+        return True
