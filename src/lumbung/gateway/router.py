@@ -15,6 +15,7 @@ import asyncio
 import logging
 import random
 from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from dataclasses import replace
 from typing import Any
 
@@ -42,6 +43,8 @@ from lumbung.types import ChatRequest, Chunk, CompletionRequest, ModelInfo
 log = logging.getLogger(__name__)
 Request = ChatRequest | CompletionRequest
 MAX_ROUNDS = 2  # passes over a route's targets; the second only after a backoff or a Retry-After
+# The longest a request waits for a target to come back; a longer Retry-After goes back to the client.
+MAX_PAUSE = 1.0
 
 
 def prompt_text(request: Request) -> str:
@@ -166,7 +169,7 @@ class Gateway:
             self._check_egress(route, provider)
             if attempts > 0 and not route.budget.try_retry():
                 log.warning("route %s: retry budget spent", route.name)
-                raise self._exhausted(route, failures, deadline)
+                raise self._exhausted(route, failures, deadline, budget_spent=True)
             probe = state.breaker.acquire()
             if probe is False:
                 continue
@@ -200,8 +203,10 @@ class Gateway:
                 await stream.aclose()
                 raise
             # Committed: from here on the answer belongs to this target.
-            async for chunk in self._committed(member, stream, first, attempt_end):
-                yield chunk
+            # aclosing: a client that goes away closes this generator, and that must reach the upstream now.
+            async with aclosing(self._committed(member, stream, first, attempt_end)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
             return
 
     async def _committed(
@@ -258,12 +263,12 @@ class Gateway:
         if soonest is None:
             return None
         pause = max(soonest, backoff(rounds, rng=self.rng))
-        if pause >= deadline.remaining() or not route.budget.try_retry():
+        if pause > MAX_PAUSE or pause >= deadline.remaining() or not route.budget.try_retry():
             return None
         return pause
 
     def _exhausted(
-        self, route: Route, failures: list[tuple[Member, ApiError]], deadline: Deadline
+        self, route: Route, failures: list[tuple[Member, ApiError]], deadline: Deadline, budget_spent: bool = False
     ) -> ApiError:
         if len(failures) == 1 and len(route.members()) == 1:
             return failures[0][1]
@@ -284,9 +289,12 @@ class Gateway:
                 retry_after=max(1.0, min(waits, default=1.0)),
             )
         said = "; ".join(f"{m.key}: {e.message}" for m, e in failures)
-        return UpstreamError(
-            f"every target of route {route.name!r} failed: {said}", code="all_targets_failed"
-        )
+        if budget_spent:
+            return UpstreamError(
+                f"route {route.name!r}: {said} (no failover: the route's retry budget is spent)",
+                code="retry_budget_exhausted",
+            )
+        return UpstreamError(f"every target of route {route.name!r} failed: {said}", code="all_targets_failed")
 
     @staticmethod
     def _why_blocked(member: Member) -> str:

@@ -1,0 +1,239 @@
+"""Failover decisions of the router, with scripted in-process backends and a fake clock.
+(Real HTTP providers misbehaving are in tests/e2e/test_gateway_failover.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from lumbung.engines.base import Embeddings, collect
+from lumbung.errors import (
+    ApiError,
+    ContextLengthExceeded,
+    Overloaded,
+    PermissionDenied,
+    ProviderCutOff,
+    RateLimited,
+    UpstreamError,
+)
+from lumbung.gateway.breaker import BreakerPolicy, BreakerState
+from lumbung.gateway.clock import FakeClock
+from lumbung.gateway.config import Timeouts
+from lumbung.gateway.retry import RetryBudget
+from lumbung.gateway.router import Gateway
+from lumbung.gateway.state import Member, ProviderState, Route, new_target
+from lumbung.types import ChatRequest, Chunk, CompletionRequest, Message, ModelInfo, Usage
+
+
+@dataclass
+class Scripted:
+    """A provider that does what ``script`` says next: "ok", "hang", an ApiError, or "break@k"."""
+
+    name: str
+    script: list[object] = field(default_factory=list)
+    default: object = "ok"
+    calls: int = 0
+    closed: int = 0
+
+    def models(self) -> list[ModelInfo]:
+        return []
+
+    async def stream(self, request: ChatRequest | CompletionRequest) -> AsyncIterator[Chunk]:
+        self.calls += 1
+        step = self.script.pop(0) if self.script else self.default
+        try:
+            if isinstance(step, ApiError):
+                raise step
+            if step == "hang":
+                await asyncio.sleep(3600)
+            for i in range(3):
+                if step == f"break@{i}":
+                    raise UpstreamError(f"{self.name} broke")
+                yield Chunk(text=f"{self.name}{i} ")
+            yield Chunk(finish_reason="stop", usage=Usage(1, 3))
+        finally:
+            self.closed += 1
+
+    async def embed(self, model: str, inputs: list[str]) -> Embeddings:
+        return Embeddings([[1.0]], 1)
+
+    async def tokenize(self, model: str, text: str) -> list[int]:
+        return [1]
+
+    async def health(self) -> bool:
+        return True
+
+
+def gateway(
+    *tiers: list[Scripted], egress: list[str] | None = None, juris: str = "ID"
+) -> tuple[Gateway, FakeClock, dict[str, ProviderState]]:
+    clock = FakeClock()
+    providers = {}
+    route_tiers = []
+    for tier in tiers:
+        members = []
+        for b in tier:
+            p = ProviderState(b.name, "openai", juris, b, Timeouts(first_token=0.3, idle=0.3), clock)
+            providers[b.name] = p
+            members.append(Member(new_target(p, "m", BreakerPolicy(3, 10.0, 1.0)), 1.0))
+        route_tiers.append(members)
+    route = Route("chat", route_tiers, budget=RetryBudget(clock=clock))
+    gw = Gateway([], providers=list(providers.values()), routes=[route], egress=egress, clock=clock)
+    return gw, clock, providers
+
+
+def req() -> ChatRequest:
+    return ChatRequest(model="chat", messages=[Message("user", "hi")])
+
+
+async def answer(gw: Gateway) -> str:
+    return (await collect(gw.stream(req()))).text
+
+
+async def test_each_failure_before_the_first_token_moves_on() -> None:
+    a, b = Scripted("a"), Scripted("b")
+    gw, _, _ = gateway([a], [b])
+    for failure in (UpstreamError("500"), "hang", "break@0", Overloaded("busy", retry_after=0.1)):
+        a.script = [failure]
+        assert await answer(gw) == "b0 b1 b2 "
+    assert a.closed == a.calls  # every abandoned upstream stream was closed
+
+
+async def test_nothing_is_retried_after_the_first_token() -> None:
+    a, b = Scripted("a", script=["break@2"]), Scripted("b")
+    gw, _, _ = gateway([a], [b])
+    stream = gw.stream(req())
+    got = [await anext(stream), await anext(stream)]
+    assert [c.text for c in got] == ["a0 ", "a1 "]
+    with pytest.raises(UpstreamError, match="a broke"):
+        await anext(stream)
+    assert b.calls == 0
+
+
+async def test_the_clients_own_errors_are_not_retried() -> None:
+    a, b = Scripted("a", script=[ContextLengthExceeded("too long")]), Scripted("b")
+    gw, _, _ = gateway([a], [b])
+    with pytest.raises(ContextLengthExceeded):
+        await answer(gw)
+    assert b.calls == 0
+
+
+async def test_breaker_opens_then_probes_then_closes() -> None:
+    a, b = Scripted("a", default=UpstreamError("down")), Scripted("b")
+    gw, clock, _ = gateway([a], [b])
+    for _ in range(3):
+        assert (await answer(gw)).startswith("b0")
+    assert a.calls == 3
+    target = gw.resolve("chat").tiers[0][0].state
+    assert target.breaker.state is BreakerState.OPEN
+    await answer(gw)
+    assert a.calls == 3  # skipped while open
+    clock.advance(10)
+    a.default = "ok"
+    assert (await answer(gw)).startswith("a0")  # the probe succeeds
+    assert target.breaker.state is BreakerState.CLOSED
+
+
+async def test_cut_off_marks_the_provider_for_its_cooldown() -> None:
+    a, b = Scripted("a", script=[ProviderCutOff("unsupported_country_region_territory")]), Scripted("b")
+    gw, clock, providers = gateway([a], [b])
+    await answer(gw)
+    assert providers["a"].is_cut_off
+    status = gw.status()["providers"][0]
+    assert status["health"] == "cut_off" and "unsupported_country" in status["cut_off"]["reason"]
+    for _ in range(5):
+        await answer(gw)
+    assert a.calls == 1
+    clock.advance(3600)
+    assert not providers["a"].is_cut_off
+    assert (await answer(gw)).startswith("a0")
+
+
+async def test_retry_after_is_honoured() -> None:
+    a, b = Scripted("a", script=[RateLimited("slow down", retry_after=30)]), Scripted("b")
+    gw, clock, _ = gateway([a], [b])
+    await answer(gw)
+    clock.advance(29)
+    await answer(gw)
+    assert a.calls == 1
+    clock.advance(1)
+    assert (await answer(gw)).startswith("a0")
+
+
+async def test_every_target_rate_limited_gives_429_with_the_soonest_retry_after() -> None:
+    a = Scripted("a", default=RateLimited("x", retry_after=40))
+    b = Scripted("b", default=RateLimited("y", retry_after=20))
+    gw, _, _ = gateway([a, b])
+    with pytest.raises(RateLimited) as err:
+        await answer(gw)
+    assert err.value.retry_after == 20
+
+
+async def test_all_failed_names_every_target() -> None:
+    a, b = Scripted("a", default=UpstreamError("a is down")), Scripted("b", default=UpstreamError("b is down"))
+    gw, _, _ = gateway([a], [b])
+    with pytest.raises(UpstreamError) as err:
+        await answer(gw)
+    assert "a is down" in err.value.message and "b is down" in err.value.message
+    assert err.value.code == "all_targets_failed"
+
+
+async def test_a_single_target_keeps_its_own_error() -> None:
+    a = Scripted("a", default=Overloaded("queue full", retry_after=5))
+    gw, _, _ = gateway([a])
+    with pytest.raises(Overloaded, match="queue full"):
+        await answer(gw)
+
+
+async def test_retry_budget_bounds_failover_storms() -> None:
+    a, b = Scripted("a", default=UpstreamError("down")), Scripted("b")
+    gw, _, _ = gateway([a], [b])
+    route = gw.resolve("chat")
+    route.budget = RetryBudget(ratio=0.0, min_per_second=0.1, window=10, clock=gw.clock)
+    route.tiers[0][0].state.breaker.policy.failures_to_open = 1000
+    outcomes = []
+    for _ in range(3):
+        try:
+            outcomes.append(await answer(gw))
+        except UpstreamError as exc:
+            outcomes.append(exc.code or "")
+    assert outcomes[0].startswith("b0") and outcomes[1:] == ["retry_budget_exhausted"] * 2
+
+
+async def test_balancing_within_a_tier_and_tiers_in_order() -> None:
+    a1, a2, b = Scripted("a1"), Scripted("a2"), Scripted("b")
+    gw, _, _ = gateway([a1, a2], [b])
+    streams = [gw.stream(req()) for _ in range(4)]
+    firsts = [(await anext(s)).text for s in streams]
+    assert sorted(firsts) == ["a10 ", "a10 ", "a20 ", "a20 "]  # least outstanding spreads them
+    assert b.calls == 0
+    for s in streams:
+        await s.aclose()  # type: ignore[attr-defined]
+    assert a1.closed + a2.closed == 4
+
+
+async def test_egress_is_checked_on_every_attempt() -> None:
+    a = Scripted("a")
+    gw, _, providers = gateway([a], egress=["ID"])
+    providers["a"].jurisdiction = "US"  # as if the state were tampered with after start-up
+    with pytest.raises(PermissionDenied):
+        await answer(gw)
+    assert a.calls == 0
+
+
+def test_egress_is_checked_when_the_gateway_is_built() -> None:
+    with pytest.raises(PermissionDenied):
+        gateway([Scripted("a")], egress=["ID"], juris="CN")
+
+
+async def test_closing_the_stream_closes_the_upstream() -> None:
+    a = Scripted("a")
+    gw, _, _ = gateway([a])
+    stream = gw.stream(req())
+    await anext(stream)
+    await stream.aclose()  # type: ignore[attr-defined]
+    assert a.closed == 1
+    assert gw.resolve("chat").tiers[0][0].state.inflight == 0
