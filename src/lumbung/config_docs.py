@@ -26,7 +26,10 @@ Unknown keys in the config file are errors, reported with their line.
 def _default(model: type[BaseModel], name: str) -> str:
     field = model.model_fields[name]
     if field.default_factory is not None:
-        return "(computed)" if name in {"home", "threads"} else json.dumps(field.default_factory())  # type: ignore[call-arg]
+        if name in {"home", "threads"}:
+            return "(computed)"
+        made = field.default_factory()  # type: ignore[call-arg]
+        return json.dumps(made.model_dump() if isinstance(made, BaseModel) else made)
     if field.default is PydanticUndefined:
         return "(required)"
     value: Any = field.default
