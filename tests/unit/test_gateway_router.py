@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 import pytest
@@ -41,7 +41,7 @@ class Scripted:
     def models(self) -> list[ModelInfo]:
         return []
 
-    async def stream(self, request: ChatRequest | CompletionRequest) -> AsyncIterator[Chunk]:
+    async def stream(self, request: ChatRequest | CompletionRequest) -> AsyncGenerator[Chunk, None]:
         self.calls += 1
         step = self.script.pop(0) if self.script else self.default
         try:
@@ -62,6 +62,9 @@ class Scripted:
 
     async def tokenize(self, model: str, text: str) -> list[int]:
         return [1]
+
+    async def count_tokens(self, request: ChatRequest | CompletionRequest) -> int:
+        return 1
 
     async def health(self) -> bool:
         return True
@@ -211,7 +214,7 @@ async def test_balancing_within_a_tier_and_tiers_in_order() -> None:
     assert sorted(firsts) == ["a10 ", "a10 ", "a20 ", "a20 "]  # least outstanding spreads them
     assert b.calls == 0
     for s in streams:
-        await s.aclose()  # type: ignore[attr-defined]
+        await s.aclose()
     assert a1.closed + a2.closed == 4
 
 
@@ -234,6 +237,6 @@ async def test_closing_the_stream_closes_the_upstream() -> None:
     gw, _, _ = gateway([a])
     stream = gw.stream(req())
     await anext(stream)
-    await stream.aclose()  # type: ignore[attr-defined]
+    await stream.aclose()
     assert a.closed == 1
     assert gw.resolve("chat").tiers[0][0].state.inflight == 0

@@ -4,7 +4,7 @@ its typed SSE events -> core ``Chunk``s. Translation is in pure functions; the c
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import httpx
@@ -165,7 +165,7 @@ class AnthropicHTTPBackend:
     def models(self) -> list[ModelInfo]:
         return []
 
-    async def stream(self, request: ChatRequest | CompletionRequest) -> AsyncIterator[Chunk]:
+    async def stream(self, request: ChatRequest | CompletionRequest) -> AsyncGenerator[Chunk, None]:
         if not isinstance(request, ChatRequest):
             raise UnsupportedParameter("Anthropic providers take chat requests only", param="prompt")
         reader = EventReader(self.name)
@@ -194,6 +194,20 @@ class AnthropicHTTPBackend:
 
     async def tokenize(self, model: str, text: str) -> list[int]:
         raise UnsupportedParameter(f"provider {self.name!r} does not tokenize", param="model")
+
+    async def count_tokens(self, request: ChatRequest | CompletionRequest) -> int:
+        if not isinstance(request, ChatRequest):
+            raise UnsupportedParameter("Anthropic providers take chat requests only", param="prompt")
+        body = messages_body(request)
+        for key in ("stream", "max_tokens", "temperature", "top_p", "top_k", "stop_sequences", "metadata"):
+            body.pop(key, None)
+        try:
+            response = await self.client.post("/v1/messages/count_tokens", json=body)
+        except httpx.HTTPError as exc:
+            raise transport_error(self.name, exc) from exc
+        if response.status_code != 200:
+            raise status_error(self.name, response.status_code, response.headers, response.content)
+        return int(response.json()["input_tokens"])
 
     async def health(self) -> bool:
         try:

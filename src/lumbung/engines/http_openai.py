@@ -9,7 +9,7 @@ httpx rather than aiohttp: measured in bench/gateway_overhead.py (docs/performan
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import httpx
@@ -175,7 +175,7 @@ class OpenAIHTTPBackend:
     def models(self) -> list[ModelInfo]:
         return []
 
-    async def stream(self, request: ChatRequest | CompletionRequest) -> AsyncIterator[Chunk]:
+    async def stream(self, request: ChatRequest | CompletionRequest) -> AsyncGenerator[Chunk, None]:
         path = "/chat/completions" if isinstance(request, ChatRequest) else "/completions"
         reader = ChunkReader(self.name)
         try:
@@ -211,6 +211,9 @@ class OpenAIHTTPBackend:
 
     async def tokenize(self, model: str, text: str) -> list[int]:
         raise UnsupportedParameter(f"provider {self.name!r} does not tokenize", param="model")
+
+    async def count_tokens(self, request: ChatRequest | CompletionRequest) -> int:
+        raise UnsupportedParameter(f"provider {self.name!r} cannot count tokens", param="model")
 
     async def health(self) -> bool:
         try:

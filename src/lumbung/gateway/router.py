@@ -330,6 +330,11 @@ class Gateway:
         member = route.tiers[0][0]
         return await member.state.provider.backend.tokenize(member.state.model, text)
 
+    async def count_tokens(self, request: Request) -> int:
+        route = self.resolve(request.model)
+        member = route.tiers[0][0]
+        return await member.state.provider.backend.count_tokens(replace(request, model=member.state.model))
+
     # -- status ---------------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
