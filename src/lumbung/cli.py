@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from lumbung import __version__
+from lumbung import __version__, cli_gateway
 from lumbung.errors import LumbungError
 from lumbung.settings import Settings, load_settings
 
@@ -90,3 +90,7 @@ def show_config(config: Path | None, as_json: bool) -> None:
     width = max(len(k) for k in values)
     for key, value in values.items():
         click.echo(f"{key:<{width}}  {json.dumps(value)}  ({sources[key]})")
+
+
+main.add_command(cli_gateway.status)
+main.add_command(cli_gateway.drill)

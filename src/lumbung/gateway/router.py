@@ -268,7 +268,11 @@ class Gateway:
         return pause
 
     def _exhausted(
-        self, route: Route, failures: list[tuple[Member, ApiError]], deadline: Deadline, budget_spent: bool = False
+        self,
+        route: Route,
+        failures: list[tuple[Member, ApiError]],
+        deadline: Deadline,
+        budget_spent: bool = False,
     ) -> ApiError:
         if len(failures) == 1 and len(route.members()) == 1:
             return failures[0][1]
@@ -294,7 +298,9 @@ class Gateway:
                 f"route {route.name!r}: {said} (no failover: the route's retry budget is spent)",
                 code="retry_budget_exhausted",
             )
-        return UpstreamError(f"every target of route {route.name!r} failed: {said}", code="all_targets_failed")
+        return UpstreamError(
+            f"every target of route {route.name!r} failed: {said}", code="all_targets_failed"
+        )
 
     @staticmethod
     def _why_blocked(member: Member) -> str:
@@ -334,6 +340,15 @@ class Gateway:
         route = self.resolve(request.model)
         member = route.tiers[0][0]
         return await member.state.provider.backend.count_tokens(replace(request, model=member.state.model))
+
+    def reset_health(self) -> None:
+        """Forget breakers, cut-off marks and cool-downs (``lumbung drill`` between scenarios)."""
+        for route in self._routes.values():
+            for member in route.members():
+                member.state.breaker = Breaker(member.state.breaker.policy, self.clock)
+                member.state.cool_until = 0.0
+        for provider in self.providers:
+            provider.clear_cut_off()
 
     # -- status ---------------------------------------------------------------------------------------
 
