@@ -50,6 +50,7 @@ def local_specs(settings: Settings) -> list[LocalModelSpec]:
                 chat_template=model.chat_template,
                 engine=engine_config(settings, model),
                 keep_alive=settings.keep_alive if model.keep_alive is None else model.keep_alive,
+                embedding=model.embedding,
             )
         )
     return specs

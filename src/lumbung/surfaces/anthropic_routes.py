@@ -18,7 +18,7 @@ from lumbung.surfaces.common import (
     state_of,
     unless_disconnected,
 )
-from lumbung.surfaces.relay import first_chunk, relay
+from lumbung.surfaces.relay import first_chunk, interleave, relay
 from lumbung.types import Chunk
 
 anthropic_endpoint = endpoint(ant.error_body)
@@ -54,14 +54,14 @@ async def messages(request: Request, entry: RequestLog) -> Response:
     entry.stream = True
     writer = ant.EventWriter(chat, model, options)
 
-    def render(chunk: Chunk) -> list[bytes]:
+    def render(index: int, chunk: Chunk) -> list[bytes]:
         return [sse_event(name, data) for name, data in writer.events(chunk)]
 
     def fail(exc: ApiError) -> bytes:
         return sse_event("error", ant.error_body(exc))
 
     head = [sse_event(name, data) for name, data in writer.start(input_tokens)]
-    return _with_request_id(sse_response(relay(stream, first, render, fail, entry, head=head)), entry)
+    return _with_request_id(sse_response(relay(interleave([stream], [first]), render, fail, entry, head=head)), entry)
 
 
 @anthropic_endpoint

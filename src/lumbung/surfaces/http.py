@@ -18,7 +18,13 @@ from lumbung.accounts.keys import KeyRing
 from lumbung.errors import ApiError, NotFound
 from lumbung.gateway.router import Gateway
 from lumbung.settings import Settings
-from lumbung.surfaces import admin_routes, anthropic_routes, openai_routes
+from lumbung.surfaces import (
+    admin_routes,
+    anthropic_routes,
+    openai_completions_routes,
+    openai_embeddings_routes,
+    openai_routes,
+)
 from lumbung.surfaces.common import AppState, state_of
 from lumbung.surfaces.openai import error_body
 
@@ -88,6 +94,8 @@ def create_app(
             *openai_routes.routes(),
             *anthropic_routes.routes(),
             *admin_routes.routes(),
+            *openai_completions_routes.routes(),
+            *openai_embeddings_routes.routes(),
         ],
         exception_handlers={HTTPException: _http_error},
         lifespan=lifespan,

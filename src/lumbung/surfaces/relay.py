@@ -8,8 +8,9 @@ goes away cancels the backend.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 
 from starlette.requests import Request
 
@@ -20,49 +21,34 @@ from lumbung.types import Chunk
 log = logging.getLogger(__name__)
 
 
-async def first_chunk(request: Request, stream: AsyncIterator[Chunk]) -> Chunk:
-    try:
-        chunk: Chunk = await unless_disconnected(request, anext(stream))
-    except StopAsyncIteration as exc:
-        raise InternalError("the backend produced no output") from exc
-    except BaseException:
-        await stream.aclose()  # type: ignore[attr-defined]
-        raise
-    return chunk
+async def first_chunk(request: Request, stream: AsyncGenerator[Chunk, None]) -> Chunk:
+    return (await open_all(request, [stream]))[0]
 
 
 async def relay(
-    stream: AsyncIterator[Chunk],
-    first: Chunk,
-    render: Callable[[Chunk], list[bytes]],
+    items: AsyncGenerator[tuple[int, Chunk], None],
+    render: Callable[[int, Chunk], list[bytes]],
     fail: Callable[[ApiError], bytes],
     entry: RequestLog,
     *,
     head: list[bytes] | None = None,
     tail: bytes = b"",
 ) -> AsyncIterator[bytes]:
-    """Frames ``first`` and the rest of ``stream`` with ``render``; an error becomes ``fail(error)``."""
-    chunk = first
+    """Frames tagged chunks (see ``interleave``) with ``render``; an error becomes ``fail(error)``."""
     try:
         for piece in head or []:
             yield piece
-        while True:
-            for piece in render(chunk):
+        async for index, chunk in items:
+            for piece in render(index, chunk):
                 yield piece
-            if chunk.finish_reason is not None:
-                if chunk.usage:
-                    entry.prompt_tokens = chunk.usage.prompt_tokens
-                    entry.completion_tokens = chunk.usage.completion_tokens
-                break
-            chunk = await anext(stream)
+            if chunk.usage:
+                entry.prompt_tokens = (entry.prompt_tokens or 0) + chunk.usage.prompt_tokens
+                entry.completion_tokens = (entry.completion_tokens or 0) + chunk.usage.completion_tokens
         if tail:
             yield tail
     except ApiError as exc:
         entry.error = exc.code or exc.type
         yield fail(exc)
-    except StopAsyncIteration:
-        entry.error = "truncated"
-        yield fail(InternalError("the backend's stream ended early"))
     except BaseException as exc:
         if isinstance(exc, Exception):
             log.exception("stream %s failed", entry.id)
@@ -72,5 +58,64 @@ async def relay(
             entry.error = "client_disconnected"
             raise
     finally:
-        await stream.aclose()  # type: ignore[attr-defined]
+        await items.aclose()
         entry.finish()
+
+
+async def open_all(request: Request, streams: Sequence[AsyncGenerator[Chunk, None]]) -> list[Chunk]:
+    """The first chunk of every stream (n > 1, several prompts); one failure closes them all."""
+    try:
+        firsts: list[Chunk] = await unless_disconnected(request, asyncio.gather(*(anext(s) for s in streams)))
+    except StopAsyncIteration as exc:
+        await _close_all(streams)
+        raise InternalError("the backend produced no output") from exc
+    except BaseException:
+        await _close_all(streams)
+        raise
+    return firsts
+
+
+async def _close_all(streams: Sequence[AsyncGenerator[Chunk, None]]) -> None:
+    for stream in streams:
+        await stream.aclose()
+
+
+async def interleave(
+    streams: Sequence[AsyncGenerator[Chunk, None]], firsts: list[Chunk]
+) -> AsyncGenerator[tuple[int, Chunk], None]:
+    """Chunks of several streams as they come, tagged with the stream's index; ends when all have
+    finished. An error in any stream ends them all (raised here)."""
+    queue: asyncio.Queue[tuple[int, Chunk | BaseException | None]] = asyncio.Queue()
+
+    async def pump(index: int, stream: AsyncGenerator[Chunk, None]) -> None:
+        try:
+            async for chunk in stream:
+                await queue.put((index, chunk))
+            await queue.put((index, None))
+        except Exception as exc:
+            await queue.put((index, exc))
+
+    for index, first in enumerate(firsts):
+        queue.put_nowait((index, first))
+    open_ = {i for i, first in enumerate(firsts) if first.finish_reason is None}
+    tasks = [asyncio.ensure_future(pump(i, streams[i])) for i in open_]
+    pending_firsts = len(firsts)
+    try:
+        while pending_firsts or open_:
+            index, item = await queue.get()
+            if pending_firsts:
+                pending_firsts -= 1
+            if item is None:
+                if index in open_:
+                    raise InternalError("the backend's stream ended early")
+                continue
+            if isinstance(item, BaseException):
+                raise item
+            if item.finish_reason is not None:
+                open_.discard(index)
+            yield index, item
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await _close_all(streams)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
@@ -15,10 +16,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lumbung.engines.base import Embeddings
+from lumbung.engines.llamacpp.embedder import Embedder, EmbedderConfig, pooling_for
 from lumbung.engines.llamacpp.engine import Engine, EngineConfig, Sequence
 from lumbung.engines.llamacpp.model import LlamaModel
 from lumbung.engines.llamacpp.templates import ChatTemplate, select_template
-from lumbung.errors import ContextLengthExceeded, EngineError, ModelNotFound, Overloaded, UnsupportedParameter
+from lumbung.errors import (
+    ContextLengthExceeded,
+    EngineError,
+    InvalidRequest,
+    ModelNotFound,
+    Overloaded,
+    UnsupportedParameter,
+)
 from lumbung.types import ChatRequest, Chunk, CompletionRequest, ModelInfo
 
 log = logging.getLogger(__name__)
@@ -34,6 +43,7 @@ class LocalModelSpec:
     chat_template: str | None = None
     engine: EngineConfig = field(default_factory=EngineConfig)
     keep_alive: float = 300.0
+    embedding: bool = False  # an embedding model: pooled vectors only, no text generation
     created: int = field(default_factory=lambda: int(time.time()))
 
     def resolve_path(self) -> Path:
@@ -61,6 +71,20 @@ class LocalModel:
             self.model.close()
             raise
         self.loaded_at = time.time()
+        self._embedder: Embedder | None = None
+        self._embedder_lock = threading.Lock()
+
+    def embedder(self) -> Embedder:
+        """The model's embedding context, created on first use (blocking: call from a worker thread)."""
+        with self._embedder_lock:
+            if self._embedder is None:
+                config = EmbedderConfig(
+                    context_size=self.context_size,
+                    threads=self.spec.engine.threads,
+                    pooling=pooling_for(self.model, self.spec.embedding),
+                )
+                self._embedder = Embedder(self.model, config)
+            return self._embedder
 
     def _single_tokens(self, texts: list[str]) -> list[int]:
         out = []
@@ -76,6 +100,8 @@ class LocalModel:
 
     def close(self) -> None:
         self.engine.close()
+        if self._embedder is not None:
+            self._embedder.close()
         self.model.close()
 
     def prompt_tokens(self, request: ChatRequest | CompletionRequest) -> tuple[list[int], list[str]]:
@@ -92,6 +118,12 @@ class LocalModel:
         return tokens, stops
 
     async def stream(self, request: ChatRequest | CompletionRequest) -> AsyncGenerator[Chunk, None]:
+        if self.spec.embedding:
+            raise InvalidRequest(
+                f"The model `{self.spec.id}` is an embedding model and does not generate text; "
+                "use it with the embeddings endpoints.",
+                param="model",
+            )
         if isinstance(request, ChatRequest):
             _refuse_unenforced(request)
         tokens, stops = await asyncio.to_thread(self.prompt_tokens, request)
@@ -178,6 +210,7 @@ class LlamaCppBackend:
                     "queued_requests": loaded.engine.queued,
                     "chat_template": loaded.template.name,
                 }
+            details["embedding"] = spec.embedding
             out.append(
                 ModelInfo(
                     id=spec.id,
@@ -229,7 +262,11 @@ class LlamaCppBackend:
         return len(tokens)
 
     async def embed(self, model: str, inputs: list[str]) -> Embeddings:
-        raise UnsupportedParameter("embeddings are not supported yet", param="model")
+        loaded = await self.get(model)
+        embedder = await asyncio.to_thread(loaded.embedder)
+        tokens = await asyncio.to_thread(embedder.tokenize, inputs)
+        vectors = await asyncio.to_thread(embedder.embed_tokens, tokens)
+        return Embeddings(vectors, sum(len(t) for t in tokens))
 
     async def health(self) -> bool:
         return True

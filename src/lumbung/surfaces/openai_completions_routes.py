@@ -1,0 +1,59 @@
+"""HTTP route of OpenAI's legacy completions: POST /v1/completions."""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from lumbung.engines.base import collect
+from lumbung.errors import ApiError
+from lumbung.surfaces import openai as oai
+from lumbung.surfaces import openai_completions as oc
+from lumbung.surfaces.common import (
+    RequestLog,
+    endpoint,
+    read_body,
+    sse_data,
+    sse_response,
+    state_of,
+    unless_disconnected,
+)
+from lumbung.surfaces.relay import interleave, open_all, relay
+from lumbung.types import Chunk
+
+openai_endpoint = endpoint(oai.error_body)
+
+
+@openai_endpoint
+async def completions(request: Request, entry: RequestLog) -> Response:
+    state = state_of(request)
+    body = await read_body(request, state.settings.max_body_bytes)
+    call = oc.parse_completion_request(body)
+    state.note_extra_fields("openai.completions", call.extra_fields)
+    model = state.gateway.resolve(call.requests[0].model).model
+    entry.model = model
+    streams = [state.gateway.stream(r) for r in call.requests]
+    if not call.stream:
+        results = await unless_disconnected(request, asyncio.gather(*(collect(s) for s in streams)))
+        answer = oc.completion_body(call, model, results)
+        entry.prompt_tokens = answer["usage"]["prompt_tokens"]
+        entry.completion_tokens = answer["usage"]["completion_tokens"]
+        return JSONResponse(answer)
+    firsts = await open_all(request, streams)
+    entry.stream = True
+    writer = oc.CompletionChunkWriter(call, model)
+
+    def render(index: int, chunk: Chunk) -> list[bytes]:
+        return [sse_data(b) for b in writer.bodies(index, chunk)]
+
+    def fail(exc: ApiError) -> bytes:
+        return sse_data(oai.error_body(exc))
+
+    return sse_response(relay(interleave(streams, firsts), render, fail, entry, tail=b"data: [DONE]\n\n"))
+
+
+def routes() -> list[BaseRoute]:
+    return [Route("/v1/completions", completions, methods=["POST"])]
