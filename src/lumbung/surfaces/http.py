@@ -21,6 +21,7 @@ from lumbung.settings import Settings
 from lumbung.surfaces import (
     admin_routes,
     anthropic_routes,
+    ollama_routes,
     openai_completions_routes,
     openai_embeddings_routes,
     openai_routes,
@@ -96,6 +97,7 @@ def create_app(
             *admin_routes.routes(),
             *openai_completions_routes.routes(),
             *openai_embeddings_routes.routes(),
+            *ollama_routes.routes(),
         ],
         exception_handlers={HTTPException: _http_error},
         lifespan=lifespan,

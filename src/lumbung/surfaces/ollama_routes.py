@@ -1,0 +1,193 @@
+"""HTTP routes of Ollama's native API: chat, generate, embed, embeddings, tags, show, ps, version.
+
+(/api/pull and /api/delete belong to the model store's own routes.)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncGenerator
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
+
+from lumbung.engines.base import Collector
+from lumbung.errors import ApiError, InvalidRequest, NotFound, UnsupportedParameter
+from lumbung.surfaces import ollama as oll
+from lumbung.surfaces.common import AppState, RequestLog, endpoint, read_body, state_of, unless_disconnected
+from lumbung.surfaces.ollama_wire import ChatIn, EmbeddingsIn, EmbedIn, GenerateIn, ShowIn
+from lumbung.surfaces.relay import interleave, open_all, relay
+from lumbung.types import ChatRequest, Chunk, CompletionRequest, ModelInfo
+
+ollama_endpoint = endpoint(oll.error_body)
+
+
+def _line(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+
+
+def _model_info(state: AppState, name: str) -> ModelInfo:
+    try:
+        return state.gateway.model(name)
+    except NotFound as exc:
+        raise NotFound(f"model '{name}' not found", param="model") from exc
+
+
+async def _answer(
+    request: Request,
+    entry: RequestLog,
+    core: ChatRequest | CompletionRequest,
+    call: oll.OllamaCall,
+    chat: bool,
+) -> Response:
+    state = state_of(request)
+    info = _model_info(state, core.model)
+    entry.model = info.id
+    writer = oll.LineWriter(info.id, call, chat)
+    if call.load_only:
+        await state.gateway.count_tokens(core)  # loads the model, as Ollama does for an empty request
+        return JSONResponse(writer.loaded())
+    stream = state.gateway.stream(core)
+    if not call.stream:
+        return JSONResponse(await unless_disconnected(request, _whole(stream, writer, entry)))
+    firsts = await open_all(request, [stream])
+    entry.stream = True
+
+    def render(index: int, chunk: Chunk) -> list[bytes]:
+        body = writer.body(chunk)
+        return [] if body is None else [_line(body)]
+
+    def fail(exc: ApiError) -> bytes:
+        return _line(oll.error_body(exc))
+
+    return StreamingResponse(
+        relay(interleave([stream], firsts), render, fail, entry), media_type="application/x-ndjson"
+    )
+
+
+async def _whole(
+    stream: AsyncGenerator[Chunk, None], writer: oll.LineWriter, entry: RequestLog
+) -> dict[str, Any]:
+    collector = Collector()
+    async for chunk in stream:
+        writer.timer.mark()
+        collector.add(chunk)
+    done = collector.result()
+    entry.prompt_tokens = done.usage.prompt_tokens
+    entry.completion_tokens = done.usage.completion_tokens
+    whole = Chunk(
+        text=done.text,
+        reasoning=done.reasoning,
+        tool_calls=done.tool_calls,
+        finish_reason=done.finish_reason,
+        usage=done.usage,
+        logprobs=done.logprobs,
+    )
+    body = writer.body(whole)
+    assert body is not None
+    return body
+
+
+@ollama_endpoint
+async def chat(request: Request, entry: RequestLog) -> Response:
+    state = state_of(request)
+    body = await read_body(request, state.settings.max_body_bytes)
+    wire = oll.parse(ChatIn, body)
+    core, call = oll.parse_chat(wire, _model_info(state, wire.model))
+    state.note_extra_fields("ollama.chat", call.extra_fields)
+    return await _answer(request, entry, core, call, chat=True)
+
+
+@ollama_endpoint
+async def generate(request: Request, entry: RequestLog) -> Response:
+    state = state_of(request)
+    body = await read_body(request, state.settings.max_body_bytes)
+    wire = oll.parse(GenerateIn, body)
+    core, call = oll.parse_generate(wire, _model_info(state, wire.model))
+    state.note_extra_fields("ollama.generate", call.extra_fields)
+    return await _answer(request, entry, core, call, chat=False)
+
+
+@ollama_endpoint
+async def embed(request: Request, entry: RequestLog) -> Response:
+    state = state_of(request)
+    wire = oll.parse(EmbedIn, await read_body(request, state.settings.max_body_bytes))
+    oll.keep_alive_seconds(wire.keep_alive)
+    info = _model_info(state, wire.model)
+    entry.model = info.id
+    inputs = [wire.input] if isinstance(wire.input, str) else wire.input
+    timer = oll.Timer(time.perf_counter())
+    result = await unless_disconnected(request, state.gateway.embed(wire.model, inputs)) if inputs else None
+    vectors = result.vectors if result else []
+    if wire.dimensions is not None and vectors and wire.dimensions != len(vectors[0]):
+        raise UnsupportedParameter(
+            f"dimensions must be {len(vectors[0])} for this model: its embeddings cannot be shortened",
+            param="dimensions",
+        )
+    tokens = result.prompt_tokens if result else 0
+    entry.prompt_tokens = tokens
+    fields = timer.fields(None)
+    return JSONResponse(
+        {
+            "model": info.id,
+            "embeddings": vectors,
+            "total_duration": fields["total_duration"],
+            "load_duration": 0,
+            "prompt_eval_count": tokens,
+        }
+    )
+
+
+@ollama_endpoint
+async def embeddings(request: Request, entry: RequestLog) -> Response:
+    state = state_of(request)
+    wire = oll.parse(EmbeddingsIn, await read_body(request, state.settings.max_body_bytes))
+    info = _model_info(state, wire.model)
+    entry.model = info.id
+    if not wire.prompt:
+        return JSONResponse({"embedding": []})
+    result = await unless_disconnected(request, state.gateway.embed(wire.model, [wire.prompt]))
+    entry.prompt_tokens = result.prompt_tokens
+    return JSONResponse({"embedding": result.vectors[0]})
+
+
+@ollama_endpoint
+async def tags(request: Request, entry: RequestLog) -> Response:
+    return JSONResponse({"models": [oll.model_entry(m) for m in state_of(request).gateway.models()]})
+
+
+@ollama_endpoint
+async def show(request: Request, entry: RequestLog) -> Response:
+    state = state_of(request)
+    wire = oll.parse(ShowIn, await read_body(request, state.settings.max_body_bytes))
+    name = wire.model or wire.name
+    if not name:
+        raise InvalidRequest("model is required", param="model")
+    return JSONResponse(oll.show_body(_model_info(state, name)))
+
+
+@ollama_endpoint
+async def ps(request: Request, entry: RequestLog) -> Response:
+    models = [m for m in state_of(request).gateway.models() if m.loaded]
+    return JSONResponse({"models": [oll.ps_entry(m) for m in models]})
+
+
+@ollama_endpoint
+async def version(request: Request, entry: RequestLog) -> Response:
+    return JSONResponse(oll.version_body())
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/api/chat", chat, methods=["POST"]),
+        Route("/api/generate", generate, methods=["POST"]),
+        Route("/api/embed", embed, methods=["POST"]),
+        Route("/api/embeddings", embeddings, methods=["POST"]),
+        Route("/api/tags", tags, methods=["GET"]),
+        Route("/api/show", show, methods=["POST"]),
+        Route("/api/ps", ps, methods=["GET"]),
+        Route("/api/version", version, methods=["GET"]),
+    ]
