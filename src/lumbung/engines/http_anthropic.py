@@ -7,10 +7,15 @@ import json
 from collections.abc import AsyncGenerator
 from typing import Any
 
-import httpx
-
 from lumbung.engines.base import Embeddings
-from lumbung.engines.http_common import event_error, make_client, sse_events, status_error, transport_error
+from lumbung.engines.http_common import (
+    TRANSPORT_ERRORS,
+    Session,
+    event_error,
+    sse_events,
+    status_error,
+    transport_error,
+)
 from lumbung.errors import UnsupportedParameter, UpstreamError
 from lumbung.gateway.config import ProviderConfig
 from lumbung.types import ChatRequest, Chunk, CompletionRequest, FinishReason, ModelInfo, ToolCall, Usage
@@ -160,7 +165,7 @@ class AnthropicHTTPBackend:
         if api_key:
             headers["x-api-key"] = api_key
         base = str(config.base_url).removesuffix("/v1")
-        self.client = make_client(base, config.timeouts, config.max_connections, headers)
+        self.session = Session(base, config.timeouts, config.max_connections, headers)
 
     def models(self) -> list[ModelInfo]:
         return []
@@ -170,11 +175,11 @@ class AnthropicHTTPBackend:
             raise UnsupportedParameter("Anthropic providers take chat requests only", param="prompt")
         reader = EventReader(self.name)
         try:
-            async with self.client.stream("POST", "/v1/messages", json=messages_body(request)) as response:
-                if response.status_code != 200:
-                    raise status_error(
-                        self.name, response.status_code, response.headers, await response.aread()
-                    )
+            async with self.session.get().post(
+                self.session.url("/v1/messages"), json=messages_body(request)
+            ) as response:
+                if response.status != 200:
+                    raise status_error(self.name, response.status, response.headers, await response.read())
                 async for event, data in sse_events(self.name, response):
                     try:
                         parsed = json.loads(data)
@@ -185,7 +190,7 @@ class AnthropicHTTPBackend:
                         yield chunk
                     if reader.stopped:
                         break
-        except httpx.HTTPError as exc:
+        except TRANSPORT_ERRORS as exc:
             raise transport_error(self.name, exc) from exc
         yield reader.last()
 
@@ -202,19 +207,22 @@ class AnthropicHTTPBackend:
         for key in ("stream", "max_tokens", "temperature", "top_p", "top_k", "stop_sequences", "metadata"):
             body.pop(key, None)
         try:
-            response = await self.client.post("/v1/messages/count_tokens", json=body)
-        except httpx.HTTPError as exc:
+            async with self.session.get().post(
+                self.session.url("/v1/messages/count_tokens"), json=body
+            ) as response:
+                raw = await response.read()
+                if response.status != 200:
+                    raise status_error(self.name, response.status, response.headers, raw)
+        except TRANSPORT_ERRORS as exc:
             raise transport_error(self.name, exc) from exc
-        if response.status_code != 200:
-            raise status_error(self.name, response.status_code, response.headers, response.content)
-        return int(response.json()["input_tokens"])
+        return int(json.loads(raw)["input_tokens"])
 
     async def health(self) -> bool:
         try:
-            response = await self.client.get("/v1/models", timeout=self.config.timeouts.connect)
-        except httpx.HTTPError:
+            async with self.session.get().get(self.session.url("/v1/models")) as response:
+                return response.status < 500
+        except TRANSPORT_ERRORS:
             return False
-        return response.status_code < 500
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        await self.session.close()

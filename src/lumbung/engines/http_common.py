@@ -8,14 +8,15 @@ provider cut off.
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import httpx
+import aiohttp
 
 from lumbung.errors import (
     ApiError,
@@ -37,26 +38,40 @@ _CUT_OFF = re.compile(
 _CLIENT_FAULT = {400, 413, 422}
 
 
-def make_client(
-    base_url: str, timeouts: Timeouts, max_connections: int, headers: dict[str, str]
-) -> httpx.AsyncClient:
-    """One pooled keep-alive client per provider. ``read`` bounds the wait for each piece of the
-    answer (first token and idle gaps are enforced by the gateway and this read timeout together)."""
-    return httpx.AsyncClient(
-        base_url=base_url,
-        headers=headers,
-        timeout=httpx.Timeout(
-            connect=timeouts.connect,
-            read=max(timeouts.idle, timeouts.first_token),
-            write=timeouts.idle,
-            pool=timeouts.connect,
-        ),
-        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-        follow_redirects=False,
-    )
+class Session:
+    """One pooled keep-alive aiohttp session per provider, opened on first use (aiohttp sessions
+    belong to the running event loop). aiohttp rather than httpx: 4-7x less CPU per streamed request,
+    measured by bench/gateway_overhead_clients.py (docs/performance.md). ``sock_read`` bounds each
+    wait for data; the gateway enforces the first-token and idle timeouts on top of it."""
+
+    def __init__(
+        self, base_url: str, timeouts: Timeouts, max_connections: int, headers: dict[str, str]
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.headers = headers
+        self.max_connections = max_connections
+        self.timeout = aiohttp.ClientTimeout(
+            total=None, connect=timeouts.connect, sock_read=max(timeouts.idle, timeouts.first_token)
+        )
+        self._session: aiohttp.ClientSession | None = None
+
+    def get(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self.max_connections, keepalive_timeout=60)
+            self._session = aiohttp.ClientSession(
+                headers=self.headers, timeout=self.timeout, connector=connector, auto_decompress=True
+            )
+        return self._session
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
 
 
-def retry_after(headers: httpx.Headers) -> float | None:
+def retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
     raw_ms = headers.get("retry-after-ms")
     if raw_ms:
@@ -86,7 +101,7 @@ def _message_of(body: bytes) -> str:
     return str(err)[:500]
 
 
-def status_error(provider: str, status: int, headers: httpx.Headers, body: bytes) -> ApiError:
+def status_error(provider: str, status: int, headers: Mapping[str, str], body: bytes) -> ApiError:
     """The error for a non-200 answer from a provider."""
     message = _message_of(body)
     said = f"provider {provider!r} answered {status}: {message}"
@@ -113,24 +128,26 @@ def event_error(provider: str, error: Any) -> ApiError:
     return UpstreamError(said)
 
 
-def transport_error(provider: str, exc: httpx.HTTPError) -> ApiError:
-    if isinstance(exc, httpx.ConnectTimeout):
+def transport_error(provider: str, exc: BaseException) -> ApiError:
+    """aiohttp's and asyncio's failures as lumbung errors."""
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return UpstreamTimeout(f"provider {provider!r}: connect timed out")
-    if isinstance(exc, httpx.PoolTimeout):
-        return UpstreamTimeout(f"provider {provider!r}: no free connection in the pool")
-    if isinstance(exc, httpx.TimeoutException):
-        return UpstreamTimeout(f"provider {provider!r}: no data within the idle timeout")
-    if isinstance(exc, httpx.ConnectError):
-        return UpstreamError(f"provider {provider!r}: cannot connect ({exc})")
+    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+        return UpstreamTimeout(f"provider {provider!r}: no data within the timeout")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return UpstreamError(f"provider {provider!r}: cannot connect ({exc.os_error.strerror or exc})")
     return UpstreamError(f"provider {provider!r}: connection lost ({type(exc).__name__})")
 
 
-async def sse_events(provider: str, response: httpx.Response) -> AsyncIterator[tuple[str, str]]:
+TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
+
+
+async def sse_events(provider: str, response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, str]]:
     """(event, data) pairs of an SSE stream. Hand-written rather than httpx-sse because that decodes
     with replacement characters, and an upstream sending invalid UTF-8 must be an error, not mojibake."""
     buffer = b""
     event, data = "", list[str]()
-    async for piece in response.aiter_raw():
+    async for piece in response.content.iter_any():
         buffer += piece
         while True:
             cut = buffer.find(b"\n")

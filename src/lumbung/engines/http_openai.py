@@ -3,7 +3,7 @@ backend: core request -> Chat Completions (or legacy Completions) body, always s
 core ``Chunk``s. Only chunks with content are yielded, so the gateway's "first byte" is real content
 and an error event before it still allows failover.
 
-httpx rather than aiohttp: measured in bench/gateway_overhead.py (docs/performance.md).
+aiohttp rather than httpx: measured by bench/gateway_overhead_clients.py (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -12,10 +12,15 @@ import json
 from collections.abc import AsyncGenerator
 from typing import Any
 
-import httpx
-
 from lumbung.engines.base import Embeddings
-from lumbung.engines.http_common import event_error, make_client, sse_events, status_error, transport_error
+from lumbung.engines.http_common import (
+    TRANSPORT_ERRORS,
+    Session,
+    event_error,
+    sse_events,
+    status_error,
+    transport_error,
+)
 from lumbung.errors import UnsupportedParameter, UpstreamError
 from lumbung.gateway.config import ProviderConfig
 from lumbung.types import (
@@ -170,7 +175,7 @@ class OpenAIHTTPBackend:
         headers = dict(config.headers)
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
-        self.client = make_client(str(config.base_url), config.timeouts, config.max_connections, headers)
+        self.session = Session(str(config.base_url), config.timeouts, config.max_connections, headers)
 
     def models(self) -> list[ModelInfo]:
         return []
@@ -179,11 +184,11 @@ class OpenAIHTTPBackend:
         path = "/chat/completions" if isinstance(request, ChatRequest) else "/completions"
         reader = ChunkReader(self.name)
         try:
-            async with self.client.stream("POST", path, json=request_body(request)) as response:
-                if response.status_code != 200:
-                    raise status_error(
-                        self.name, response.status_code, response.headers, await response.aread()
-                    )
+            async with self.session.get().post(
+                self.session.url(path), json=request_body(request)
+            ) as response:
+                if response.status != 200:
+                    raise status_error(self.name, response.status, response.headers, await response.read())
                 async for _event, data in sse_events(self.name, response):
                     if data.strip() == "[DONE]":
                         break
@@ -194,18 +199,21 @@ class OpenAIHTTPBackend:
                     chunk = reader.read(parsed)
                     if chunk is not None:
                         yield chunk
-        except httpx.HTTPError as exc:
+        except TRANSPORT_ERRORS as exc:
             raise transport_error(self.name, exc) from exc
         yield reader.last()
 
     async def embed(self, model: str, inputs: list[str]) -> Embeddings:
         try:
-            response = await self.client.post("/embeddings", json={"model": model, "input": inputs})
-        except httpx.HTTPError as exc:
+            async with self.session.get().post(
+                self.session.url("/embeddings"), json={"model": model, "input": inputs}
+            ) as response:
+                body = await response.read()
+                if response.status != 200:
+                    raise status_error(self.name, response.status, response.headers, body)
+        except TRANSPORT_ERRORS as exc:
             raise transport_error(self.name, exc) from exc
-        if response.status_code != 200:
-            raise status_error(self.name, response.status_code, response.headers, response.content)
-        data = response.json()
+        data = json.loads(body)
         vectors = [item["embedding"] for item in sorted(data["data"], key=lambda d: d.get("index", 0))]
         return Embeddings(vectors, int((data.get("usage") or {}).get("prompt_tokens") or 0))
 
@@ -217,10 +225,10 @@ class OpenAIHTTPBackend:
 
     async def health(self) -> bool:
         try:
-            response = await self.client.get("/models", timeout=self.config.timeouts.connect)
-        except httpx.HTTPError:
+            async with self.session.get().get(self.session.url("/models")) as response:
+                return response.status < 500
+        except TRANSPORT_ERRORS:
             return False
-        return response.status_code < 500
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        await self.session.close()

@@ -102,10 +102,3 @@ def build_gateway(
         request_timeout=settings.request_timeout,
         clock=clock,
     )
-
-
-async def close_backends(gateway: Gateway) -> None:
-    for provider in gateway.providers:
-        closer = getattr(provider.backend, "aclose", None)
-        if closer is not None:
-            await closer()

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import httpx
 import uvicorn
 
-from lumbung.gateway.build import build_gateway, close_backends
+from lumbung.gateway.build import build_gateway
 from lumbung.gateway.config import LOCAL_PROVIDER, ProviderConfig
 from lumbung.gateway.faults import FAULTS, Fault, FaultProxy, FaultyBackend
 from lumbung.gateway.router import Gateway
@@ -151,6 +151,5 @@ async def run_drill(
         await serving
         for proxy in proxies.values():
             await proxy.close()
-        await close_backends(gateway)
         await asyncio.to_thread(engine.close)
     return outcomes

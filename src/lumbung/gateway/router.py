@@ -341,6 +341,13 @@ class Gateway:
         member = route.tiers[0][0]
         return await member.state.provider.backend.count_tokens(replace(request, model=member.state.model))
 
+    async def aclose(self) -> None:
+        """Close upstream providers' connection pools (the local engine closes on its own)."""
+        for provider in self.providers:
+            closer = getattr(provider.backend, "aclose", None)
+            if closer is not None:
+                await closer()
+
     def reset_health(self) -> None:
         """Forget breakers, cut-off marks and cool-downs (``lumbung drill`` between scenarios)."""
         for route in self._routes.values():

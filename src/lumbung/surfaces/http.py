@@ -86,6 +86,7 @@ def create_app(
         finally:
             if task is not None:
                 task.cancel()
+            await gateway.aclose()
             if on_shutdown is not None:
                 await asyncio.to_thread(on_shutdown)
 

@@ -1,0 +1,271 @@
+"""Gateway overhead: the same fast mock upstream reached directly, through lumbung, and through the
+LiteLLM proxy, in one run, with open-loop load at fixed rates.
+
+Prints, for whole and streamed chat completions: p50/p99 latency at a light fixed rate and the latency
+each gateway adds over the direct path, then the highest rate each sustains (no errors and p99 under
+1 s: beyond it requests queue without bound), and lumbung's ratios to LiteLLM.
+
+    python bench/gateway_overhead.py [--litellm /path/to/litellm] [--quick]
+
+LiteLLM runs from its own virtualenv outside the repo (docs/performance.md has the recipe); without
+it, the LiteLLM rows are skipped. The load generator is a minimal keep-alive HTTP/1.1 client on uvloop
+(a general client library would cost more CPU than the gateways under test on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RATES = [25, 50, 100, 200, 400, 800, 1200, 1600, 2400, 3200]
+LIGHT_RATE = 50
+TIMEOUT = 10.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Pool:
+    """Keep-alive connections to one server; a request takes an idle one or opens one."""
+
+    def __init__(self, port: int, size: int = 64) -> None:
+        self.port = port
+        self.size = size
+        self.opened = 0
+        self.idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+
+    async def get(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self.idle.empty() and self.opened < self.size:
+            self.opened += 1
+            try:
+                return await asyncio.open_connection("127.0.0.1", self.port)
+            except OSError:
+                self.opened -= 1
+                raise
+        return await self.idle.get()
+
+    async def close(self) -> None:
+        while not self.idle.empty():
+            _, w = self.idle.get_nowait()
+            w.close()
+
+
+async def _exchange(pool: Pool, payload: bytes) -> bool:
+    conn = await pool.get()
+    reader, writer = conn
+    try:
+        writer.write(payload)
+        head = await reader.readuntil(b"\r\n\r\n")
+        ok = head[9:12] == b"200"
+        lower = head.lower()
+        if b"content-length:" in lower:
+            n = int(lower.split(b"content-length:")[1].split(b"\r\n")[0])
+            body = await reader.readexactly(n)
+        else:
+            parts = []
+            while True:
+                size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+                parts.append(await reader.readexactly(size + 2))
+                if size == 0:
+                    break
+            body = b"".join(parts)
+        if b"text/event-stream" in lower:
+            ok = ok and b"[DONE]" in body and b'"error"' not in body
+        pool.idle.put_nowait(conn)
+        return ok
+    except BaseException:
+        writer.close()
+        pool.opened -= 1
+        raise
+
+
+@dataclass
+class Result:
+    rate: int
+    sent: int
+    errors: int
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def sustained(self) -> bool:
+        return self.errors == 0 and self.p99_ms < 1000
+
+
+async def run_rate(port: int, path: str, body: dict[str, object], rate: int, seconds: float) -> Result:
+    data = json.dumps(body).encode()
+    payload = (
+        f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+        f"authorization: Bearer bench\r\ncontent-length: {len(data)}\r\n\r\n"
+    ).encode() + data
+    pool = Pool(port)
+    latencies: list[float] = []
+    errors = 0
+
+    async def one(at: float) -> None:
+        nonlocal errors
+        try:
+            ok = await asyncio.wait_for(_exchange(pool, payload), TIMEOUT)
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
+            ok = False
+        if ok:
+            latencies.append(time.perf_counter() - at)
+        else:
+            errors += 1
+
+    # perf_counter, not loop.time(): uvloop's clock ticks in whole milliseconds.
+    n = max(1, int(rate * seconds))
+    start = time.perf_counter() + 0.05
+    tasks = []
+    for i in range(n):
+        at = start + i / rate
+        delay = at - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.ensure_future(one(at)))
+    await asyncio.gather(*tasks)
+    await pool.close()
+    lat = sorted(latencies) or [TIMEOUT]
+    return Result(rate, n, errors, statistics.median(lat) * 1000, lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000)
+
+
+def wait_http(port: int, path: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode}")
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2)
+            return
+        except Exception:
+            time.sleep(0.2)
+    raise TimeoutError(f"nothing answered on port {port}")
+
+
+def start_all(work: Path, litellm: str | None) -> tuple[dict[str, int], list[subprocess.Popen[bytes]]]:
+    procs = []
+    mock = free_port()
+    log = (work / "mock.log").open("wb")
+    procs.append(subprocess.Popen([sys.executable, str(ROOT / "bench/gateway_overhead_mock.py"), str(mock)],
+                                  stdout=log, stderr=log))
+    ports = {"direct": mock}
+    lum = free_port()
+    cfg = {
+        "serve_default_model": False,
+        "providers": [{"name": "mock", "kind": "openai", "base_url": f"http://127.0.0.1:{mock}/v1", "jurisdiction": "local"}],
+        "routes": [{"name": "bench", "tiers": [["mock/bench"]]}],
+    }
+    (work / "lumbung.yaml").write_text(json.dumps(cfg))
+    log = (work / "lumbung.log").open("wb")
+    procs.append(subprocess.Popen(
+        [sys.executable, "-m", "lumbung", "serve", "--port", str(lum), "--config", str(work / "lumbung.yaml")],
+        stdout=log, stderr=log, env={**os.environ, "LUMBUNG_HOME": str(work / "home")},
+    ))
+    ports["lumbung"] = lum
+    if litellm:
+        lit = free_port()
+        (work / "litellm.yaml").write_text(
+            "model_list:\n  - model_name: bench\n    litellm_params:\n      model: openai/bench\n"
+            f"      api_base: http://127.0.0.1:{mock}/v1\n      api_key: none\n"
+        )
+        log = (work / "litellm.log").open("wb")
+        procs.append(subprocess.Popen(
+            [litellm, "--config", str(work / "litellm.yaml"), "--host", "127.0.0.1", "--port", str(lit), "--num_workers", "1"],
+            stdout=log, stderr=log, env={**os.environ, "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true"},
+        ))
+        ports["litellm"] = lit
+    wait_http(lum, "/health", procs[1])
+    if litellm:
+        wait_http(ports["litellm"], "/health/liveliness", procs[2], timeout=300)
+    return ports, procs
+
+
+async def bench(ports: dict[str, int], seconds: float, quick: bool) -> dict[str, dict[str, object]]:
+    out: dict[str, dict[str, object]] = {}
+    for stream in (False, True):
+        body: dict[str, object] = {"model": "bench", "messages": [{"role": "user", "content": "hi"}], "stream": stream}
+        mode = "stream" if stream else "whole"
+        for name, port in ports.items():
+            await run_rate(port, "/v1/chat/completions", body, 20, 1.0)  # warm up
+            light = await run_rate(port, "/v1/chat/completions", body, LIGHT_RATE, seconds)
+            best = 0
+            ladder = []
+            for rate in RATES[:6] if quick else RATES:
+                r = await run_rate(port, "/v1/chat/completions", body, rate, seconds)
+                ladder.append(r)
+                print(f"  {mode:6} {name:8} {rate:5}/s  errors {r.errors:4}  p50 {r.p50_ms:7.2f} ms  p99 {r.p99_ms:8.2f} ms",
+                      file=sys.stderr)
+                if not r.sustained:
+                    break
+                best = rate
+                await asyncio.sleep(0.5)
+            out[f"{mode}/{name}"] = {"light": light, "sustained": best, "ladder": ladder}
+    return out
+
+
+def report(results: dict[str, dict[str, object]], names: list[str]) -> None:
+    print(f"| mode | path | p50 @ {LIGHT_RATE}/s | p99 @ {LIGHT_RATE}/s | added p50 | added p99 | sustained rate |")
+    print("|---|---|---|---|---|---|---|")
+    for mode in ("whole", "stream"):
+        direct = results[f"{mode}/direct"]["light"]
+        assert isinstance(direct, Result)
+        for name in names:
+            r = results[f"{mode}/{name}"]
+            light = r["light"]
+            assert isinstance(light, Result)
+            added = "-" if name == "direct" else f"{light.p50_ms - direct.p50_ms:+.2f} ms"
+            added99 = "-" if name == "direct" else f"{light.p99_ms - direct.p99_ms:+.2f} ms"
+            print(f"| {mode} | {name} | {light.p50_ms:.2f} ms | {light.p99_ms:.2f} ms | {added} | {added99} | "
+                  f"{r['sustained']} req/s |")
+    if "litellm" in names:
+        for mode in ("whole", "stream"):
+            lum, lit = results[f"{mode}/lumbung"]["sustained"], results[f"{mode}/litellm"]["sustained"]
+            assert isinstance(lum, int) and isinstance(lit, int)
+            ratio = f"{lum / lit:.1f}x" if lit else "inf"
+            print(f"\n{mode}: lumbung sustains {ratio} LiteLLM's rate ({lum} vs {lit} req/s)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--litellm", default=shutil.which("litellm") or "/work/.bench-cache/litellm-venv/bin/litellm")
+    parser.add_argument("--seconds", type=float, default=3.0, help="Seconds of load per rate step.")
+    parser.add_argument("--quick", action="store_true", help="Fewer rate steps.")
+    args = parser.parse_args()
+    litellm = args.litellm if args.litellm and Path(args.litellm).exists() else None
+    work = Path(tempfile.mkdtemp(prefix="lumbung-bench-"))
+    ports, procs = start_all(work, litellm)
+    try:
+        import uvloop
+
+        results = uvloop.run(bench(ports, args.seconds, args.quick))
+        report(results, list(ports))
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        print(f"(logs in {work})", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
