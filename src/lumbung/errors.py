@@ -16,7 +16,15 @@
     │   │   ├── UpstreamTimeout         504, connect / first token / idle / overall deadline passed
     │   │   └── ProviderCutOff          a provider refuses this account or region (401/403/451)
     │   └── InternalError           500, a bug: logged with its traceback
-    └── EngineError                 the local engine failed (load, decode); mapped to ApiError at the edge
+    ├── EngineError                 the local engine failed (load, decode); mapped to ApiError at the edge
+    └── StoreError                  the model store (store/): pull, verify, bundles
+        ├── BadReference            a model reference that cannot be parsed or names nothing
+        ├── ModelNotInStore         no stored model has that name, reference or alias
+        ├── HubError                a hub refused or failed (not found, gated, network)
+        ├── OfflineError            the operation needs the network and lumbung is offline
+        ├── UnsafeFile              a file the store refuses: pickle, unknown format, hostile name
+        ├── InvalidModelFile        a GGUF or safetensors file that is truncated or malformed
+        └── IntegrityError          bytes that do not match their published or recorded sha256/size
 
 Each surface renders an ApiError in its own envelope (OpenAI, Anthropic, Ollama) in one place.
 Foreign exceptions are mapped at the boundary with ``raise ... from exc``.
@@ -132,3 +140,35 @@ class InternalError(ApiError):
     status = 500
     type = "server_error"
     code = "internal_error"
+
+
+class StoreError(LumbungError):
+    """The model store could not do what was asked; the message says what and why."""
+
+
+class BadReference(StoreError):
+    """A model reference that cannot be parsed, or a short name the catalogue does not know."""
+
+
+class ModelNotInStore(StoreError):
+    """No stored model answers to that name, reference or alias."""
+
+
+class HubError(StoreError):
+    """A model hub refused the request or could not be reached."""
+
+
+class OfflineError(StoreError):
+    """The operation needs the network, and lumbung runs offline."""
+
+
+class UnsafeFile(StoreError):
+    """A file the store will not accept: pickle weights, an unknown format, or a hostile name."""
+
+
+class InvalidModelFile(StoreError):
+    """A GGUF or safetensors file whose header or layout is truncated or malformed."""
+
+
+class IntegrityError(StoreError):
+    """Bytes that do not match their published or recorded sha256 or size."""
