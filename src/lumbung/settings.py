@@ -34,7 +34,11 @@ class ModelConfig(BaseModel):
 
     id: str = Field(description="Public model id, as clients send it in `model`.")
     path: Path | None = Field(default=None, description="Path of the GGUF file.")
-    ref: str | None = Field(default=None, description="A model-store reference (hf:, ms:, short name).")
+    ref: str | None = Field(
+        default=None,
+        description="A model in the store, by reference (hf:, ms:, file:), short name or name "
+        "(pull it first with `lumbung pull`).",
+    )
     aliases: list[str] = Field(default_factory=list, description="Other names that reach this model.")
     chat_template: str | None = Field(
         default=None,
@@ -83,6 +87,17 @@ class Settings(BaseModel):
     )
     max_body_bytes: int = Field(
         default=8 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 beyond)."
+    )
+    offline: bool = Field(
+        default=False,
+        description="Make no network call at all: pulls only succeed for models already in the store, "
+        "and the hub libraries' own offline switches (HF_HUB_OFFLINE, ...) are set.",
+    )
+    hf_endpoint: str | None = Field(
+        default=None, description="Hugging Face Hub URL (default: $HF_ENDPOINT, else https://huggingface.co)."
+    )
+    modelscope_endpoint: str | None = Field(
+        default=None, description="ModelScope URL (default: $MODELSCOPE_ENDPOINT, else https://modelscope.cn)."
     )
     log_prompts: bool = Field(default=False, description="Log prompts and answers (off: never).")
     providers: list[ProviderConfig] = Field(
