@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from lumbung import __version__, cli_gateway
+from lumbung import __version__, cli_gateway, cli_store
 from lumbung.errors import LumbungError
 from lumbung.settings import Settings, load_settings
 
@@ -52,13 +52,16 @@ def main() -> None:
 @click.option(
     "--allow-no-auth", is_flag=True, default=None, help="Allow a non-loopback address without API keys."
 )
-def serve(host: str | None, port: int | None, config: Path | None, allow_no_auth: bool | None) -> None:
+@click.option("--offline", is_flag=True, default=None, help="Make no network call (also LUMBUNG_OFFLINE=1).")
+def serve(
+    host: str | None, port: int | None, config: Path | None, allow_no_auth: bool | None, offline: bool | None
+) -> None:
     """Start the API server (OpenAI-compatible at /v1) on the configured and embedded models."""
     import uvicorn
 
     from lumbung.server import build_app
 
-    settings, _ = _settings(config, host=host, port=port, allow_no_auth=allow_no_auth)
+    settings, _ = _settings(config, host=host, port=port, allow_no_auth=allow_no_auth, offline=offline)
     setup_logging(settings.log_level)
     try:
         app = build_app(settings)
@@ -94,3 +97,10 @@ def show_config(config: Path | None, as_json: bool) -> None:
 
 main.add_command(cli_gateway.status)
 main.add_command(cli_gateway.drill)
+main.add_command(cli_store.pull)
+main.add_command(cli_store.list_models)
+main.add_command(cli_store.show)
+main.add_command(cli_store.rm)
+main.add_command(cli_store.verify)
+main.add_command(cli_store.export_models)
+main.add_command(cli_store.import_models)

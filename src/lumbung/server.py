@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
 
 from starlette.applications import Starlette
 
@@ -12,6 +15,15 @@ from lumbung.errors import ConfigError
 from lumbung.gateway.build import build_gateway
 from lumbung.settings import DEFAULT_MODEL_ALIASES, DEFAULT_MODEL_ID, ModelConfig, Settings
 from lumbung.store.embedded import embedded_model_path
+from lumbung.store.offline import apply_offline
+from lumbung.store.serving import (
+    StoreService,
+    checked_gguf,
+    config_manifest,
+    served_manifests,
+    stored_model_path,
+)
+from lumbung.store.store import ModelStore
 from lumbung.surfaces.http import create_app
 
 log = logging.getLogger(__name__)
@@ -27,7 +39,18 @@ def engine_config(settings: Settings, model: ModelConfig | None = None) -> Engin
     )
 
 
-def local_specs(settings: Settings) -> list[LocalModelSpec]:
+def local_specs(settings: Settings, store: ModelStore | None = None) -> list[LocalModelSpec]:
+    """The embedded default, the configured models, then every other GGUF model in the store."""
+    store = store or ModelStore(settings.home)
+    specs = configured_specs(settings, store)
+    return specs + store_specs(settings, store, names_of(specs))
+
+
+def names_of(specs: list[LocalModelSpec]) -> set[str]:
+    return {name for spec in specs for name in (spec.id, *spec.aliases)}
+
+
+def configured_specs(settings: Settings, store: ModelStore) -> list[LocalModelSpec]:
     specs = []
     if settings.serve_default_model:
         specs.append(
@@ -40,12 +63,17 @@ def local_specs(settings: Settings) -> list[LocalModelSpec]:
             )
         )
     for model in settings.models:
-        if model.path is None:
-            raise ConfigError(f"model {model.id!r}: set `path` to a GGUF file")
+        path: Callable[[], Path]
+        if model.ref is not None:
+            path = partial(stored_model_path, store, config_manifest(store, model).reference)
+        elif model.path is not None:
+            path = partial(checked_gguf, model.path.expanduser())
+        else:
+            raise ConfigError(f"model {model.id!r}: set `path` to a GGUF file or `ref` to a stored model")
         specs.append(
             LocalModelSpec(
                 id=model.id,
-                path=model.path.expanduser(),
+                path=path,
                 aliases=list(model.aliases),
                 chat_template=model.chat_template,
                 engine=engine_config(settings, model),
@@ -54,6 +82,19 @@ def local_specs(settings: Settings) -> list[LocalModelSpec]:
             )
         )
     return specs
+
+
+def store_specs(settings: Settings, store: ModelStore, taken: set[str]) -> list[LocalModelSpec]:
+    return [
+        LocalModelSpec(
+            id=manifest.name,
+            path=partial(stored_model_path, store, manifest.reference),
+            aliases=aliases,
+            engine=engine_config(settings),
+            keep_alive=settings.keep_alive,
+        )
+        for manifest, aliases in served_manifests(settings, store, set(taken))
+    ]
 
 
 def check_exposure(settings: Settings) -> None:
@@ -67,13 +108,31 @@ def check_exposure(settings: Settings) -> None:
 
 def build_app(settings: Settings) -> Starlette:
     check_exposure(settings)
-    specs = local_specs(settings)
+    apply_offline(settings)
+    store = ModelStore(settings.home)
+    fixed = configured_specs(settings, store)
+    specs = fixed + store_specs(settings, store, names_of(fixed))
     local = LlamaCppBackend(specs, request_timeout=settings.request_timeout)
     gateway = build_gateway(settings, local)
+    from_store = {spec.id for spec in specs[len(fixed) :]}
+
+    def store_changed() -> None:
+        """A pull or delete while serving: the store's models join or leave the served list.
+        A deleted model that is loaded keeps its memory until shutdown; it is no longer reachable."""
+        fresh = store_specs(settings, store, names_of(fixed))
+        for model_id in from_store - {spec.id for spec in fresh}:
+            local.specs.pop(model_id, None)
+        for spec in fresh:
+            local.specs[spec.id] = spec
+        from_store.clear()
+        from_store.update(spec.id for spec in fresh)
+        gateway.refresh()
 
     async def preload() -> None:
         """The default model (the embedded one, else the first configured) loads at start-up."""
         if specs:
             await local.get(specs[0].id)
 
-    return create_app(settings, gateway, preload=preload, on_shutdown=local.close)
+    app = create_app(settings, gateway, preload=preload, on_shutdown=local.close)
+    app.state.store = StoreService(settings, on_change=store_changed)
+    return app

@@ -78,18 +78,34 @@ class Gateway:
         self.clock = clock
         self.rng = rng or random.Random()
         self._routes: dict[str, Route] = {}
-        for backend in backends:
-            local = ProviderState(backend.name, "local", LOCAL_JURISDICTION, backend, Timeouts(), clock)
-            for info in backend.models():
-                target = TargetState(local, info.id, Breaker())
-                route = Route(info.id, [[Member(target, 1.0)]], aliases=list(info.aliases), guarded=False)
-                for name in (info.id, *info.aliases):
-                    self._claim(name, route)
+        self._claim_local(self._routes, {})
         for route in routes or []:
             for name in (route.name, *route.aliases):
                 self._claim(name, route)
             for member in route.members():
                 self._check_egress(route, member.state.provider)  # at start-up, and again per attempt
+
+    def _claim_local(self, table: dict[str, Route], old: dict[str, Route]) -> None:
+        """Each in-process model by its own name and aliases (reusing ``old`` routes and breakers)."""
+        for backend in self.backends:
+            local = ProviderState(backend.name, "local", LOCAL_JURISDICTION, backend, Timeouts(), self.clock)
+            for info in backend.models():
+                route = old.get(info.id)
+                if route is None:
+                    target = TargetState(local, info.id, Breaker())
+                    route = Route(info.id, [[Member(target, 1.0)]], guarded=False)
+                route.aliases = list(info.aliases)
+                for name in (info.id, *info.aliases):
+                    if name in table:
+                        raise ConfigError(f"model name {name!r} is used twice")
+                    table[name] = route
+
+    def refresh(self) -> None:
+        """Re-read the in-process models after some were pulled or deleted while serving; configured
+        routes stay. On a name clash (ConfigError) the old table stays in place."""
+        table = {name: route for name, route in self._routes.items() if route.guarded}
+        self._claim_local(table, {r.name: r for r in self._routes.values() if not r.guarded})
+        self._routes = table
 
     def _claim(self, name: str, route: Route) -> None:
         if name in self._routes:

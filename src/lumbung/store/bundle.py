@@ -126,9 +126,9 @@ def import_bundle(store: ModelStore, path: Path, on_bytes: OnBytes = lambda n: N
                 if any(f.sha256 == sha for m in manifests for f in m.files) and not store.has_blob(sha):
                     store.commit_blob(part, sha)
             saved = []
-            for m in manifests:
-                files = [f.model_copy(update={"mtime_ns": store.blob_stat(f.sha256).mtime_ns}) for f in m.files]
-                saved.append(store.save(m.model_copy(update={"files": files})))
+            for manifest in manifests:
+                files = [f.model_copy(update={"mtime_ns": store.blob_stat(f.sha256).mtime_ns}) for f in manifest.files]
+                saved.append(store.save(manifest.model_copy(update={"files": files})))
             return saved
         except tarfile.TarError as exc:
             raise StoreError(f"{path.name}: not a readable tar bundle: {exc}") from exc

@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import BinaryIO
 
 from lumbung.errors import IntegrityError
 
@@ -28,7 +29,7 @@ class PartFile:
         self.git_size = git_size
         self.on_size = on_size or (lambda n: None)
         self.size = 0
-        self._fh = None
+        self._fh: BinaryIO | None = None
         self._reset_hashes()
 
     def _reset_hashes(self) -> None:
@@ -44,8 +45,8 @@ class PartFile:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.touch(exist_ok=True)
         self._rehash(self.path.stat().st_size)
-        self._fh = self.path.open("r+b")
-        self._fh.seek(self.size)
+        fh = self._fh = self.path.open("r+b")
+        fh.seek(self.size)
         return self
 
     def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:

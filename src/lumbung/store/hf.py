@@ -8,6 +8,7 @@ from typing import Any
 
 from lumbung.errors import HubError
 from lumbung.store.download import PartFile
+from lumbung.store.refs import Hub
 from lumbung.store.remote import Listing, RemoteFile
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -60,7 +61,7 @@ def _hub_error(exc: Exception, what: str) -> HubError:
 
 
 class HfHub:
-    kind = "hf"
+    kind: Hub = "hf"
 
     def __init__(self, endpoint: str | None = None, token: str | None = None) -> None:
         from huggingface_hub import constants
@@ -89,21 +90,22 @@ class HfHub:
         return Listing("hf", repo, revision, info.sha, files, _license(info), self.endpoint)
 
     def download(self, listing: Listing, file: RemoteFile, out: PartFile) -> None:
-        from huggingface_hub import file_download, utils
+        from huggingface_hub import file_download
+        from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]  # lazily exported
 
         url = file_download.hf_hub_url(
             listing.repo, file.path, revision=listing.commit or listing.revision, endpoint=self.endpoint
         )
-        headers = utils.build_hf_headers(token=self.token, library_name="lumbung")
+        headers = build_hf_headers(token=self.token, library_name="lumbung")
         try:
             file_download.http_get(
                 url,
-                out,  # type: ignore[arg-type]  # PartFile is file-like enough: write/seek/tell/truncate
+                out,  # type: ignore[arg-type]  # file-like enough: write, seek, tell, truncate
                 resume_size=out.size,
                 headers=headers,
                 expected_size=file.size,
                 displayed_filename=file.path,
-                tqdm_class=_Quiet,  # type: ignore[arg-type]
+                tqdm_class=_Quiet,
             )
         except OSError as exc:
             if exc.errno is not None:

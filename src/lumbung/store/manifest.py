@@ -21,6 +21,7 @@ from lumbung.store.formats import FileKind
 
 SCHEMA_VERSION = 1
 _SHA256 = r"^[0-9a-f]{64}$"
+Checked = Literal["hub-sha256", "git-sha1", "package-sha256", "local"]
 
 
 class StoredFile(BaseModel):
@@ -31,7 +32,7 @@ class StoredFile(BaseModel):
     size: int = Field(ge=0)
     sha256: str = Field(pattern=_SHA256)
     mtime_ns: int = Field(default=0, description="The blob's mtime when last verified: the cheap check.")
-    checked_against: Literal["hub-sha256", "git-sha1", "package-sha256", "local", "bundle"] = Field(
+    checked_against: Checked = Field(
         description="What the sha256 was proven against when the file arrived."
     )
 

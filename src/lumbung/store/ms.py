@@ -15,6 +15,7 @@ from typing import Any
 
 from lumbung.errors import HubError
 from lumbung.store.download import PartFile
+from lumbung.store.refs import Hub
 from lumbung.store.remote import Listing, RemoteFile
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ def _commit(entries: list[dict[str, Any]]) -> str | None:
 
 
 class MsHub:
-    kind = "ms"
+    kind: Hub = "ms"
 
     def __init__(self, endpoint: str | None = None, token: str | None = None) -> None:
         from modelscope_hub import HubApi

@@ -15,6 +15,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from filelock import FileLock
 
@@ -22,7 +23,7 @@ from lumbung.errors import IntegrityError, InvalidModelFile, OfflineError, Store
 from lumbung.store import formats
 from lumbung.store.download import PartFile
 from lumbung.store.gguf_info import check_split, facts, read_gguf
-from lumbung.store.manifest import GgufSummary, Manifest, Source, StoredFile
+from lumbung.store.manifest import Checked, GgufSummary, Manifest, Source, StoredFile
 from lumbung.store.refs import Hub, Reference, parse_reference
 from lumbung.store.remote import HubClient, Listing, RemoteFile
 from lumbung.store.select import select_files
@@ -182,7 +183,7 @@ def _fetch(store: ModelStore, hub: HubClient, listing: Listing, f: RemoteFile, r
             part_path.unlink(missing_ok=True)  # the hub's own bytes are malformed: resuming cannot help
             raise
         st = store.commit_blob(part_path, sha)
-    checked = "hub-sha256" if f.sha256 else "git-sha1" if f.git_oid else "local"
+    checked: Checked = "hub-sha256" if f.sha256 else "git-sha1" if f.git_oid else "local"
     return StoredFile(path=f.path, kind=kind, size=st.size, sha256=sha, mtime_ns=st.mtime_ns, checked_against=checked)
 
 
@@ -201,7 +202,7 @@ def gguf_summary(store: ModelStore, files: list[StoredFile]) -> tuple[GgufSummar
 def _manifest(
     store: ModelStore, ref: Reference, raw: str, existing: Manifest | None, listing: Listing, stored: list[StoredFile]
 ) -> Manifest:
-    fmt = "gguf" if any(f.kind == "gguf" for f in stored) else "safetensors"
+    fmt: Literal["gguf", "safetensors"] = "gguf" if any(f.kind == "gguf" for f in stored) else "safetensors"
     summary, gguf_license = gguf_summary(store, stored) if fmt == "gguf" else (None, None)
     name = existing.name if existing else (ref.catalog_name or ref.canonical())
     aliases = list(existing.aliases if existing else [])

@@ -46,7 +46,7 @@ class Reference:
     @property
     def hub(self) -> Hub:
         assert self.kind in ("hf", "ms")
-        return self.kind  # type: ignore[return-value]
+        return self.kind
 
     @property
     def selects_file(self) -> bool:

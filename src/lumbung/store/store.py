@@ -112,7 +112,7 @@ class ModelStore:
     def manifest_path(self, reference: str) -> Path:
         return self.manifests / f"{mf.manifest_key(reference)}.json"
 
-    def list(self) -> list[Manifest]:
+    def models(self) -> list[Manifest]:
         out = []
         if self.manifests.is_dir():
             for path in sorted(self.manifests.glob("*.json")):
@@ -124,7 +124,7 @@ class ModelStore:
 
     def find(self, name: str) -> Manifest:
         """A model by its name, an alias, or any spelling of its reference."""
-        manifests = self.list()
+        manifests = self.models()
         for m in manifests:
             if name in m.names():
                 return m
@@ -147,7 +147,7 @@ class ModelStore:
     def save(self, manifest: Manifest) -> Manifest:
         """Write a manifest; names another model already answers to are dropped from its aliases."""
         self.ensure()
-        taken = {n for m in self.list() if m.reference != manifest.reference for n in m.names()}
+        taken = {n for m in self.models() if m.reference != manifest.reference for n in m.names()}
         if manifest.name in taken:
             raise StoreError(f"another stored model already answers to {manifest.name!r}")
         manifest = manifest.model_copy(
@@ -168,7 +168,7 @@ class ModelStore:
 
     def collect_garbage(self) -> int:
         """Delete unreferenced blobs; the caller holds the exclusive lock."""
-        needed = {f.sha256 for m in self.list() for f in m.files}
+        needed = {f.sha256 for m in self.models() for f in m.files}
         freed = 0
         if self.blobs.is_dir():
             for blob in self.blobs.glob("sha256-*"):

@@ -1,0 +1,104 @@
+"""The store as the source of served models: what ``lumbung serve`` offers, and how a stored
+model's file reaches llama.cpp (after the cheap check), plus pull and delete while serving.
+
+Every stored GGUF model is served under its name, with its reference and aliases as other names;
+config entries (``models:`` with ``ref:``) take a stored model and override its settings. The
+embedded default has its own entry (``serve_default_model``), so its manifest is not served twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from lumbung.errors import BadReference, ConfigError, EngineError, ModelNotInStore, StoreError
+from lumbung.settings import ModelConfig, Settings
+from lumbung.store.manifest import Manifest
+from lumbung.store.pull import Progress, PullOptions, pull
+from lumbung.store.store import ModelStore
+
+log = logging.getLogger(__name__)
+
+
+def stored_model_path(store: ModelStore, reference: str) -> Path:
+    """The path to load, after the cheap check; any store problem is an engine load failure."""
+    try:
+        return store.load_path(reference)
+    except StoreError as exc:
+        raise EngineError(str(exc)) from exc
+
+
+def checked_gguf(path: Path) -> Path:
+    """A GGUF named by path in the config: its structure is checked before llama.cpp sees it."""
+    from lumbung.store.gguf_info import read_gguf
+
+    try:
+        read_gguf(path)
+    except StoreError as exc:
+        raise EngineError(str(exc)) from exc
+    return path
+
+
+def config_manifest(store: ModelStore, model: ModelConfig) -> Manifest:
+    assert model.ref is not None
+    try:
+        return store.find(model.ref)
+    except ModelNotInStore as exc:
+        raise ConfigError(
+            f"model {model.id!r}: {model.ref!r} is not in the store; run `lumbung pull {model.ref}` first"
+        ) from exc
+
+
+def served_manifests(settings: Settings, store: ModelStore, taken: set[str]) -> list[tuple[Manifest, list[str]]]:
+    """Stored GGUF models to serve besides the config's, each with the names still free for it."""
+    claimed = {config_manifest(store, m).reference for m in settings.models if m.ref}
+    out = []
+    for manifest in store.models():
+        if manifest.format != "gguf" or manifest.source.kind == "embedded" or manifest.reference in claimed:
+            continue
+        if manifest.name in taken:
+            log.warning("not serving stored model %r: the name is taken by a configured model", manifest.name)
+            continue
+        aliases = [
+            n for n in dict.fromkeys([manifest.reference, *manifest.aliases]) if n not in taken and n != manifest.name
+        ]
+        taken.update([manifest.name, *aliases])
+        out.append((manifest, aliases))
+    return out
+
+
+class StoreService:
+    """Pull and delete for the API surfaces, keeping the served model list in step.
+
+    ``on_change`` is called (on the event loop) after the store changed, to re-read the served list.
+    """
+
+    def __init__(self, settings: Settings, on_change: Callable[[], None] = lambda: None) -> None:
+        self.settings = settings
+        self.store = ModelStore(settings.home)
+        self.on_change = on_change
+        self._lock = asyncio.Lock()
+
+    async def pull(self, raw: str, report: Callable[[Progress], None]) -> Manifest:
+        s = self.settings
+        options = PullOptions(s.offline, s.hf_endpoint, s.modelscope_endpoint)
+        manifest = await asyncio.to_thread(pull, self.store, raw, options, report)
+        await self._changed()
+        return manifest
+
+    async def delete(self, name: str) -> Manifest:
+        manifest = self.store.find(name)
+        if manifest.source.kind == "embedded":
+            raise BadReference(f"{manifest.name!r} is the embedded default model; it cannot be deleted")
+        manifest, _ = await asyncio.to_thread(self.store.remove, name)
+        await self._changed()
+        return manifest
+
+    async def _changed(self) -> None:
+        async with self._lock:
+            try:
+                self.on_change()
+            except ConfigError as exc:  # a pulled name collides: keep serving what was there
+                log.warning("the served model list was not updated: %s", exc)
