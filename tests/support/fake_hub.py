@@ -27,12 +27,12 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 CHUNK = 1 << 20
 
@@ -112,6 +112,8 @@ class Faults:
     corrupt: set[str] = field(default_factory=set)  # paths whose byte in the middle is flipped
     ignore_range: bool = False
     delay: float = 0.0  # seconds before each body block (a slow link)
+    # path -> (bytes, action): run the action once, after that many bytes of the file went out
+    after: dict[str, tuple[int, Callable[[], None]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -189,6 +191,10 @@ class FakeHub:
             cuts = self.faults.cut.get(path)
             return cuts.pop(0) if cuts else None
 
+    def take_after(self, path: str) -> tuple[int, Callable[[], None]] | None:
+        with self._lock:
+            return self.faults.after.pop(path, None)
+
 
 class _Handler(BaseHTTPRequestHandler):
     owner: FakeHub
@@ -239,11 +245,15 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command == "HEAD":
             return
         cut = self.owner.take_cut(f.path)
+        after = self.owner.take_after(f.path)
         flip = f.size // 2 if f.path in faults.corrupt else -1
         pos = start
         for block in f.blocks(start):
             if faults.delay:
                 time.sleep(faults.delay)
+            if after is not None and pos - start >= after[0]:
+                after[1]()
+                after = None
             if pos <= flip < pos + len(block):
                 i = flip - pos
                 block = block[:i] + bytes([block[i] ^ 0xFF]) + block[i + 1 :]
@@ -387,7 +397,3 @@ class _Handler(BaseHTTPRequestHandler):
             self._bytes(f, {})
         else:
             self._json(404, {"Code": 404, "Message": f"unknown path {tail}", "Success": False})
-
-
-def hf_resolve_url(hub: FakeHub, repo_id: str, rev: str, path: str) -> str:
-    return f"{hub.url}/{repo_id}/resolve/{quote(rev, safe='')}/{quote(path)}"

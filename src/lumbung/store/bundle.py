@@ -95,14 +95,13 @@ def import_bundle(store: ModelStore, path: Path, on_bytes: OnBytes = lambda n: N
     """Check and add every model in the bundle at ``path``; all or nothing for manifests."""
     if not path.is_file():
         raise StoreError(f"{path}: no such bundle")
-    free = shutil.disk_usage(store.root if store.root.exists() else store.root.parent).free
-    if path.stat().st_size > free:
-        raise StoreError(f"not enough disk space in {store.root} to import {path.name}")
     staged: dict[str, Path] = {}
     manifests: list[Manifest] = []
     index: dict[str, object] | None = None
     with store.shared():
         store.ensure()
+        if path.stat().st_size > shutil.disk_usage(store.root).free:
+            raise StoreError(f"not enough disk space in {store.root} to import {path.name}")
         try:
             with tarfile.open(path, "r|") as tar:  # a stream: members are read once, in order
                 for member in tar:

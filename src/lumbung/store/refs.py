@@ -5,7 +5,7 @@
     file:/path/model.gguf                      a local file, copied into the store
     NAME[:TAG]                                 a short name from the built-in catalogue (catalog.py)
 
-A selector that ends in ``.gguf`` or ``.safetensors`` (or holds a ``/``) names a file in the repo;
+A selector that ends in a file suffix (``.gguf``, ``.safetensors``, ``.bin``...) or holds a ``/`` names a file;
 anything else picks a quantisation (``q4_k_m``, ``Q8_0``, ``ud-q4_k_xl``) from the repo's files.
 """
 
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from lumbung.errors import BadReference, UnsafeFile
+from lumbung.store.formats import PICKLE_SUFFIXES
 
 Hub = Literal["hf", "ms"]
 Kind = Literal["hf", "ms", "file", "embedded"]
@@ -32,6 +33,7 @@ _HOST_PREFIXES: dict[str, Hub] = {
     "www.modelscope.cn/": "ms",
 }
 WEIGHT_SUFFIXES = (".gguf", ".safetensors")
+FILE_SUFFIXES = WEIGHT_SUFFIXES + PICKLE_SUFFIXES  # a selector with one of these names a file
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ class Reference:
     @property
     def selects_file(self) -> bool:
         return self.selector is not None and (
-            self.selector.lower().endswith(WEIGHT_SUFFIXES) or "/" in self.selector
+            self.selector.lower().endswith(FILE_SUFFIXES) or "/" in self.selector
         )
 
     def effective_revision(self) -> str:
@@ -109,7 +111,7 @@ def _hub_reference(kind: Hub, body: str, raw: str) -> Reference:
     if selector is not None:
         if selector == "":
             raise BadReference(f"{raw!r}: empty file or quantisation after ':'")
-        is_file = selector.lower().endswith(WEIGHT_SUFFIXES) or "/" in selector
+        is_file = selector.lower().endswith(FILE_SUFFIXES) or "/" in selector
         if is_file:
             check_relative_path(selector)
         elif not _QUANT.match(selector):
