@@ -14,15 +14,11 @@ from lumbung.engines.llamacpp.engine import EngineConfig
 from lumbung.errors import ConfigError
 from lumbung.gateway.build import build_gateway
 from lumbung.settings import DEFAULT_MODEL_ALIASES, DEFAULT_MODEL_ID, ModelConfig, Settings
+from lumbung.store import serving as stored
+from lumbung.store.catalog import EMBEDDED
 from lumbung.store.embedded import embedded_model_path
 from lumbung.store.offline import apply_offline
-from lumbung.store.serving import (
-    StoreService,
-    checked_gguf,
-    config_manifest,
-    served_manifests,
-    stored_model_path,
-)
+from lumbung.store.serving import StoreService, checked_gguf, config_manifest, stored_model_path
 from lumbung.store.store import ModelStore
 from lumbung.surfaces.http import create_app
 
@@ -53,6 +49,7 @@ def names_of(specs: list[LocalModelSpec]) -> set[str]:
 def configured_specs(settings: Settings, store: ModelStore) -> list[LocalModelSpec]:
     specs = []
     if settings.serve_default_model:
+        embedded = store.find_by_reference(EMBEDDED.reference)  # None until first assembled
         specs.append(
             LocalModelSpec(
                 id=DEFAULT_MODEL_ID,
@@ -60,12 +57,16 @@ def configured_specs(settings: Settings, store: ModelStore) -> list[LocalModelSp
                 aliases=list(DEFAULT_MODEL_ALIASES),
                 engine=engine_config(settings),
                 keep_alive=-1,
+                details=stored.details(embedded),
+                created=stored.created(embedded),
             )
         )
     for model in settings.models:
         path: Callable[[], Path]
+        manifest = None
         if model.ref is not None:
-            path = partial(stored_model_path, store, config_manifest(store, model).reference)
+            manifest = config_manifest(store, model)
+            path = partial(stored_model_path, store, manifest.reference)
         elif model.path is not None:
             path = partial(checked_gguf, model.path.expanduser())
         else:
@@ -78,7 +79,9 @@ def configured_specs(settings: Settings, store: ModelStore) -> list[LocalModelSp
                 chat_template=model.chat_template,
                 engine=engine_config(settings, model),
                 keep_alive=settings.keep_alive if model.keep_alive is None else model.keep_alive,
-                embedding=model.embedding,
+                embedding=model.embedding or bool(manifest and manifest.gguf and manifest.gguf.embedding),
+                details=stored.details(manifest),
+                created=stored.created(manifest),
             )
         )
     return specs
@@ -92,8 +95,11 @@ def store_specs(settings: Settings, store: ModelStore, taken: set[str]) -> list[
             aliases=aliases,
             engine=engine_config(settings),
             keep_alive=settings.keep_alive,
+            embedding=bool(manifest.gguf and manifest.gguf.embedding),
+            details=stored.details(manifest),
+            created=stored.created(manifest),
         )
-        for manifest, aliases in served_manifests(settings, store, set(taken))
+        for manifest, aliases in stored.served_manifests(settings, store, set(taken))
     ]
 
 

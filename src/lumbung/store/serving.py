@@ -9,9 +9,12 @@ embedded default has its own entry (``serve_default_model``), so its manifest is
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from lumbung.errors import BadReference, ConfigError, EngineError, ModelNotInStore, StoreError
 from lumbung.settings import ModelConfig, Settings
@@ -39,6 +42,31 @@ def checked_gguf(path: Path) -> Path:
     except StoreError as exc:
         raise EngineError(str(exc)) from exc
     return path
+
+
+def details(manifest: Manifest | None) -> dict[str, Any]:
+    """What the APIs can show about a stored model before it is loaded (ModelInfo.details keys)."""
+    if manifest is None:
+        return {}
+    g = manifest.gguf
+    out: dict[str, Any] = {
+        "size_bytes": manifest.size,
+        "digest": manifest.digest,
+        "reference": manifest.reference,
+        "license": manifest.license,
+        "format": manifest.format,
+    }
+    if g is not None:
+        out |= {"architecture": g.architecture, "parameters": g.parameters, "quantization": g.quantization,
+                "context_length_trained": g.context_length, "embedding": g.embedding}
+    return out
+
+
+def created(manifest: Manifest | None) -> int:
+    """When the model arrived in the store, as a Unix time (APIs show it as modified_at)."""
+    if manifest is None:
+        return int(time.time())
+    return int(dt.datetime.fromisoformat(manifest.pulled_at).timestamp())
 
 
 def config_manifest(store: ModelStore, model: ModelConfig) -> Manifest:

@@ -14,6 +14,7 @@ from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from lumbung.engines.base import Embeddings
 from lumbung.engines.llamacpp.embedder import Embedder, EmbedderConfig, pooling_for
@@ -45,6 +46,7 @@ class LocalModelSpec:
     keep_alive: float = 300.0
     embedding: bool = False  # an embedding model: pooled vectors only, no text generation
     created: int = field(default_factory=lambda: int(time.time()))
+    details: dict[str, Any] = field(default_factory=dict)  # known before loading (the store's manifest)
 
     def resolve_path(self) -> Path:
         return self.path() if callable(self.path) else self.path
@@ -200,9 +202,9 @@ class LlamaCppBackend:
         out = []
         for spec in self.specs.values():
             loaded = self._loaded.get(spec.id)
-            details = {}
+            details = dict(spec.details)
             if loaded is not None:
-                details = {
+                details |= {
                     "size_bytes": loaded.model.size_bytes,
                     "parameters": loaded.model.n_params,
                     "architecture": loaded.model.architecture,
