@@ -202,9 +202,9 @@ class LlamaCppBackend:
         out = []
         for spec in self.specs.values():
             loaded = self._loaded.get(spec.id)
-            details = dict(spec.details)
+            details: dict[str, Any] = {}
             if loaded is not None:
-                details |= {
+                details = {
                     "size_bytes": loaded.model.size_bytes,
                     "parameters": loaded.model.n_params,
                     "architecture": loaded.model.architecture,
@@ -212,6 +212,7 @@ class LlamaCppBackend:
                     "queued_requests": loaded.engine.queued,
                     "chat_template": loaded.template.name,
                 }
+            details |= spec.details  # the store's facts win: the file's size, not the tensors'
             details["embedding"] = spec.embedding
             out.append(
                 ModelInfo(
