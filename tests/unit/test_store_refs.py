@@ -91,3 +91,16 @@ def test_accepted_relative_paths_never_escape(name: str) -> None:
     normal = posixpath.normpath(name)
     assert not normal.startswith(("/", "..")) and normal != "."
     assert "\\" not in name and "\x00" not in name
+
+
+def test_the_pull_table_in_the_compatibility_doc_lists_every_field() -> None:
+    import re
+    from pathlib import Path
+
+    from lumbung.surfaces.ollama_store_routes import PullBody
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "api-compatibility.md").read_text()
+    match = re.search(r"<!-- table: ollama.pull -->\n(.*?)<!-- end table -->", doc, re.S)
+    assert match
+    rows = {m.group(1) for m in re.finditer(r"^\| `([a-z_]+)` \|", match.group(1), re.M)}
+    assert rows == set(PullBody.model_fields)
