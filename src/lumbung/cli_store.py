@@ -122,9 +122,10 @@ def pull(references: tuple[str, ...], offline: bool | None, show_catalog: bool, 
     if show_catalog:
         from lumbung.store.catalog import CATALOG
 
-        width = max(len(e.name) for e in CATALOG)
+        name_w = max(len(e.name) for e in CATALOG)
+        ref_w = max(len(e.reference) for e in CATALOG)
         for e in CATALOG:
-            click.echo(f"{e.name:<{width}}  {e.reference}  {e.description}")
+            click.echo(f"{e.name:<{name_w}}  {e.reference:<{ref_w}}  {e.description}")
         return
     if not references:
         raise click.UsageError("name at least one model to pull (or --catalog to list short names)")

@@ -87,6 +87,7 @@ def test_bad_pulls_get_ollama_errors(served: ServerProcess) -> None:
         ({"model": "hf:../etc"}, 400, "is not a repository id"),
         ({"model": "hf:acme/x:../../evil.gguf"}, 400, "refusing file name"),
         ({"model": "no-such-short-name"}, 400, "nor a short name in the catalogue"),
+        ({"model": "file:/etc/hostname.gguf"}, 400, "can only be added with `lumbung pull`"),
         ({}, 400, "missing field: model"),
     ]:
         r = httpx.post(served.base_url + "/api/pull", json=body)

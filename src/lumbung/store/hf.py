@@ -4,6 +4,7 @@ library's own retries, Range resumes and error mapping (gated, missing repo, mis
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from lumbung.errors import HubError
@@ -43,10 +44,16 @@ def _license(info: Any) -> str | None:
     return None
 
 
+def _summary(exc: Exception) -> str:
+    """The library's message in one line (its first line alone is often just "401 Client Error.")."""
+    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return (text[:300] + "...") if len(text) > 300 else text or type(exc).__name__
+
+
 def _hub_error(exc: Exception, what: str) -> HubError:
     from huggingface_hub import errors
 
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    first = _summary(exc)
     if isinstance(exc, errors.GatedRepoError):
         return HubError(f"{what}: the repository is gated; accept its terms on the Hub and set HF_TOKEN ({first})")
     if isinstance(exc, errors.RepositoryNotFoundError):
@@ -68,6 +75,8 @@ class HfHub:
 
         self.endpoint = (endpoint or constants.ENDPOINT or DEFAULT_ENDPOINT).rstrip("/")
         self.token = token
+        # huggingface_hub's HTTP client logs every request at INFO; lumbung logs the pull itself.
+        logging.getLogger("httpx2").setLevel(logging.WARNING)
 
     def listing(self, repo: str, revision: str) -> Listing:
         from huggingface_hub import HfApi

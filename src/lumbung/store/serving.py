@@ -20,6 +20,7 @@ from lumbung.errors import BadReference, ConfigError, EngineError, ModelNotInSto
 from lumbung.settings import ModelConfig, Settings
 from lumbung.store.manifest import Manifest
 from lumbung.store.pull import Progress, PullOptions, pull
+from lumbung.store.refs import parse_reference
 from lumbung.store.store import ModelStore
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,8 @@ class StoreService:
         self._lock = asyncio.Lock()
 
     async def pull(self, raw: str, report: Callable[[Progress], None]) -> Manifest:
+        if parse_reference(raw).kind == "file":  # API clients must not make the server read its own files
+            raise BadReference("file: references can only be added with `lumbung pull` on the server's machine")
         s = self.settings
         options = PullOptions(s.offline, s.hf_endpoint, s.modelscope_endpoint)
         manifest = await asyncio.to_thread(pull, self.store, raw, options, report)
