@@ -18,6 +18,19 @@ from lumbung.store.pull import Progress
 from tests.support.gguf_files import write_gguf
 
 
+@pytest.fixture(autouse=True)
+def keep_online(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--offline` switches the hub libraries off for the whole process, as it should in the CLI; here
+    the process is the test run, so the switches are put back afterwards."""
+    from lumbung.store.offline import OFFLINE_ENV
+
+    for name in OFFLINE_ENV:
+        monkeypatch.delenv(name, raising=False)
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", huggingface_hub.constants.HF_HUB_OFFLINE)
+
+
 @pytest.fixture
 def run(tmp_path: Path) -> object:
     env = {"LUMBUNG_HOME": str(tmp_path / "home"), "LUMBUNG_CONFIG": ""}
