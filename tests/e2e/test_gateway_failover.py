@@ -30,6 +30,7 @@ FAILURES = [
     "error_event",
     "invalid_utf8",
 ]
+PATHS = ["via", "typed"]  # via: OpenAI bytes pass through; typed: parsed and re-rendered
 TIMEOUTS = {"connect": 1.0, "first_token": 1.0, "idle": 1.0, "total": 20.0}
 MSG = [{"role": "user", "content": "hi"}]
 
@@ -46,23 +47,47 @@ class Rig:
                 up.set(mode.pop("mode"), **mode)
             self.fakes[name] = up
             providers.append(
-                {"name": name, "kind": kind, "base_url": up.base_url, "jurisdiction": "ID", "timeouts": TIMEOUTS}
+                {
+                    "name": name,
+                    "kind": kind,
+                    "base_url": up.base_url,
+                    "jurisdiction": "ID",
+                    "timeouts": TIMEOUTS,
+                }
             )
             return name
 
         backup = fake("backup")
-        for mode in FAILURES:
-            primary = fake(f"p-{mode}", mode=mode, k=0, retry_after=None if mode == "429" else 1.0)
-            routes.append({"name": f"via-{mode}", "tiers": [[f"{primary}/m1"], [f"{backup}/m1"]]})
-        for name in ("mid-reset", "mid-error", "slow", "flaky", "lonely", "claude"):
+        for path in PATHS:
+            for mode in FAILURES:
+                primary = fake(f"{path}-{mode}", mode=mode, k=0, retry_after=None if mode == "429" else 1.0)
+                routes.append(
+                    {
+                        "name": f"{path}-{mode}",
+                        "tiers": [[f"{primary}/m1"], [f"{backup}/m1"]],
+                        "passthrough": path == "via",
+                    }
+                )
+            for name in ("mid-reset", "mid-error", "slow"):
+                fake(f"{path}-{name}")
+                tiers = [[f"{path}-{name}/m1"], [f"{backup}/m1"]]
+                routes.append({"name": f"{path}-{name}", "tiers": tiers, "passthrough": path == "via"})
+        for name in ("flaky", "lonely", "claude"):
             kind = "anthropic" if name == "claude" else "openai"
             fake(name, kind)
             tiers = [[f"{name}/m1"]] if name == "lonely" else [[f"{name}/m1"], [f"{backup}/m1"]]
             routes.append({"name": f"via-{name}", "tiers": tiers})
         fake("claude-down", "anthropic", mode="error_event")
         routes.append({"name": "via-claude-down", "tiers": [["claude-down/m1"], ["claude/m1"]]})
-        routes.append({"name": "via-429-ra", "tiers": [[f"{fake('ra', mode='429', retry_after=30)}/m1"], ["backup/m1"]]})
-        config = {"serve_default_model": False, "providers": providers, "routes": routes, "request_timeout": 30}
+        routes.append(
+            {"name": "via-429-ra", "tiers": [[f"{fake('ra', mode='429', retry_after=30)}/m1"], ["backup/m1"]]}
+        )
+        config = {
+            "serve_default_model": False,
+            "providers": providers,
+            "routes": routes,
+            "request_timeout": 30,
+        }
         self.server = ServerProcess(home, config=config, log_dir=log_dir).start(timeout=60)
         self.client = openai.OpenAI(base_url=self.server.base_url + "/v1", api_key="k", max_retries=0)
 
@@ -92,25 +117,32 @@ def text_of(rig: Rig, model: str, stream: bool) -> str:
     return done.choices[0].message.content or ""
 
 
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("mode", FAILURES)
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
-def test_misbehaving_primary_fails_over_before_the_first_byte(rig: Rig, mode: str, stream: bool) -> None:
-    primary = rig.fakes[f"p-{mode}"]
+def test_misbehaving_primary_fails_over_before_the_first_byte(
+    rig: Rig, path: str, mode: str, stream: bool
+) -> None:
+    primary = rig.fakes[f"{path}-{mode}"]
     before = len(primary.seen)
-    assert text_of(rig, f"via-{mode}", stream) == "Hello w1 w2 w3 w4 from backup"
+    assert text_of(rig, f"{path}-{mode}", stream) == "Hello w1 w2 w3 w4 from backup"
     assert len(primary.seen) <= before + 1
+    assert len(rig.fakes[f"{path}-{mode}"].seen) >= 1  # the primary was tried
+    # Pass-through sends the body as the client did; the typed path always streams from upstream.
+    sent = rig.fakes["backup"].seen[-1].body
+    assert sent["stream"] is (stream if path == "via" else True) and sent["model"] == "m1"
 
 
 def test_region_refusal_marks_the_provider_cut_off(rig: Rig) -> None:
     text_of(rig, "via-403_region", False)
-    status = rig.status("p-403_region")
+    status = rig.status("via-403_region")
     assert status["health"] == "cut_off"
     assert "unsupported_country_region_territory" in status["cut_off"]["reason"]
     assert status["cut_off"]["for_s"] > 3000
-    seen = len(rig.fakes["p-403_region"].seen)
+    seen = len(rig.fakes["via-403_region"].seen)
     for _ in range(3):
         text_of(rig, "via-403_region", True)
-    assert len(rig.fakes["p-403_region"].seen) == seen  # no traffic to a cut-off provider
+    assert len(rig.fakes["via-403_region"].seen) == seen  # no traffic to a cut-off provider
 
 
 def test_retry_after_keeps_traffic_away_for_that_long(rig: Rig) -> None:
@@ -130,15 +162,16 @@ def test_repeated_failures_open_the_breaker(rig: Rig) -> None:
     assert rig.status("flaky")["health"] == "down"
 
 
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("mode", ["reset_after", "error_after"])
-def test_failure_after_the_first_byte_is_an_error_event_never_a_retry(rig: Rig, mode: str) -> None:
-    name = "mid-reset" if mode == "reset_after" else "mid-error"
+def test_failure_after_the_first_byte_is_an_error_event_never_a_retry(rig: Rig, path: str, mode: str) -> None:
+    name = f"{path}-mid-reset" if mode == "reset_after" else f"{path}-mid-error"
     up, backup = rig.fakes[name], rig.fakes["backup"]
     up.set(mode, k=2)
     backup_before = len(backup.seen)
     got = []
     with pytest.raises(openai.APIError) as err:
-        for chunk in rig.client.chat.completions.create(model=f"via-{name}", messages=MSG, stream=True):
+        for chunk in rig.client.chat.completions.create(model=name, messages=MSG, stream=True):
             if chunk.choices:
                 got.append(chunk.choices[0].delta.content or "")
     assert "".join(got) == "Hello w1"
@@ -147,15 +180,16 @@ def test_failure_after_the_first_byte_is_an_error_event_never_a_retry(rig: Rig, 
     up.set("ok")
 
 
-def test_a_stream_cut_after_the_first_byte_never_ends_with_done(rig: Rig) -> None:
-    rig.fakes["mid-reset"].set("reset_after", k=1)
+@pytest.mark.parametrize("path", PATHS)
+def test_a_stream_cut_after_the_first_byte_never_ends_with_done(rig: Rig, path: str) -> None:
+    rig.fakes[f"{path}-mid-reset"].set("reset_after", k=1)
     with httpx.stream(
         "POST",
         rig.server.base_url + "/v1/chat/completions",
-        json={"model": "via-mid-reset", "messages": MSG, "stream": True},
+        json={"model": f"{path}-mid-reset", "messages": MSG, "stream": True},
     ) as r:
         body = r.read().decode()
-    rig.fakes["mid-reset"].set("ok")
+    rig.fakes[f"{path}-mid-reset"].set("ok")
     assert r.status_code == 200
     assert "[DONE]" not in body
     assert body.rstrip().splitlines()[-1].startswith('data: {"error"')
@@ -179,11 +213,12 @@ def test_anthropic_upstream_streams_and_fails_over(rig: Rig) -> None:
     assert text_of(rig, "via-claude-down", True) == "Hello w1 w2 w3 w4 from claude"
 
 
-def test_client_disconnect_cancels_the_upstream_within_a_second(rig: Rig) -> None:
-    slow = rig.fakes["slow"]
+@pytest.mark.parametrize("path", PATHS)
+def test_client_disconnect_cancels_the_upstream_within_a_second(rig: Rig, path: str) -> None:
+    slow = rig.fakes[f"{path}-slow"]
     slow.set("slow", delay=0.3, words=40)
     before = len(slow.disconnects)
-    stream = rig.client.chat.completions.create(model="via-slow", messages=MSG, stream=True)
+    stream = rig.client.chat.completions.create(model=f"{path}-slow", messages=MSG, stream=True)
     for i, _ in enumerate(stream):
         if i == 2:
             break
@@ -196,8 +231,9 @@ def test_client_disconnect_cancels_the_upstream_within_a_second(rig: Rig) -> Non
     assert slow.disconnects[-1] - gone < 1.0
 
 
-async def test_no_request_is_lost_while_a_provider_fails(rig: Rig) -> None:
-    flaky = rig.fakes["mid-error"]
+@pytest.mark.parametrize("path", PATHS)
+async def test_no_request_is_lost_while_a_provider_fails(rig: Rig, path: str) -> None:
+    flaky = rig.fakes[f"{path}-mid-error"]
     flaky.set("ok")
     async with openai.AsyncOpenAI(base_url=rig.server.base_url + "/v1", api_key="k", max_retries=0) as client:
 
@@ -208,9 +244,11 @@ async def test_no_request_is_lost_while_a_provider_fails(rig: Rig) -> None:
                 flaky.set("500")
             stream = i % 2 == 0
             if stream:
-                chunks = await client.chat.completions.create(model="via-mid-error", messages=MSG, stream=True)
+                chunks = await client.chat.completions.create(
+                    model=f"{path}-mid-error", messages=MSG, stream=True
+                )
                 return "".join([c.choices[0].delta.content or "" async for c in chunks if c.choices])
-            done = await client.chat.completions.create(model="via-mid-error", messages=MSG)
+            done = await client.chat.completions.create(model=f"{path}-mid-error", messages=MSG)
             return done.choices[0].message.content or ""
 
         results = []

@@ -130,7 +130,8 @@ class FakeUpstream:
     def _json(
         self, writer: asyncio.StreamWriter, status: int, body: Any, extra: dict[str, str] | None = None
     ) -> None:
-        data = json.dumps(body).encode()
+        # surrogateescape: a lone \udcff in the text becomes the invalid byte 0xff on the wire
+        data = json.dumps(body, ensure_ascii=False).encode("utf-8", "surrogateescape")
         self._head(
             writer,
             status,
@@ -175,7 +176,7 @@ class FakeUpstream:
             await writer.drain()
             return True
         if not body.get("stream"):
-            return await self._whole(body, anthropic, writer)
+            return await self._whole(body, anthropic, mode, reader, writer)
         self._head(writer, 200, {"content-type": "text/event-stream", "transfer-encoding": "chunked"})
         await writer.drain()
         if mode == "hang_after_headers":
@@ -192,8 +193,33 @@ class FakeUpstream:
         words = ["Hello" if i == 0 else f" w{i}" for i in range(min(self.words, limit))]
         return [*words[:-1], f" from {self.name}"]
 
-    async def _whole(self, body: dict[str, Any], anthropic: bool, writer: asyncio.StreamWriter) -> bool:
+    async def _whole(
+        self,
+        body: dict[str, Any],
+        anthropic: bool,
+        mode: str,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> bool:
+        """A whole (non-streamed) answer, misbehaving the way a whole answer can."""
         text = "".join(self._text(body))
+        if mode in ("hang_after_headers", "reset_after"):
+            self._head(writer, 200, {"content-type": "application/json", "content-length": "500"})
+            writer.write(b'{"id": "chatcmpl-fake", "choices": [')
+            await writer.drain()
+            if mode == "reset_after":
+                writer.transport.abort()
+                return False
+            await self._until_closed(reader)
+            return False
+        if mode in ("error_event", "error_after"):
+            self._json(writer, 200, {"error": {"message": "upstream model crashed", "type": "server_error"}})
+            await writer.drain()
+            return True
+        if mode == "invalid_utf8":
+            text = text.replace("Hello", "He\udcffllo")
+        if mode == "slow":
+            await asyncio.sleep(self.delay * self.words)
         if anthropic:
             self._json(
                 writer,

@@ -17,6 +17,7 @@ from lumbung.engines.http_common import (
     TRANSPORT_ERRORS,
     Session,
     event_error,
+    sse_data_payloads,
     sse_events,
     status_error,
     transport_error,
@@ -166,6 +167,101 @@ class ChunkReader:
         return Chunk(tool_calls=calls, finish_reason=self.finish, usage=self.usage or Usage())
 
 
+DONE = b"data: [DONE]\n\n"
+
+
+class PassThrough:
+    """Relays an upstream OpenAI answer as bytes, rewriting only what it must: ``model`` (to the name
+    the client asked for) and the usage chunk (kept for accounting, dropped when the client did not
+    ask for it). Events before the first content are held back and sent together, so failover stays
+    possible until content exists; an in-band error event raises like everywhere else."""
+
+    def __init__(self, provider: str, model: str, public: str, client_usage: bool) -> None:
+        self.provider = provider
+        self.client_usage = client_usage
+        self.usage = Usage()
+        self._held: list[bytes] = []
+        self.started = False
+        self._swap = (
+            [
+                (f'"model":"{model}"'.encode(), f'"model":"{public}"'.encode()),
+                (f'"model": "{model}"'.encode(), f'"model": "{public}"'.encode()),
+            ]
+            if model != public
+            else []
+        )
+
+    def _rewrite(self, payload: bytes) -> bytes:
+        for old, new in self._swap:
+            payload = payload.replace(old, new, 1)
+        return payload
+
+    def _note_usage(self, data: dict[str, Any]) -> None:
+        u = data.get("usage")
+        if u:
+            cached = (u.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+            self.usage = Usage(
+                int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0), int(cached)
+            )
+
+    def whole(self, raw: bytes) -> bytes:
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise UpstreamError(f"provider {self.provider!r} sent an answer that is not JSON") from exc
+        if not isinstance(data, dict):
+            raise UpstreamError(f"provider {self.provider!r} sent an answer that is not a JSON object")
+        if data.get("error") is not None and not data.get("choices"):
+            raise event_error(self.provider, data["error"])
+        self._note_usage(data)
+        return self._rewrite(raw)
+
+    def event(self, payload: bytes) -> bytes | None:
+        """The bytes to send for one upstream event (None: hold back or drop)."""
+        if payload == b"[DONE]":
+            out = b"".join([*self._held, DONE])
+            self._held.clear()
+            return out
+        data: dict[str, Any] | None = None
+        if not self.started or b'"error"' in payload or b'"usage":{' in payload or b'"usage": {' in payload:
+            try:
+                data = json.loads(payload)
+            except ValueError as exc:
+                raise UpstreamError(f"provider {self.provider!r} sent a chunk that is not JSON") from exc
+            if not isinstance(data, dict):
+                raise UpstreamError(f"provider {self.provider!r} sent a chunk that is not a JSON object")
+            if data.get("error") is not None:
+                raise event_error(self.provider, data["error"])
+            self._note_usage(data)
+            if data.get("usage") and not data.get("choices") and not self.client_usage:
+                return None
+        framed = b"data: " + self._rewrite(payload) + b"\n\n"
+        if self.started:
+            return framed
+        self._held.append(framed)
+        if data is not None and _has_content(data):
+            self.started = True
+            out = b"".join(self._held)
+            self._held.clear()
+            return out
+        return None
+
+
+def _has_content(data: dict[str, Any]) -> bool:
+    for choice in data.get("choices") or []:
+        delta = choice.get("delta") or {}
+        if (
+            choice.get("finish_reason")
+            or choice.get("text")
+            or delta.get("content")
+            or delta.get("tool_calls")
+        ):
+            return True
+        if delta.get("reasoning_content") or delta.get("reasoning"):
+            return True
+    return False
+
+
 class OpenAIHTTPBackend:
     """One OpenAI-compatible provider, with its own pooled keep-alive connections."""
 
@@ -202,6 +298,39 @@ class OpenAIHTTPBackend:
         except TRANSPORT_ERRORS as exc:
             raise transport_error(self.name, exc) from exc
         yield reader.last()
+
+    async def forward(
+        self, body: dict[str, Any], model: str, public: str, stream: bool, relay: list[PassThrough]
+    ) -> AsyncGenerator[bytes, None]:
+        """The pass-through path: ``body`` as the client sent it, with only ``model`` (and, streaming,
+        ``stream_options.include_usage``) changed. Yields the whole answer, or the stream's bytes
+        (first item: everything up to the first content; last item ends with ``[DONE]``). The
+        ``PassThrough`` in use is appended to ``relay`` for the caller's accounting."""
+        body = {**body, "model": model}
+        client_usage = False
+        if stream:
+            options = body.get("stream_options")
+            options = dict(options) if isinstance(options, dict) else {}
+            client_usage = options.get("include_usage") is True
+            body["stream_options"] = {**options, "include_usage": True}
+        through = PassThrough(self.name, model, public, client_usage)
+        relay.append(through)
+        try:
+            async with self.session.get().post(self.session.url("/chat/completions"), json=body) as response:
+                if response.status != 200:
+                    raise status_error(self.name, response.status, response.headers, await response.read())
+                if not stream:
+                    yield through.whole(await response.read())
+                    return
+                async for payload in sse_data_payloads(self.name, response):
+                    out = through.event(payload)
+                    if out is not None:
+                        yield out
+                        if out.endswith(DONE):
+                            return
+        except TRANSPORT_ERRORS as exc:
+            raise transport_error(self.name, exc) from exc
+        raise UpstreamError(f"provider {self.name!r}: the stream ended before the answer was complete")
 
     async def embed(self, model: str, inputs: list[str]) -> Embeddings:
         try:

@@ -88,6 +88,7 @@ def build_gateway(
                 tiers,
                 aliases=list(rc.aliases),
                 prefix_affinity=rc.prefix_affinity,
+                passthrough=rc.passthrough,
                 egress=rc.egress,
                 budget=RetryBudget(ratio=rc.retry_budget, clock=clock),
             )

@@ -116,6 +116,11 @@ class RouteConfig(BaseModel):
         default=None,
         description="Jurisdictions this route's data may go to (default: the server's `egress`).",
     )
+    passthrough: bool = Field(
+        default=True,
+        description="When every target is OpenAI-compatible, forward OpenAI requests and answers as bytes "
+        "(only `model` rewritten; the upstream validates). Off: lumbung parses and re-renders them.",
+    )
     retry_budget: float = Field(
         default=0.2, ge=0, le=1, description="Retries allowed as a fraction of requests (plus 10 per second)."
     )

@@ -14,10 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncGenerator
-from contextlib import aclosing
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 from lumbung.engines.base import Backend, Embeddings
 from lumbung.errors import (
@@ -45,6 +44,13 @@ Request = ChatRequest | CompletionRequest
 MAX_ROUNDS = 2  # passes over a route's targets; the second only after a backoff or a Retry-After
 # The longest a request waits for a target to come back; a longer Retry-After goes back to the client.
 MAX_PAUSE = 1.0
+
+
+T = TypeVar("T")
+
+
+def _finished(chunk: Chunk) -> bool:
+    return chunk.finish_reason is not None
 
 
 def prompt_text(request: Request) -> str:
@@ -153,7 +159,27 @@ class Gateway:
         if not route.guarded:
             member = route.tiers[0][0]
             return member.state.provider.backend.stream(replace(request, model=member.state.model))
-        return self._failover(route, request)
+        key = affinity_key(prompt_text(request)) if route.prefix_affinity else None
+
+        def start(target: TargetState) -> AsyncGenerator[Chunk, None]:
+            return target.provider.backend.stream(replace(request, model=target.model))
+
+        return self._failover(route, key, start, _finished, whole=False)
+
+    def forward(
+        self,
+        route: Route,
+        prompt: str | None,
+        start: Callable[[TargetState], AsyncGenerator[T, None]],
+        is_last: Callable[[T], bool],
+        *,
+        whole: bool,
+    ) -> AsyncGenerator[T, None]:
+        """Failover for answers that are not core chunks (a pass-through path's raw bytes): ``start``
+        opens an attempt on a target, ``is_last`` tells the final item. ``whole``: the first item is
+        the entire answer, so it may take the provider's total timeout rather than its first-token one."""
+        key = affinity_key(prompt) if route.prefix_affinity and prompt is not None else None
+        return self._failover(route, key, start, is_last, whole=whole)
 
     def _choose(self, route: Route, tried: set[Member], key: str | None) -> Member | None:
         for tier in route.tiers:
@@ -162,10 +188,17 @@ class Gateway:
                 return by_affinity(ready, key) if key is not None else least_outstanding(ready, self.rng)
         return None
 
-    async def _failover(self, route: Route, request: Request) -> AsyncGenerator[Chunk, None]:
+    async def _failover(
+        self,
+        route: Route,
+        key: str | None,
+        start: Callable[[TargetState], AsyncGenerator[T, None]],
+        is_last: Callable[[T], bool],
+        *,
+        whole: bool,
+    ) -> AsyncGenerator[T, None]:
         deadline = Deadline(self.request_timeout, self.clock)
         route.budget.record_request()
-        key = affinity_key(prompt_text(request)) if route.prefix_affinity else None
         tried: set[Member] = set()
         failures: list[tuple[Member, ApiError]] = []
         attempts, rounds = 0, 1
@@ -191,15 +224,17 @@ class Gateway:
                 continue
             attempts += 1
             attempt_end = min(deadline.at, self.clock() + provider.timeouts.total)
-            first_limit = min(provider.timeouts.first_token, attempt_end - self.clock())
+            first_limit = attempt_end - self.clock()
+            if not whole:
+                first_limit = min(provider.timeouts.first_token, first_limit)
             if probe is None:
                 first_limit = min(first_limit, state.breaker.policy.probe_timeout)
             state.inflight += 1
             state.requests += 1
-            stream = provider.backend.stream(replace(request, model=state.model))
+            stream = start(state)
             try:
                 async with asyncio.timeout(max(0.0, first_limit)):
-                    first = await anext(stream)
+                    item = await anext(stream)
             except InvalidRequest:
                 state.inflight -= 1
                 await stream.aclose()
@@ -218,35 +253,26 @@ class Gateway:
                 state.inflight -= 1
                 await stream.aclose()
                 raise
-            # Committed: from here on the answer belongs to this target.
-            # aclosing: a client that goes away closes this generator, and that must reach the upstream now.
-            async with aclosing(self._committed(member, stream, first, attempt_end)) as chunks:
-                async for chunk in chunks:
-                    yield chunk
+            # Committed: from here on the answer belongs to this target; a failure is raised into the
+            # stream, never retried. A consumer that closes this generator (the client went away)
+            # lands in ``finally``, which closes the upstream call at once.
+            try:
+                yield item
+                while not is_last(item):
+                    limit = min(provider.timeouts.idle, attempt_end - self.clock())
+                    try:
+                        async with asyncio.timeout(max(0.0, limit)):
+                            item = await anext(stream)
+                    except (ApiError, TimeoutError, StopAsyncIteration) as exc:
+                        error = self._as_error(provider, exc, "next token")
+                        self._record_failure(member, error)
+                        raise error from exc
+                    yield item
+                state.breaker.success()
+            finally:
+                state.inflight -= 1
+                await stream.aclose()
             return
-
-    async def _committed(
-        self, member: Member, stream: AsyncGenerator[Chunk, None], first: Chunk, attempt_end: float
-    ) -> AsyncGenerator[Chunk, None]:
-        state = member.state
-        provider = state.provider
-        try:
-            chunk = first
-            yield chunk
-            while chunk.finish_reason is None:
-                limit = min(provider.timeouts.idle, attempt_end - self.clock())
-                try:
-                    async with asyncio.timeout(max(0.0, limit)):
-                        chunk = await anext(stream)
-                except (ApiError, TimeoutError, StopAsyncIteration) as exc:
-                    error = self._as_error(provider, exc, "next token")
-                    self._record_failure(member, error)
-                    raise error from exc
-                yield chunk
-            state.breaker.success()
-        finally:
-            state.inflight -= 1
-            await stream.aclose()
 
     def _as_error(self, provider: ProviderState, exc: BaseException, phase: str) -> ApiError:
         if isinstance(exc, ApiError):

@@ -102,6 +102,7 @@ class Route:
     tiers: list[list[Member]]
     aliases: list[str] = field(default_factory=list)
     prefix_affinity: bool = False
+    passthrough: bool = True
     egress: list[str] | None = None
     budget: RetryBudget = field(default_factory=RetryBudget)
     guarded: bool = True  # False: a local model reached by its own name, served directly as before

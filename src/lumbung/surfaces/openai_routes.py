@@ -13,6 +13,7 @@ from starlette.routing import BaseRoute, Route
 from lumbung.engines.base import collect
 from lumbung.errors import ApiError, InternalError
 from lumbung.surfaces import openai as oai
+from lumbung.surfaces import openai_passthrough
 from lumbung.surfaces.common import (
     RequestLog,
     endpoint,
@@ -60,6 +61,9 @@ async def get_model(request: Request, entry: RequestLog) -> Response:
 async def chat_completions(request: Request, entry: RequestLog) -> Response:
     state = state_of(request)
     body = await read_body(request, state.settings.max_body_bytes)
+    passed = await openai_passthrough.forward(request, state, body, entry)
+    if passed is not None:  # a route of OpenAI-compatible providers only: bytes pass through
+        return passed
     chat, options = oai.parse_chat_request(body)
     state.note_extra_fields("openai.chat", options.extra_fields)
     model = state.gateway.resolve(chat.model).model
