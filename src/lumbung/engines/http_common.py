@@ -28,11 +28,14 @@ from lumbung.errors import (
 )
 from lumbung.gateway.config import Timeouts
 
-# Words providers use when they refuse a region, a country or an account rather than a request.
+# Words providers use when they refuse a region, a country or an account rather than a request
+# (OpenAI: 403 unsupported_country_region_territory; Bedrock: 400 "not allowed from unsupported
+# countries, regions, or territories"; accounts: "has been deactivated").
 _CUT_OFF = re.compile(
-    r"region|country|territor|sanction|jurisdiction|not available in your|unsupported_country"
-    r"|account.{0,40}(?:disabled|suspended|deactivated|terminated|not .{0,20}served)"
-    r"|organization.{0,40}(?:disabled|suspended|deactivated)",
+    r"unsupported_country|unsupported countr|countr(?:y|ies),? regions?"
+    r"|(?:region|country|territory|location).{0,30}not (?:supported|available|allowed|served)"
+    r"|not available in your (?:country|region)|sanction"
+    r"|(?:account|organization).{0,40}(?:disabled|suspended|deactivated|terminated|banned)",
     re.IGNORECASE,
 )
 _CLIENT_FAULT = {400, 413, 422}
@@ -105,7 +108,7 @@ def status_error(provider: str, status: int, headers: Mapping[str, str], body: b
     """The error for a non-200 answer from a provider."""
     message = _message_of(body)
     said = f"provider {provider!r} answered {status}: {message}"
-    if status in (401, 403, 451) and (status == 451 or _CUT_OFF.search(message)):
+    if status == 451 or (status in (400, 401, 403) and _CUT_OFF.search(message)):
         return ProviderCutOff(said)
     if status == 429:
         return RateLimited(said, retry_after=retry_after(headers))
