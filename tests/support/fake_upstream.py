@@ -353,6 +353,8 @@ class FakeUpstream:
             return True
         for i, event in enumerate(content):
             if mode in ("reset_after", "error_after") and i == self.k:
+                if i > 0:
+                    await asyncio.sleep(0.2)  # the content so far reaches the client first, as in real life
                 if mode == "error_after":
                     await self._send(writer, self._error_event(anthropic))
                     await self._send(writer, b"")

@@ -173,23 +173,22 @@ async def sse_events(provider: str, response: aiohttp.ClientResponse) -> AsyncIt
         yield event or "message", "\n".join(data)
 
 
-async def sse_data_payloads(provider: str, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    """The ``data:`` payload of each SSE event, as bytes (the pass-through path re-frames them
-    untouched). Checked to be UTF-8, which is cheap in C and keeps invalid bytes from the client."""
+async def sse_payload_batches(provider: str, response: aiohttp.ClientResponse) -> AsyncIterator[list[bytes]]:
+    """The ``data:`` payloads of the SSE events each network read completes, as bytes (the
+    pass-through path re-frames them untouched, and sends one batch in one write). Checked to be
+    UTF-8, which is cheap in C and keeps invalid bytes from reaching the client."""
     buffer = b""
     async for piece in response.content.iter_any():
         buffer += piece.replace(b"\r\n", b"\n") if b"\r" in piece else piece
-        while True:
-            cut = buffer.find(b"\n\n")
-            if cut < 0:
-                break
-            event, buffer = buffer[:cut], buffer[cut + 2 :]
-            try:
-                event.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise UpstreamError(f"provider {provider!r} sent invalid UTF-8 in its stream") from exc
-            for line in event.split(b"\n"):
-                if line.startswith(b"data:"):
-                    yield line[5:].strip()
-    if buffer.strip().startswith(b"data:"):
-        yield buffer.strip()[5:].strip()
+        cut = buffer.rfind(b"\n\n")
+        if cut < 0:
+            continue
+        events, buffer = buffer[:cut], buffer[cut + 2 :]
+        try:
+            events.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UpstreamError(f"provider {provider!r} sent invalid UTF-8 in its stream") from exc
+        yield [line[5:].strip() for line in events.split(b"\n") if line.startswith(b"data:")]
+    tail = buffer.strip()
+    if tail.startswith(b"data:"):
+        yield [tail[5:].strip()]

@@ -17,8 +17,8 @@ from lumbung.engines.http_common import (
     TRANSPORT_ERRORS,
     Session,
     event_error,
-    sse_data_payloads,
     sse_events,
+    sse_payload_batches,
     status_error,
     transport_error,
 )
@@ -322,9 +322,9 @@ class OpenAIHTTPBackend:
                 if not stream:
                     yield through.whole(await response.read())
                     return
-                async for payload in sse_data_payloads(self.name, response):
-                    out = through.event(payload)
-                    if out is not None:
+                async for batch in sse_payload_batches(self.name, response):
+                    out = b"".join(filter(None, map(through.event, batch)))
+                    if out:
                         yield out
                         if out.endswith(DONE):
                             return
