@@ -92,3 +92,14 @@ def test_status_shows_a_cut_off_provider(fakes: dict[str, FakeUpstream], tmp_pat
         assert providers["a"]["health"] == "cut_off" and providers["b"]["health"] == "ok"
     finally:
         server.stop()
+
+
+def test_serve_refuses_a_config_that_breaks_the_egress_policy(fakes: dict[str, FakeUpstream], tmp_path: Path) -> None:
+    cfg = config(fakes, [{"name": "duo", "tiers": [["a/m1"], ["b/m1"]], "egress": ["SG"]}])
+    path = tmp_path / "egress.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    run = lumbung("serve", "--port", "0", "--config", str(path), cwd=tmp_path)
+    assert run.returncode != 0
+    assert "egress policy: route 'duo' may send data only to ['SG']" in run.stderr
+    assert f"{path}:" in run.stderr  # the line of the offending target
+    assert not fakes["a"].seen and not fakes["b"].seen

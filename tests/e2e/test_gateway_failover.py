@@ -18,7 +18,7 @@ import openai
 import pytest
 
 from tests.support.fake_upstream import FakeUpstream
-from tests.support.server import ServerProcess
+from tests.support.server import ServerProcess, free_port
 
 FAILURES = [
     "hang_before_headers",
@@ -72,6 +72,19 @@ class Rig:
                 fake(f"{path}-{name}")
                 tiers = [[f"{path}-{name}/m1"], [f"{backup}/m1"]]
                 routes.append({"name": f"{path}-{name}", "tiers": tiers, "passthrough": path == "via"})
+        providers.append(
+            {
+                "name": "dead",
+                "kind": "openai",
+                "base_url": f"http://127.0.0.1:{free_port()}/v1",
+                "jurisdiction": "ID",
+            }
+        )
+        routes.append({"name": "via-dead", "tiers": [["dead/m1"], [f"{backup}/m1"]]})
+        routes.append({"name": "typed-dead", "tiers": [["dead/m1"], [f"{backup}/m1"]], "passthrough": False})
+        fake("twin-a")
+        fake("twin-b")
+        routes.append({"name": "affine", "tiers": [["twin-a/m1", "twin-b/m1"]], "prefix_affinity": True})
         for name in ("flaky", "lonely", "claude"):
             kind = "anthropic" if name == "claude" else "openai"
             fake(name, kind)
@@ -258,3 +271,76 @@ async def test_no_request_is_lost_while_a_provider_fails(rig: Rig, path: str) ->
     assert len(results) == 40
     assert [r for r in results if not isinstance(r, str)] == []
     assert all(r.startswith("Hello w1 w2 w3 w4 from ") for r in results if isinstance(r, str))
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_a_provider_that_refuses_connections_is_skipped(rig: Rig, path: str) -> None:
+    for stream in (False, True):
+        assert text_of(rig, f"{path}-dead", stream).endswith("from backup")
+    assert "cannot connect" in (rig.status("dead")["targets"][0]["last_error"] or "")
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_silence_after_the_first_byte_ends_the_stream_with_an_error_event(rig: Rig, path: str) -> None:
+    up = rig.fakes[f"{path}-mid-reset"]
+    up.set("stall_after", k=1)
+    with httpx.stream(
+        "POST",
+        rig.server.base_url + "/v1/chat/completions",
+        json={"model": f"{path}-mid-reset", "messages": MSG, "stream": True},
+        timeout=10,
+    ) as r:
+        body = r.read().decode()
+    up.set("ok")
+    last = body.rstrip().splitlines()[-1]
+    assert "[DONE]" not in body and last.startswith('data: {"error"') and "Hello" in body
+    assert "timed out" in last or "timeout" in last
+
+
+def test_prefix_affinity_keeps_a_shared_prefix_on_one_replica(rig: Rig) -> None:
+    a, b = rig.fakes["twin-a"], rig.fakes["twin-b"]
+    system = {"role": "system", "content": "You are the barn keeper. " * 100}
+    picked = set()
+    for i in range(6):
+        done = rig.client.chat.completions.create(
+            model="affine", messages=[system, {"role": "user", "content": f"question {i}"}]
+        )
+        picked.add((done.choices[0].message.content or "").split()[-1])
+    assert len(picked) == 1  # every request with this system prompt went to the same replica
+    others = set()
+    for i in range(12):
+        done = rig.client.chat.completions.create(
+            model="affine", messages=[{"role": "system", "content": f"prompt {i} " * 300}, MSG[0]]
+        )
+        others.add((done.choices[0].message.content or "").split()[-1])
+    assert others == {"twin-a", "twin-b"}  # different prefixes spread over both
+    assert len(a.seen) + len(b.seen) == 18
+
+
+def test_anthropic_sdk_client_gets_failover_too(rig: Rig) -> None:
+    import anthropic
+
+    client = anthropic.Anthropic(base_url=rig.server.base_url, api_key="k", max_retries=0)
+    for route in ("typed-500", "via-403_region", "via-claude-down"):
+        message = client.messages.create(
+            model=route, max_tokens=20, messages=[{"role": "user", "content": "hi"}]
+        )
+        assert message.content[0].type == "text" and message.content[0].text.startswith("Hello w1")
+        assert message.usage.output_tokens == 6
+    with client.messages.stream(
+        model="via-claude-down", max_tokens=20, messages=[{"role": "user", "content": "hi"}]
+    ) as stream:
+        assert "".join(stream.text_stream) == "Hello w1 w2 w3 w4 from claude"
+
+
+def test_anthropic_sdk_streams_from_openai_providers(rig: Rig) -> None:
+    """OpenAI-compatible providers cannot count tokens up front: message_start says 0, the final
+    message_delta carries the real usage."""
+    import anthropic
+
+    client = anthropic.Anthropic(base_url=rig.server.base_url, api_key="k", max_retries=0)
+    with client.messages.stream(model="via-500", max_tokens=20, messages=[{"role": "user", "content": "hi"}]) as s:
+        text = "".join(s.text_stream)
+        final = s.get_final_message()
+    assert text == "Hello w1 w2 w3 w4 from backup"
+    assert final.usage.output_tokens == 6 and final.usage.input_tokens == 5

@@ -22,6 +22,7 @@ MODES = (
     "hang_after_headers",
     "reset_after",  # k content chunks, then a TCP reset
     "slow",  # each chunk after `delay` seconds
+    "stall_after",  # k content chunks, then silence on an open connection
     "429",  # Retry-After: `retry_after` unless None
     "500",
     "403_region",
@@ -151,6 +152,10 @@ class FakeUpstream:
         anthropic = path.endswith("/messages")
         if method == "GET" and path.endswith("/models"):
             self._json(writer, 200, {"object": "list", "data": [{"id": "m1", "object": "model"}]})
+            await writer.drain()
+            return True
+        if path.endswith("/count_tokens"):
+            self._json(writer, 200, {"input_tokens": 5})
             await writer.drain()
             return True
         if mode == "hang_before_headers":
@@ -352,6 +357,9 @@ class FakeUpstream:
             await self._send(writer, b"")
             return True
         for i, event in enumerate(content):
+            if mode == "stall_after" and i == self.k:
+                await watcher  # silent until the caller hangs up
+                return False
             if mode in ("reset_after", "error_after") and i == self.k:
                 if i > 0:
                     await asyncio.sleep(0.2)  # the content so far reaches the client first, as in real life

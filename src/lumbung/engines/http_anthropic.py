@@ -215,7 +215,10 @@ class AnthropicHTTPBackend:
                     raise status_error(self.name, response.status, response.headers, raw)
         except TRANSPORT_ERRORS as exc:
             raise transport_error(self.name, exc) from exc
-        return int(json.loads(raw)["input_tokens"])
+        try:
+            return int(json.loads(raw)["input_tokens"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UpstreamError(f"provider {self.name!r} sent a token count lumbung cannot read") from exc
 
     async def health(self) -> bool:
         try:

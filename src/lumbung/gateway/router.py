@@ -28,6 +28,7 @@ from lumbung.errors import (
     PermissionDenied,
     ProviderCutOff,
     RateLimited,
+    UnsupportedParameter,
     UpstreamError,
     UpstreamTimeout,
 )
@@ -379,9 +380,25 @@ class Gateway:
         return await member.state.provider.backend.tokenize(member.state.model, text)
 
     async def count_tokens(self, request: Request) -> int:
+        """Counted by the first available target that can count (the local engine, Anthropic)."""
         route = self.resolve(request.model)
-        member = route.tiers[0][0]
-        return await member.state.provider.backend.count_tokens(replace(request, model=member.state.model))
+        for member in route.members():
+            if route.guarded and member.state.blocked_for() > 0:
+                continue
+            self._check_egress(route, member.state.provider)
+            try:
+                return await member.state.provider.backend.count_tokens(
+                    replace(request, model=member.state.model)
+                )
+            except UnsupportedParameter:
+                if not route.guarded:
+                    raise
+            except InvalidRequest:
+                raise
+            except ApiError:
+                if not route.guarded:
+                    raise
+        raise UnsupportedParameter(f"no target of route {route.name!r} can count tokens now", param="model")
 
     async def aclose(self) -> None:
         """Close upstream providers' connection pools (the local engine closes on its own)."""

@@ -7,7 +7,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from lumbung.engines.base import collect
-from lumbung.errors import ApiError
+from lumbung.errors import ApiError, UnsupportedParameter
 from lumbung.surfaces import anthropic as ant
 from lumbung.surfaces.common import (
     RequestLog,
@@ -48,7 +48,10 @@ async def messages(request: Request, entry: RequestLog) -> Response:
         entry.completion_tokens = completion.usage.completion_tokens
         return _with_request_id(JSONResponse(ant.message_body(chat, model, completion, options)), entry)
     # message_start reports the input size before any output exists, so it is counted first.
-    input_tokens = await state.gateway.count_tokens(chat)
+    try:
+        input_tokens = await state.gateway.count_tokens(chat)
+    except UnsupportedParameter:
+        input_tokens = 0  # a route whose providers cannot count: message_delta carries the real usage
     stream = state.gateway.stream(chat)
     first = await first_chunk(request, stream)
     entry.stream = True
