@@ -114,6 +114,11 @@ class Gateway:
         self._claim_local(table, {r.name: r for r in self._routes.values() if not r.guarded})
         self._routes = table
 
+    @property
+    def has_routes(self) -> bool:
+        """Whether any configured route exists (beyond local models reached by their own names)."""
+        return any(route.guarded for route in self._routes.values())
+
     def _claim(self, name: str, route: Route) -> None:
         if name in self._routes:
             raise ConfigError(f"model name {name!r} is used twice")

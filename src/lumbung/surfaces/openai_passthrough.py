@@ -60,9 +60,11 @@ def _whole_is_last(item: bytes) -> bool:
 
 async def forward(request: Request, state: AppState, body: bytes, entry: RequestLog) -> Response | None:
     """Answer ``body`` by pass-through, or return None when the typed path must handle it."""
+    if not state.gateway.has_routes:
+        return None
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None  # the typed path words the error
     route = eligible(state, data)
     if route is None:
