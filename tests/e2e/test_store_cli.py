@@ -193,3 +193,22 @@ def test_a_corrupted_download_is_refused(hub: FakeHub, tmp_path: Path) -> None:
     assert done.returncode == 1
     assert f"sha256 mismatch: the hub publishes {pkg.EXPECTED_SHA256}" in done.stderr
     assert lumbung(hub, tmp_path, "list").stdout.splitlines()[1:] == []
+
+
+def test_a_config_entry_serves_a_stored_model_under_its_own_names(hub: FakeHub, pulled: Path) -> None:
+    config = {"models": [{"id": "assistant", "ref": "qwen2.5:0.5b-instruct", "aliases": ["gpt-4o-mini"],
+                          "context_size": 1024}]}
+    server = ServerProcess(pulled, config=config, env=env(hub, pulled)).start()
+    try:
+        models = {m["id"]: m for m in httpx.get(server.base_url + "/v1/models").json()["data"]}
+        assert set(models) == {"assistant"}  # the stored model is served once, as configured
+        assert models["assistant"]["context_length"] == 1024
+        with openai.OpenAI(base_url=server.base_url + "/v1", api_key="x", max_retries=0) as client:
+            done = client.chat.completions.create(model="gpt-4o-mini", messages=HI, max_tokens=2)
+            assert done.model == "assistant" and done.usage and done.usage.completion_tokens == 2
+    finally:
+        server.stop()
+    missing = ServerProcess(pulled, config={"models": [{"id": "x", "ref": "llama3.2:1b"}]}, env=env(hub, pulled))
+    with pytest.raises(RuntimeError, match=r"'llama3.2:1b' is not in the store; run `lumbung pull llama3.2:1b` first"):
+        missing.start()
+    missing.stop()
