@@ -19,6 +19,7 @@ import pytest
 
 from lumbung.store.embedded import embedded_model_path
 from tests.support.fake_hub import FakeFile, FakeHub
+from tests.support.gguf_files import split_gguf
 from tests.support.offline import guarded_env
 from tests.support.server import ServerProcess
 
@@ -29,10 +30,12 @@ HI = [{"role": "user", "content": "Say hi."}]
 
 
 @pytest.fixture(scope="module")
-def hub(lumbung_home: Path) -> Iterator[FakeHub]:
+def hub(lumbung_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeHub]:
+    gguf = embedded_model_path(lumbung_home)
+    parts = split_gguf(gguf, tmp_path_factory.mktemp("split"), "gemma-3-270m-Q4_K_M")
     with FakeHub() as h:
-        h.commit(REPO, [FakeFile(FILE, source=embedded_model_path(lumbung_home), sha256=pkg.EXPECTED_SHA256)],
-                 license="gemma")
+        h.commit(REPO, [FakeFile(FILE, source=gguf, sha256=pkg.EXPECTED_SHA256)], license="gemma")
+        h.commit("acme/split-GGUF", [FakeFile(f"Q4_K_M/{p.name}", source=p) for p in parts])
         yield h
 
 
@@ -69,6 +72,22 @@ def test_ollama_pull_streams_progress_and_the_model_is_served_at_once(hub: FakeH
             assert done.model == name and done.usage and done.usage.completion_tokens == 2
         shown = client.show(name)
         assert shown.details and shown.details.quantization_level == "Q4_K_M" and shown.details.family == "gemma3"
+
+
+def test_a_split_gguf_is_pulled_whole_and_loads_from_its_parts(served: ServerProcess) -> None:
+    """The real model split in two parts (in a sub-folder, as big repos do): llama.cpp finds part 2
+    by name next to part 1 in the store's view, and answers exactly as the unsplit file does."""
+    with ollama.Client(host=served.base_url) as client, openai.OpenAI(
+        base_url=served.base_url + "/v1", api_key="x", max_retries=0
+    ) as chat:
+        assert [e.status for e in client.pull("hf.co/acme/split-GGUF:Q4_K_M", stream=True)][-1] == "success"
+        shown = client.show("hf:acme/split-GGUF:q4_k_m")
+        assert shown.modelinfo and shown.modelinfo["general.parameter_count"] == 268098176
+        answers = [
+            chat.chat.completions.create(model=m, messages=HI, max_tokens=8, temperature=0).choices[0].message.content
+            for m in ("hf.co/acme/split-GGUF:Q4_K_M", f"ms:{REPO}:q4_k_m")
+        ]
+        assert answers[0] and answers[0] == answers[1]
 
 
 def test_pull_without_streaming_answers_once(served: ServerProcess) -> None:

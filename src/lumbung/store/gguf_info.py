@@ -63,6 +63,7 @@ class GgufFile:
     alignment: int
     data_offset: int
     file_size: int
+    metadata_end: int = 0  # where the tensor infos start (the metadata block is bytes 24..metadata_end)
     array_lengths: dict[str, int] = field(default_factory=dict)
 
     def get(self, key: str) -> Any:
@@ -213,6 +214,7 @@ def _parse(cur: _Cursor) -> GgufFile:
             lengths[key] = length
         if value is not None:
             metadata[key] = value
+    metadata_end = cur.pos
     alignment = metadata.get(gguf.Keys.General.ALIGNMENT, gguf.GGUF_DEFAULT_ALIGNMENT)
     if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
         raise cur.fail(f"general.alignment {alignment!r} is not a power of two")
@@ -244,7 +246,7 @@ def _parse(cur: _Cursor) -> GgufFile:
                 f"{cur.display}: not a valid GGUF file: truncated, the tensor data needs {end} bytes "
                 f"but the file has {cur.size}"
             )
-    return GgufFile(cur.path, version, metadata, tensors, alignment, data_offset, cur.size, lengths)
+    return GgufFile(cur.path, version, metadata, tensors, alignment, data_offset, cur.size, metadata_end, lengths)
 
 
 @dataclass
