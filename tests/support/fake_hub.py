@@ -348,7 +348,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if f.lfs:
             self.send_response(302)
-            self.send_header("Location", f"{self.owner.url}/fake-cdn/{f.sha256}")
+            # The CDN is another host, as on the real Hub (HEAD requests must not follow it).
+            self.send_header("Location", f"{self.owner.url.replace('127.0.0.1', 'localhost')}/fake-cdn/{f.sha256}")
             self.send_header("X-Repo-Commit", commit.sha)
             self.send_header("X-Linked-Etag", f'"{f.sha256}"')
             self.send_header("X-Linked-Size", str(f.size))

@@ -6,8 +6,8 @@ Runs before llama.cpp ever sees a file, so a truncated or malformed GGUF is a cl
 four dimensions, tensors laid out back to back at the file's alignment, and all data inside the file.
 
 Why not ``gguf.GGUFReader``: it builds a numpy view per array element; on the embedded Gemma 3 270M
-(262,144-token vocabulary, 786k metadata elements) it took 20.8 s (45 s under load) on the 2-core
-CI machine, against ~0.3 s for this walk. The format's constants (value types, quantisation block
+(262,144-token vocabulary, 786k metadata elements) it takes 20-35 s on the 2-core CI machine, against
+0.05-0.08 s for this walk (bench/store_pull.py prints both). The format's constants (value types, quantisation block
 sizes, file types, key names) still come from the ``gguf`` package.
 """
 
@@ -36,6 +36,7 @@ _SCALARS: dict[int, str] = {
     gguf.GGUFValueType.INT64: "<q",
     gguf.GGUFValueType.FLOAT64: "<d",
 }
+_U64 = struct.Struct("<Q")
 MAX_DIMS = 4  # GGML_MAX_DIMS
 MAX_ARRAY_DEPTH = 2
 # Metadata values worth keeping (strings and numbers); big arrays such as the vocabulary are skipped.
@@ -115,10 +116,16 @@ class _Cursor:
         except UnicodeDecodeError as exc:
             raise self.fail(f"{what} is not valid UTF-8") from exc
 
-    def skip_string(self, what: str) -> None:
-        n = self.unpack("<Q", what)
-        self.need(n, what)
-        self.pos += n
+    def skip_strings(self, count: int, what: str) -> None:
+        """Step over ``count`` strings (a vocabulary: hundreds of thousands) with one bounds check each."""
+        buf, pos, size, u64 = self.buf, self.pos, self.size, _U64.unpack_from
+        for _ in range(count):
+            if pos + 8 > size:
+                raise self.fail(f"truncated while reading {what}; the file is {size} bytes")
+            pos += 8 + u64(buf, pos)[0]
+            if pos > size:
+                raise self.fail(f"truncated while reading {what}; the file is {size} bytes")
+        self.pos = pos
 
 
 def _value_type(cur: _Cursor, raw: int, key: str) -> int:
@@ -151,8 +158,7 @@ def _read_value(cur: _Cursor, vtype: int, key: str, depth: int = 0) -> tuple[Any
         cur.need(count * 8, f"array {key!r} ({count} items)")  # each item has at least its length
         if count <= _KEEP_ARRAY_MAX:
             return [cur.string(f"item of {key!r}") for _ in range(count)], count
-        for _ in range(count):
-            cur.skip_string(f"item of {key!r}")
+        cur.skip_strings(count, f"item of {key!r}")
         return None, count
     cur.need(count * 12, f"array {key!r} ({count} items)")  # a nested array: type + length at least
     for _ in range(count):
