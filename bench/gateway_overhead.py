@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-RATES = [25, 50, 100, 200, 400, 800, 1200, 1600, 2400, 3200]
+RATES = [25, 50, 75, 100, 150, 200, 300, 400, 600, 800, 1200, 1600, 2400, 3200]
 LIGHT_RATE = 50
 TIMEOUT = 10.0
 
@@ -159,7 +159,9 @@ def wait_http(port: int, path: str, proc: subprocess.Popen[bytes], timeout: floa
     raise TimeoutError(f"nothing answered on port {port}")
 
 
-def start_all(work: Path, litellm: str | None) -> tuple[dict[str, int], list[subprocess.Popen[bytes]]]:
+def start_all(
+    work: Path, litellm: str | None
+) -> tuple[dict[str, int], dict[str, int], list[subprocess.Popen[bytes]]]:
     procs = []
     mock = free_port()
     log = (work / "mock.log").open("wb")
@@ -194,17 +196,37 @@ def start_all(work: Path, litellm: str | None) -> tuple[dict[str, int], list[sub
     wait_http(lum, "/health", procs[1])
     if litellm:
         wait_http(ports["litellm"], "/health/liveliness", procs[2], timeout=300)
-    return ports, procs
+    pids = dict(zip(ports, (p.pid for p in procs), strict=True))
+    return ports, pids, procs
 
 
-async def bench(ports: dict[str, int], seconds: float, quick: bool) -> dict[str, dict[str, object]]:
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def settle(port: int, body: dict[str, object]) -> None:
+    """Wait until a server has drained whatever an overloaded step queued up."""
+    for _ in range(60):
+        r = await run_rate(port, "/v1/chat/completions", body, 10, 0.5)
+        if r.errors == 0 and r.p99_ms < 50:
+            return
+        await asyncio.sleep(1.0)
+
+
+async def bench(
+    ports: dict[str, int], pids: dict[str, int], seconds: float, quick: bool
+) -> dict[str, dict[str, object]]:
     out: dict[str, dict[str, object]] = {}
     for stream in (False, True):
         body: dict[str, object] = {"model": "bench", "messages": [{"role": "user", "content": "hi"}], "stream": stream}
         mode = "stream" if stream else "whole"
         for name, port in ports.items():
-            await run_rate(port, "/v1/chat/completions", body, 20, 1.0)  # warm up
-            light = await run_rate(port, "/v1/chat/completions", body, LIGHT_RATE, seconds)
+            await run_rate(port, "/v1/chat/completions", body, 20, 3.0)  # warm up: imports, pools
+            await settle(port, body)
+            cpu = cpu_seconds(pids[name])
+            light = await run_rate(port, "/v1/chat/completions", body, LIGHT_RATE, seconds * 2)
+            cpu_us = (cpu_seconds(pids[name]) - cpu) / light.sent * 1e6
             best = 0
             ladder = []
             for rate in RATES[:6] if quick else RATES:
@@ -216,13 +238,15 @@ async def bench(ports: dict[str, int], seconds: float, quick: bool) -> dict[str,
                     break
                 best = rate
                 await asyncio.sleep(0.5)
-            out[f"{mode}/{name}"] = {"light": light, "sustained": best, "ladder": ladder}
+            await settle(port, body)
+            out[f"{mode}/{name}"] = {"light": light, "sustained": best, "ladder": ladder, "cpu_us": cpu_us}
     return out
 
 
 def report(results: dict[str, dict[str, object]], names: list[str]) -> None:
-    print(f"| mode | path | p50 @ {LIGHT_RATE}/s | p99 @ {LIGHT_RATE}/s | added p50 | added p99 | sustained rate |")
-    print("|---|---|---|---|---|---|---|")
+    print(f"| mode | path | p50 @ {LIGHT_RATE}/s | p99 @ {LIGHT_RATE}/s | added p50 | added p99 | CPU per request "
+          "| sustained rate |")
+    print("|---|---|---|---|---|---|---|---|")
     for mode in ("whole", "stream"):
         direct = results[f"{mode}/direct"]["light"]
         assert isinstance(direct, Result)
@@ -233,13 +257,17 @@ def report(results: dict[str, dict[str, object]], names: list[str]) -> None:
             added = "-" if name == "direct" else f"{light.p50_ms - direct.p50_ms:+.2f} ms"
             added99 = "-" if name == "direct" else f"{light.p99_ms - direct.p99_ms:+.2f} ms"
             print(f"| {mode} | {name} | {light.p50_ms:.2f} ms | {light.p99_ms:.2f} ms | {added} | {added99} | "
-                  f"{r['sustained']} req/s |")
+                  f"{r['cpu_us']:.0f} us | {r['sustained']} req/s |")
     if "litellm" in names:
         for mode in ("whole", "stream"):
             lum, lit = results[f"{mode}/lumbung"]["sustained"], results[f"{mode}/litellm"]["sustained"]
             assert isinstance(lum, int) and isinstance(lit, int)
             ratio = f"{lum / lit:.1f}x" if lit else "inf"
             print(f"\n{mode}: lumbung sustains {ratio} LiteLLM's rate ({lum} vs {lit} req/s)")
+        for mode in ("whole", "stream"):
+            lum_cpu, lit_cpu = results[f"{mode}/lumbung"]["cpu_us"], results[f"{mode}/litellm"]["cpu_us"]
+            assert isinstance(lum_cpu, float) and isinstance(lit_cpu, float)
+            print(f"{mode}: lumbung spends {lit_cpu / lum_cpu:.1f}x less CPU per request than LiteLLM")
 
 
 def main() -> None:
@@ -250,11 +278,13 @@ def main() -> None:
     args = parser.parse_args()
     litellm = args.litellm if args.litellm and Path(args.litellm).exists() else None
     work = Path(tempfile.mkdtemp(prefix="lumbung-bench-"))
-    ports, procs = start_all(work, litellm)
+    ports, pids, procs = start_all(work, litellm)
     try:
         import uvloop
 
-        results = uvloop.run(bench(ports, args.seconds, args.quick))
+        print(f"load average before: {os.getloadavg()}", file=sys.stderr)
+        results = uvloop.run(bench(ports, pids, args.seconds, args.quick))
+        print(f"load average after: {os.getloadavg()}", file=sys.stderr)
         report(results, list(ports))
     finally:
         for p in procs:

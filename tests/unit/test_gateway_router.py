@@ -18,6 +18,7 @@ from lumbung.errors import (
     ProviderCutOff,
     RateLimited,
     UpstreamError,
+    UpstreamTimeout,
 )
 from lumbung.gateway.breaker import BreakerPolicy, BreakerState
 from lumbung.gateway.clock import FakeClock
@@ -52,6 +53,8 @@ class Scripted:
             for i in range(3):
                 if step == f"break@{i}":
                     raise UpstreamError(f"{self.name} broke")
+                if step == f"stall@{i}":
+                    await asyncio.sleep(3600)
                 yield Chunk(text=f"{self.name}{i} ")
             yield Chunk(finish_reason="stop", usage=Usage(1, 3))
         finally:
@@ -240,3 +243,37 @@ async def test_closing_the_stream_closes_the_upstream() -> None:
     await stream.aclose()
     assert a.closed == 1
     assert gw.resolve("chat").tiers[0][0].state.inflight == 0
+
+
+async def test_silence_after_the_first_token_times_out_without_a_retry() -> None:
+    a, b = Scripted("a", script=["stall@1"]), Scripted("b")
+    gw, _, _ = gateway([a], [b])
+    stream = gw.stream(req())
+    assert (await anext(stream)).text == "a0 "
+    with pytest.raises(UpstreamTimeout, match="next token"):
+        await anext(stream)
+    assert b.calls == 0 and a.closed == 1
+    assert gw.resolve("chat").tiers[0][0].state.failures == 1
+
+
+async def test_a_slow_client_is_not_a_silent_provider() -> None:
+    a = Scripted("a")
+    gw, _, _ = gateway([a])
+    got = []
+    async for chunk in gw.stream(req()):
+        got.append(chunk)
+        await asyncio.sleep(0.5)  # longer than the idle timeout (0.3 s), spent on our side
+    assert [c.text for c in got[:3]] == ["a0 ", "a1 ", "a2 "] and got[-1].finish_reason == "stop"
+
+
+async def test_a_genuine_cancellation_is_not_taken_for_a_timeout() -> None:
+    a = Scripted("a", script=["stall@1"])
+    gw, _, _ = gateway([a])
+    stream = gw.stream(req())
+    await anext(stream)
+    task = asyncio.ensure_future(anext(stream))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert gw.resolve("chat").tiers[0][0].state.failures == 0

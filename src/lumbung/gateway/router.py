@@ -38,6 +38,7 @@ from lumbung.gateway.clock import Clock, monotonic
 from lumbung.gateway.config import LOCAL_JURISDICTION, Timeouts, allowed
 from lumbung.gateway.retry import Deadline, backoff
 from lumbung.gateway.state import Member, ProviderState, Route, TargetState
+from lumbung.gateway.watchdog import IdleWatchdog
 from lumbung.types import ChatRequest, Chunk, CompletionRequest, ModelInfo
 
 log = logging.getLogger(__name__)
@@ -262,20 +263,36 @@ class Gateway:
             # Committed: from here on the answer belongs to this target; a failure is raised into the
             # stream, never retried. A consumer that closes this generator (the client went away)
             # lands in ``finally``, which closes the upstream call at once.
+            watchdog = (
+                None
+                if is_last(item)
+                else IdleWatchdog(
+                    provider.timeouts.idle, asyncio.get_running_loop().time() + attempt_end - self.clock()
+                )
+            )
             try:
                 yield item
-                while not is_last(item):
-                    limit = min(provider.timeouts.idle, attempt_end - self.clock())
+                while watchdog is not None and not is_last(item):
                     try:
-                        async with asyncio.timeout(max(0.0, limit)):
-                            item = await anext(stream)
-                    except (ApiError, TimeoutError, StopAsyncIteration) as exc:
+                        watchdog.waiting()
+                        item = await anext(stream)
+                    except asyncio.CancelledError as exc:
+                        if not watchdog.claim(asyncio.current_task()):
+                            raise
+                        error = self._as_error(provider, TimeoutError(), "next token")
+                        self._record_failure(member, error)
+                        raise error from exc
+                    except (ApiError, StopAsyncIteration) as exc:
                         error = self._as_error(provider, exc, "next token")
                         self._record_failure(member, error)
                         raise error from exc
+                    finally:
+                        watchdog.done()
                     yield item
                 state.breaker.success()
             finally:
+                if watchdog is not None:
+                    watchdog.close()
                 state.inflight -= 1
                 await stream.aclose()
             return
