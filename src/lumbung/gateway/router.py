@@ -38,6 +38,7 @@ from lumbung.gateway.clock import Clock, monotonic
 from lumbung.gateway.config import LOCAL_JURISDICTION, Timeouts, allowed
 from lumbung.gateway.retry import Deadline, backoff
 from lumbung.gateway.state import Member, ProviderState, Route, TargetState
+from lumbung.gateway.status import snapshot
 from lumbung.gateway.watchdog import IdleWatchdog
 from lumbung.types import ChatRequest, Chunk, CompletionRequest, ModelInfo
 
@@ -441,55 +442,6 @@ class Gateway:
     # -- status ---------------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        targets: dict[str, list[dict[str, Any]]] = {}
-        for route in self._routes.values():
-            if not route.guarded:
-                continue
-            for member in route.members():
-                rows = targets.setdefault(member.state.provider.name, [])
-                if all(r["target"] != member.key for r in rows):
-                    rows.append(member.state.snapshot())
-        providers = []
-        for p in self.providers:
-            rows = targets.get(p.name, [])
-            cut = p.is_cut_off
-            open_ = [r for r in rows if r["breaker"] != "closed"]
-            health = (
-                "cut_off"
-                if cut
-                else "down"
-                if rows and len(open_) == len(rows)
-                else "degraded"
-                if open_
-                else "ok"
-            )
-            providers.append(
-                {
-                    "name": p.name,
-                    "kind": p.kind,
-                    "jurisdiction": p.jurisdiction,
-                    "base_url": p.base_url,
-                    "health": health,
-                    "cut_off": {
-                        "reason": p.cut_off_reason,
-                        "for_s": round(p.cut_off_until - self.clock(), 1),
-                    }
-                    if cut
-                    else None,
-                    "cut_offs": p.cut_offs,
-                    "inflight": sum(r["inflight"] for r in rows),
-                    "targets": rows,
-                }
-            )
-        routes = [
-            {
-                "name": r.name,
-                "aliases": r.aliases,
-                "tiers": [[{"target": m.key, "weight": m.weight} for m in tier] for tier in r.tiers],
-                "prefix_affinity": r.prefix_affinity,
-                "egress": r.egress or self.egress,
-            }
-            for name, r in self._routes.items()
-            if name == r.name and r.guarded
-        ]
-        return {"providers": providers, "routes": routes, "egress": self.egress}
+        """What ``GET /admin/providers`` and ``lumbung status`` show."""
+        routes = [r for name, r in self._routes.items() if name == r.name and r.guarded]
+        return snapshot(self.providers, routes, self.egress)
