@@ -115,3 +115,15 @@ def test_missing_api_key_variable_fails_at_start_up(tmp_path: Path) -> None:
     gateway = build_gateway(settings, local, environ={"CLOUD_KEY": "sk-test"})  # type: ignore[arg-type]
     assert [p.name for p in gateway.providers] == ["vllm", "cloud"]
     assert yaml.safe_dump(gateway.status())  # plain data, ready for JSON
+
+
+def test_circuit_settings_reach_each_targets_breaker(tmp_path: Path) -> None:
+    text = PROVIDERS.replace(
+        "    jurisdiction: ID\n",
+        "    jurisdiction: ID\n    circuit: {failures_to_open: 5, open_for: 30, probe_timeout: 2}\n",
+    )
+    settings = load(tmp_path, text + "routes:\n  - name: chat\n    tiers: [[vllm/a], [cloud/b]]\n")
+    gateway = build_gateway(settings, LlamaCppBackend([]), environ={"CLOUD_KEY": "k"})  # type: ignore[arg-type]
+    first, second = (tier[0].state.breaker.policy for tier in gateway.resolve("chat").tiers)
+    assert (first.failures_to_open, first.open_for, first.probe_timeout) == (5, 30.0, 2.0)
+    assert (second.failures_to_open, second.open_for) == (3, 10.0)

@@ -69,7 +69,10 @@ def build_gateway(
             base_url=cfg.base_url,
             cut_off_cooldown=cfg.cut_off_cooldown,
         )
-    policy = breaker or BreakerPolicy()
+    circuits = {
+        cfg.name: BreakerPolicy(cfg.circuit.failures_to_open, cfg.circuit.open_for, cfg.circuit.probe_timeout)
+        for cfg in settings.providers
+    }
     targets: dict[str, TargetState] = {}
     routes = []
     for rc in settings.routes:
@@ -79,6 +82,7 @@ def build_gateway(
             for t in tier:
                 state = targets.get(t.target)
                 if state is None:
+                    policy = breaker or circuits.get(t.provider, BreakerPolicy())
                     state = targets[t.target] = new_target(providers[t.provider], t.model, policy)
                 members.append(Member(state, t.weight))
             tiers.append(members)

@@ -36,6 +36,18 @@ class Timeouts(BaseModel):
     total: float = Field(default=600.0, gt=0, description="For the whole call.")
 
 
+class CircuitConfig(BaseModel):
+    """The circuit breaker of each of a provider's targets."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    failures_to_open: int = Field(default=3, ge=1, description="Consecutive failures that open the circuit.")
+    open_for: float = Field(default=10.0, gt=0, description="Seconds open before one probe request may pass.")
+    probe_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds the probe may take to its first token (its own timeout)."
+    )
+
+
 class ProviderConfig(BaseModel):
     """Where targets live: the in-process engine, an OpenAI-compatible server, or Anthropic's API."""
 
@@ -58,6 +70,7 @@ class ProviderConfig(BaseModel):
         "`CN`, `US`. Required for remote providers; `local` providers are always `local`.",
     )
     timeouts: Timeouts = Field(default_factory=Timeouts, description="Connect / first token / idle / total.")
+    circuit: CircuitConfig = Field(default_factory=CircuitConfig, description="Circuit breaker per target.")
     max_connections: int = Field(default=256, ge=1, description="Pooled keep-alive connections at most.")
     headers: dict[str, str] = Field(default_factory=dict, description="Extra headers sent on every call.")
     cut_off_cooldown: float = Field(
