@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -28,8 +29,20 @@ def config(fakes: dict[str, FakeUpstream], routes: list[dict[str, object]]) -> d
     return {
         "serve_default_model": False,
         "providers": [
-            {"name": "a", "kind": "openai", "base_url": fakes["a"].base_url, "jurisdiction": "ID", "timeouts": T},
-            {"name": "b", "kind": "anthropic", "base_url": fakes["b"].base_url, "jurisdiction": "ID", "timeouts": T},
+            {
+                "name": "a",
+                "kind": "openai",
+                "base_url": fakes["a"].base_url,
+                "jurisdiction": "ID",
+                "timeouts": T,
+            },
+            {
+                "name": "b",
+                "kind": "anthropic",
+                "base_url": fakes["b"].base_url,
+                "jurisdiction": "ID",
+                "timeouts": T,
+            },
         ],
         "routes": routes,
     }
@@ -72,7 +85,9 @@ def test_drill_exits_zero_when_every_route_survives(fakes: dict[str, FakeUpstrea
     assert "single point of failure" not in run.stderr
 
 
-def test_status_shows_a_cut_off_provider(fakes: dict[str, FakeUpstream], tmp_path: Path, lumbung_home: Path) -> None:
+def test_status_shows_a_cut_off_provider(
+    fakes: dict[str, FakeUpstream], tmp_path: Path, lumbung_home: Path
+) -> None:
     import openai
 
     fakes["a"].set("403_region")
@@ -94,7 +109,9 @@ def test_status_shows_a_cut_off_provider(fakes: dict[str, FakeUpstream], tmp_pat
         server.stop()
 
 
-def test_serve_refuses_a_config_that_breaks_the_egress_policy(fakes: dict[str, FakeUpstream], tmp_path: Path) -> None:
+def test_serve_refuses_a_config_that_breaks_the_egress_policy(
+    fakes: dict[str, FakeUpstream], tmp_path: Path
+) -> None:
     cfg = config(fakes, [{"name": "duo", "tiers": [["a/m1"], ["b/m1"]], "egress": ["SG"]}])
     path = tmp_path / "egress.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -103,3 +120,41 @@ def test_serve_refuses_a_config_that_breaks_the_egress_policy(fakes: dict[str, F
     assert "egress policy: route 'duo' may send data only to ['SG']" in run.stderr
     assert f"{path}:" in run.stderr  # the line of the offending target
     assert not fakes["a"].seen and not fakes["b"].seen
+
+
+def test_drill_takes_the_local_engine_away_too(
+    fakes: dict[str, FakeUpstream], tmp_path: Path, lumbung_home: Path
+) -> None:
+    """A route that falls back to the embedded model: the drill answers from it while the remote
+    provider is away, and takes the local engine away in turn."""
+    cfg = config(fakes, [{"name": "mixed", "tiers": [["a/m1"], ["local/default"]]}])
+    cfg["serve_default_model"] = True
+    path = tmp_path / "mixed.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lumbung",
+            "drill",
+            "--config",
+            str(path),
+            "--requests",
+            "2",
+            "--max-tokens",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=400,
+        cwd=tmp_path,
+        env={**os.environ, "LUMBUNG_HOME": str(lumbung_home)},
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    rows = [
+        [c.strip() for c in line.strip("│").split("│")]
+        for line in run.stdout.splitlines()
+        if line.startswith("│")
+    ]
+    assert {(r[1], r[2]) for r in rows} >= {("a", "hang"), ("local", "cut_off"), ("local", "slow")}
+    assert all(r[4] == "yes" for r in rows)

@@ -127,3 +127,11 @@ def test_circuit_settings_reach_each_targets_breaker(tmp_path: Path) -> None:
     first, second = (tier[0].state.breaker.policy for tier in gateway.resolve("chat").tiers)
     assert (first.failures_to_open, first.open_for, first.probe_timeout) == (5, 30.0, 2.0)
     assert (second.failures_to_open, second.open_for) == (3, 10.0)
+
+
+def test_a_local_target_may_name_a_model_by_its_alias(tmp_path: Path) -> None:
+    from lumbung.server import local_specs
+
+    settings = load(tmp_path, "routes:\n  - name: chat\n    tiers: [[local/default]]\n")
+    gateway = build_gateway(settings, LlamaCppBackend(local_specs(settings)), environ={})  # type: ignore[arg-type]
+    assert gateway.resolve("chat").tiers[0][0].state.model == "gemma3:270m"  # the engine knows ids only

@@ -73,6 +73,8 @@ def build_gateway(
         cfg.name: BreakerPolicy(cfg.circuit.failures_to_open, cfg.circuit.open_for, cfg.circuit.probe_timeout)
         for cfg in settings.providers
     }
+    # A local target may name a model by an alias; the engine knows models by id.
+    local_ids = {name: info.id for info in local.models() for name in (info.id, *info.aliases)}
     targets: dict[str, TargetState] = {}
     routes = []
     for rc in settings.routes:
@@ -83,7 +85,9 @@ def build_gateway(
                 state = targets.get(t.target)
                 if state is None:
                     policy = breaker or circuits.get(t.provider, BreakerPolicy())
-                    state = targets[t.target] = new_target(providers[t.provider], t.model, policy)
+                    provider = providers[t.provider]
+                    model = local_ids.get(t.model, t.model) if provider.kind == "local" else t.model
+                    state = targets[t.target] = new_target(provider, model, policy)
                 members.append(Member(state, t.weight))
             tiers.append(members)
         routes.append(
