@@ -39,7 +39,8 @@ def _console() -> Console:
     "--api-key", envvar="LUMBUNG_API_KEY", default=None, help="API key (default: $LUMBUNG_API_KEY)."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON of GET /admin/providers.")
-def status(config: Path | None, url: str | None, api_key: str | None, as_json: bool) -> None:
+@click.option("--probe", is_flag=True, help="Also ask each provider now whether it answers.")
+def status(config: Path | None, url: str | None, api_key: str | None, as_json: bool, probe: bool) -> None:
     """Show each provider's health, breaker states, cut-off marks and in-flight requests."""
     if url is None:
         try:
@@ -49,7 +50,12 @@ def status(config: Path | None, url: str | None, api_key: str | None, as_json: b
         url = f"http://{settings.host}:{settings.port}"
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
-        response = httpx.get(url.rstrip("/") + "/admin/providers", headers=headers, timeout=10)
+        response = httpx.get(
+            url.rstrip("/") + "/admin/providers",
+            params={"probe": "1"} if probe else None,
+            headers=headers,
+            timeout=30,
+        )
     except httpx.HTTPError as exc:
         raise click.ClickException(f"cannot reach {url}: {exc}") from exc
     if response.status_code != 200:
@@ -59,12 +65,18 @@ def status(config: Path | None, url: str | None, api_key: str | None, as_json: b
         click.echo(json.dumps(body, indent=2))
         return
     table = Table(title=f"providers at {url}")
-    for col in ("provider", "kind", "jurisdiction", "health", "cut off", "in flight", "targets (breaker)"):
+    columns = ["provider", "kind", "jurisdiction", "health", "cut off", "in flight", "targets (breaker)"]
+    if probe:
+        columns.insert(4, "reachable")
+    for col in columns:
         table.add_column(col)
     for p in body["providers"]:
         cut = f"{p['cut_off']['for_s']:.0f}s: {p['cut_off']['reason'][:60]}" if p["cut_off"] else "-"
         targets = ", ".join(f"{t['target']} ({t['breaker']})" for t in p["targets"])
-        table.add_row(p["name"], p["kind"], p["jurisdiction"], p["health"], cut, str(p["inflight"]), targets)
+        cells = [p["name"], p["kind"], p["jurisdiction"], p["health"], cut, str(p["inflight"]), targets]
+        if probe:
+            cells.insert(4, "yes" if p.get("reachable") else "NO")
+        table.add_row(*cells)
     _console().print(table)
 
 

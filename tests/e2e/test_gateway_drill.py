@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from tests.support.fake_upstream import FakeUpstream
-from tests.support.server import ServerProcess
+from tests.support.server import ServerProcess, free_port
 
 T = {"connect": 1.0, "first_token": 1.0, "idle": 1.0}
 
@@ -91,9 +91,10 @@ def test_status_shows_a_cut_off_provider(
     import openai
 
     fakes["a"].set("403_region")
-    server = ServerProcess(
-        lumbung_home, config=config(fakes, [{"name": "duo", "tiers": [["a/m1"], ["b/m1"]]}]), log_dir=tmp_path
-    ).start(timeout=60)
+    cfg = config(fakes, [{"name": "duo", "tiers": [["a/m1"], ["b/m1"]]}])
+    dead = {"name": "dead", "kind": "openai", "base_url": f"http://127.0.0.1:{free_port()}/v1", "jurisdiction": "ID"}
+    cfg["providers"].append(dead)  # type: ignore[attr-defined]
+    server = ServerProcess(lumbung_home, config=cfg, log_dir=tmp_path).start(timeout=60)
     try:
         client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="k", max_retries=0)
         done = client.chat.completions.create(model="duo", messages=[{"role": "user", "content": "hi"}])
@@ -105,6 +106,10 @@ def test_status_shows_a_cut_off_provider(
         as_json = lumbung("status", "--url", server.base_url, "--json", cwd=tmp_path)
         providers = {p["name"]: p for p in yaml.safe_load(as_json.stdout)["providers"]}
         assert providers["a"]["health"] == "cut_off" and providers["b"]["health"] == "ok"
+        assert "reachable" not in providers["a"]
+        probed = lumbung("status", "--url", server.base_url, "--json", "--probe", cwd=tmp_path)
+        reachable = {p["name"]: p["reachable"] for p in yaml.safe_load(probed.stdout)["providers"]}
+        assert reachable == {"a": True, "b": True, "dead": False}
     finally:
         server.stop()
 

@@ -441,6 +441,19 @@ class Gateway:
 
     # -- status ---------------------------------------------------------------------------------------
 
+    async def probe(self) -> dict[str, bool]:
+        """Ask every provider now whether it answers (``GET /admin/providers?probe=1``)."""
+
+        async def one(provider: ProviderState) -> bool:
+            try:
+                async with asyncio.timeout(provider.timeouts.connect + 1.0):
+                    return await provider.backend.health()
+            except (TimeoutError, ApiError):
+                return False
+
+        results = await asyncio.gather(*(one(p) for p in self.providers))
+        return {p.name: ok for p, ok in zip(self.providers, results, strict=True)}
+
     def status(self) -> dict[str, Any]:
         """What ``GET /admin/providers`` and ``lumbung status`` show."""
         routes = [r for name, r in self._routes.items() if name == r.name and r.guarded]

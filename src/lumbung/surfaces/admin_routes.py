@@ -1,4 +1,5 @@
-"""Operator routes: ``GET /admin/providers`` (health, breaker state, cut-off marks, in-flight counts).
+"""Operator routes: ``GET /admin/providers`` (health, breaker state, cut-off marks, in-flight counts,
+and with ``?probe=1`` whether each provider answers right now).
 Behind the same API keys as the rest of the server."""
 
 from __future__ import annotations
@@ -13,7 +14,14 @@ from lumbung.surfaces.common import RequestLog, endpoint, state_of
 
 @endpoint(oai.error_body)
 async def providers(request: Request, entry: RequestLog) -> Response:
-    return JSONResponse(state_of(request).gateway.status())
+    """``?probe=1`` also asks each provider now whether it answers (`reachable`)."""
+    gateway = state_of(request).gateway
+    body = gateway.status()
+    if request.query_params.get("probe") in ("1", "true"):
+        reachable = await gateway.probe()
+        for provider in body["providers"]:
+            provider["reachable"] = reachable.get(provider["name"])
+    return JSONResponse(body)
 
 
 def routes() -> list[BaseRoute]:
