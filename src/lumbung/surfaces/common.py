@@ -32,6 +32,8 @@ class AppState:
     ready: bool = False
     load_error: str | None = None
     seen_extra_fields: set[str] = field(default_factory=set)
+    # Resources opened on first use (a database) register how to close them at shutdown.
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     def note_extra_fields(self, surface: str, names: list[str]) -> None:
         """Unknown request fields are accepted; each is logged once per process, not per request."""

@@ -25,6 +25,7 @@ from lumbung.surfaces import (
     ollama_store_routes,
     openai_completions_routes,
     openai_embeddings_routes,
+    openai_responses_routes,
     openai_routes,
 )
 from lumbung.surfaces.common import AppState, state_of
@@ -87,6 +88,8 @@ def create_app(
         finally:
             if task is not None:
                 task.cancel()
+            for close in reversed(state.closers):
+                await close()
             await gateway.aclose()
             if on_shutdown is not None:
                 await asyncio.to_thread(on_shutdown)
@@ -101,6 +104,7 @@ def create_app(
             *openai_embeddings_routes.routes(),
             *ollama_routes.routes(),
             *ollama_store_routes.routes(),
+            *openai_responses_routes.routes(),
         ],
         exception_handlers={HTTPException: _http_error},
         lifespan=lifespan,

@@ -1,0 +1,1 @@
+"""Durable state: the database that outlives a request (stored Responses, and more to come)."""

@@ -1,0 +1,158 @@
+"""HTTP routes of OpenAI's Responses API: create (streaming or not), retrieve, delete, input items.
+
+Stored responses live in the database under the data directory (``lumbung/state``), opened on first
+use and closed at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from lumbung.engines.base import collect
+from lumbung.errors import ApiError, InvalidRequest, NotFound
+from lumbung.state.db import Database
+from lumbung.state.responses import ResponseStore
+from lumbung.surfaces import openai as oai
+from lumbung.surfaces import openai_responses as orr
+from lumbung.surfaces.common import (
+    RequestLog,
+    endpoint,
+    read_body,
+    sse_event,
+    sse_response,
+    state_of,
+    unless_disconnected,
+)
+from lumbung.surfaces.openai_responses_stream import ResponseEventWriter
+from lumbung.surfaces.relay import interleave, open_all, relay
+from lumbung.types import Chunk, Message
+
+log = logging.getLogger(__name__)
+openai_endpoint = endpoint(oai.error_body)
+_opening = asyncio.Lock()
+
+
+async def store_of(request: Request) -> ResponseStore:
+    app_state = request.app.state
+    store: ResponseStore | None = getattr(app_state, "responses", None)
+    if store is None:
+        async with _opening:
+            store = getattr(app_state, "responses", None)
+            if store is None:
+                state = state_of(request)
+                db = await Database.under(state.settings.home).open()
+                state.closers.append(db.close)
+                store = ResponseStore(db)
+                app_state.responses = store
+    return store
+
+
+async def _history(request: Request, call: orr.ResponsesCall) -> list[Message]:
+    previous = call.wire.previous_response_id
+    if previous is None:
+        return []
+    stored = await (await store_of(request)).get(previous)
+    if stored is None:
+        raise InvalidRequest(
+            f"Previous response with id '{previous}' not found.",
+            param="previous_response_id",
+            code="previous_response_not_found",
+        )
+    return stored.conversation
+
+
+@openai_endpoint
+async def create(request: Request, entry: RequestLog) -> Response:
+    state = state_of(request)
+    body = await read_body(request, state.settings.max_body_bytes)
+    call = orr.parse_create(body)
+    state.note_extra_fields("openai.responses", call.extra_fields)
+    model = state.gateway.resolve(call.request.model).model
+    entry.model = model
+    history = await _history(request, call)
+    chat = call.with_history(history)
+    stream = state.gateway.stream(chat)
+    if not call.stream:
+        done = await unless_disconnected(request, collect(stream))
+        entry.prompt_tokens = done.usage.prompt_tokens
+        entry.completion_tokens = done.usage.completion_tokens
+        status, reason = orr.status_of(done.finish_reason)
+        answer = orr.response_body(
+            call,
+            model,
+            status=status,
+            output=orr.output_items(done, call.logprobs),
+            usage=done.usage,
+            incomplete=reason,
+        )
+        if call.store:
+            await (await store_of(request)).save(
+                answer, call.input_items, orr.conversation_after(call, history, done)
+            )
+        return JSONResponse(answer)
+    store = await store_of(request) if call.store else None
+    firsts = await open_all(request, [stream])
+    entry.stream = True
+    writer = ResponseEventWriter(call, model)
+
+    def render(index: int, chunk: Chunk) -> list[bytes]:
+        return [sse_event(name, data) for name, data in writer.events(chunk)]
+
+    def fail(exc: ApiError) -> bytes:
+        return b"".join(sse_event(name, data) for name, data in writer.failed(exc))
+
+    async def events() -> AsyncIterator[bytes]:
+        async for piece in relay(
+            interleave([stream], firsts),
+            render,
+            fail,
+            entry,
+            head=[sse_event(n, d) for n, d in writer.start()],
+        ):
+            yield piece
+        if store is not None and writer.collector.last is not None:
+            done = writer.completion()
+            await store.save(
+                writer.final_body(), call.input_items, orr.conversation_after(call, history, done)
+            )
+
+    return sse_response(events())
+
+
+@openai_endpoint
+async def retrieve(request: Request, entry: RequestLog) -> Response:
+    stored = await (await store_of(request)).get(request.path_params["response_id"])
+    if stored is None:
+        raise NotFound(f"Response with id '{request.path_params['response_id']}' not found.")
+    return JSONResponse(stored.body)
+
+
+@openai_endpoint
+async def remove(request: Request, entry: RequestLog) -> Response:
+    response_id = request.path_params["response_id"]
+    if not await (await store_of(request)).delete(response_id):
+        raise NotFound(f"Response with id '{response_id}' not found.")
+    return JSONResponse(orr.deleted_body(response_id))
+
+
+@openai_endpoint
+async def input_items(request: Request, entry: RequestLog) -> Response:
+    stored = await (await store_of(request)).get(request.path_params["response_id"])
+    if stored is None:
+        raise NotFound(f"Response with id '{request.path_params['response_id']}' not found.")
+    return JSONResponse(orr.input_items_body(stored.input_items))
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/v1/responses", create, methods=["POST"]),
+        Route("/v1/responses/{response_id}", retrieve, methods=["GET"]),
+        Route("/v1/responses/{response_id}", remove, methods=["DELETE"]),
+        Route("/v1/responses/{response_id}/input_items", input_items, methods=["GET"]),
+    ]

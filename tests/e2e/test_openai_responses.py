@@ -1,0 +1,143 @@
+"""The `openai` SDK's Responses API against a real server: create, stream, store, continue, delete."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import openai
+import pytest
+
+from tests.support.server import ServerProcess
+from tests.support.spec import validate
+
+QUESTION = "Write a short poem about rice barns."
+
+
+@pytest.fixture
+def client(server: ServerProcess) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.base_url + "/v1", api_key="anything", max_retries=0)
+
+
+def test_create_matches_openai_schema_and_is_stored(client: openai.OpenAI) -> None:
+    raw = client.responses.with_raw_response.create(
+        model="default", input=QUESTION, instructions="Be brief.", max_output_tokens=16, temperature=0,
+        metadata={"team": "routing"},
+    )
+    body = json.loads(raw.text)
+    validate(body, "Response")
+    done = raw.parse()
+    assert done.id.startswith("resp_") and done.object == "response" and done.model == "gemma3:270m"
+    assert done.status == "incomplete" and done.incomplete_details
+    assert done.incomplete_details.reason == "max_output_tokens"
+    assert done.output_text and done.usage and done.usage.output_tokens == 16
+    assert done.instructions == "Be brief." and done.metadata == {"team": "routing"}
+    again = client.responses.retrieve(done.id)
+    assert again.model_dump() == done.model_dump()
+    items = client.responses.input_items.list(done.id)
+    assert [i.type for i in items.data] == ["message"]
+
+
+def test_stream_events_from_created_to_completed(client: openai.OpenAI) -> None:
+    with client.responses.stream(model="default", input=QUESTION, max_output_tokens=8, temperature=0) as stream:
+        events = list(stream)
+    # Cut by max_output_tokens, the stream ends with response.incomplete, as OpenAI's does (this SDK's
+    # get_final_response() waits for response.completed only).
+    last = events[-1]
+    assert last.type == "response.incomplete"
+    final = last.response
+    assert final.status == "incomplete" and final.usage and final.usage.output_tokens == 8
+    kinds = [e.type for e in events]
+    assert kinds[:2] == ["response.created", "response.in_progress"]
+    assert kinds[2:4] == ["response.output_item.added", "response.content_part.added"]
+    assert kinds[-4:] == ["response.output_text.done", "response.content_part.done",
+                          "response.output_item.done", "response.incomplete"]
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    for e in events:
+        validate(e.model_dump(exclude_unset=True), "ResponseStreamEvent")
+    deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    whole = client.responses.create(model="default", input=QUESTION, max_output_tokens=8, temperature=0)
+    assert deltas == final.output_text == whole.output_text
+    assert client.responses.retrieve(final.id).output_text == deltas  # streamed responses are stored too
+
+
+def test_previous_response_id_continues_the_conversation(client: openai.OpenAI) -> None:
+    first = client.responses.create(model="default", input="My name is Sari.", max_output_tokens=8, temperature=0)
+    second = client.responses.create(model="default", input="What is my name?", previous_response_id=first.id,
+                                     max_output_tokens=8, temperature=0)
+    alone = client.responses.create(model="default", input="What is my name?", max_output_tokens=8, temperature=0)
+    assert second.previous_response_id == first.id
+    assert first.usage and second.usage and alone.usage
+    # The follow-up carries the first turn (its input and its answer) in its prompt.
+    assert second.usage.input_tokens >= alone.usage.input_tokens + first.usage.input_tokens - 2
+    as_items = client.responses.create(
+        model="default", max_output_tokens=8, temperature=0,
+        input=[
+            {"role": "user", "content": "My name is Sari."},
+            {"role": "assistant", "content": first.output_text},
+            {"role": "user", "content": [{"type": "input_text", "text": "What is my name?"}]},
+        ],
+    )
+    assert as_items.usage and as_items.usage.input_tokens == second.usage.input_tokens
+    assert as_items.output_text == second.output_text
+
+
+def test_delete_and_store_false(client: openai.OpenAI, server: ServerProcess) -> None:
+    done = client.responses.create(model="default", input="hi", max_output_tokens=2)
+    deleted = client.responses.delete(done.id)
+    assert deleted is None or getattr(deleted, "deleted", True)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(done.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.delete(done.id)
+    unstored = client.responses.create(model="default", input="hi", max_output_tokens=2, store=False)
+    assert unstored.store is False
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(unstored.id)
+    with pytest.raises(openai.BadRequestError) as err:
+        client.responses.create(model="default", input="hi", previous_response_id=unstored.id)
+    assert err.value.param == "previous_response_id"
+    assert (server.home / "lumbung.db").is_file()
+
+
+def test_refusals_and_function_tools(client: openai.OpenAI) -> None:
+    for kwargs, param in [
+        ({"tools": [{"type": "web_search"}]}, "tools[0].type"),
+        ({"background": True}, "background"),
+        ({"truncation": "auto"}, "truncation"),
+        ({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "http://x/y.png"}]}]},
+         "input[0].content[0].type"),
+    ]:
+        body = {"model": "default", "input": "hi", "max_output_tokens": 2, **kwargs}
+        with pytest.raises(openai.BadRequestError) as err:
+            client.responses.create(**body)  # type: ignore[call-overload]
+        assert err.value.param == param, err.value
+    tools = [{"type": "function", "name": "get_weather", "description": "Weather in a city",
+              "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]
+    history = [
+        {"role": "user", "content": "Weather in Jakarta?"},
+        {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": '{"city": "Jakarta"}'},
+        {"type": "function_call_output", "call_id": "call_1", "output": "31C"},
+    ]
+    try:
+        done = client.responses.create(model="default", input=history, tools=tools,  # type: ignore[arg-type]
+                                       max_output_tokens=16)
+    except openai.BadRequestError as err:  # until the engine calls tools: refused, clearly
+        assert err.param == "tools"
+    else:
+        assert done.status in {"completed", "incomplete"}
+        for item in done.output:
+            if item.type == "function_call":
+                json.loads(item.arguments)
+
+
+def test_state_survives_a_restart(start_server: object) -> None:
+    srv = start_server()  # type: ignore[operator]
+    c = openai.OpenAI(base_url=srv.base_url + "/v1", api_key="x", max_retries=0)
+    done = c.responses.create(model="default", input="hi", max_output_tokens=3, temperature=0)
+    srv.stop()
+    srv.start()
+    c = openai.OpenAI(base_url=srv.base_url + "/v1", api_key="x", max_retries=0)
+    assert c.responses.retrieve(done.id).output_text == done.output_text
+    r = httpx.get(srv.base_url + "/v1/responses/resp_missing")
+    assert r.status_code == 404 and r.json()["error"]["type"] == "not_found_error"
