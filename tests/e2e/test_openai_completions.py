@@ -141,3 +141,25 @@ def test_embedding_model_from_config(start_server: object, server: ServerProcess
     with pytest.raises(openai.BadRequestError) as err:
         c.completions.create(model="embedder", prompt="hi", max_tokens=2)
     assert "embedding model" in err.value.message
+
+
+def test_chat_n_choices_whole_and_streamed(client: openai.OpenAI) -> None:
+    messages = [{"role": "user", "content": "Name a fruit."}]
+    raw = client.chat.completions.with_raw_response.create(
+        model="default", messages=messages, n=3, max_tokens=5, temperature=1.0, seed=3  # type: ignore[arg-type]
+    )
+    validate(json.loads(raw.text), "CreateChatCompletionResponse")
+    done = raw.parse()
+    assert [c.index for c in done.choices] == [0, 1, 2]
+    assert done.usage and done.usage.completion_tokens == 15
+    single = client.chat.completions.create(model="default", messages=messages, max_tokens=5)  # type: ignore[arg-type]
+    assert single.usage and done.usage.prompt_tokens == single.usage.prompt_tokens
+    chunks = list(client.chat.completions.create(
+        model="default", messages=messages, n=2, max_tokens=4, stream=True,  # type: ignore[arg-type]
+        stream_options={"include_usage": True}))
+    for chunk in chunks:
+        validate(chunk.model_dump(exclude_unset=True), "CreateChatCompletionStreamResponse")
+    roles = [c.choices[0].index for c in chunks if c.choices and c.choices[0].delta.role]
+    finished = [c.choices[0].index for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert sorted(roles) == [0, 1] and sorted(finished) == [0, 1]
+    assert chunks[-1].choices == [] and chunks[-1].usage and chunks[-1].usage.completion_tokens == 8

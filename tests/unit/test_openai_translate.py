@@ -78,7 +78,6 @@ def test_messages_developer_role_and_text_parts() -> None:
 @pytest.mark.parametrize(
     ("patch", "param"),
     [
-        ({"n": 2}, "n"),
         ({"logprobs": True}, "logprobs"),
         ({"logit_bias": {"1": 2}}, "logit_bias"),
         ({"audio": {"voice": "x"}}, "audio"),
@@ -137,3 +136,21 @@ def test_stream_without_usage_has_no_usage_key() -> None:
     bodies = writer.bodies(Chunk(text="x", finish_reason="length", usage=Usage(1, 1)))
     assert all("usage" not in b for b in bodies)
     assert bodies[-1]["choices"][0]["finish_reason"] == "length"
+
+
+def test_n_choices_are_indexed_and_usage_counts_the_prompt_once() -> None:
+    from lumbung.surfaces.openai import choice_requests
+
+    chat, options = parse_chat_request(json.dumps({"model": "m", "messages": [{"role": "user", "content": "x"}],
+                                                   "n": 3, "seed": 7}).encode())
+    assert options.n == 3
+    assert [r.sampling.seed for r in choice_requests(chat, 3)] == [7, 8, 9]
+    body = completion_body(chat, "m", Completion("a", "stop", Usage(5, 2)), Completion("b", "length", Usage(5, 4)))
+    validate(body, "CreateChatCompletionResponse")
+    assert [c["index"] for c in body["choices"]] == [0, 1]
+    assert body["usage"]["prompt_tokens"] == 5 and body["usage"]["completion_tokens"] == 6
+    writer = ChunkWriter(chat, "m", include_usage=True, n=2)
+    out = writer.bodies(Chunk(text="a", finish_reason="stop", usage=Usage(5, 1)), 1)
+    assert [c["choices"][0]["index"] for c in out] == [1, 1, 1] and "usage" not in str(out[-1]["choices"])
+    out = writer.bodies(Chunk(text="b", finish_reason="stop", usage=Usage(5, 1)), 0)
+    assert out[-1]["choices"] == [] and out[-1]["usage"]["completion_tokens"] == 2

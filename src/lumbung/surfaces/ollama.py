@@ -174,6 +174,11 @@ def _messages(wire: list[MessageIn]) -> list[Message]:
     return out
 
 
+def _logprobs(wanted: bool | None, top: int | None, s: SamplingParams) -> None:
+    if wanted or top:  # rendered by LineWriter; refused until the engine computes them
+        raise _refuse("logprobs", "are not supported yet")
+
+
 def _think(value: bool | str | None) -> bool:
     return value is not None and value is not False and value != "false"
 
@@ -183,8 +188,7 @@ def parse_chat(wire: ChatIn, info: ModelInfo | None = None) -> tuple[ChatRequest
         if tool.type != "function":
             raise _refuse(f"tools[{i}].type", f"{tool.type!r} is not supported: only function tools")
     s = sampling(wire.options, info.context_length if info else None)
-    if wire.logprobs:
-        s.logprobs = wire.top_logprobs or 0
+    _logprobs(wire.logprobs, wire.top_logprobs, s)
     request = ChatRequest(
         model=wire.model,
         messages=_messages(wire.messages),
@@ -218,9 +222,11 @@ def parse_generate(
         raise _refuse("suffix", "is not supported: the served models have no fill-in-the-middle mode")
     if wire.images:
         raise _refuse("images", "are not supported: this model reads text only")
+    for name in ("width", "height", "steps"):
+        if (wire.model_extra or {}).get(name) is not None:
+            raise _refuse(name, "is not supported: lumbung does not generate images")
     s = sampling(wire.options, info.context_length if info else None)
-    if wire.logprobs:
-        s.logprobs = wire.top_logprobs or 0
+    _logprobs(wire.logprobs, wire.top_logprobs, s)
     call = OllamaCall(
         stream=wire.stream is not False,
         think=_think(wire.think),

@@ -7,7 +7,7 @@ Fail closed: a parameter lumbung cannot honour is refused with a 400 naming it
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -35,6 +35,7 @@ class ChatOptions:
 
     stream: bool = False
     include_usage: bool = False
+    n: int = 1  # choices: n requests through the gateway
     extra_fields: list[str] = field(default_factory=list)
 
 
@@ -90,8 +91,6 @@ def _refuse(param: str, why: str) -> UnsupportedParameter:
 
 
 def _check_refusals(wire: ChatCompletionRequestIn) -> None:
-    if wire.n is not None and wire.n > 1:
-        raise _refuse("n", "is not supported: lumbung returns one choice (n must be 1).")
     if wire.logprobs:
         raise _refuse("logprobs", "is not supported yet.")
     if wire.top_logprobs:
@@ -226,9 +225,30 @@ def parse_chat_request(body: bytes) -> tuple[ChatRequest, ChatOptions]:
     options = ChatOptions(
         stream=bool(wire.stream),
         include_usage=bool(wire.stream and wire.stream_options and wire.stream_options.include_usage),
+        n=wire.n or 1,
         extra_fields=sorted(wire.model_extra or {}),
     )
     return request, options
+
+
+def choice_requests(request: ChatRequest, n: int) -> list[ChatRequest]:
+    """One core request per choice; a seeded request stays repeatable while its choices differ."""
+    if n == 1:
+        return [request]
+    seed = request.sampling.seed
+    return [
+        replace(request, sampling=replace(request.sampling, seed=None if seed is None else seed + i))
+        for i in range(n)
+    ]
+
+
+def total_usage(usages: list[Usage]) -> Usage:
+    """The prompt counts once however many choices there are, as OpenAI counts it."""
+    return Usage(
+        prompt_tokens=usages[0].prompt_tokens,
+        completion_tokens=sum(u.completion_tokens for u in usages),
+        cached_tokens=usages[0].cached_tokens,
+    )
 
 
 def fingerprint(model: str) -> str:
@@ -257,7 +277,7 @@ def _tool_calls_body(calls: list[ToolCall]) -> list[dict[str, Any]]:
     ]
 
 
-def completion_body(request: ChatRequest, model: str, completion: Completion) -> dict[str, Any]:
+def _choice(index: int, completion: Completion) -> dict[str, Any]:
     message: dict[str, Any] = {
         "role": "assistant",
         "content": completion.text if completion.text or not completion.tool_calls else None,
@@ -268,6 +288,12 @@ def completion_body(request: ChatRequest, model: str, completion: Completion) ->
         message["tool_calls"] = _tool_calls_body(completion.tool_calls)
     if completion.reasoning:
         message["reasoning_content"] = completion.reasoning
+    return {"index": index, "message": message, "logprobs": None, "finish_reason": completion.finish_reason}
+
+
+def completion_body(request: ChatRequest, model: str, completion: Completion, *more: Completion) -> dict[str, Any]:
+    """The whole answer; ``more`` are the further choices when n > 1."""
+    choices = [completion, *more]
     return {
         "id": request.id,
         "object": "chat.completion",
@@ -275,10 +301,8 @@ def completion_body(request: ChatRequest, model: str, completion: Completion) ->
         "model": model,
         "system_fingerprint": fingerprint(model),
         "service_tier": "default",
-        "choices": [
-            {"index": 0, "message": message, "logprobs": None, "finish_reason": completion.finish_reason}
-        ],
-        "usage": usage_body(completion.usage),
+        "choices": [_choice(i, c) for i, c in enumerate(choices)],
+        "usage": usage_body(total_usage([c.usage for c in choices])),
     }
 
 
@@ -287,7 +311,7 @@ class ChunkWriter:
     the role on the first delta only, finish_reason on the last choice chunk, usage in a final
     chunk with no choices when ``include_usage`` is set."""
 
-    def __init__(self, request: ChatRequest, model: str, include_usage: bool) -> None:
+    def __init__(self, request: ChatRequest, model: str, include_usage: bool, n: int = 1) -> None:
         self.base = {
             "id": request.id,
             "object": "chat.completion.chunk",
@@ -297,24 +321,27 @@ class ChunkWriter:
             "service_tier": "default",
         }
         self.include_usage = include_usage
-        self.started = False
-        self.tool_index = 0
+        self.n = n
+        self.started: set[int] = set()
+        self.tool_index: dict[int, int] = {}
+        self.usages: dict[int, Usage] = {}
 
-    def _chunk(self, delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
+    def _chunk(self, delta: dict[str, Any], finish_reason: str | None, index: int = 0) -> dict[str, Any]:
         body = {
             **self.base,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+            "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
         }
         if self.include_usage:
             body["usage"] = None
         return body
 
-    def bodies(self, chunk: Chunk) -> list[dict[str, Any]]:
+    def bodies(self, chunk: Chunk, index: int = 0) -> list[dict[str, Any]]:
+        """The chunks for one core chunk of choice ``index``."""
         out = []
         delta: dict[str, Any] = {}
-        if not self.started:
-            self.started = True
-            out.append(self._chunk({"role": "assistant", "content": "", "refusal": None}, None))
+        if index not in self.started:
+            self.started.add(index)
+            out.append(self._chunk({"role": "assistant", "content": "", "refusal": None}, None, index))
         if chunk.reasoning:
             delta["reasoning_content"] = chunk.reasoning
         if chunk.text:
@@ -323,16 +350,19 @@ class ChunkWriter:
             calls = []
             for call in chunk.tool_calls:
                 body = _tool_calls_body([call])[0]
-                body["index"] = self.tool_index
-                self.tool_index += 1
+                body["index"] = self.tool_index.get(index, 0)
+                self.tool_index[index] = body["index"] + 1
                 calls.append(body)
             delta["tool_calls"] = calls
         if delta:
-            out.append(self._chunk(delta, None))
+            out.append(self._chunk(delta, None, index))
         if chunk.finish_reason is not None:
-            out.append(self._chunk({}, chunk.finish_reason))
-            if self.include_usage and chunk.usage is not None:
-                out.append({**self.base, "choices": [], "usage": usage_body(chunk.usage)})
+            out.append(self._chunk({}, chunk.finish_reason, index))
+            if chunk.usage is not None:
+                self.usages[index] = chunk.usage
+            if self.include_usage and len(self.usages) == self.n:
+                usage = total_usage([self.usages[i] for i in sorted(self.usages)])
+                out.append({**self.base, "choices": [], "usage": usage_body(usage)})
         return out
 
 

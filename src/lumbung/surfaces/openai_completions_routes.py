@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from lumbung.engines.base import collect
 from lumbung.errors import ApiError
 from lumbung.surfaces import openai as oai
 from lumbung.surfaces import openai_completions as oc
@@ -21,7 +18,7 @@ from lumbung.surfaces.common import (
     state_of,
     unless_disconnected,
 )
-from lumbung.surfaces.relay import interleave, open_all, relay
+from lumbung.surfaces.relay import collect_all, interleave, open_all, relay
 from lumbung.types import Chunk
 
 openai_endpoint = endpoint(oai.error_body)
@@ -37,7 +34,7 @@ async def completions(request: Request, entry: RequestLog) -> Response:
     entry.model = model
     streams = [state.gateway.stream(r) for r in call.requests]
     if not call.stream:
-        results = await unless_disconnected(request, asyncio.gather(*(collect(s) for s in streams)))
+        results = await unless_disconnected(request, collect_all(streams))
         answer = oc.completion_body(call, model, results)
         entry.prompt_tokens = answer["usage"]["prompt_tokens"]
         entry.completion_tokens = answer["usage"]["completion_tokens"]

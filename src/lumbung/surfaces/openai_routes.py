@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from lumbung.engines.base import collect
-from lumbung.errors import ApiError, InternalError
+from lumbung.errors import ApiError
 from lumbung.surfaces import openai as oai
 from lumbung.surfaces import openai_passthrough
 from lumbung.surfaces.common import (
@@ -23,6 +21,7 @@ from lumbung.surfaces.common import (
     state_of,
     unless_disconnected,
 )
+from lumbung.surfaces.relay import collect_all, interleave, open_all, relay
 from lumbung.types import Chunk, ModelInfo
 
 log = logging.getLogger(__name__)
@@ -68,58 +67,26 @@ async def chat_completions(request: Request, entry: RequestLog) -> Response:
     state.note_extra_fields("openai.chat", options.extra_fields)
     model = state.gateway.resolve(chat.model).model
     entry.model = model
-    stream = state.gateway.stream(chat)
+    streams = [state.gateway.stream(r) for r in oai.choice_requests(chat, options.n)]
     if not options.stream:
-        completion = await unless_disconnected(request, collect(stream))
-        entry.prompt_tokens = completion.usage.prompt_tokens
-        entry.completion_tokens = completion.usage.completion_tokens
-        return JSONResponse(oai.completion_body(chat, model, completion))
-    # The first chunk is awaited before answering: until then any failure is a plain HTTP error.
-    try:
-        first = await unless_disconnected(request, anext(stream))
-    except StopAsyncIteration as exc:
-        raise InternalError("the backend produced no output") from exc
-    except BaseException:
-        await stream.aclose()
-        raise
+        results = await unless_disconnected(request, collect_all(streams))
+        answer = oai.completion_body(chat, model, *results)
+        entry.prompt_tokens = answer["usage"]["prompt_tokens"]
+        entry.completion_tokens = answer["usage"]["completion_tokens"]
+        return JSONResponse(answer)
+    # The first chunks are awaited before answering: until then any failure is a plain HTTP error.
+    firsts = await open_all(request, streams)
     entry.stream = True
-    writer = oai.ChunkWriter(chat, model, options.include_usage)
-    return sse_response(_events(stream, first, writer, entry))
+    writer = oai.ChunkWriter(chat, model, options.include_usage, options.n)
 
+    def render(index: int, chunk: Chunk) -> list[bytes]:
+        return [sse_data(b) for b in writer.bodies(chunk, index)]
 
-async def _events(
-    stream: AsyncGenerator[Chunk, None], first: Chunk, writer: oai.ChunkWriter, entry: RequestLog
-) -> AsyncIterator[bytes]:
-    """After the first byte, errors travel inside the stream; a stream never ends in silence."""
-    chunk = first
-    try:
-        while True:
-            for body in writer.bodies(chunk):
-                yield sse_data(body)
-            if chunk.finish_reason is not None:
-                if chunk.usage:
-                    entry.prompt_tokens = chunk.usage.prompt_tokens
-                    entry.completion_tokens = chunk.usage.completion_tokens
-                break
-            chunk = await anext(stream)
-        yield b"data: [DONE]\n\n"
-    except ApiError as exc:
-        entry.error = exc.code or exc.type
-        yield sse_data(oai.error_body(exc))
-    except StopAsyncIteration:
-        entry.error = "truncated"
-        yield sse_data(oai.error_body(InternalError("the backend's stream ended early")))
-    except BaseException as exc:
-        if isinstance(exc, Exception):
-            log.exception("stream %s failed", entry.id)
-            entry.error = "internal_error"
-            yield sse_data(oai.error_body(InternalError(f"Internal error ({type(exc).__name__}).")))
-        else:  # cancelled: the client went away
-            entry.error = "client_disconnected"
-            raise
-    finally:
-        await stream.aclose()
-        entry.finish()
+    def fail(exc: ApiError) -> bytes:
+        return sse_data(oai.error_body(exc))
+
+    # After the first byte, errors travel inside the stream; a stream never ends in silence.
+    return sse_response(relay(interleave(streams, firsts), render, fail, entry, tail=b"data: [DONE]\n\n"))
 
 
 def routes() -> list[BaseRoute]:

@@ -14,9 +14,10 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 
 from starlette.requests import Request
 
+from lumbung.engines.base import collect
 from lumbung.errors import ApiError, InternalError
 from lumbung.surfaces.common import RequestLog, unless_disconnected
-from lumbung.types import Chunk
+from lumbung.types import Chunk, Completion
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,18 @@ async def interleave(
             if item.finish_reason is not None:
                 open_.discard(index)
             yield index, item
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await _close_all(streams)
+
+
+async def collect_all(streams: Sequence[AsyncGenerator[Chunk, None]]) -> list[Completion]:
+    """Every stream collected (n > 1, several prompts); if one fails, the others are stopped too."""
+    tasks = [asyncio.ensure_future(collect(s)) for s in streams]
+    try:
+        return list(await asyncio.gather(*tasks))
     finally:
         for task in tasks:
             task.cancel()
