@@ -375,7 +375,7 @@ def details_body(info: ModelInfo) -> dict[str, Any]:
     params = info.details.get("parameters")
     return {
         "parent_model": "",
-        "format": "gguf",
+        "format": str(info.details.get("format") or "gguf"),
         "family": family,
         "families": [family] if family else None,
         "parameter_size": _human_parameters(int(params)) if params else "",
@@ -414,6 +414,7 @@ def show_body(info: ModelInfo) -> dict[str, Any]:
         "details": details_body(info),
         "model_info": model_info,
         "capabilities": capabilities(info),
+        "license": str(info.details.get("license") or ""),
         "modified_at": iso(info.created),
     }
 

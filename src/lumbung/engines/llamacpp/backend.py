@@ -213,7 +213,7 @@ class LlamaCppBackend:
                     "chat_template": loaded.template.name,
                 }
             details |= spec.details  # the store's facts win: the file's size, not the tensors'
-            details["embedding"] = spec.embedding
+            details["embedding"] = spec.embedding or bool(details.get("embedding"))
             out.append(
                 ModelInfo(
                     id=spec.id,
