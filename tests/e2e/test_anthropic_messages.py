@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import anthropic
 import httpx
@@ -16,8 +17,9 @@ HEADERS = {"anthropic-version": "2023-06-01", "x-api-key": "anything"}
 
 
 @pytest.fixture
-def client(server: ServerProcess) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=server.base_url, api_key="anything", max_retries=0)
+def client(server: ServerProcess) -> Iterator[anthropic.Anthropic]:
+    with anthropic.Anthropic(base_url=server.base_url, api_key="anything", max_retries=0) as c:
+        yield c
 
 
 def _sse(text: str) -> list[tuple[str, dict[str, object]]]:
@@ -284,9 +286,10 @@ def test_refusals_use_the_anthropic_envelope(server: ServerProcess) -> None:
 
 def test_api_key_is_read_from_x_api_key(start_server: object) -> None:
     srv = start_server(env={"LUMBUNG_API_KEYS": "sekret"})  # type: ignore[operator]
-    good = anthropic.Anthropic(base_url=srv.base_url, api_key="sekret", max_retries=0)
-    assert good.messages.count_tokens(model="default", messages=HELLO).input_tokens > 0
-    bad = anthropic.Anthropic(base_url=srv.base_url, api_key="wrong", max_retries=0)
-    with pytest.raises(anthropic.AuthenticationError) as err:
+    with anthropic.Anthropic(base_url=srv.base_url, api_key="sekret", max_retries=0) as good:
+        assert good.messages.count_tokens(model="default", messages=HELLO).input_tokens > 0
+    with anthropic.Anthropic(base_url=srv.base_url, api_key="wrong", max_retries=0) as bad, pytest.raises(
+        anthropic.AuthenticationError
+    ) as err:
         bad.messages.create(model="default", max_tokens=3, messages=HELLO)
     assert err.value.body["error"]["type"] == "authentication_error"  # type: ignore[index]

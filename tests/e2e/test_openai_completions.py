@@ -6,6 +6,7 @@ import base64
 import json
 import math
 import struct
+from collections.abc import Iterator
 
 import httpx
 import openai
@@ -18,8 +19,9 @@ PROMPT = "The rice barn stood at the edge of the village, and"
 
 
 @pytest.fixture
-def client(server: ServerProcess) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.base_url + "/v1", api_key="anything", max_retries=0)
+def client(server: ServerProcess) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=server.base_url + "/v1", api_key="anything", max_retries=0) as c:
+        yield c
 
 
 def test_completion_matches_openai_schema(client: openai.OpenAI) -> None:
@@ -136,10 +138,10 @@ def test_embedding_model_from_config(start_server: object, server: ServerProcess
     path = next((server.home / "models").rglob("*.gguf"))
     srv = start_server(config={"serve_default_model": False,  # type: ignore[operator]
                                "models": [{"id": "embedder", "path": str(path), "embedding": True}]})
-    c = openai.OpenAI(base_url=srv.base_url + "/v1", api_key="x", max_retries=0)
-    assert len(c.embeddings.create(model="embedder", input="hello").data[0].embedding) > 0
-    with pytest.raises(openai.BadRequestError) as err:
-        c.completions.create(model="embedder", prompt="hi", max_tokens=2)
+    with openai.OpenAI(base_url=srv.base_url + "/v1", api_key="x", max_retries=0) as c:
+        assert len(c.embeddings.create(model="embedder", input="hello").data[0].embedding) > 0
+        with pytest.raises(openai.BadRequestError) as err:
+            c.completions.create(model="embedder", prompt="hi", max_tokens=2)
     assert "embedding model" in err.value.message
 
 

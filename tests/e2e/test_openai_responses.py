@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import httpx
 import openai
@@ -15,8 +16,9 @@ QUESTION = "Write a short poem about rice barns."
 
 
 @pytest.fixture
-def client(server: ServerProcess) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.base_url + "/v1", api_key="anything", max_retries=0)
+def client(server: ServerProcess) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=server.base_url + "/v1", api_key="anything", max_retries=0) as c:
+        yield c
 
 
 def test_create_matches_openai_schema_and_is_stored(client: openai.OpenAI) -> None:
@@ -133,11 +135,11 @@ def test_refusals_and_function_tools(client: openai.OpenAI) -> None:
 
 def test_state_survives_a_restart(start_server: object) -> None:
     srv = start_server()  # type: ignore[operator]
-    c = openai.OpenAI(base_url=srv.base_url + "/v1", api_key="x", max_retries=0)
-    done = c.responses.create(model="default", input="hi", max_output_tokens=3, temperature=0)
+    with openai.OpenAI(base_url=srv.base_url + "/v1", api_key="x", max_retries=0) as c:
+        done = c.responses.create(model="default", input="hi", max_output_tokens=3, temperature=0)
     srv.stop()
     srv.start()
-    c = openai.OpenAI(base_url=srv.base_url + "/v1", api_key="x", max_retries=0)
-    assert c.responses.retrieve(done.id).output_text == done.output_text
+    with openai.OpenAI(base_url=srv.base_url + "/v1", api_key="x", max_retries=0) as c:
+        assert c.responses.retrieve(done.id).output_text == done.output_text
     r = httpx.get(srv.base_url + "/v1/responses/resp_missing")
     assert r.status_code == 404 and r.json()["error"]["type"] == "not_found_error"

@@ -117,3 +117,12 @@ def test_failure_mid_stream_ends_with_response_failed() -> None:
         validate(body, "ResponseStreamEvent")
     assert [k for k, _ in events[-2:]] == ["error", "response.failed"]
     assert events[-1][1]["response"]["error"]["code"] == "server_error"  # type: ignore[index]
+
+
+def test_streamed_call_fragments_fill_one_function_call_item() -> None:
+    writer = ResponseEventWriter(_call(), "m")
+    events = _run(writer, [Chunk(tool_calls=[ToolCall("c1", "f", "")]), Chunk(tool_calls=[ToolCall("", "", '{"a"')]),
+                           Chunk(tool_calls=[ToolCall("", "", ":2}")]),
+                           Chunk(finish_reason="tool_calls", usage=Usage(3, 2))])
+    final = events[-1][1]["response"]
+    assert [(i["call_id"], i["arguments"]) for i in final["output"]] == [("c1", '{"a":2}')]  # type: ignore[index]

@@ -415,11 +415,12 @@ class EventWriter:
                 out += self._begin("text", {"type": "text", "text": ""})
             out.append(self._delta({"type": "text_delta", "text": chunk.text}))
         for call in chunk.tool_calls:
-            out += self._begin(
-                "tool_use", {"type": "tool_use", "id": call.id, "name": call.name, "input": {}}
-            )
-            out.append(self._delta({"type": "input_json_delta", "partial_json": call.arguments}))
-            out += self._close()
+            # A call with an id opens a tool_use block; a fragment without one continues its arguments.
+            if call.id or self.open != "tool_use":
+                block = {"type": "tool_use", "id": call.id or new_id("toolu"), "name": call.name, "input": {}}
+                out += self._begin("tool_use", block)
+            if call.arguments:
+                out.append(self._delta({"type": "input_json_delta", "partial_json": call.arguments}))
         if chunk.finish_reason is not None:
             if self.index < 0:  # an empty answer still has its (empty) text block
                 out += self._begin("text", {"type": "text", "text": ""})

@@ -176,7 +176,7 @@ def _messages(wire: list[MessageIn]) -> list[Message]:
 
 def _logprobs(wanted: bool | None, top: int | None, s: SamplingParams) -> None:
     if wanted or top:  # rendered by LineWriter; refused until the engine computes them
-        raise _refuse("logprobs", "are not supported yet")
+        raise _refuse("logprobs", "(and top_logprobs) are not supported yet")
 
 
 def _think(value: bool | str | None) -> bool:
@@ -322,19 +322,29 @@ class LineWriter:
         self.call = call
         self.chat = chat
         self.timer = Timer(call.started)
+        self.calls: list[ToolCall] = []  # Ollama sends whole calls: fragments wait for the finish
+
+    def _gather(self, calls: list[ToolCall]) -> None:
+        for call in calls:
+            if call.id or not self.calls:
+                self.calls.append(ToolCall(call.id, call.name, call.arguments))
+            else:
+                self.calls[-1].arguments += call.arguments
 
     def body(self, chunk: Chunk) -> dict[str, Any] | None:
         self.timer.mark()
         thinking = chunk.reasoning if self.call.think else ""
-        if not (chunk.text or thinking or chunk.tool_calls or chunk.finish_reason or chunk.logprobs):
+        self._gather(chunk.tool_calls)
+        calls = self.calls if chunk.finish_reason is not None else []
+        if not (chunk.text or thinking or calls or chunk.finish_reason or chunk.logprobs):
             return None
         out: dict[str, Any] = {"model": self.model, "created_at": now_iso()}
         if self.chat:
             message: dict[str, Any] = {"role": "assistant", "content": chunk.text}
             if thinking:
                 message["thinking"] = thinking
-            if chunk.tool_calls:
-                message["tool_calls"] = tool_calls_body(chunk.tool_calls)
+            if calls:
+                message["tool_calls"] = tool_calls_body(calls)
             out["message"] = message
         else:
             out["response"] = chunk.text

@@ -98,12 +98,12 @@ def parse_completion_request(body: bytes) -> CompletionsCall:
         raise _refuse("best_of", "is supported only equal to 'n': lumbung returns every choice it generates.")
     if wire.logit_bias:
         raise _refuse("logit_bias", "is not supported yet.")
-    if wire.logprobs is not None:  # rendered below; refused until the engine computes them
-        raise _refuse("logprobs", "is not supported yet.")
     if wire.echo and wire.logprobs is not None:
         raise _refuse(
             "echo", "together with 'logprobs' is not supported: prompt log probabilities are not computed."
         )
+    if wire.logprobs is not None:  # rendered below; refused until the engine computes them
+        raise _refuse("logprobs", "is not supported yet.")
     if wire.stream_options is not None and not wire.stream:
         raise InvalidRequest(
             "The 'stream_options' parameter is only allowed when 'stream' is enabled.", param="stream_options"

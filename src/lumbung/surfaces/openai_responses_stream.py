@@ -190,25 +190,27 @@ class ResponseEventWriter:
                 )
             )
         for call in chunk.tool_calls:
-            out += self._begin(
-                {
+            # A call with an id opens a function_call item; a fragment without one continues it.
+            if call.id or self.open is None or self.open["type"] != "function_call":
+                item = {
                     "type": "function_call",
                     "id": orr.item_id("fc"),
-                    "call_id": call.id,
+                    "call_id": call.id or orr.item_id("call"),
                     "name": call.name,
-                    "arguments": call.arguments,
+                    "arguments": "",
                 }
-            )
-            index = len(self.items)
-            out.append(
-                self._event(
-                    "response.function_call_arguments.delta",
-                    item_id=self.open["id"],  # type: ignore[index]
-                    output_index=index,
-                    delta=call.arguments,
+                out += self._begin(item)
+            assert self.open is not None
+            if call.arguments:
+                self.open["arguments"] += call.arguments
+                out.append(
+                    self._event(
+                        "response.function_call_arguments.delta",
+                        item_id=self.open["id"],
+                        output_index=len(self.items),
+                        delta=call.arguments,
+                    )
                 )
-            )
-            out += self._close()
         if chunk.finish_reason is not None:
             status, reason = orr.status_of(chunk.finish_reason)
             if not self.items and self.open is None:  # an empty answer is still one (empty) message

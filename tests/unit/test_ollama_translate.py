@@ -1,0 +1,101 @@
+"""Ollama's API <-> core types: pure translation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lumbung.errors import InvalidRequest
+from lumbung.surfaces import ollama as oll
+from lumbung.surfaces.ollama_wire import ChatIn, GenerateIn
+from lumbung.types import Chunk, CompletionRequest, ToolCall, Usage
+
+
+def _chat(**body: object) -> tuple[object, oll.OllamaCall]:
+    body.setdefault("model", "m")
+    body.setdefault("messages", [{"role": "user", "content": "hi"}])
+    return oll.parse_chat(oll.parse(ChatIn, json.dumps(body).encode()))
+
+
+def test_keep_alive_durations() -> None:
+    assert oll.keep_alive_seconds("5m") == 300 and oll.keep_alive_seconds("1.5h") == 5400
+    assert (
+        oll.keep_alive_seconds(-1) == -1
+        and oll.keep_alive_seconds("30") == 30
+        and oll.keep_alive_seconds(None) is None
+    )
+    with pytest.raises(InvalidRequest):
+        oll.keep_alive_seconds("soon")
+
+
+def test_options_map_onto_sampling_with_ollamas_defaults() -> None:
+    chat, call = _chat(options={"num_predict": 7, "stop": ["x"], "seed": 3, "repeat_penalty": 1.2})
+    s = chat.sampling  # type: ignore[attr-defined]
+    assert (s.temperature, s.top_k, s.top_p, s.max_tokens, s.stop, s.seed, s.repeat_penalty) == (
+        0.8,
+        40,
+        0.9,
+        7,
+        ["x"],
+        3,
+        1.2,
+    )
+    assert call.stream  # Ollama streams unless told not to
+    chat, _ = _chat(options={"num_predict": -1})
+    assert chat.sampling.max_tokens is None  # type: ignore[attr-defined]
+
+
+def test_tool_history_arguments_are_objects_and_tool_messages_find_their_call() -> None:
+    chat, _ = _chat(
+        messages=[
+            {"role": "user", "content": "weather?"},
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [{"function": {"name": "w", "arguments": {"c": "J"}}}],
+            },
+            {"role": "tool", "content": "31C", "tool_name": "w"},
+        ],
+        tools=[{"type": "function", "function": {"name": "w", "parameters": {"type": "object"}}}],
+    )
+    call = chat.messages[1].tool_calls[0]  # type: ignore[attr-defined]
+    assert json.loads(call.arguments) == {"c": "J"}
+    assert chat.messages[2].tool_call_id == call.id  # type: ignore[attr-defined]
+    assert chat.tools[0].name == "w"  # type: ignore[attr-defined]
+
+
+def test_format_json_and_schema() -> None:
+    assert _chat(format="json")[0].response_format.type == "json_object"  # type: ignore[attr-defined]
+    rf = _chat(format={"type": "object"})[0].response_format  # type: ignore[attr-defined]
+    assert rf.type == "json_schema" and rf.schema == {"type": "object"}
+
+
+def test_generate_raw_is_a_plain_prompt() -> None:
+    core, call = oll.parse_generate(oll.parse(GenerateIn, b'{"model": "m", "prompt": "abc", "raw": true}'))
+    assert isinstance(core, CompletionRequest) and core.prompt == "abc" and not call.load_only
+    core, call = oll.parse_generate(oll.parse(GenerateIn, b'{"model": "m", "prompt": "q", "system": "s"}'))
+    assert [m.role for m in core.messages] == ["system", "user"]  # type: ignore[union-attr]
+    _, call = oll.parse_generate(oll.parse(GenerateIn, b'{"model": "m"}'))
+    assert call.load_only
+
+
+def test_streamed_call_fragments_arrive_whole_with_the_last_line() -> None:
+    writer = oll.LineWriter("m", oll.OllamaCall(), chat=True)
+    assert writer.body(Chunk(tool_calls=[ToolCall("c1", "w", "")])) is None
+    assert writer.body(Chunk(tool_calls=[ToolCall("", "", '{"c": "J"}')])) is None
+    last = writer.body(Chunk(finish_reason="tool_calls", usage=Usage(4, 6)))
+    assert last is not None and last["done"] and last["done_reason"] == "stop"
+    assert last["message"]["tool_calls"][0]["function"]["arguments"] == {"c": "J"}
+    assert last["prompt_eval_count"] == 4 and last["eval_count"] == 6
+
+
+def test_refusals_name_the_option() -> None:
+    for options, word in [
+        ({"mirostat": 1}, "mirostat"),
+        ({"typical_p": 0.5}, "typical_p"),
+        ({"repeat_last_n": 64}, "repeat_last_n"),
+    ]:
+        with pytest.raises(InvalidRequest) as err:
+            _chat(options=options)
+        assert word in err.value.message
