@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,10 @@ HELLO = [{"role": "user", "content": "Write a short poem about rice barns."}]
 
 
 @pytest.fixture
-def client(server: ServerProcess) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.base_url + "/v1", api_key="anything", max_retries=0)
+def client(server: ServerProcess) -> Iterator[openai.OpenAI]:
+    # Closed after each test: an unclosed client's sockets warn (an error here) whenever GC finds them.
+    with openai.OpenAI(base_url=server.base_url + "/v1", api_key="anything", max_retries=0) as c:
+        yield c
 
 
 @pytest.fixture
@@ -179,7 +181,9 @@ def test_models_endpoints(client: openai.OpenAI, server: ServerProcess) -> None:
     assert err.value.code == "model_not_found"
 
 
-def test_config_serves_another_gguf_under_an_alias(start_server: Any, lumbung_home: Path) -> None:
+def test_config_serves_another_gguf_under_an_alias(
+    start_server: Any, lumbung_home: Path, request: pytest.FixtureRequest
+) -> None:
     """An app hard-wired to `gpt-4o-mini` reaches a local model with no code change."""
     from lumbung.store.embedded import embedded_model_path
 
@@ -191,6 +195,7 @@ def test_config_serves_another_gguf_under_an_alias(start_server: Any, lumbung_ho
         }
     )
     client = openai.OpenAI(base_url=proc.base_url + "/v1", api_key="x", max_retries=0)
+    request.addfinalizer(client.close)
     assert [m.id for m in client.models.list()] == ["local-gemma"]
     done = client.chat.completions.create(model="gpt-4o-mini", messages=HELLO, max_tokens=3)
     assert done.model == "local-gemma" and done.usage and done.usage.completion_tokens == 3

@@ -116,19 +116,19 @@ def test_oversized_body_without_content_length_is_413(server: ServerProcess) -> 
 
 
 def test_unknown_model_is_404(server: ServerProcess) -> None:
-    client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="x", max_retries=0)
-    with pytest.raises(openai.NotFoundError) as err:
+    with openai.OpenAI(base_url=server.base_url + "/v1", api_key="x", max_retries=0) as client, pytest.raises(
+        openai.NotFoundError
+    ) as err:
         client.chat.completions.create(model="gpt-9000", messages=[{"role": "user", "content": "Hi"}])
     assert err.value.code == "model_not_found"
     assert err.value.body["param"] == "model"  # type: ignore[index]
 
 
 def test_prompt_longer_than_context_is_400(server: ServerProcess) -> None:
-    client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="x", max_retries=0)
-    with pytest.raises(openai.BadRequestError) as err:
-        client.chat.completions.create(
-            model="default", messages=[{"role": "user", "content": "rice " * 6000}]
-        )
+    with openai.OpenAI(base_url=server.base_url + "/v1", api_key="x", max_retries=0) as client, pytest.raises(
+        openai.BadRequestError
+    ) as err:
+        client.chat.completions.create(model="default", messages=[{"role": "user", "content": "rice " * 6000}])
     assert err.value.code == "context_length_exceeded"
     for stream in (True, False):
         response = httpx.post(
@@ -177,13 +177,15 @@ def keyed_server(start_server: Callable[..., ServerProcess]) -> ServerProcess:
 
 def test_api_keys(keyed_server: ServerProcess) -> None:
     base = keyed_server.base_url + "/v1"
-    with pytest.raises(openai.AuthenticationError) as err:
-        openai.OpenAI(base_url=base, api_key="sk-wrong", max_retries=0).models.list()
+    with openai.OpenAI(base_url=base, api_key="sk-wrong", max_retries=0) as wrong, pytest.raises(
+        openai.AuthenticationError
+    ) as err:
+        wrong.models.list()
     assert err.value.status_code == 401 and err.value.code == "invalid_api_key"
     assert_error(httpx.post(base + "/chat/completions", json=OK_BODY), 401, code="missing_api_key")
     for key in ("sk-right-key", "sk-second"):
-        client = openai.OpenAI(base_url=base, api_key=key, max_retries=0)
-        assert client.chat.completions.create(**OK_BODY).choices
+        with openai.OpenAI(base_url=base, api_key=key, max_retries=0) as client:
+            assert client.chat.completions.create(**OK_BODY).choices
     assert httpx.get(keyed_server.base_url + "/health").status_code == 200  # probes need no key
     assert "sk-right-key" not in keyed_server.logs() and "sk-wrong" not in keyed_server.logs()
 
@@ -193,10 +195,12 @@ def test_hashed_keys_in_config(start_server: Callable[..., ServerProcess]) -> No
 
     digest = hashlib.sha256(b"sk-from-config").hexdigest()
     proc = start_server(config={"api_keys": [f"sha256:{digest}"]})
-    client = openai.OpenAI(base_url=proc.base_url + "/v1", api_key="sk-from-config", max_retries=0)
-    assert client.models.list().data
-    with pytest.raises(openai.AuthenticationError):
-        openai.OpenAI(base_url=proc.base_url + "/v1", api_key=digest, max_retries=0).models.list()
+    with openai.OpenAI(base_url=proc.base_url + "/v1", api_key="sk-from-config", max_retries=0) as client:
+        assert client.models.list().data
+    with openai.OpenAI(base_url=proc.base_url + "/v1", api_key=digest, max_retries=0) as hashed, pytest.raises(
+        openai.AuthenticationError
+    ):
+        hashed.models.list()
 
 
 def test_non_loopback_without_keys_is_refused(lumbung_home: Any) -> None:
