@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from lumbung import __version__
 from lumbung.errors import ApiError, InvalidRequest, UnsupportedParameter
+from lumbung.surfaces import logprobs as lp
 from lumbung.surfaces.ollama_wire import ChatIn, GenerateIn, MessageIn, OptionsIn
 from lumbung.types import (
     ChatRequest,
@@ -26,7 +27,6 @@ from lumbung.types import (
     ModelInfo,
     ResponseFormat,
     SamplingParams,
-    TokenLogprob,
     Tool,
     ToolCall,
     Usage,
@@ -301,18 +301,6 @@ def tool_calls_body(calls: list[ToolCall]) -> list[dict[str, Any]]:
     return out
 
 
-def logprobs_body(tokens: list[TokenLogprob]) -> list[dict[str, Any]]:
-    return [
-        {
-            "token": t.token,
-            "logprob": t.logprob,
-            "bytes": t.bytes,
-            "top_logprobs": [{"token": tok, "logprob": lp} for tok, lp in t.top],
-        }
-        for t in tokens
-    ]
-
-
 class LineWriter:
     """Renders core chunks as Ollama's objects, for /api/chat (``message``) or /api/generate
     (``response``); the same objects are NDJSON lines when streaming."""
@@ -351,7 +339,7 @@ class LineWriter:
             if thinking:
                 out["thinking"] = thinking
         if chunk.logprobs:
-            out["logprobs"] = logprobs_body(chunk.logprobs)
+            out["logprobs"] = lp.ollama(chunk.logprobs)
         out["done"] = chunk.finish_reason is not None
         if chunk.finish_reason is not None:
             out["done_reason"] = done_reason(chunk.finish_reason)

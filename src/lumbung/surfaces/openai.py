@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from lumbung import __version__
 from lumbung.errors import ApiError, InvalidRequest, UnsupportedParameter
+from lumbung.surfaces import logprobs as lp
 from lumbung.surfaces.openai_wire import ChatCompletionRequestIn, ChatMessageIn
 from lumbung.types import (
     ChatRequest,
@@ -36,6 +37,7 @@ class ChatOptions:
     stream: bool = False
     include_usage: bool = False
     n: int = 1  # choices: n requests through the gateway
+    logprobs: bool = False
     extra_fields: list[str] = field(default_factory=list)
 
 
@@ -198,6 +200,7 @@ def parse_chat_request(body: bytes) -> tuple[ChatRequest, ChatOptions]:
         presence_penalty=wire.presence_penalty or 0.0,
         frequency_penalty=wire.frequency_penalty or 0.0,
         max_tokens=max_tokens,
+        logprobs=(wire.top_logprobs or 0) if wire.logprobs else None,
         stop=stop,
     )
     tool_choice: str | dict[str, Any] = "auto"
@@ -226,6 +229,7 @@ def parse_chat_request(body: bytes) -> tuple[ChatRequest, ChatOptions]:
         stream=bool(wire.stream),
         include_usage=bool(wire.stream and wire.stream_options and wire.stream_options.include_usage),
         n=wire.n or 1,
+        logprobs=bool(wire.logprobs),
         extra_fields=sorted(wire.model_extra or {}),
     )
     return request, options
@@ -277,7 +281,7 @@ def _tool_calls_body(calls: list[ToolCall]) -> list[dict[str, Any]]:
     ]
 
 
-def _choice(index: int, completion: Completion) -> dict[str, Any]:
+def _choice(index: int, completion: Completion, logprobs: bool) -> dict[str, Any]:
     message: dict[str, Any] = {
         "role": "assistant",
         "content": completion.text if completion.text or not completion.tool_calls else None,
@@ -288,10 +292,17 @@ def _choice(index: int, completion: Completion) -> dict[str, Any]:
         message["tool_calls"] = _tool_calls_body(completion.tool_calls)
     if completion.reasoning:
         message["reasoning_content"] = completion.reasoning
-    return {"index": index, "message": message, "logprobs": None, "finish_reason": completion.finish_reason}
+    return {
+        "index": index,
+        "message": message,
+        "logprobs": lp.openai_chat(completion.logprobs) if logprobs else None,
+        "finish_reason": completion.finish_reason,
+    }
 
 
-def completion_body(request: ChatRequest, model: str, completion: Completion, *more: Completion) -> dict[str, Any]:
+def completion_body(
+    request: ChatRequest, model: str, completion: Completion, *more: Completion, logprobs: bool = False
+) -> dict[str, Any]:
     """The whole answer; ``more`` are the further choices when n > 1."""
     choices = [completion, *more]
     return {
@@ -301,7 +312,7 @@ def completion_body(request: ChatRequest, model: str, completion: Completion, *m
         "model": model,
         "system_fingerprint": fingerprint(model),
         "service_tier": "default",
-        "choices": [_choice(i, c) for i, c in enumerate(choices)],
+        "choices": [_choice(i, c, logprobs) for i, c in enumerate(choices)],
         "usage": usage_body(total_usage([c.usage for c in choices])),
     }
 
@@ -311,7 +322,9 @@ class ChunkWriter:
     the role on the first delta only, finish_reason on the last choice chunk, usage in a final
     chunk with no choices when ``include_usage`` is set."""
 
-    def __init__(self, request: ChatRequest, model: str, include_usage: bool, n: int = 1) -> None:
+    def __init__(
+        self, request: ChatRequest, model: str, include_usage: bool, n: int = 1, logprobs: bool = False
+    ) -> None:
         self.base = {
             "id": request.id,
             "object": "chat.completion.chunk",
@@ -325,11 +338,14 @@ class ChunkWriter:
         self.started: set[int] = set()
         self.tool_index: dict[int, int] = {}
         self.usages: dict[int, Usage] = {}
+        self.logprobs = logprobs
 
-    def _chunk(self, delta: dict[str, Any], finish_reason: str | None, index: int = 0) -> dict[str, Any]:
+    def _chunk(
+        self, delta: dict[str, Any], finish_reason: str | None, index: int = 0, logprobs: Any = None
+    ) -> dict[str, Any]:
         body = {
             **self.base,
-            "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+            "choices": [{"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}],
         }
         if self.include_usage:
             body["usage"] = None
@@ -354,8 +370,9 @@ class ChunkWriter:
                 self.tool_index[index] = body["index"] + 1
                 calls.append(body)
             delta["tool_calls"] = calls
-        if delta:
-            out.append(self._chunk(delta, None, index))
+        if delta or (self.logprobs and chunk.logprobs):
+            logprobs = lp.openai_chat(chunk.logprobs) if self.logprobs else None
+            out.append(self._chunk(delta, None, index, logprobs))
         if chunk.finish_reason is not None:
             out.append(self._chunk({}, chunk.finish_reason, index))
             if chunk.usage is not None:

@@ -13,8 +13,9 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lumbung.errors import InvalidRequest, UnsupportedParameter
+from lumbung.surfaces import logprobs as lp
 from lumbung.surfaces.openai import fingerprint, validation_error
-from lumbung.types import Chunk, Completion, CompletionRequest, SamplingParams, TokenLogprob, Usage, new_id
+from lumbung.types import Chunk, Completion, CompletionRequest, SamplingParams, Usage, new_id
 
 DEFAULT_MAX_TOKENS = 16  # OpenAI's default for this endpoint
 
@@ -160,20 +161,6 @@ def usage_body(usage: Usage) -> dict[str, Any]:
     }
 
 
-def logprobs_body(tokens: list[TokenLogprob], offset: int) -> dict[str, Any]:
-    """The legacy logprobs object; ``offset`` is where the first token starts in the choice's text."""
-    text_offset = []
-    for token in tokens:
-        text_offset.append(offset)
-        offset += len(token.token)
-    return {
-        "tokens": [t.token for t in tokens],
-        "token_logprobs": [t.logprob for t in tokens],
-        "top_logprobs": [dict(t.top) for t in tokens],
-        "text_offset": text_offset,
-    }
-
-
 def _base(call: CompletionsCall, model: str) -> dict[str, Any]:
     return {
         "id": call.id,
@@ -192,7 +179,7 @@ def completion_body(call: CompletionsCall, model: str, results: list[Completion]
             {
                 "text": head + done.text,
                 "index": index,
-                "logprobs": logprobs_body(done.logprobs, len(head)) if call.logprobs is not None else None,
+                "logprobs": lp.openai_legacy(done.logprobs, len(head)) if call.logprobs is not None else None,
                 "finish_reason": done.finish_reason,
             }
         )
@@ -222,7 +209,7 @@ class CompletionChunkWriter:
         if text or chunk.finish_reason is not None or chunk.logprobs:
             logprobs = None
             if self.call.logprobs is not None:
-                logprobs = logprobs_body(chunk.logprobs, self.offsets[index] + len(text) - len(chunk.text))
+                logprobs = lp.openai_legacy(chunk.logprobs, self.offsets[index] + len(text) - len(chunk.text))
             self.offsets[index] += len(text)
             choice = {
                 "text": text,

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from lumbung.errors import ApiError, InvalidRequest, UnsupportedParameter
+from lumbung.surfaces import logprobs as lp
 from lumbung.surfaces.openai import validation_error
 from lumbung.surfaces.openai_responses_wire import ContentPartIn, CreateResponseIn, ItemIn
 from lumbung.types import (
@@ -23,7 +24,6 @@ from lumbung.types import (
     Message,
     ResponseFormat,
     SamplingParams,
-    TokenLogprob,
     Tool,
     ToolCall,
     Usage,
@@ -252,21 +252,6 @@ def usage_body(usage: Usage) -> dict[str, Any]:
     }
 
 
-def logprobs_body(tokens: list[TokenLogprob]) -> list[dict[str, Any]]:
-    def raw(text: str) -> list[int]:
-        return list(text.encode("utf-8"))
-
-    return [
-        {
-            "token": t.token,
-            "logprob": t.logprob,
-            "bytes": t.bytes if t.bytes is not None else raw(t.token),
-            "top_logprobs": [{"token": tok, "logprob": lp, "bytes": raw(tok)} for tok, lp in t.top],
-        }
-        for t in tokens
-    ]
-
-
 def _tools_body(call: ResponsesCall) -> list[dict[str, Any]]:
     return [
         {
@@ -367,7 +352,7 @@ def output_items(done: Completion, logprobs: bool) -> list[dict[str, Any]]:
             "type": "output_text",
             "text": done.text,
             "annotations": [],
-            "logprobs": logprobs_body(done.logprobs) if logprobs else [],
+            "logprobs": lp.responses(done.logprobs) if logprobs else [],
         }
         items.append(
             {

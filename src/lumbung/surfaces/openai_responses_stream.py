@@ -12,6 +12,7 @@ from typing import Any
 
 from lumbung.engines.base import Collector
 from lumbung.errors import ApiError
+from lumbung.surfaces import logprobs as lp
 from lumbung.surfaces import openai_responses as orr
 from lumbung.types import Chunk, Completion
 
@@ -177,7 +178,7 @@ class ResponseEventWriter:
             assert self.open is not None
             part = self.open["content"][0]
             part["text"] += chunk.text
-            logprobs = orr.logprobs_body(chunk.logprobs) if self.call.logprobs else []
+            logprobs = lp.responses(chunk.logprobs) if self.call.logprobs else []
             part["logprobs"] += logprobs
             out.append(
                 self._event(

@@ -70,14 +70,14 @@ async def chat_completions(request: Request, entry: RequestLog) -> Response:
     streams = [state.gateway.stream(r) for r in oai.choice_requests(chat, options.n)]
     if not options.stream:
         results = await unless_disconnected(request, collect_all(streams))
-        answer = oai.completion_body(chat, model, *results)
+        answer = oai.completion_body(chat, model, *results, logprobs=options.logprobs)
         entry.prompt_tokens = answer["usage"]["prompt_tokens"]
         entry.completion_tokens = answer["usage"]["completion_tokens"]
         return JSONResponse(answer)
     # The first chunks are awaited before answering: until then any failure is a plain HTTP error.
     firsts = await open_all(request, streams)
     entry.stream = True
-    writer = oai.ChunkWriter(chat, model, options.include_usage, options.n)
+    writer = oai.ChunkWriter(chat, model, options.include_usage, options.n, options.logprobs)
 
     def render(index: int, chunk: Chunk) -> list[bytes]:
         return [sse_data(b) for b in writer.bodies(chunk, index)]
