@@ -8,6 +8,7 @@ One server holds a route per misbehaviour: ``via-MODE`` = [primary misbehaving w
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -108,6 +109,16 @@ class Rig:
         self.server.stop()
         for up in self.fakes.values():
             up.stop()
+
+    def request_log(self, model: str) -> list[dict[str, Any]]:
+        """The server's one-line-per-request log entries for ``model``."""
+        out = []
+        for line in self.server.logs().splitlines():
+            if "lumbung.access" in line and '"event":"request"' in line:
+                entry = json.loads(line[line.index("{") :])
+                if entry.get("model") == model:
+                    out.append(entry)
+        return out
 
     def status(self, provider: str) -> dict[str, Any]:
         body = httpx.get(self.server.base_url + "/admin/providers").json()
@@ -248,6 +259,7 @@ def test_client_disconnect_cancels_the_upstream_within_a_second(rig: Rig, path: 
 async def test_no_request_is_lost_while_a_provider_fails(rig: Rig, path: str) -> None:
     flaky = rig.fakes[f"{path}-mid-error"]
     flaky.set("ok")
+    logged_before = len(rig.request_log(f"{path}-mid-error"))
     async with openai.AsyncOpenAI(base_url=rig.server.base_url + "/v1", api_key="k", max_retries=0) as client:
 
         async def one(i: int) -> str:
@@ -271,6 +283,12 @@ async def test_no_request_is_lost_while_a_provider_fails(rig: Rig, path: str) ->
     assert len(results) == 40
     assert [r for r in results if not isinstance(r, str)] == []
     assert all(r.startswith("Hello w1 w2 w3 w4 from ") for r in results if isinstance(r, str))
+    # Exactly one outcome each on the server's side too: one request log line per request, all 200.
+    deadline = time.monotonic() + 5
+    while len(rig.request_log(f"{path}-mid-error")) < logged_before + 40 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    lines = rig.request_log(f"{path}-mid-error")[logged_before:]
+    assert len(lines) == 40 and all(line["status"] == 200 and "error" not in line for line in lines)
 
 
 @pytest.mark.parametrize("path", PATHS)
