@@ -49,7 +49,10 @@ async def completions(request: Request, entry: RequestLog) -> Response:
     def fail(exc: ApiError) -> bytes:
         return sse_data(oai.error_body(exc))
 
-    return sse_response(relay(interleave(streams, firsts), render, fail, entry, tail=b"data: [DONE]\n\n"))
+    events = relay(
+        interleave(streams, firsts), render, fail, entry, tail=b"data: [DONE]\n\n", choices_per_prompt=call.n
+    )
+    return sse_response(events)
 
 
 def routes() -> list[BaseRoute]:

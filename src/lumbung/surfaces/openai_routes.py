@@ -86,7 +86,10 @@ async def chat_completions(request: Request, entry: RequestLog) -> Response:
         return sse_data(oai.error_body(exc))
 
     # After the first byte, errors travel inside the stream; a stream never ends in silence.
-    return sse_response(relay(interleave(streams, firsts), render, fail, entry, tail=b"data: [DONE]\n\n"))
+    events = relay(
+        interleave(streams, firsts), render, fail, entry, tail=b"data: [DONE]\n\n", choices_per_prompt=options.n
+    )
+    return sse_response(events)
 
 
 def routes() -> list[BaseRoute]:

@@ -34,6 +34,7 @@ async def relay(
     *,
     head: list[bytes] | None = None,
     tail: bytes = b"",
+    choices_per_prompt: int = 1,
 ) -> AsyncIterator[bytes]:
     """Frames tagged chunks (see ``interleave``) with ``render``; an error becomes ``fail(error)``."""
     try:
@@ -43,7 +44,8 @@ async def relay(
             for piece in render(index, chunk):
                 yield piece
             if chunk.usage:
-                entry.prompt_tokens = (entry.prompt_tokens or 0) + chunk.usage.prompt_tokens
+                if index % choices_per_prompt == 0:  # n choices of one prompt read it once
+                    entry.prompt_tokens = (entry.prompt_tokens or 0) + chunk.usage.prompt_tokens
                 entry.completion_tokens = (entry.completion_tokens or 0) + chunk.usage.completion_tokens
         if tail:
             yield tail
