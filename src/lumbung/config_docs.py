@@ -26,7 +26,7 @@ Unknown keys in the config file are errors, reported with their line.
 def _default(model: type[BaseModel], name: str) -> str:
     field = model.model_fields[name]
     if field.default_factory is not None:
-        if name in {"home", "threads"}:
+        if name in {"home", "threads", "memory_budget_mb"}:
             return "(computed)"
         made = field.default_factory()  # type: ignore[call-arg]
         return json.dumps(made.model_dump() if isinstance(made, BaseModel) else made)

@@ -31,7 +31,10 @@ def engine_config(settings: Settings, model: ModelConfig | None = None) -> Engin
         parallel=(model.parallel if model and model.parallel else settings.parallel),
         batch_size=settings.batch_size,
         threads=settings.threads,
-        max_queue=settings.max_queue,
+        max_queue=(model.max_queue if model and model.max_queue is not None else settings.max_queue),
+        cache_mb=(
+            model.prefix_cache_mb if model and model.prefix_cache_mb is not None else settings.prefix_cache_mb
+        ),
     )
 
 
@@ -118,7 +121,9 @@ def build_app(settings: Settings) -> Starlette:
     store = ModelStore(settings.home)
     fixed = configured_specs(settings, store)
     specs = fixed + store_specs(settings, store, names_of(fixed))
-    local = LlamaCppBackend(specs, request_timeout=settings.request_timeout)
+    local = LlamaCppBackend(
+        specs, request_timeout=settings.request_timeout, memory_budget=settings.memory_budget_mb * 2**20
+    )
     gateway = build_gateway(settings, local)
     from_store = {spec.id for spec in specs[len(fixed) :]}
 

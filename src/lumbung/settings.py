@@ -23,6 +23,15 @@ DEFAULT_MODEL_ID = "gemma3:270m"
 DEFAULT_MODEL_ALIASES = ["default"]
 
 
+def _default_memory_budget_mb() -> int:
+    """80% of this machine's memory: room for the OS and the server itself."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 8192
+    return max(512, int(total * 0.8) // 2**20)
+
+
 def _default_threads() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
@@ -48,6 +57,8 @@ class ModelConfig(BaseModel):
     context_size: int | None = Field(default=None, ge=64, description="Context tokens per sequence.")
     parallel: int | None = Field(default=None, ge=1, le=64, description="Concurrent sequences.")
     keep_alive: float | None = Field(default=None, description="Seconds idle before unloading.")
+    max_queue: int | None = Field(default=None, ge=0, description="Requests waiting beyond `parallel`.")
+    prefix_cache_mb: float | None = Field(default=None, ge=0, description="Prefix cache memory (MiB).")
     embedding: bool = Field(default=False, description="An embedding model (pooling on).")
 
 
@@ -78,6 +89,17 @@ class Settings(BaseModel):
     batch_size: int = Field(default=512, ge=16, description="Most tokens decoded in one engine step.")
     max_queue: int = Field(
         default=64, ge=0, description="Requests waiting per model beyond `parallel`; more get 429."
+    )
+    prefix_cache_mb: float = Field(
+        default=256.0, ge=0,
+        description="KV cache memory (MiB) per model that keeps finished requests' tokens, so a new "
+        "request starting with the same tokens (a shared system prompt, a growing chat) skips "
+        "recomputing them; least recently used first out. 0: off.",
+    )
+    memory_budget_mb: int = Field(
+        default_factory=_default_memory_budget_mb, ge=0,
+        description="Most memory (MiB) the loaded local models may use together (weights and KV "
+        "cache); loading one more unloads the least recently used idle model. Default: 80% of RAM.",
     )
     request_timeout: float = Field(
         default=600.0, gt=0, description="Seconds a request may run before it is ended."

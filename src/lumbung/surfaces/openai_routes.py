@@ -38,7 +38,7 @@ def model_body(info: ModelInfo) -> dict[str, Any]:
         "context_length": info.context_length,
         "loaded": info.loaded,
     }
-    for key in ("active_requests", "queued_requests"):
+    for key in ("active_requests", "queued_requests", "memory_bytes", "expires_at"):
         if key in info.details:
             body[key] = info.details[key]
     return body

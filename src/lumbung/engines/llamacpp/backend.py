@@ -10,23 +10,21 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncGenerator, Callable
-from contextlib import aclosing
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from lumbung.engines.base import Embeddings
 from lumbung.engines.llamacpp.embedder import Embedder, EmbedderConfig, pooling_for
 from lumbung.engines.llamacpp.engine import Engine, EngineConfig, Sequence
+from lumbung.engines.llamacpp.manager import ModelManager
 from lumbung.engines.llamacpp.model import LlamaModel
 from lumbung.engines.llamacpp.templates import ChatTemplate, select_template
 from lumbung.errors import (
     ContextLengthExceeded,
-    EngineError,
     InvalidRequest,
-    ModelNotFound,
-    Overloaded,
     UnsupportedParameter,
 )
 from lumbung.types import ChatRequest, Chunk, CompletionRequest, ModelInfo
@@ -95,6 +93,19 @@ class LocalModel:
             if len(ids) == 1:
                 out.append(ids[0])
         return out
+
+    @property
+    def memory_bytes(self) -> int:
+        """Weights plus the KV cache the engine allocated (the embedding context, if any, aside)."""
+        return self.engine.memory_bytes
+
+    @property
+    def busy(self) -> bool:
+        return self.engine.active > 0 or self.engine.queued > 0
+
+    @property
+    def last_used(self) -> float:
+        return self.engine.last_used
 
     @property
     def context_size(self) -> int:
@@ -181,7 +192,7 @@ def _refuse_unenforced(request: ChatRequest) -> None:
 
 
 class LlamaCppBackend:
-    """All local GGUF models; each loads on first use (or at start-up with ``preload``)."""
+    """All local GGUF models; each loads on first use and unloads when idle (``ModelManager``)."""
 
     name = "local"
 
@@ -191,25 +202,45 @@ class LlamaCppBackend:
         *,
         request_timeout: float = 600.0,
         loader: Callable[[LocalModelSpec, float], LocalModel] = LocalModel,
+        memory_budget: int | None = None,
     ) -> None:
         self.specs = {s.id: s for s in specs}
         self.request_timeout = request_timeout
-        self._loader = loader
-        self._loaded: dict[str, LocalModel] = {}
-        self._loading: dict[str, asyncio.Task[LocalModel]] = {}
+        self.manager = ModelManager(
+            lambda model_id: spec.keep_alive if (spec := self.specs.get(model_id)) else None,
+            lambda model_id: loader(self.specs[model_id], self.request_timeout),
+            memory_budget=memory_budget,
+        )
 
     def models(self) -> list[ModelInfo]:
         out = []
+        now = time.monotonic()
         for spec in self.specs.values():
-            loaded = self._loaded.get(spec.id)
+            slot = self.manager.slots.get(spec.id)
             details: dict[str, Any] = {}
-            if loaded is not None:
+            if slot is not None:
+                loaded = cast(LocalModel, slot.model)
+                stats = loaded.engine.stats()
+                expires = slot.expires_in(now)
                 details = {
                     "size_bytes": loaded.model.size_bytes,
+                    "memory_bytes": loaded.memory_bytes,
                     "parameters": loaded.model.n_params,
                     "architecture": loaded.model.architecture,
-                    "active_requests": loaded.engine.active,
-                    "queued_requests": loaded.engine.queued,
+                    "active_requests": stats.active,
+                    "queued_requests": stats.queued,
+                    "parallel": spec.engine.parallel,
+                    "kv_cells": stats.kv_cells,
+                    "kv_cells_used": stats.kv_used,
+                    "prefix_cache": {
+                        "entries": stats.cache_entries,
+                        "cells": stats.cache_cells,
+                        "hits": stats.cache_hits,
+                        "misses": stats.cache_misses,
+                        "cached_tokens": stats.cached_tokens,
+                    },
+                    "loaded_at": int(loaded.loaded_at),
+                    "expires_at": None if expires is None else int(time.time() + expires),
                     "chat_template": loaded.template.name,
                 }
             details |= spec.details  # the store's facts win: the file's size, not the tensors'
@@ -220,61 +251,48 @@ class LlamaCppBackend:
                     created=spec.created,
                     aliases=list(spec.aliases),
                     context_length=spec.engine.context_size,
-                    loaded=loaded is not None,
+                    loaded=slot is not None,
                     details=details,
                 )
             )
         return out
 
     def is_loaded(self, model_id: str) -> bool:
-        return model_id in self._loaded
+        return model_id in self.manager.slots
 
     async def get(self, model_id: str) -> LocalModel:
-        if model_id in self._loaded:
-            return self._loaded[model_id]
-        spec = self.specs.get(model_id)
-        if spec is None:
-            raise ModelNotFound(f"The model `{model_id}` does not exist.", param="model")
-        task = self._loading.get(model_id)
-        if task is None:
-            task = asyncio.create_task(asyncio.to_thread(self._loader, spec, self.request_timeout))
-            self._loading[model_id] = task
-        try:
-            model = await asyncio.shield(task)
-        except EngineError as exc:
-            raise Overloaded(f"model {model_id!r} could not be loaded: {exc}") from exc
-        finally:
-            if task.done():
-                self._loading.pop(model_id, None)
-        self._loaded.setdefault(model_id, model)
-        return self._loaded[model_id]
+        """Load a model (if needed) without holding it: for preloading at start-up."""
+        async with self.manager.lease(model_id) as model:
+            return cast(LocalModel, model)
+
+    @asynccontextmanager
+    async def _using(self, model_id: str) -> AsyncIterator[LocalModel]:
+        async with self.manager.lease(model_id) as model:
+            yield cast(LocalModel, model)
 
     async def stream(self, request: ChatRequest | CompletionRequest) -> AsyncGenerator[Chunk, None]:
-        model = await self.get(request.model)
-        async with aclosing(model.stream(request)) as chunks:
+        async with self._using(request.model) as model, aclosing(model.stream(request)) as chunks:
             async for chunk in chunks:
                 yield chunk
 
     async def tokenize(self, model: str, text: str) -> list[int]:
-        loaded = await self.get(model)
-        return loaded.model.tokenize(text, add_special=False, parse_special=False)
+        async with self._using(model) as loaded:
+            return loaded.model.tokenize(text, add_special=False, parse_special=False)
 
     async def count_tokens(self, request: ChatRequest | CompletionRequest) -> int:
-        loaded = await self.get(request.model)
-        tokens, _ = await asyncio.to_thread(loaded.prompt_tokens, request)
-        return len(tokens)
+        async with self._using(request.model) as loaded:
+            tokens, _ = await asyncio.to_thread(loaded.prompt_tokens, request)
+            return len(tokens)
 
     async def embed(self, model: str, inputs: list[str]) -> Embeddings:
-        loaded = await self.get(model)
-        embedder = await asyncio.to_thread(loaded.embedder)
-        tokens = await asyncio.to_thread(embedder.tokenize, inputs)
-        vectors = await asyncio.to_thread(embedder.embed_tokens, tokens)
-        return Embeddings(vectors, sum(len(t) for t in tokens))
+        async with self._using(model) as loaded:
+            embedder = await asyncio.to_thread(loaded.embedder)
+            tokens = await asyncio.to_thread(embedder.tokenize, inputs)
+            vectors = await asyncio.to_thread(embedder.embed_tokens, tokens)
+            return Embeddings(vectors, sum(len(t) for t in tokens))
 
     async def health(self) -> bool:
         return True
 
     def close(self) -> None:
-        for model in self._loaded.values():
-            model.close()
-        self._loaded.clear()
+        self.manager.close()

@@ -1,74 +1,78 @@
 """The engine thread: one per loaded model, the sole owner of its llama.cpp context and KV cache.
 
-Requests arrive through a queue; every step decodes one token for every running sequence plus a
-chunk of waiting prompts in a single ``llama_decode`` batch (continuous batching); tokens go back to
-each request's asyncio queue with ``call_soon_threadsafe``. ctypes releases the GIL during decode, so
-the event loop keeps serving. Errors travel down the same queues as data.
+Requests arrive through a queue; every step decodes one token for every running sequence plus
+chunks of waiting prompts in a single ``llama_decode`` batch (continuous batching, see
+scheduler.py); tokens go back to each request's asyncio queue with ``call_soon_threadsafe``.
+ctypes releases the GIL during decode, so the event loop keeps serving. Errors travel down the
+same queues as data.
+
+KV layout: one unified cache shared by all sequences. A *handle* is a KV sequence: ``parallel``
+of them decode, the rest hold finished prompts for the prefix cache (prefix_cache.py). A new
+request first takes over the cells of the longest matching prefix (``llama_memory_seq_cp`` shares
+cells, it copies nothing), from a cache entry or from a sequence still running. Sliding-window
+models (Gemma 3) let llama.cpp overwrite cells that fell out of their sequence's window; cells held
+by two sequence ids never are, so there every handle is a pair of ids written together (a "pin"),
+which keeps every cached prefix whole.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import queue
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import llama_cpp
 
-from lumbung.engines.llamacpp.detok import StopMatcher, Utf8Stream
+from lumbung.engines.llamacpp.detok import StopMatcher
+from lumbung.engines.llamacpp.kv import KvLedger
+from lumbung.engines.llamacpp.logprobs import token_logprobs
 from lumbung.engines.llamacpp.model import LlamaModel
+from lumbung.engines.llamacpp.prefix_cache import PrefixCache, common_prefix
 from lumbung.engines.llamacpp.sampler import Sampler
+from lumbung.engines.llamacpp.scheduler import prefill_shares
+from lumbung.engines.llamacpp.sequence import Sequence
 from lumbung.errors import ApiError, EngineError, InternalError, RateLimited
-from lumbung.types import Chunk, FinishReason, SamplingParams, Usage
+from lumbung.types import Chunk, FinishReason, TokenLogprob, Usage
+
+__all__ = ["Engine", "EngineConfig", "Sequence"]
 
 log = logging.getLogger(__name__)
+
+LLAMA_MAX_SEQ = 256  # llama.cpp's compile-time limit on sequence ids
+# A waiting request whose prompt shares this many more tokens with a prompt still being read waits
+# for it, then reuses its cells (n > 1 choices, many clients with one system prompt).
+SHARE_WAIT_TOKENS = 32
 
 
 @dataclass(slots=True)
 class EngineConfig:
     context_size: int = 4096  # tokens per sequence
-    parallel: int = 4
-    batch_size: int = 512
+    parallel: int = 4  # sequences decoded together
+    batch_size: int = 512  # most tokens in one step
     threads: int = 2
-    max_queue: int = 64
+    max_queue: int = 64  # requests waiting beyond the free sequences; more get 429
+    cache_mb: float = 256.0  # KV memory the prefix cache may hold on its own (0: no prefix cache)
+    cache_tokens: int | None = None  # the same budget in cells (tokens); overrides cache_mb
+    cache_entries: int = 32  # most finished prefixes kept
+    prefill_chunk: int = 256  # most prompt tokens per step while other sequences generate
+    flash_attn: bool | None = None  # None: llama.cpp decides
 
 
-@dataclass(eq=False)
-class Sequence:
-    """One generation request as the engine thread sees it."""
-
-    prompt: list[int]
-    params: SamplingParams
-    max_tokens: int
-    loop: asyncio.AbstractEventLoop
-    out: asyncio.Queue[Chunk | BaseException]
-    deadline: float = float("inf")
-    stop_tokens: frozenset[int] = frozenset()
-    sampler_pre: tuple[Any, ...] = ()
-    cancelled: bool = False
-    # Engine-thread state below.
-    slot: int = -1
-    n_past: int = 0  # tokens of this sequence in the KV cache
-    n_cached: int = 0  # prompt tokens reused from the cache
-    generated: int = 0
-    last_token: int = -1
-    sampler: Sampler | None = None
-    utf8: Utf8Stream = field(default_factory=Utf8Stream)
-    stops: StopMatcher | None = None
-
-    def emit(self, item: Chunk | BaseException) -> None:
-        try:
-            self.loop.call_soon_threadsafe(self.out.put_nowait, item)
-        except RuntimeError:  # the event loop is gone: nobody is listening any more
-            self.cancelled = True
-
-    @property
-    def prefilling(self) -> bool:
-        return self.n_past < len(self.prompt)
+@dataclass(slots=True)
+class EngineStats:
+    active: int
+    queued: int
+    kv_cells: int  # the context's KV capacity
+    kv_used: int
+    cache_entries: int
+    cache_cells: int
+    cache_hits: int
+    cache_misses: int
+    cached_tokens: int
 
 
 _WAKE = object()
@@ -82,27 +86,48 @@ class Engine:
         self.model = model
         self.config = config
         self.name = name
+        self.ids_per_handle = 2 if llama_cpp.llama_model_n_swa(model.ptr) > 0 else 1
+        cache_cells = config.cache_tokens
+        if cache_cells is None:
+            cache_cells = int(config.cache_mb * 2**20) // model.kv_bytes_per_cell
+        cache_on = cache_cells > 0 and config.cache_entries > 0
+        handles = config.parallel + (config.cache_entries if cache_on else 0)
+        handles = min(handles, LLAMA_MAX_SEQ // self.ids_per_handle)
+        if handles < config.parallel:
+            raise EngineError(f"parallel={config.parallel} is more than llama.cpp's sequence limit")
+        self.batch_size = max(config.batch_size, config.parallel)
         params = llama_cpp.llama_context_default_params()
-        params.n_ctx = config.context_size * config.parallel
-        params.n_batch = config.batch_size
-        params.n_ubatch = config.batch_size
-        params.n_seq_max = config.parallel
+        # Room for every running sequence's full context, plus what the cache may keep on its own.
+        params.n_ctx = config.context_size * config.parallel + (cache_cells if cache_on else 0)
+        params.n_batch = self.batch_size
+        params.n_ubatch = self.batch_size
+        params.n_seq_max = handles * self.ids_per_handle
         params.n_threads = config.threads
         params.n_threads_batch = config.threads
         params.kv_unified = True  # sequences share one KV pool, so cached prefixes can be shared
         params.swa_full = True  # sliding-window models keep full KV: prefixes stay reusable
         params.no_perf = True
+        if config.flash_attn is not None:
+            params.flash_attn_type = int(config.flash_attn)
         self.ctx = llama_cpp.llama_init_from_model(model.ptr, params)
         if not self.ctx:
             raise EngineError(f"llama.cpp could not create a context for {name} ({params.n_ctx} tokens)")
+        self.n_ctx = int(llama_cpp.llama_n_ctx(self.ctx))
         self.mem = llama_cpp.llama_get_memory(self.ctx)
-        self.batch = llama_cpp.llama_batch_init(config.batch_size, 0, 1)
+        self.batch = llama_cpp.llama_batch_init(self.batch_size, 0, self.ids_per_handle)
+        self.ledger = KvLedger()
+        self.cache = PrefixCache(
+            self.ledger, cache_cells if cache_on else 0, handles - config.parallel
+        )
+        self.memory_bytes = model.size_bytes + self.n_ctx * model.kv_bytes_per_cell
+        self._free = list(range(handles - 1, -1, -1))
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._waiting: deque[Sequence] = deque()
         self._active: list[Sequence] = []
-        self._free_slots = list(range(config.parallel - 1, -1, -1))
         self._lock = threading.Lock()
+        self._close_lock = threading.Lock()
         self._queued = 0  # submitted, not yet running
+        self._service_time = 2.0  # running average of a request's seconds in a slot (Retry-After)
         self.last_used = time.monotonic()
         self._thread = threading.Thread(target=self._run, name=f"engine-{name}", daemon=True)
         self._thread.start()
@@ -117,12 +142,33 @@ class Engine:
     def queued(self) -> int:
         return self._queued
 
+    def stats(self) -> EngineStats:
+        """A snapshot for /v1/models and `lumbung ps` (read without locks: good enough to show)."""
+        cache = self.cache
+        return EngineStats(
+            active=len(self._active),
+            queued=self._queued,
+            kv_cells=self.n_ctx,
+            kv_used=self.ledger.used(),
+            cache_entries=len(cache),
+            cache_cells=cache.cells(),
+            cache_hits=cache.hits,
+            cache_misses=cache.misses,
+            cached_tokens=cache.reused_tokens,
+        )
+
+    def retry_after(self) -> float:
+        """Seconds until a slot is likely free: queue depth times the average time in a slot."""
+        waves = (self._queued + 1) / self.config.parallel
+        return min(60.0, max(1.0, self._service_time * waves))
+
     def submit(self, seq: Sequence) -> None:
         with self._lock:
-            if self._queued >= self.config.max_queue + max(0, self.config.parallel - len(self._active)):
+            free = max(0, self.config.parallel - len(self._active))
+            if self._queued >= self.config.max_queue + free:
                 raise RateLimited(
                     f"model {self.name!r} has {self._queued} requests waiting; try again shortly",
-                    retry_after=1.0,
+                    retry_after=self.retry_after(),
                 )
             self._queued += 1
         self.last_used = time.monotonic()
@@ -133,11 +179,14 @@ class Engine:
         self._inbox.put(_WAKE)
 
     def close(self) -> None:
-        self._inbox.put(_STOP)
-        self._thread.join(timeout=30)
-        llama_cpp.llama_batch_free(self.batch)
-        llama_cpp.llama_free(self.ctx)
-        self.ctx = None
+        with self._close_lock:  # not _lock: the engine thread takes that one while stopping
+            if self.ctx is None:
+                return
+            self._inbox.put(_STOP)
+            self._thread.join(timeout=30)
+            llama_cpp.llama_batch_free(self.batch)
+            llama_cpp.llama_free(self.ctx)
+            self.ctx = None
 
     # -- the engine thread ----------------------------------------------------------------------
 
@@ -186,101 +235,185 @@ class Engine:
                 seq.emit(_timeout())
                 self._release(seq)
 
+    def _running_prefixes(self) -> list[tuple[int, list[int]]]:
+        return [(s.handle, s.kv_tokens()) for s in self._active if s.n_past]
+
     def _admit(self) -> None:
-        while self._waiting and self._free_slots:
-            seq = self._waiting.popleft()
-            self._dequeue()
-            try:
-                seq.sampler = Sampler(seq.params, self.model.n_vocab, pre=seq.sampler_pre)
-            except Exception as exc:  # this request's own fault or ours: it alone fails
-                log.exception("engine %s: could not set up sampling", self.name)
-                seq.emit(InternalError(f"could not set up sampling: {exc}"))
+        i = 0
+        while i < len(self._waiting) and len(self._active) < self.config.parallel:
+            seq = self._waiting[i]
+            if self._should_wait(seq):
+                i += 1
                 continue
-            seq.stops = StopMatcher(seq.params.stop)
-            seq.slot = self._free_slots.pop()
-            llama_cpp.llama_memory_seq_rm(self.mem, seq.slot, -1, -1)
-            self._active.append(seq)
+            del self._waiting[i]
+            self._dequeue()
+            self._start(seq)
+
+    def _should_wait(self, seq: Sequence) -> bool:
+        """True if a prompt still being read shares clearly more with ``seq`` than what is in KV."""
+        if not self.cache.enabled:
+            return False
+        usable = len(seq.prompt) - 1
+        soon = max((common_prefix(seq.prompt, s.prompt) for s in self._active if s.prefilling), default=0)
+        if min(soon, usable) < SHARE_WAIT_TOKENS:
+            return False
+        now = max((common_prefix(seq.prompt, t) for _, t in self._running_prefixes()), default=0)
+        return min(soon, usable) - now >= SHARE_WAIT_TOKENS
+
+    def _start(self, seq: Sequence) -> None:
+        try:
+            seq.sampler = Sampler(seq.params, self.model.n_vocab, pre=seq.sampler_pre)
+        except Exception as exc:  # this request's own fault or ours: it alone fails
+            log.exception("engine %s: could not set up sampling", self.name)
+            seq.emit(InternalError(f"could not set up sampling: {exc}"))
+            return
+        if not self._free:
+            lru = self.cache.pop_lru()
+            assert lru is not None, "no free KV sequence although a slot is free"
+            self._forget(lru)
+        seq.handle = self._free.pop()
+        seq.tokens = list(seq.prompt)
+        seq.stops = StopMatcher(seq.params.stop)
+        seq.started = time.monotonic()
+        if self.cache.enabled:
+            src, shared = self.cache.match(seq.prompt, self._running_prefixes())
+            shared = min(shared, len(seq.prompt) - 1)  # the last prompt token is decoded for logits
+            if shared > 0:
+                for dst in self._ids(seq.handle):
+                    llama_cpp.llama_memory_seq_cp(self.mem, self._ids(src)[0], dst, 0, shared)
+                self.ledger.share(src, seq.handle, shared)
+                seq.n_past = seq.n_cached = shared
+        self._active.append(seq)
+
+    def _ids(self, handle: int) -> range:
+        first = handle * self.ids_per_handle
+        return range(first, first + self.ids_per_handle)
 
     def _step(self) -> None:
-        """Decode one batch: the next token of every running sequence, then prompt chunks."""
-        batch, cap = self.batch, self.config.batch_size
+        """Decode one batch: the next token of every generating sequence, then prompt chunks."""
+        batch, ids_n = self.batch, self.ids_per_handle
         n = 0
         readers: list[tuple[Sequence, int]] = []  # (sequence, batch index whose logits it samples)
         added: list[tuple[Sequence, int]] = []
 
-        def put(token: int, pos: int, slot: int, logits: bool) -> None:
+        def put(token: int, pos: int, handle: int, logits: bool) -> None:
             nonlocal n
             batch.token[n] = token
             batch.pos[n] = pos
-            batch.n_seq_id[n] = 1
-            batch.seq_id[n][0] = slot
+            batch.n_seq_id[n] = ids_n
+            for j in range(ids_n):
+                batch.seq_id[n][j] = handle * ids_n + j
             batch.logits[n] = logits
             n += 1
 
-        for seq in self._active:
-            if not seq.prefilling:
-                readers.append((seq, n))
-                put(seq.last_token, seq.n_past, seq.slot, True)
-                added.append((seq, 1))
-        for seq in self._active:
-            if not seq.prefilling or n >= cap:
+        generating = [s for s in self._active if not s.prefilling]
+        prefilling = [s for s in self._active if s.prefilling]
+        for seq in generating:
+            readers.append((seq, n))
+            put(seq.last_token, seq.n_past, seq.handle, True)
+            added.append((seq, 1))
+        shares = prefill_shares(
+            len(generating), [len(s.prompt) - s.n_past for s in prefilling],
+            self.batch_size, self.config.prefill_chunk,
+        )
+        for seq, take in zip(prefilling, shares, strict=True):
+            if not take:
                 continue
-            start = seq.n_past
-            take = min(len(seq.prompt) - start, cap - n)
             end = len(seq.prompt) - 1
-            for pos in range(start, start + take):
+            for pos in range(seq.n_past, seq.n_past + take):
                 if pos == end:
                     readers.append((seq, n))
-                put(seq.prompt[pos], pos, seq.slot, pos == end)
+                put(seq.prompt[pos], pos, seq.handle, pos == end)
             added.append((seq, take))
         batch.n_tokens = n
-        rc = llama_cpp.llama_decode(self.ctx, batch)
-        if rc != 0:
-            raise EngineError(f"llama_decode returned {rc}")
+        self._decode()
         for seq, count in added:
             seq.n_past += count
+            self.ledger.extend(seq.handle, count)
         for seq, index in readers:
             assert seq.sampler is not None
-            self._on_token(seq, seq.sampler.sample(self.ctx, index))
+            self._on_token(seq, seq.sampler.sample(self.ctx, index), index)
 
-    def _on_token(self, seq: Sequence, token: int) -> None:
+    def _decode(self) -> None:
+        rc = llama_cpp.llama_decode(self.ctx, self.batch)
+        if rc == 1 and len(self.cache):  # no room in KV: should not happen (see n_ctx); make room
+            log.warning("engine %s: KV cache full, dropping the prefix cache", self.name)
+            for handle in self.cache.clear():
+                self._forget(handle)
+            rc = llama_cpp.llama_decode(self.ctx, self.batch)
+        if rc != 0:
+            raise EngineError(f"llama_decode returned {rc}")
+
+    def _on_token(self, seq: Sequence, token: int, index: int) -> None:
         seq.generated += 1
-        seq.last_token = token
+        seq.tokens.append(token)
         if self.model.is_eog(token) or token in seq.stop_tokens:
             self._finish(seq, "", "stop")
             return
-        text = seq.utf8.feed(self.model.piece(token))
+        piece = self.model.piece(token)
+        if seq.params.logprobs is not None:
+            seq.logprobs.append(self._logprob(token, piece, index, seq.params.logprobs))
+        text = seq.utf8.feed(piece)
         assert seq.stops is not None
         visible, stopped = seq.stops.feed(text)
         if stopped:
             self._finish(seq, visible, "stop", seq.stops.matched)
         elif seq.generated >= seq.max_tokens or seq.n_past + 1 >= self.config.context_size:
             self._finish(seq, visible + seq.utf8.flush() + seq.stops.flush(), "length")
-        elif visible:
-            seq.emit(Chunk(text=visible))
+        elif visible or seq.logprobs:
+            seq.emit(Chunk(text=visible, logprobs=_take(seq.logprobs)))
+
+    def _logprob(self, token: int, piece: bytes, index: int, top: int) -> TokenLogprob:
+        row = llama_cpp.llama_get_logits_ith(self.ctx, index)
+        chosen, best = token_logprobs(row, self.model.n_vocab, token, top)
+        text = self.model.piece_text
+        return TokenLogprob(text(token), chosen, list(piece), [(text(t), lp) for t, lp in best])
 
     def _finish(self, seq: Sequence, text: str, reason: FinishReason, stop: str | None = None) -> None:
         usage = Usage(len(seq.prompt), seq.generated, seq.n_cached)
-        seq.emit(Chunk(text=text, finish_reason=reason, usage=usage, stop_sequence=stop))
+        seq.emit(
+            Chunk(text=text, finish_reason=reason, usage=usage, stop_sequence=stop, logprobs=_take(seq.logprobs))
+        )
+        elapsed = time.monotonic() - seq.started
+        self._service_time = 0.8 * self._service_time + 0.2 * elapsed
         self._release(seq)
 
-    def _release(self, seq: Sequence) -> None:
+    def _release(self, seq: Sequence, keep: bool = True) -> None:
+        """The sequence leaves: its KV becomes a cache entry (or is freed); its sampler is freed."""
         self._active.remove(seq)
-        llama_cpp.llama_memory_seq_rm(self.mem, seq.slot, -1, -1)
         if seq.sampler:
             seq.sampler.close()
             seq.sampler = None
-        self._free_slots.append(seq.slot)
-        seq.slot = -1
+        handle, seq.handle = seq.handle, -1
+        if keep and self.cache.enabled and seq.n_past > 0:
+            freed = self.cache.add(handle, seq.kv_tokens())
+        else:
+            self._forget(handle)
+            freed = self.cache.shrink()  # cells it shared may now be held by the cache alone
+        for old in freed:
+            self._forget(old)
         self.last_used = time.monotonic()
+
+    def _forget(self, handle: int) -> None:
+        """Free a handle's cells (those no other sequence holds) and make it available again."""
+        for seq_id in self._ids(handle):
+            llama_cpp.llama_memory_seq_rm(self.mem, seq_id, -1, -1)
+        self.ledger.drop(handle)
+        self._free.append(handle)
 
     def _fail_all(self, exc: BaseException) -> None:
         for seq in list(self._active):
             seq.emit(exc)
-            self._release(seq)
+            self._release(seq, keep=False)
         while self._waiting:
             self._waiting.popleft().emit(exc)
             self._dequeue()
+
+
+def _take(items: list[TokenLogprob]) -> list[TokenLogprob]:
+    out = items[:]
+    items.clear()
+    return out
 
 
 def _timeout() -> ApiError:

@@ -89,6 +89,18 @@ class LlamaModel:
         raw = llama_cpp.llama_model_chat_template(self.ptr, None)
         return raw.decode("utf-8", "replace") if raw else None
 
+    @cached_property
+    def kv_bytes_per_cell(self) -> int:
+        """KV cache bytes one token costs (f16 keys and values in every layer); an estimate for
+        architectures with unusual attention (MLA), exact for the usual grouped-query layers."""
+        meta, arch = self.metadata, self.architecture
+        n_layer = int(llama_cpp.llama_model_n_layer(self.ptr))
+        n_head = max(1, int(llama_cpp.llama_model_n_head(self.ptr)))
+        n_head_kv = int(llama_cpp.llama_model_n_head_kv(self.ptr)) or n_head
+        k_len = int(meta.get(f"{arch}.attention.key_length", self.n_embd // n_head))
+        v_len = int(meta.get(f"{arch}.attention.value_length", k_len))
+        return max(1, n_layer * n_head_kv * (k_len + v_len) * 2)
+
     def token_text(self, token: int) -> str:
         raw = llama_cpp.llama_vocab_get_text(self.vocab, token)
         return raw.decode("utf-8", "replace") if raw else ""
@@ -122,6 +134,10 @@ class LlamaModel:
         out = buf.raw[: max(n, 0)]
         self._piece_cache[token] = out
         return out
+
+    def piece_text(self, token: int) -> str:
+        """A token's text on its own (a partial UTF-8 character shows as U+FFFD)."""
+        return self.piece(token).decode("utf-8", "replace")
 
     def detokenize(self, tokens: list[int]) -> str:
         return b"".join(self.piece(t) for t in tokens).decode("utf-8", "replace")

@@ -1,0 +1,157 @@
+"""Which local models are loaded: load on first use, unload after an idle keep-alive, and keep
+the loaded ones within a memory budget by unloading the least recently used idle model.
+
+A request holds a *lease* on its model for as long as it runs (``async with manager.lease(id)``);
+a leased model, or one with requests in its engine, is never unloaded. The loader is a parameter,
+so tests swap in a fake (no patching).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from lumbung.errors import EngineError, ModelNotFound, Overloaded
+
+log = logging.getLogger(__name__)
+
+SWEEP_SECONDS = 0.5
+
+
+class Loadable(Protocol):
+    """What the manager needs of a loaded model (``LocalModel`` in production)."""
+
+    @property
+    def memory_bytes(self) -> int: ...
+
+    @property
+    def busy(self) -> bool: ...  # requests running or queued in its engine
+
+    @property
+    def last_used(self) -> float: ...  # time.monotonic() of its engine's last activity
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class Slot:
+    """A loaded model with its leases and the last time one ended."""
+
+    model: Loadable
+    keep_alive: float
+    leases: int = 0
+    released: float = field(default_factory=time.monotonic)
+
+    def idle_since(self) -> float:
+        return max(self.released, self.model.last_used)
+
+    def idle(self) -> bool:
+        return self.leases == 0 and not self.model.busy
+
+    def expires_in(self, now: float) -> float | None:
+        """Seconds until the keep-alive unloads it (None: kept forever or in use)."""
+        if self.keep_alive < 0 or not self.idle():
+            return None
+        return max(0.0, self.idle_since() + self.keep_alive - now)
+
+
+class ModelManager:
+    """Loaded models by id; ``lease`` loads on demand and pins the model while in use."""
+
+    def __init__(
+        self,
+        keep_alive: Callable[[str], float | None],
+        loader: Callable[[str], Loadable],
+        *,
+        memory_budget: int | None = None,
+    ) -> None:
+        self.keep_alive = keep_alive  # model id -> seconds (negative: forever); None: no such model
+        self._loader = loader
+        self.memory_budget = memory_budget
+        self.slots: dict[str, Slot] = {}
+        self._loading: dict[str, asyncio.Task[Loadable]] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def used_bytes(self) -> int:
+        return sum(s.model.memory_bytes for s in self.slots.values())
+
+    @asynccontextmanager
+    async def lease(self, model_id: str) -> AsyncIterator[Loadable]:
+        slot = await self._acquire(model_id)
+        slot.leases += 1
+        try:
+            yield slot.model
+        finally:
+            slot.leases -= 1
+            slot.released = time.monotonic()
+
+    async def _acquire(self, model_id: str) -> Slot:
+        slot = self.slots.get(model_id)
+        if slot is not None:
+            return slot
+        keep_alive = self.keep_alive(model_id)
+        if keep_alive is None:
+            raise ModelNotFound(f"The model `{model_id}` does not exist.", param="model")
+        task = self._loading.get(model_id)
+        if task is None:
+            task = asyncio.create_task(asyncio.to_thread(self._loader, model_id))
+            self._loading[model_id] = task
+        try:
+            model = await asyncio.shield(task)
+        except EngineError as exc:
+            raise Overloaded(f"model {model_id!r} could not be loaded: {exc}", retry_after=5) from exc
+        finally:
+            if task.done():
+                self._loading.pop(model_id, None)
+        slot = self.slots.get(model_id)
+        if slot is None:  # the first of the waiters installs it
+            slot = self.slots[model_id] = Slot(model, keep_alive)
+            await self._fit(model_id)
+            self._start_sweeper()
+        return slot
+
+    async def _fit(self, newcomer: str) -> None:
+        """Unload least recently used idle models until the budget holds; if it cannot, the
+        newcomer is unloaded again and the request gets a 503."""
+        if self.memory_budget is None:
+            return
+        while self.used_bytes() > self.memory_budget:
+            idle = [(s.idle_since(), k) for k, s in self.slots.items() if k != newcomer and s.idle()]
+            if not idle:
+                await self.unload(newcomer)
+                raise Overloaded(
+                    f"model {newcomer!r} does not fit in the memory budget while other models are busy",
+                    retry_after=10,
+                )
+            await self.unload(min(idle)[1])
+
+    async def unload(self, model_id: str) -> None:
+        slot = self.slots.pop(model_id, None)
+        if slot is not None:
+            log.info("unloading model %s", model_id)
+            await asyncio.to_thread(slot.model.close)
+
+    def expired(self, now: float) -> list[str]:
+        return [k for k, s in self.slots.items() if (left := s.expires_in(now)) is not None and left <= 0]
+
+    def _start_sweeper(self) -> None:
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.create_task(self._sweep())
+
+    async def _sweep(self) -> None:
+        while self.slots:
+            await asyncio.sleep(SWEEP_SECONDS)
+            for model_id in self.expired(time.monotonic()):
+                await self.unload(model_id)
+
+    def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for slot in self.slots.values():
+            slot.model.close()
+        self.slots.clear()
