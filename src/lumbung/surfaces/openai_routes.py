@@ -38,7 +38,7 @@ def model_body(info: ModelInfo) -> dict[str, Any]:
         "context_length": info.context_length,
         "loaded": info.loaded,
     }
-    for key in ("active_requests", "queued_requests", "memory_bytes", "expires_at"):
+    for key in ("active_requests", "queued_requests", "parallel", "memory_bytes", "expires_at", "prefix_cache"):
         if key in info.details:
             body[key] = info.details[key]
     return body

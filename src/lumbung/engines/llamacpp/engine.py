@@ -232,8 +232,8 @@ class Engine:
             if seq.cancelled:
                 self._release(seq)
             elif now > seq.deadline:
-                seq.emit(_timeout())
                 self._release(seq)
+                seq.emit(_timeout())
 
     def _running_prefixes(self) -> list[tuple[int, list[int]]]:
         return [(s.handle, s.kv_tokens()) for s in self._active if s.n_past]
@@ -371,12 +371,12 @@ class Engine:
 
     def _finish(self, seq: Sequence, text: str, reason: FinishReason, stop: str | None = None) -> None:
         usage = Usage(len(seq.prompt), seq.generated, seq.n_cached)
+        elapsed = time.monotonic() - seq.started
+        self._service_time = 0.8 * self._service_time + 0.2 * elapsed
+        self._release(seq)  # first, so a client that sees the end finds the slot free
         seq.emit(
             Chunk(text=text, finish_reason=reason, usage=usage, stop_sequence=stop, logprobs=_take(seq.logprobs))
         )
-        elapsed = time.monotonic() - seq.started
-        self._service_time = 0.8 * self._service_time + 0.2 * elapsed
-        self._release(seq)
 
     def _release(self, seq: Sequence, keep: bool = True) -> None:
         """The sequence leaves: its KV becomes a cache entry (or is freed); its sampler is freed."""
@@ -403,8 +403,8 @@ class Engine:
 
     def _fail_all(self, exc: BaseException) -> None:
         for seq in list(self._active):
-            seq.emit(exc)
             self._release(seq, keep=False)
+            seq.emit(exc)
         while self._waiting:
             self._waiting.popleft().emit(exc)
             self._dequeue()

@@ -1,0 +1,81 @@
+"""``lumbung ps``: the local models a running server has loaded, their memory and their requests."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from lumbung.errors import LumbungError
+from lumbung.settings import load_settings
+
+
+def _mib(value: Any) -> str:
+    return f"{int(value) / 2**20:,.0f} MiB" if isinstance(value, int) else "-"
+
+
+def _unloads(m: dict[str, Any], now: float) -> str:
+    at = m.get("expires_at")
+    if at is None:  # kept forever, or busy (the keep-alive counts from the last request)
+        return "in use" if m.get("active_requests") or m.get("queued_requests") else "never"
+    left = max(0, int(at - now))
+    return f"in {left // 60}m{left % 60:02d}s" if left >= 60 else f"in {left}s"
+
+
+def rows(models: list[dict[str, Any]], now: float, include_all: bool) -> list[list[str]]:
+    """One table row per model (pure: unit-tested)."""
+    out = []
+    for m in models:
+        if not m.get("loaded") and not include_all:
+            continue
+        if not m.get("loaded"):
+            out.append([m["id"], "-", "-", "-", "-", "not loaded"])
+            continue
+        cache = m.get("prefix_cache") or {}
+        lookups = cache.get("hits", 0) + cache.get("misses", 0)
+        hit = f"{cache.get('entries', 0)} kept, {100 * cache.get('hits', 0) // lookups}% hits" if lookups else "-"
+        running = f"{m.get('active_requests', 0)}/{m.get('parallel', '?')}"
+        queued = str(m.get("queued_requests", 0))
+        out.append([m["id"], _mib(m.get("memory_bytes")), running, queued, hit, _unloads(m, now)])
+    return out
+
+
+@click.command("ps")
+@click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="YAML config file (default: $LUMBUNG_CONFIG).")
+@click.option("--url", default=None, help="Server to ask (default: the configured host and port).")
+@click.option("--api-key", envvar="LUMBUNG_API_KEY", default=None, help="API key (default: $LUMBUNG_API_KEY).")
+@click.option("--all", "include_all", is_flag=True, help="Also list configured models that are not loaded.")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON of GET /v1/models.")
+def ps(config: Path | None, url: str | None, api_key: str | None, include_all: bool, as_json: bool) -> None:
+    """Show the loaded local models: memory, running/parallel requests, queue, prefix cache, unload time."""
+    if url is None:
+        try:
+            settings, _ = load_settings(config)
+        except LumbungError as exc:
+            raise click.ClickException(str(exc)) from exc
+        url = f"http://{settings.host}:{settings.port}"
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        response = httpx.get(url.rstrip("/") + "/v1/models", headers=headers, timeout=10)
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"cannot reach {url}: {exc}") from exc
+    if response.status_code != 200:
+        raise click.ClickException(f"{url} answered {response.status_code}: {response.text[:300]}")
+    models: list[dict[str, Any]] = response.json()["data"]
+    if as_json:
+        click.echo(json.dumps(models, indent=2))
+        return
+    table = Table(title=f"models at {url}")
+    for col in ("model", "memory", "running", "queued", "prefix cache", "unloads"):
+        table.add_column(col)
+    for row in rows(models, time.time(), include_all):
+        table.add_row(*row)
+    Console(width=None if sys.stdout.isatty() else 200).print(table)

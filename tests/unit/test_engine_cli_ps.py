@@ -1,0 +1,40 @@
+"""`lumbung ps` rows from GET /v1/models bodies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from click.testing import CliRunner
+
+from lumbung.cli import main
+from lumbung.cli_ps import rows
+
+LOADED: dict[str, Any] = {
+    "id": "gemma3:270m",
+    "loaded": True,
+    "memory_bytes": 600 * 2**20,
+    "active_requests": 2,
+    "queued_requests": 1,
+    "parallel": 4,
+    "expires_at": None,
+    "prefix_cache": {"entries": 3, "hits": 1, "misses": 3},
+}
+
+
+def test_loaded_model_row() -> None:
+    assert rows([LOADED], 0, False) == [["gemma3:270m", "600 MiB", "2/4", "1", "3 kept, 25% hits", "in use"]]
+
+
+def test_idle_models_show_when_they_unload_and_unloaded_ones_only_with_all() -> None:
+    idle = {**LOADED, "id": "b", "active_requests": 0, "queued_requests": 0, "expires_at": 1000 + 125}
+    forever = {**idle, "id": "c", "expires_at": None}
+    cold = {"id": "d", "loaded": False}
+    table = rows([idle, forever, cold], 1000, False)
+    assert [r[5] for r in table] == ["in 2m05s", "never"]
+    assert rows([cold], 0, True) == [["d", "-", "-", "-", "-", "not loaded"]]
+
+
+def test_ps_says_when_the_server_cannot_be_reached() -> None:
+    result = CliRunner().invoke(main, ["ps", "--url", "http://127.0.0.1:9"])
+    assert result.exit_code != 0 and "cannot reach" in result.output
+    assert "loaded local models" in CliRunner().invoke(main, ["ps", "--help"]).output

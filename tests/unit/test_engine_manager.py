@@ -1,0 +1,120 @@
+"""Model manager: load on first use, keep-alive unload, memory budget with LRU unload, leases."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from lumbung.engines.llamacpp import manager as manager_mod
+from lumbung.engines.llamacpp.manager import ModelManager
+from lumbung.errors import EngineError, ModelNotFound, Overloaded
+
+
+class FakeModel:
+    """Stands in for a loaded GGUF: it has a size, may be busy, and records being closed."""
+
+    def __init__(self, name: str, size: int) -> None:
+        self.name = name
+        self.memory_bytes = size
+        self.busy = False
+        self.last_used = time.monotonic()
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class Loader:
+    def __init__(self, sizes: dict[str, int]) -> None:
+        self.sizes = sizes
+        self.loads: list[str] = []
+        self.made: list[FakeModel] = []
+
+    def __call__(self, model_id: str) -> FakeModel:
+        self.loads.append(model_id)
+        if self.sizes[model_id] < 0:
+            raise EngineError("not a GGUF")
+        time.sleep(0.01)  # loading takes a while: concurrent requests must share one load
+        model = FakeModel(model_id, self.sizes[model_id])
+        self.made.append(model)
+        return model
+
+
+async def test_concurrent_first_requests_share_one_load() -> None:
+    loader = Loader({"a": 1})
+    mgr = ModelManager({"a": -1}.get, loader)
+
+    async def use() -> object:
+        async with mgr.lease("a") as m:
+            return m
+
+    models = await asyncio.gather(*(use() for _ in range(5)))
+    assert loader.loads == ["a"] and len({id(m) for m in models}) == 1
+    mgr.close()
+    assert loader.made[0].closed
+
+
+async def test_unknown_model_and_failed_load() -> None:
+    mgr = ModelManager({"bad": -1}.get, Loader({"bad": -1}))
+    with pytest.raises(ModelNotFound):
+        async with mgr.lease("nope"):
+            pass
+    with pytest.raises(Overloaded) as err:
+        async with mgr.lease("bad"):
+            pass
+    assert err.value.retry_after and err.value.status == 503
+
+
+async def test_idle_model_unloads_after_keep_alive_but_not_while_leased(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(manager_mod, "SWEEP_SECONDS", 0.01)
+    loader = Loader({"a": 1, "b": 1})
+    mgr = ModelManager({"a": 0.05, "b": -1}.get, loader)
+    async with mgr.lease("b"):
+        pass
+    async with mgr.lease("a"):
+        await asyncio.sleep(0.2)  # leased: kept however long it runs
+        assert "a" in mgr.slots
+    a = mgr.slots["a"].model
+    a.busy = True  # a request still queued in its engine
+    await asyncio.sleep(0.2)
+    assert "a" in mgr.slots
+    a.busy = False
+    a.last_used = time.monotonic()
+    for _ in range(100):
+        if "a" not in mgr.slots:
+            break
+        await asyncio.sleep(0.02)
+    assert "a" not in mgr.slots and loader.made[1].closed
+    assert "b" in mgr.slots  # keep_alive < 0: forever
+    async with mgr.lease("a"):  # and a later request loads it again
+        pass
+    assert loader.loads == ["b", "a", "a"]
+    mgr.close()
+
+
+async def test_memory_budget_unloads_least_recently_used_idle_model() -> None:
+    loader = Loader({"a": 40, "b": 40, "c": 40})
+    mgr = ModelManager({"a": -1, "b": -1, "c": -1}.get, loader, memory_budget=100)
+    async with mgr.lease("a"):
+        pass
+    async with mgr.lease("b"):
+        pass
+    async with mgr.lease("a"):  # a is now the more recently used
+        pass
+    async with mgr.lease("c"):
+        assert set(mgr.slots) == {"a", "c"} and mgr.used_bytes() == 80
+    mgr.close()
+
+
+async def test_a_model_that_cannot_fit_beside_busy_ones_is_refused() -> None:
+    loader = Loader({"a": 60, "b": 60})
+    mgr = ModelManager({"a": -1, "b": -1}.get, loader, memory_budget=100)
+    async with mgr.lease("a"):
+        with pytest.raises(Overloaded) as err:
+            async with mgr.lease("b"):
+                pass
+        assert err.value.retry_after
+        assert set(mgr.slots) == {"a"} and loader.made[1].closed
+    mgr.close()
