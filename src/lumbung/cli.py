@@ -97,4 +97,11 @@ def show_config(config: Path | None, as_json: bool) -> None:
 
 main.add_command(cli_gateway.status)
 main.add_command(cli_gateway.drill)
-from lumbung import __version__, cli_gateway, cli_ps, cli_store
+main.add_command(cli_store.pull)
+main.add_command(cli_store.list_models)
+main.add_command(cli_store.show)
+main.add_command(cli_store.rm)
+main.add_command(cli_store.verify)
+main.add_command(cli_store.export_models)
+main.add_command(cli_store.import_models)
+main.add_command(cli_ps.ps)
