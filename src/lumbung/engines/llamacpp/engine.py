@@ -46,6 +46,11 @@ LLAMA_MAX_SEQ = 256  # llama.cpp's compile-time limit on sequence ids
 # A waiting request whose prompt shares this many more tokens with a prompt still being read waits
 # for it, then reuses its cells (n > 1 choices, many clients with one system prompt).
 SHARE_WAIT_TOKENS = 32
+# A reused prefix leaves at least this many prompt tokens to read: the last one gives the logits,
+# and a one-token batch takes llama.cpp's single-row kernels, whose rounding differs from the
+# prompt-reading ones; with two, a cache hit gave the same greedy text as a miss in every trial
+# (docs/performance.md, "Determinism").
+RECOMPUTE_TOKENS = 2
 
 
 @dataclass(slots=True)
@@ -277,7 +282,7 @@ class Engine:
         seq.started = time.monotonic()
         if self.cache.enabled:
             src, shared = self.cache.match(seq.prompt, self._running_prefixes())
-            shared = min(shared, len(seq.prompt) - 1)  # the last prompt token is decoded for logits
+            shared = min(shared, len(seq.prompt) - RECOMPUTE_TOKENS)
             if shared > 0:
                 for dst in self._ids(seq.handle):
                     llama_cpp.llama_memory_seq_cp(self.mem, self._ids(src)[0], dst, 0, shared)

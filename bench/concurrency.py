@@ -1,0 +1,92 @@
+"""Concurrency: 1, 4 and 8 streaming clients against lumbung, llama.cpp's llama-server and
+llama-cpp-python's server, same model (the embedded Gemma 3 270M), same threads, in one run.
+
+    .bench/venv/bin/python bench/concurrency.py [--threads 2] [--tokens 64] [--rounds 2]
+
+Each client sends --rounds requests one after another (greedy, --tokens new tokens, a distinct
+prompt each). Prints aggregate tokens/s and time to first token p50/p95 per server and client
+count, then lumbung's ratios to each peer (throughput: higher is better for lumbung; TTFT: lower).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+
+import httpx
+from engine_common import (
+    Server,
+    conditions,
+    llama_cpp_python_server,
+    llama_server,
+    lumbung,
+    model_path,
+    pct,
+    stream_chat,
+    table,
+)
+
+CLIENTS = [1, 4, 8]
+
+
+async def load(server: Server, clients: int, rounds: int, tokens: int) -> dict[str, float]:
+    ttfts: list[float] = []
+    total = 0
+
+    async def client(i: int, http: httpx.AsyncClient) -> None:
+        nonlocal total
+        for r in range(rounds):
+            msg = [{"role": "user", "content": f"Client {i}, request {r}: tell a long story about rice barns."}]
+            res = await stream_chat(http, server.url, msg, tokens)
+            ttfts.append(res.ttft)
+            total += res.tokens
+
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=64)) as http:
+        start = time.perf_counter()
+        await asyncio.gather(*(client(i, http) for i in range(clients)))
+        wall = time.perf_counter() - start
+    return {"tok_s": total / wall, "p50": pct(ttfts, 0.5), "p95": pct(ttfts, 0.95)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--tokens", type=int, default=64)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--parallel", type=int, default=8, help="slots of lumbung and llama-server")
+    args = ap.parse_args()
+    model = model_path()
+    print(f"conditions: {conditions()}; model {model.name}; threads {args.threads}")
+    servers = [
+        lumbung(args.threads, args.parallel, 2048),
+        llama_server(model, args.threads, args.parallel, 2048),
+        llama_cpp_python_server(model, args.threads, 4096),
+    ]
+    results: dict[str, dict[int, dict[str, float]]] = {}
+    for server in servers:
+        if server is None:
+            continue
+        with server:
+            results[server.name] = {c: asyncio.run(load(server, c, args.rounds, args.tokens)) for c in CLIENTS}
+    rows = [
+        [name, str(c), f"{r['tok_s']:.1f}", f"{r['p50']:.2f}", f"{r['p95']:.2f}"]
+        for name, by in results.items() for c, r in by.items()
+    ]
+    table("aggregate decode and time to first token", ["server", "clients", "tokens/s", "TTFT p50 s", "TTFT p95 s"], rows)
+    ours = results["lumbung"]
+    ratio_rows = []
+    for peer, by in results.items():
+        if peer == "lumbung":
+            continue
+        for c in CLIENTS:
+            ratio_rows.append([
+                peer, str(c), f"{ours[c]['tok_s'] / by[c]['tok_s']:.2f}x",
+                f"{ours[c]['p50'] / by[c]['p50']:.2f}", f"{ours[c]['p95'] / by[c]['p95']:.2f}",
+            ])
+    table("lumbung / peer (tokens/s: >1 is better; TTFT: <1 is better)",
+          ["peer", "clients", "tokens/s", "TTFT p50", "TTFT p95"], ratio_rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""The engine behind a real `lumbung serve`, driven by the openai SDK: many streams at once, a full
+queue, prefix reuse, idle unload and reload, the memory budget, and `lumbung ps`."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from lumbung.store.embedded import embedded_model_path
+from tests.support.server import ServerProcess
+
+HANDBOOK = " ".join(f"Rule {i}: barn {i % 5} opens at dawn." for i in range(30))
+
+
+def models(server: ServerProcess) -> dict[str, dict[str, Any]]:
+    body = httpx.get(server.base_url + "/v1/models", timeout=10).json()
+    return {m["id"]: m for m in body["data"]}
+
+
+def wait_for(check: Callable[[], bool], seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.1)
+
+
+async def test_eight_streams_at_once_all_finish_and_health_stays_up(server: ServerProcess) -> None:
+    async with openai.AsyncOpenAI(base_url=server.base_url + "/v1", api_key="x", max_retries=0) as client:
+
+        async def one(i: int) -> tuple[str, Any, str | None]:
+            stream = await client.chat.completions.create(
+                model="default", messages=[{"role": "user", "content": f"Story {i} about kites."}],
+                max_tokens=24, temperature=0, stream=True, stream_options={"include_usage": True},
+            )
+            text, usage, finish = "", None, None
+            async for chunk in stream:
+                if chunk.choices:
+                    text += chunk.choices[0].delta.content or ""
+                    finish = chunk.choices[0].finish_reason or finish
+                usage = chunk.usage or usage
+            return text, usage, finish
+
+        async def probe() -> list[int]:
+            busy = []
+            async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
+                for _ in range(20):
+                    assert (await http.get("/health")).status_code == 200
+                    listing = (await http.get("/v1/models")).json()["data"]
+                    busy.append(sum(m.get("active_requests", 0) + m.get("queued_requests", 0) for m in listing))
+                    await asyncio.sleep(0.05)
+            return busy
+
+        streams = asyncio.gather(*(one(i) for i in range(8)))
+        busy = await probe()
+        results = await streams
+    assert max(busy) > 0  # the probes ran while the engine was busy
+    for text, usage, finish in results:
+        assert finish == "length" and usage.completion_tokens == 24 and text
+
+
+def test_a_full_queue_answers_429_with_retry_after(start_server: Callable[..., ServerProcess]) -> None:
+    server = start_server(env={"LUMBUNG_PARALLEL": "1", "LUMBUNG_MAX_QUEUE": "0"})
+    client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="x", max_retries=0)
+    stream = client.chat.completions.create(
+        model="default", messages=[{"role": "user", "content": "A very long story."}], max_tokens=2000, stream=True
+    )
+    next(iter(stream))  # it holds the only slot now
+    with pytest.raises(openai.RateLimitError) as err:
+        client.chat.completions.create(model="default", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+    assert int(err.value.response.headers["retry-after"]) >= 1
+    assert err.value.code == "rate_limit_exceeded"
+    ps = subprocess.run(
+        [sys.executable, "-m", "lumbung", "ps", "--url", server.base_url],
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    assert "gemma3:270m" in ps.stdout and "1/1" in ps.stdout and "MiB" in ps.stdout
+    stream.close()  # the disconnect frees the slot
+    wait_for(lambda: models(server)["gemma3:270m"]["active_requests"] == 0)
+    done = client.chat.completions.create(model="default", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+    assert done.usage and done.usage.completion_tokens == 2
+
+
+def test_a_shared_system_prompt_is_reused_and_reported(server: ServerProcess) -> None:
+    client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="x", max_retries=0)
+
+    def ask(question: str) -> Any:
+        return client.chat.completions.create(
+            model="default", max_tokens=4, temperature=0,
+            messages=[{"role": "system", "content": HANDBOOK}, {"role": "user", "content": question}],
+        )
+
+    before = models(server)["gemma3:270m"]["prefix_cache"]["hits"]
+    first, second = ask("When does barn 3 open?"), ask("Who has the keys?")
+    assert first.usage and second.usage
+    details = second.usage.prompt_tokens_details
+    assert details is not None and details.cached_tokens is not None
+    assert details.cached_tokens >= 250 and details.cached_tokens < second.usage.prompt_tokens
+    assert models(server)["gemma3:270m"]["prefix_cache"]["hits"] >= before + 1
+
+
+def test_idle_unload_reload_and_memory_budget(start_server: Callable[..., ServerProcess], lumbung_home: Path) -> None:
+    path = str(embedded_model_path(lumbung_home))
+    small = {"path": path, "parallel": 1, "context_size": 512, "prefix_cache_mb": 0}
+    server = start_server(config={
+        "serve_default_model": False,
+        "memory_budget_mb": 400,  # one copy of the 270M model fits, two do not
+        "models": [{"id": "a", "keep_alive": 2, **small}, {"id": "b", "keep_alive": -1, **small}],
+    })
+    client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="x", max_retries=0)
+
+    def ask(model: str) -> str:
+        r = client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "Name three grains."}], max_tokens=8, temperature=0
+        )
+        return r.choices[0].message.content or ""
+
+    first = ask("a")
+    assert models(server)["a"]["loaded"] and models(server)["a"]["memory_bytes"] < 400 * 2**20
+    wait_for(lambda: not models(server)["a"]["loaded"])  # idle past its keep-alive
+    assert ask("a") == first  # loaded again, same greedy answer
+    assert models(server)["a"]["loaded"]
+    ask("b")  # b does not fit beside a: the idle a goes
+    listing = models(server)
+    assert listing["b"]["loaded"] and not listing["a"]["loaded"]
