@@ -132,6 +132,7 @@ class Engine:
         self._lock = threading.Lock()
         self._close_lock = threading.Lock()
         self._queued = 0  # submitted, not yet running
+        self._kv_snapshot = (0, 0, 0)  # (cells used, cells held by the cache alone, cache entries)
         self._service_time = 2.0  # running average of a request's seconds in a slot (Retry-After)
         self.last_used = time.monotonic()
         self._thread = threading.Thread(target=self._run, name=f"engine-{name}", daemon=True)
@@ -148,15 +149,17 @@ class Engine:
         return self._queued
 
     def stats(self) -> EngineStats:
-        """A snapshot for /v1/models and `lumbung ps` (read without locks: good enough to show)."""
+        """For /v1/models and `lumbung ps`: counters, and KV figures the engine thread published
+        after its last step (the ledger itself belongs to that thread)."""
         cache = self.cache
+        kv_used, cache_cells, entries = self._kv_snapshot
         return EngineStats(
             active=len(self._active),
             queued=self._queued,
             kv_cells=self.n_ctx,
-            kv_used=self.ledger.used(),
-            cache_entries=len(cache),
-            cache_cells=cache.cells(),
+            kv_used=kv_used,
+            cache_entries=entries,
+            cache_cells=cache_cells,
             cache_hits=cache.hits,
             cache_misses=cache.misses,
             cached_tokens=cache.reused_tokens,
@@ -217,6 +220,7 @@ class Engine:
                 self._admit()
                 if self._active:
                     self._step()
+                self._kv_snapshot = (self.ledger.used(), self.cache.cells(), len(self.cache))
             except Exception as exc:  # a bug or a decode failure: fail the batch, keep serving
                 log.exception("engine %s step failed", self.name)
                 self._fail_all(InternalError(f"the engine failed: {exc}"))
