@@ -80,6 +80,7 @@ def configured_specs(settings: Settings, store: ModelStore) -> list[LocalModelSp
                 path=path,
                 aliases=list(model.aliases),
                 chat_template=model.chat_template,
+                tool_format=model.tool_format,
                 engine=engine_config(settings, model),
                 keep_alive=settings.keep_alive if model.keep_alive is None else model.keep_alive,
                 embedding=model.embedding or bool(manifest and manifest.gguf and manifest.gguf.embedding),

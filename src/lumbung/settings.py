@@ -54,6 +54,11 @@ class ModelConfig(BaseModel):
         description="A Jinja chat template (text, or a built-in name such as `gemma`), "
         "overriding the GGUF's own.",
     )
+    tool_format: str | None = Field(
+        default=None,
+        description="Tool-call format: hermes, qwen3_coder, llama3, mistral, deepseek or gemma "
+        "(default: detected from the chat template, then the architecture).",
+    )
     context_size: int | None = Field(default=None, ge=64, description="Context tokens per sequence.")
     parallel: int | None = Field(default=None, ge=1, le=64, description="Concurrent sequences.")
     keep_alive: float | None = Field(default=None, description="Seconds idle before unloading.")

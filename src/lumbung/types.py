@@ -21,9 +21,13 @@ def new_id(prefix: str) -> str:
 
 @dataclass(slots=True)
 class ToolCall:
+    """A call, or in a stream a fragment of one: a fragment with an ``id`` opens call ``index``
+    (carrying its name); a fragment without one appends ``arguments`` to that call."""
+
     id: str
     name: str
     arguments: str  # JSON text, as OpenAI carries it
+    index: int = 0
 
 
 @dataclass(slots=True)
@@ -76,6 +80,7 @@ class ChatRequest:
     tools: list[Tool] = field(default_factory=list)
     tool_choice: str | dict[str, Any] = "auto"
     parallel_tool_calls: bool = True
+    think: bool | None = None  # reasoning on/off where the template has a switch; None: its default
     user: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     id: str = field(default_factory=lambda: new_id("req"))

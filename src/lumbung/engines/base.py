@@ -57,10 +57,21 @@ class Collector:
             self.text.append(chunk.text)
         if chunk.reasoning:
             self.reasoning.append(chunk.reasoning)
-        self.tool_calls.extend(chunk.tool_calls)
+        for call in chunk.tool_calls:
+            self._add_call(call)
         self.logprobs.extend(chunk.logprobs)
         if chunk.finish_reason is not None:
             self.last = chunk
+
+    def _add_call(self, call: ToolCall) -> None:
+        if call.id or not self.tool_calls:
+            self.tool_calls.append(ToolCall(call.id, call.name, call.arguments, call.index))
+            return
+        for whole in reversed(self.tool_calls):  # a fragment continues the call with its index
+            if whole.index == call.index:
+                whole.arguments += call.arguments
+                return
+        self.tool_calls.append(ToolCall(call.id, call.name, call.arguments, call.index))
 
     def result(self) -> Completion:
         if self.last is None or self.last.finish_reason is None or self.last.usage is None:

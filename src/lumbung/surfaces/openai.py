@@ -221,6 +221,7 @@ def parse_chat_request(body: bytes) -> tuple[ChatRequest, ChatOptions]:
         ],
         tool_choice=tool_choice,
         parallel_tool_calls=wire.parallel_tool_calls is not False,
+        think=wire.chat_template_kwargs.enable_thinking if wire.chat_template_kwargs else None,
         user=wire.user,
         metadata=dict(wire.metadata or {}),
         id=new_id("chatcmpl"),
@@ -336,7 +337,8 @@ class ChunkWriter:
         self.include_usage = include_usage
         self.n = n
         self.started: set[int] = set()
-        self.tool_index: dict[int, int] = {}
+        self.tool_index: dict[int, int] = {}  # per choice: the next call index on the wire
+        self.wire_index: dict[tuple[int, int], int] = {}  # (choice, core call index) -> wire index
         self.usages: dict[int, Usage] = {}
         self.logprobs = logprobs
 
@@ -351,6 +353,18 @@ class ChunkWriter:
             body["usage"] = None
         return body
 
+    def _call_deltas(self, call: ToolCall, choice: int) -> list[dict[str, Any]]:
+        """OpenAI's shape: a call's index, id, type and name once, then its arguments in fragments."""
+        if not call.id:  # a fragment continuing an open call
+            index = self.wire_index.get((choice, call.index), max(self.tool_index.get(choice, 1) - 1, 0))
+            return [{"index": index, "function": {"arguments": call.arguments}}] if call.arguments else []
+        index = self.wire_index[(choice, call.index)] = self.tool_index.get(choice, 0)
+        self.tool_index[choice] = index + 1
+        function = {"name": call.name, "arguments": ""}
+        head = {"index": index, "id": call.id, "type": "function", "function": function}
+        tail = [{"index": index, "function": {"arguments": call.arguments}}] if call.arguments else []
+        return [head, *tail]
+
     def bodies(self, chunk: Chunk, index: int = 0) -> list[dict[str, Any]]:
         """The chunks for one core chunk of choice ``index``."""
         out = []
@@ -362,17 +376,11 @@ class ChunkWriter:
             delta["reasoning_content"] = chunk.reasoning
         if chunk.text:
             delta["content"] = chunk.text
-        if chunk.tool_calls:
-            calls = []
-            for call in chunk.tool_calls:
-                body = _tool_calls_body([call])[0]
-                body["index"] = self.tool_index.get(index, 0)
-                self.tool_index[index] = body["index"] + 1
-                calls.append(body)
-            delta["tool_calls"] = calls
         if delta or (self.logprobs and chunk.logprobs):
             logprobs = lp.openai_chat(chunk.logprobs) if self.logprobs else None
             out.append(self._chunk(delta, None, index, logprobs))
+        for call in chunk.tool_calls:
+            out.extend(self._chunk({"tool_calls": [d]}, None, index) for d in self._call_deltas(call, index))
         if chunk.finish_reason is not None:
             out.append(self._chunk({}, chunk.finish_reason, index))
             if chunk.usage is not None:

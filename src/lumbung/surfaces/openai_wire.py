@@ -77,6 +77,10 @@ class ResponseFormatIn(_Wire):
     json_schema: JsonSchemaFormat | None = None
 
 
+class ChatTemplateKwargs(_Closed):
+    enable_thinking: bool | None = None
+
+
 class StreamOptions(_Wire):
     include_usage: bool | None = None
     include_obfuscation: bool | None = None
@@ -122,5 +126,6 @@ class ChatCompletionRequestIn(_Wire):
     prompt_cache_key: str | None = None
     prompt_cache_retention: str | None = None
     prompt_cache_options: dict[str, Any] | None = None
+    chat_template_kwargs: ChatTemplateKwargs | None = None  # vLLM/SGLang extension
     safety_identifier: str | None = None
     moderation: dict[str, Any] | None = None

@@ -16,10 +16,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
+from lumbung import toolcalls
 from lumbung.engines.base import Embeddings
 from lumbung.engines.llamacpp.embedder import Embedder, EmbedderConfig, pooling_for
 from lumbung.engines.llamacpp.engine import Engine, EngineConfig, Sequence
 from lumbung.engines.llamacpp.manager import ModelManager
+from lumbung.engines.llamacpp.grammar import GrammarCompiler, MaskSampler, Trigger, request_grammar
 from lumbung.engines.llamacpp.model import LlamaModel
 from lumbung.engines.llamacpp.templates import ChatTemplate, select_template
 from lumbung.errors import (
@@ -27,6 +29,9 @@ from lumbung.errors import (
     InvalidRequest,
     UnsupportedParameter,
 )
+from lumbung.toolcalls.output import OutputShaper
+from lumbung.toolcalls.reasoning import ThinkSplitter
+from lumbung.toolcalls.render import adapt_messages
 from lumbung.types import ChatRequest, Chunk, CompletionRequest, ModelInfo
 
 log = logging.getLogger(__name__)
@@ -40,6 +45,7 @@ class LocalModelSpec:
     path: Path | Callable[[], Path]
     aliases: list[str] = field(default_factory=list)
     chat_template: str | None = None
+    tool_format: str | None = None
     engine: EngineConfig = field(default_factory=EngineConfig)
     keep_alive: float = 300.0
     embedding: bool = False  # an embedding model: pooled vectors only, no text generation
@@ -66,6 +72,27 @@ class LocalModel:
                 eos_token=self.model.token_text(self.model.eos),
             )
             self.stop_tokens = frozenset(self._single_tokens(self.template.stop_strings))
+            self.tool_format = toolcalls.detect(
+                override=spec.tool_format, template=self.template.source, architecture=self.model.architecture
+            )
+            self.grammars = GrammarCompiler(self.model, self.stop_tokens)
+            # Markers that are special tokens (Mistral's [TOOL_CALLS], DeepSeek's, <think> in some
+            # vocabularies) print as nothing by default; the parsers need to see them.
+            markers = (
+                *self.tool_format.starts,
+                *self.tool_format.ignore,
+                self.tool_format.end or "",
+                "<think>",
+                "</think>",
+            )
+            self.shown_tokens = frozenset(
+                t
+                for m in markers
+                if m
+                and (t := self.grammars.special_token(m)) is not None
+                and not self.model.piece(t)
+                and t not in self.stop_tokens
+            )
             self.engine = Engine(self.model, spec.engine, name=spec.id)
         except BaseException:
             self.model.close()
@@ -120,7 +147,9 @@ class LocalModel:
     def prompt_tokens(self, request: ChatRequest | CompletionRequest) -> tuple[list[int], list[str]]:
         """Render and tokenize; returns the tokens and the stop strings that apply."""
         if isinstance(request, ChatRequest):
-            text = self.template.render(request.messages, tools=request.tools or None)
+            messages, tools = adapt_messages(request, self.tool_format, self.template.source)
+            extra = {} if request.think is None else {"enable_thinking": request.think}
+            text = self.template.render(messages, tools=tools, **extra)
             stops = self.template.stop_strings + request.sampling.stop
             bos_text = self.template.bos_token
             add_special = self.model.add_bos and not (bos_text and text.startswith(bos_text))
@@ -130,6 +159,42 @@ class LocalModel:
             tokens = self.model.tokenize(request.prompt, add_special=self.model.add_bos, parse_special=False)
         return tokens, stops
 
+    def _constraint(self, request: ChatRequest) -> MaskSampler | None:
+        """Compile the request's grammar (a few ms; the vocabulary view once per model, ~2 s)."""
+        plan = request_grammar(request, self.tool_format, self.grammars.literal)
+        if plan is None:
+            return None
+        trigger = None
+        if plan.trigger:
+            trigger = Trigger(plan.trigger, self._token_text, self._tokenize_special)
+        return self.grammars.sampler(self.grammars.matcher(plan.grammar, plan.where), trigger)
+
+    def _token_text(self, token: int) -> str:
+        if token in self.shown_tokens:
+            return self.model.token_text(token)
+        return self.model.piece(token).decode("utf-8", "replace")
+
+    def _tokenize_special(self, text: str) -> list[int]:
+        return self.model.tokenize(text, add_special=False, parse_special=True)
+
+    def _shaper(self, request: ChatRequest, tokens: list[int]) -> OutputShaper | None:
+        use_tools = bool(request.tools) and request.tool_choice != "none"
+        think = None
+        if "<think>" in self.template.source and request.think is not False:
+            tail = self.model.detokenize(tokens[-4:]).rstrip()
+            think = ThinkSplitter(inside=tail.endswith("<think>"))
+        if not use_tools and think is None:
+            return None
+        return OutputShaper(fmt=self.tool_format if use_tools else None, tools=request.tools, think=think)
+
+    def _check_think(self, request: ChatRequest) -> None:
+        if request.think is not None and "enable_thinking" not in self.template.source:
+            raise UnsupportedParameter(
+                "Unsupported parameter: 'chat_template_kwargs.enable_thinking': this model's chat "
+                "template has no switch for reasoning.",
+                param="chat_template_kwargs.enable_thinking",
+            )
+
     async def stream(self, request: ChatRequest | CompletionRequest) -> AsyncGenerator[Chunk, None]:
         if self.spec.embedding:
             raise InvalidRequest(
@@ -137,9 +202,12 @@ class LocalModel:
                 "use it with the embeddings endpoints.",
                 param="model",
             )
+        constraint: MaskSampler | None = None
         if isinstance(request, ChatRequest):
-            _refuse_unenforced(request)
+            self._check_think(request)
+            constraint = await asyncio.to_thread(self._constraint, request)
         tokens, stops = await asyncio.to_thread(self.prompt_tokens, request)
+        shaper = self._shaper(request, tokens) if isinstance(request, ChatRequest) else None
         limit = self.context_size
         if len(tokens) >= limit:
             raise ContextLengthExceeded(
@@ -162,6 +230,8 @@ class LocalModel:
             out=asyncio.Queue(),
             deadline=time.monotonic() + self.request_timeout,
             stop_tokens=self.stop_tokens,
+            sampler_pre=(constraint,) if constraint is not None else (),
+            shown_tokens=self.shown_tokens if shaper is not None else frozenset(),
         )
         self.engine.submit(seq)
         finished = False
@@ -173,22 +243,12 @@ class LocalModel:
                     raise item
                 if item.finish_reason is not None:
                     finished = True
-                yield item
+                yield shaper.shape(item) if shaper is not None else item
                 if finished:
                     return
         finally:
             if not finished:  # the client went away, or the consumer stopped early
                 self.engine.cancel(seq)
-
-
-def _refuse_unenforced(request: ChatRequest) -> None:
-    """Fail closed on what the local engine cannot honour yet (never a silent 200)."""
-    if request.tools and request.tool_choice != "none":
-        raise UnsupportedParameter("tools are not supported by this model yet", param="tools")
-    if request.response_format.type != "text":
-        raise UnsupportedParameter(
-            f"response_format {request.response_format.type!r} is not supported yet", param="response_format"
-        )
 
 
 class LlamaCppBackend:

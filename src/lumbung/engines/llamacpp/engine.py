@@ -359,7 +359,7 @@ class Engine:
         if self.model.is_eog(token) or token in seq.stop_tokens:
             self._finish(seq, "", "stop")
             return
-        piece = self.model.piece(token)
+        piece = self.model.token_text(token).encode() if token in seq.shown_tokens else self.model.piece(token)
         if seq.params.logprobs is not None:
             seq.logprobs.append(self._logprob(token, piece, index, seq.params.logprobs))
         text = seq.utf8.feed(piece)

@@ -22,8 +22,9 @@ class Sampler:
         chain_params = llama_cpp.llama_sampler_chain_default_params()
         chain_params.no_perf = True
         self.ptr = llama_cpp.llama_sampler_chain_init(chain_params)
-        for extra in pre:  # constraints (grammars) go first, so later stages see masked logits
-            llama_cpp.llama_sampler_chain_add(self.ptr, extra)
+        self._pre = tuple(pre)  # Python-implemented samplers must outlive the chain that calls them
+        for extra in self._pre:  # constraints (grammars) go first, so later stages see masked logits
+            llama_cpp.llama_sampler_chain_add(self.ptr, getattr(extra, "ptr", extra))
         add = self._add
         if params.presence_penalty or params.frequency_penalty or params.repeat_penalty != 1.0:
             add(

@@ -28,6 +28,7 @@ class Sequence:
     deadline: float = float("inf")
     stop_tokens: frozenset[int] = frozenset()
     sampler_pre: tuple[Any, ...] = ()
+    shown_tokens: frozenset[int] = frozenset()  # special tokens written as text (tool-call markers)
     cancelled: bool = False
     submitted: float = field(default_factory=time.monotonic)
     # Engine-thread state below.

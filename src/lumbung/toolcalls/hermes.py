@@ -1,0 +1,33 @@
+"""Qwen 2.5 / Qwen 3 (Hermes style): ``<tool_call>\\n{"name": ..., "arguments": {...}}\\n</tool_call>``.
+
+Qwen's own chat templates render ``tools`` and ``tool_calls``; several calls are consecutive blocks.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from lumbung.toolcalls.base import Literal, ParsedCall, ToolFormat, call_from_json, lark_string
+from lumbung.types import Tool
+
+
+class HermesFormat(ToolFormat):
+    name = "hermes"
+    starts = ("<tool_call>",)
+    end = "</tool_call>"
+
+    def parse_block(self, body: str, tools: dict[str, Tool]) -> list[ParsedCall] | None:
+        try:
+            call = call_from_json(json.loads(body), tools, ("arguments", "parameters"))
+        except ValueError:
+            return None
+        return [call] if call else None
+
+    def render_call(self, name: str, arguments: dict[str, Any]) -> str:
+        body = json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False)
+        return f"<tool_call>\n{body}\n</tool_call>"
+
+    def grammar_call(self, tool: Tool, args_rule: str, lit: Literal) -> str:
+        head = lark_string(f'\n{{"name": {json.dumps(tool.name)}, "arguments": ')
+        return f'{lit("<tool_call>")} {head} {args_rule} "}}\\n" {lit("</tool_call>")}'

@@ -1,0 +1,53 @@
+"""From raw model text to what the client sees: reasoning, answer text and tool calls.
+
+``OutputShaper`` sits between the local engine's chunks and the surfaces: it splits
+``<think>`` reasoning off, parses the family's tool calls out of the answer, gives each call an id
+and an index, and reports ``finish_reason: "tool_calls"`` when an answer that stopped made calls.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from lumbung.toolcalls.base import CallParser, Parsed, ToolFormat
+from lumbung.toolcalls.reasoning import ThinkSplitter
+from lumbung.types import Chunk, Tool, ToolCall
+
+
+def call_id() -> str:
+    return "call_" + uuid.uuid4().hex[:24]
+
+
+class OutputShaper:
+    def __init__(self, *, fmt: ToolFormat | None, tools: list[Tool], think: ThinkSplitter | None) -> None:
+        self.parser: CallParser | None = fmt.parser(tools) if fmt is not None else None
+        self.think = think
+        self.n_calls = 0
+
+    def shape(self, chunk: Chunk) -> Chunk:
+        reasoning, text = self.think.feed(chunk.text) if self.think else ("", chunk.text)
+        final = chunk.finish_reason is not None
+        if final and self.think:
+            more_reasoning, more_text = self.think.finish()
+            reasoning += more_reasoning
+            text += more_text
+        parsed = self.parser.feed(text) if self.parser else Parsed(text)
+        if final and self.parser:
+            rest = self.parser.finish()
+            parsed.text += rest.text
+            parsed.calls += rest.calls
+        calls = []
+        for call in parsed.calls:
+            calls.append(ToolCall(call_id(), call.name, call.arguments, self.n_calls))
+            self.n_calls += 1
+        reason = chunk.finish_reason
+        if reason == "stop" and self.n_calls:
+            reason = "tool_calls"
+        return Chunk(
+            text=parsed.text,
+            reasoning=chunk.reasoning + reasoning,
+            tool_calls=[*chunk.tool_calls, *calls],
+            finish_reason=reason,
+            usage=chunk.usage,
+            logprobs=chunk.logprobs,
+        )

@@ -1,0 +1,257 @@
+"""Tool calling on the real embedded model through the `openai` SDK.
+
+The base model has no tool training: with ``tool_choice`` required or named, constrained decoding
+makes its answer a well-formed call whose arguments validate against the tool's schema. These tests
+check that contract and OpenAI's wire shape, never the model's judgement.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import jsonschema
+import openai
+import pytest
+from pydantic import BaseModel, Field
+
+from tests.support.server import ServerProcess
+from tests.support.spec import validate
+
+ASK = [{"role": "user", "content": "What is the weather in Jakarta in the next two days?"}]
+WEATHER: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "city": {"type": "string", "maxLength": 20},
+        "days": {"type": "integer", "minimum": 1, "maximum": 7},
+        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+    },
+    "required": ["city", "days", "unit"],
+    "additionalProperties": False,
+}
+TIME: dict[str, Any] = {
+    "type": "object",
+    "properties": {"zone": {"type": "string", "enum": ["WIB", "WITA", "WIT"]}},
+    "required": ["zone"],
+    "additionalProperties": False,
+}
+TOOLS: list[Any] = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Forecast for a city",
+            "parameters": WEATHER,
+            "strict": True,
+        },
+    },
+    {
+        "type": "function",
+        "function": {"name": "get_time", "description": "Time in an Indonesian zone", "parameters": TIME},
+    },
+]
+SCHEMAS = {"get_weather": WEATHER, "get_time": TIME}
+
+
+class Forecast(BaseModel):
+    city: str = Field(max_length=20)
+    days: int = Field(ge=1, le=7)
+
+
+@pytest.fixture
+def client(server: ServerProcess) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.base_url + "/v1", api_key="anything", max_retries=0)
+
+
+def test_named_tool_choice_gives_one_valid_call(client: openai.OpenAI) -> None:
+    raw = client.chat.completions.with_raw_response.create(
+        model="default",
+        messages=ASK,
+        tools=TOOLS,
+        max_tokens=80,
+        temperature=0,
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+    )
+    body = json.loads(raw.text)
+    validate(body, "CreateChatCompletionResponse")
+    choice = body["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    assert choice["message"]["content"] is None
+    [call] = choice["message"]["tool_calls"]
+    assert call["type"] == "function" and call["id"].startswith("call_")
+    assert call["function"]["name"] == "get_weather"
+    jsonschema.validate(json.loads(call["function"]["arguments"]), WEATHER)
+
+
+def test_required_tool_choice_calls_only_offered_tools_with_valid_arguments(client: openai.OpenAI) -> None:
+    for seed in (1, 2, 3):
+        done = client.chat.completions.create(
+            model="default",
+            messages=ASK,
+            tools=TOOLS,
+            tool_choice="required",
+            max_tokens=120,
+            temperature=1.0,
+            seed=seed,
+        )
+        choice = done.choices[0]
+        assert choice.finish_reason == "tool_calls"
+        calls = choice.message.tool_calls or []
+        assert 1 <= len(calls) <= len(TOOLS)
+        assert len({c.id for c in calls}) == len(calls)
+        for call in calls:
+            assert call.type == "function"
+            jsonschema.validate(json.loads(call.function.arguments), SCHEMAS[call.function.name])
+
+
+def test_parallel_tool_calls_false_gives_exactly_one_call(client: openai.OpenAI) -> None:
+    done = client.chat.completions.create(
+        model="default",
+        messages=ASK,
+        tools=TOOLS,
+        tool_choice="required",
+        parallel_tool_calls=False,
+        max_tokens=80,
+        temperature=0,
+    )
+    assert done.choices[0].finish_reason == "tool_calls"
+    assert len(done.choices[0].message.tool_calls or []) == 1
+
+
+def test_stream_helper_accumulates_the_call_into_the_pydantic_model(client: openai.OpenAI) -> None:
+    tool = openai.pydantic_function_tool(Forecast, name="forecast")
+    chunks = []
+    deltas = []
+    with client.chat.completions.stream(
+        model="default",
+        messages=ASK,
+        tools=[tool],
+        max_tokens=80,
+        temperature=0,
+        tool_choice={"type": "function", "function": {"name": "forecast"}},
+    ) as stream:
+        for event in stream:
+            if event.type == "chunk":
+                chunks.append(event.chunk)
+            elif event.type == "tool_calls.function.arguments.delta":
+                deltas.append(event.arguments_delta)
+        final = stream.get_final_completion()
+    for chunk in chunks:
+        validate(chunk.model_dump(exclude_unset=True), "CreateChatCompletionStreamResponse")
+    choice = final.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    [call] = choice.message.tool_calls or []
+    assert call.function.name == "forecast"
+    assert isinstance(call.function.parsed_arguments, Forecast)
+    assert "".join(deltas) == call.function.arguments
+
+
+def test_stream_delta_shape_is_openais(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model="default",
+        messages=ASK,
+        tools=TOOLS,
+        tool_choice="required",
+        max_tokens=120,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    for chunk in chunks:
+        validate(chunk.model_dump(exclude_unset=True), "CreateChatCompletionStreamResponse")
+    deltas = [d for c in chunks if c.choices for d in c.choices[0].delta.tool_calls or []]
+    assert deltas
+    calls: dict[int, dict[str, str]] = {}
+    for d in deltas:
+        if d.index not in calls:  # the first delta of a call names it: id, type and name, once
+            assert d.id and d.type == "function" and d.function and d.function.name
+            calls[d.index] = {"name": d.function.name, "arguments": d.function.arguments or ""}
+        else:  # later deltas carry argument fragments only
+            assert d.id is None and d.type is None and d.function and d.function.name is None
+            calls[d.index]["arguments"] += d.function.arguments or ""
+    assert sorted(calls) == list(range(len(calls)))
+    for call in calls.values():
+        jsonschema.validate(json.loads(call["arguments"]), SCHEMAS[call["name"]])
+    finishing = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finishing == ["tool_calls"]
+    assert chunks[-1].usage is not None
+    whole = client.chat.completions.create(
+        model="default", messages=ASK, tools=TOOLS, tool_choice="required", max_tokens=120, temperature=0
+    )
+    assert [(c.function.name, c.function.arguments) for c in whole.choices[0].message.tool_calls or []] == [
+        (c["name"], c["arguments"]) for c in calls.values()
+    ]
+
+
+def test_tool_choice_none_answers_in_text(client: openai.OpenAI) -> None:
+    done = client.chat.completions.create(
+        model="default", messages=ASK, tools=TOOLS, tool_choice="none", max_tokens=12, temperature=0
+    )
+    assert done.choices[0].message.tool_calls is None
+    assert done.choices[0].finish_reason in ("stop", "length")
+
+
+def test_conversation_with_tool_results_goes_through_the_template(client: openai.OpenAI) -> None:
+    history: list[Any] = [
+        *ASK,
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {
+                        "name": "get_weather",
+                        "arguments": '{"city": "Jakarta", "days": 2, "unit": "celsius"}',
+                    },
+                },
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": '{"forecast": ["rain", "sun"]}'},
+    ]
+    short = client.chat.completions.create(model="default", messages=ASK, tools=TOOLS, max_tokens=1)
+    long = client.chat.completions.create(
+        model="default", messages=history, tools=TOOLS, max_tokens=8, temperature=0
+    )
+    assert long.usage and short.usage
+    assert (
+        long.usage.prompt_tokens > short.usage.prompt_tokens + 20
+    )  # the call and the result are in the prompt
+    again = client.chat.completions.create(
+        model="default",
+        messages=history,
+        tools=TOOLS,
+        tool_choice={"type": "function", "function": {"name": "get_time"}},
+        max_tokens=40,
+        temperature=0,
+    )
+    [call] = again.choices[0].message.tool_calls or []
+    jsonschema.validate(json.loads(call.function.arguments), TIME)
+
+
+def test_named_function_that_is_not_offered_is_a_400(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(
+            model="default",
+            messages=ASK,
+            tools=TOOLS,
+            max_tokens=5,
+            tool_choice={"type": "function", "function": {"name": "launch_rocket"}},
+        )
+    assert isinstance(err.value.body, dict) and err.value.body["param"] == "tool_choice"
+
+
+def test_unenforceable_tool_schema_is_refused_by_name(client: openai.OpenAI) -> None:
+    bad = {
+        "type": "function",
+        "function": {"name": "f", "parameters": {"type": "object", "not": {"required": ["a"]}}},
+    }
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(
+            model="default", messages=ASK, tools=[bad], tool_choice="required", max_tokens=5
+        )
+    body = err.value.body
+    assert isinstance(body, dict)
+    assert body["param"] == "tools[0].function.parameters" and "not" in body["message"]

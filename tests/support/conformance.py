@@ -1,0 +1,232 @@
+# ruff: noqa: RUF001  (DeepSeek's markers use fullwidth bars on purpose)
+"""The tool-calling conformance matrix (family x feature) in docs/api-compatibility.md.
+
+Every cell is computed by running the real parser, grammar and reasoning splitter on outputs written
+in the family's documented format; nothing is typed by hand. ``tests/unit/test_toolcalls_conformance.py``
+fails when the document is stale; ``python -m tests.support.conformance`` rewrites it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import llguidance
+
+from lumbung import toolcalls
+from lumbung.engines.llamacpp.grammar import GrammarCompiler, lark_json
+from lumbung.engines.llamacpp.model import LlamaModel
+from lumbung.store.embedded import embedded_model_path
+from lumbung.toolcalls.base import Parsed, ToolFormat, lark_string
+from lumbung.toolcalls.output import OutputShaper
+from lumbung.toolcalls.reasoning import ThinkSplitter
+from lumbung.types import Chunk, Tool, Usage
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "api-compatibility.md"
+BEGIN, END = "<!-- matrix: tool-calls (generated) -->", "<!-- end matrix -->"
+TOOLS = [
+    Tool(
+        "get_weather",
+        None,
+        {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "days": {"type": "integer", "minimum": 1}},
+            "required": ["city", "days"],
+            "additionalProperties": False,
+        },
+    ),
+    Tool(
+        "get_time",
+        None,
+        {
+            "type": "object",
+            "properties": {"tz": {"type": "string"}},
+            "required": ["tz"],
+            "additionalProperties": False,
+        },
+    ),
+]
+W = ("get_weather", {"city": "Jakarta", "days": 3})
+T = ("get_time", {"tz": "WIB"})
+_A = '{"city":"Jakarta","days":3}'
+# Per family: one call, two calls in one message, a malformed call, and a forced call as its grammar writes it.
+SAMPLES: dict[str, dict[str, str]] = {
+    "hermes": {
+        "one": '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Jakarta", "days": 3}}\n</tool_call>',
+        "two": '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Jakarta", "days": 3}}\n</tool_call>\n'
+        '<tool_call>\n{"name": "get_time", "arguments": {"tz": "WIB"}}\n</tool_call>',
+        "bad": '<tool_call>\n{"name": "get_weather", "arguments": {"city": \n</tool_call>',
+        "forced": f'<tool_call>\n{{"name": "get_weather", "arguments": {_A}}}\n</tool_call>',
+    },
+    "qwen3_coder": {
+        "one": "<tool_call>\n<function=get_weather>\n<parameter=city>\nJakarta\n</parameter>\n<parameter=days>\n3\n"
+        "</parameter>\n</function>\n</tool_call>",
+        "two": "<tool_call>\n<function=get_weather>\n<parameter=city>\nJakarta\n</parameter>\n<parameter=days>\n3\n"
+        "</parameter>\n</function>\n</tool_call>\n<tool_call>\n<function=get_time>\n<parameter=tz>\nWIB\n</parameter>\n"
+        "</function>\n</tool_call>",
+        "bad": "<tool_call>\n<function=get_weather>\n<parameter=city>\nJakarta\n</tool_call>",
+        "forced": "<tool_call>\n<function=get_weather>\n<parameter=city>\nJakarta\n</parameter>\n<parameter=days>\n3\n"
+        "</parameter>\n</function>\n</tool_call>",
+    },
+    "llama3": {
+        "one": '{"name": "get_weather", "parameters": {"city": "Jakarta", "days": 3}}',
+        "two": '<|python_tag|>{"name": "get_weather", "parameters": {"city": "Jakarta", "days": 3}}; '
+        '{"name": "get_time", "parameters": {"tz": "WIB"}}',
+        "bad": '{"name": "get_weather", "parameters": {"city": "Jak',
+        "forced": f'{{"name": "get_weather", "parameters": {_A}}}',
+    },
+    "mistral": {
+        "one": '[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Jakarta", "days": 3}}]',
+        "two": '[TOOL_CALLS]get_weather[ARGS]{"city": "Jakarta", "days": 3}[TOOL_CALLS]get_time[ARGS]{"tz": "WIB"}',
+        "bad": '[TOOL_CALLS][{"name": "get_weather", "arguments": {"city"',
+        "forced": f'[TOOL_CALLS][{{"name": "get_weather", "arguments": {_A}}}]',
+    },
+    "deepseek": {
+        "one": "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather\n```json\n"
+        '{"city": "Jakarta", "days": 3}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>',
+        "two": "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather\n```json\n"
+        '{"city": "Jakarta", "days": 3}\n```<｜tool▁call▁end｜>\n<｜tool▁call▁begin｜>get_time<｜tool▁sep｜>'
+        '{"tz": "WIB"}<｜tool▁call▁end｜><｜tool▁calls▁end｜>',
+        "bad": '<｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather\n```json\n{"city"<｜tool▁call▁end｜>',
+        "forced": "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather\n```json\n"
+        f"{_A}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>",
+    },
+    "gemma": {
+        "one": '```tool_call\n{"name": "get_weather", "arguments": {"city": "Jakarta", "days": 3}}\n```',
+        "two": '```tool_call\n{"name": "get_weather", "arguments": {"city": "Jakarta", "days": 3}}\n```\n'
+        '```tool_call\n{"name": "get_time", "arguments": {"tz": "WIB"}}\n```',
+        "bad": '```tool_call\n{"name": "get_weather", "arguments": {"city": "Jakarta"\n```',
+        "forced": f'```tool_call\n{{"name": "get_weather", "arguments": {_A}}}\n```',
+    },
+}
+
+
+def _run(fmt: ToolFormat, pieces: list[str]) -> Parsed:
+    parser = fmt.parser(TOOLS)
+    out = Parsed()
+    for step in [*(parser.feed(p) for p in pieces), parser.finish()]:
+        out.text += step.text
+        out.calls += step.calls
+    return out
+
+
+def _calls(parsed: Parsed) -> list[tuple[str, object]]:
+    return [(c.name, json.loads(c.arguments)) for c in parsed.calls]
+
+
+def one_call(fmt: ToolFormat, _: GrammarCompiler) -> bool:
+    got = _run(fmt, [SAMPLES[fmt.name]["one"]])
+    return _calls(got) == [W] and got.text == ""
+
+
+def parallel_calls(fmt: ToolFormat, _: GrammarCompiler) -> bool:
+    return _calls(_run(fmt, [SAMPLES[fmt.name]["two"]])) == [W, T]
+
+
+def any_split(fmt: ToolFormat, _: GrammarCompiler) -> bool:
+    text = SAMPLES[fmt.name]["two"]
+    whole = _run(fmt, [text])
+    splits = [[text[:i], text[i:]] for i in range(1, len(text))] + [list(text)]
+    return all(_run(fmt, s) == whole for s in splits)
+
+
+def malformed_as_text(fmt: ToolFormat, _: GrammarCompiler) -> bool:
+    bad = SAMPLES[fmt.name]["bad"]
+    return all(not (got := _run(fmt, p)).calls and got.text.strip() for p in ([bad], list(bad)))
+
+
+def forced_grammar(fmt: ToolFormat, compiler: GrammarCompiler) -> bool:
+    grammar = llguidance.LLMatcher.grammar_from_lark(
+        fmt.grammar(TOOLS, max_calls=1, lit=lark_string, json_rule=lark_json)
+    )
+
+    def accepts(text: str) -> bool:
+        matcher = compiler.matcher(grammar, "conformance")
+        return matcher.consume_tokens(compiler.tokenizer.greedy_tokenize(text)) and matcher.is_accepting()
+
+    text = SAMPLES[fmt.name]["forced"]
+    ok = accepts(text) and _calls(_run(fmt, [text])) == [W]
+    return (
+        ok and not accepts(text.replace("get_weather", "get_wether")) and not accepts(text.replace("3", "0"))
+    )
+
+
+def history_round_trip(fmt: ToolFormat, _: GrammarCompiler) -> bool:
+    return _calls(_run(fmt, [fmt.render_call(*T)])) == [T]  # type: ignore[arg-type]
+
+
+def reasoning_split(fmt: ToolFormat, _: GrammarCompiler) -> bool:
+    text = (
+        "<think>I could call get_time, or write "
+        + SAMPLES[fmt.name]["one"][:12]
+        + "</think>\n"
+        + SAMPLES[fmt.name]["two"]
+    )
+    shaper = OutputShaper(fmt=fmt, tools=TOOLS, think=ThinkSplitter())
+    chunks = [shaper.shape(Chunk(text=ch)) for ch in text] + [
+        shaper.shape(Chunk(finish_reason="stop", usage=Usage()))
+    ]
+    reasoning = "".join(c.reasoning for c in chunks)
+    calls = [(c.name, json.loads(c.arguments)) for ch in chunks for c in ch.tool_calls]
+    content = "".join(c.text for c in chunks)
+    return (
+        calls == [W, T]
+        and content == ""
+        and reasoning.startswith("I could")
+        and chunks[-1].finish_reason == "tool_calls"
+    )
+
+
+FEATURES: list[tuple[str, Callable[[ToolFormat, GrammarCompiler], bool]]] = [
+    ("one call", one_call),
+    ("parallel calls", parallel_calls),
+    ("stream split anywhere", any_split),
+    ("malformed call -> text", malformed_as_text),
+    ("forced call (grammar)", forced_grammar),
+    ("history re-rendered", history_round_trip),
+    ("`<think>` split off", reasoning_split),
+]
+
+
+def matrix(compiler: GrammarCompiler) -> str:
+    head = "| family | " + " | ".join(name for name, _ in FEATURES) + " |"
+    rule = "|---" * (len(FEATURES) + 1) + "|"
+    rows = []
+    for family in toolcalls.FORMATS:
+        fmt = toolcalls.get(family)
+        cells = ["yes" if check(fmt, compiler) else "**no**" for _, check in FEATURES]
+        rows.append(f"| `{family}` | " + " | ".join(cells) + " |")
+    return "\n".join([BEGIN, head, rule, *rows, END])
+
+
+def documented() -> str:
+    found = re.search(re.escape(BEGIN) + r".*?" + re.escape(END), DOC.read_text(), re.S)
+    return found.group(0) if found else ""
+
+
+def write(generated: str) -> None:
+    text = DOC.read_text()
+    text = (
+        text.replace(documented(), generated)
+        if documented()
+        else text.rstrip("\n") + "\n\n" + generated + "\n"
+    )
+    DOC.write_text(text)
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as home:
+        vocab = LlamaModel(embedded_model_path(Path(home)), vocab_only=True)
+        try:
+            write(matrix(GrammarCompiler(vocab, [])))
+        finally:
+            vocab.close()
+    print(f"wrote the tool-call matrix to {DOC}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
