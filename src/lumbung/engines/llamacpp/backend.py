@@ -20,8 +20,8 @@ from lumbung import toolcalls
 from lumbung.engines.base import Embeddings
 from lumbung.engines.llamacpp.embedder import Embedder, EmbedderConfig, pooling_for
 from lumbung.engines.llamacpp.engine import Engine, EngineConfig, Sequence
-from lumbung.engines.llamacpp.manager import ModelManager
 from lumbung.engines.llamacpp.grammar import GrammarCompiler, MaskSampler, Trigger, request_grammar
+from lumbung.engines.llamacpp.manager import ModelManager
 from lumbung.engines.llamacpp.model import LlamaModel
 from lumbung.engines.llamacpp.templates import ChatTemplate, select_template
 from lumbung.errors import (
