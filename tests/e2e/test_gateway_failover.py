@@ -357,8 +357,30 @@ def test_anthropic_sdk_streams_from_openai_providers(rig: Rig) -> None:
     import anthropic
 
     client = anthropic.Anthropic(base_url=rig.server.base_url, api_key="k", max_retries=0)
-    with client.messages.stream(model="via-500", max_tokens=20, messages=[{"role": "user", "content": "hi"}]) as s:
+    with client.messages.stream(
+        model="via-500", max_tokens=20, messages=[{"role": "user", "content": "hi"}]
+    ) as s:
         text = "".join(s.text_stream)
         final = s.get_final_message()
     assert text == "Hello w1 w2 w3 w4 from backup"
     assert final.usage.output_tokens == 6 and final.usage.input_tokens == 5
+
+
+def test_a_whole_answer_broken_midway_is_answered_by_the_backup(rig: Rig) -> None:
+    """Nothing reaches a non-streaming client before the answer is complete, so a provider that dies
+    mid-answer is failed over like one that never answered (typed path; pass-through asks whole)."""
+    import anthropic
+
+    up = rig.fakes["typed-mid-reset"]
+    up.set("reset_after", k=3)
+    try:
+        done = rig.client.chat.completions.create(model="typed-mid-reset", messages=MSG)
+        assert done.choices[0].message.content == "Hello w1 w2 w3 w4 from backup"
+        message = anthropic.Anthropic(
+            base_url=rig.server.base_url, api_key="k", max_retries=0
+        ).messages.create(
+            model="typed-mid-reset", max_tokens=20, messages=[{"role": "user", "content": "hi"}]
+        )
+        assert message.content[0].type == "text" and message.content[0].text.endswith("from backup")
+    finally:
+        up.set("ok")

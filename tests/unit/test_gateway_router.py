@@ -277,3 +277,19 @@ async def test_a_genuine_cancellation_is_not_taken_for_a_timeout() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert gw.resolve("chat").tiers[0][0].state.failures == 0
+
+
+async def test_a_whole_answer_fails_over_even_after_its_first_token() -> None:
+    a, b = Scripted("a", script=["break@2"]), Scripted("b")
+    gw, _, _ = gateway([a], [b])
+    done = await gw.complete(req())
+    assert done.text == "b0 b1 b2 " and a.closed == 1
+    assert gw.resolve("chat").tiers[0][0].state.failures == 1
+
+
+async def test_whole_answers_stop_together_when_one_fails() -> None:
+    a = Scripted("a", script=["ok", ContextLengthExceeded("too long")])
+    gw, _, _ = gateway([a])
+    with pytest.raises(ContextLengthExceeded):
+        await gw.complete_all([req(), req()])
+    assert [c.text for c in await gw.complete_all([req(), req()])] == ["a0 a1 a2 ", "a0 a1 a2 "]

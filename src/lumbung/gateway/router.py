@@ -14,11 +14,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from lumbung.engines.base import Backend, Embeddings
+from lumbung.engines.base import Backend, Collector, Embeddings, collect
 from lumbung.errors import (
     ApiError,
     ConfigError,
@@ -40,7 +40,7 @@ from lumbung.gateway.retry import Deadline, backoff
 from lumbung.gateway.state import Member, ProviderState, Route, TargetState
 from lumbung.gateway.status import snapshot
 from lumbung.gateway.watchdog import IdleWatchdog
-from lumbung.types import ChatRequest, Chunk, CompletionRequest, ModelInfo
+from lumbung.types import ChatRequest, Chunk, Completion, CompletionRequest, ModelInfo
 
 log = logging.getLogger(__name__)
 Request = ChatRequest | CompletionRequest
@@ -54,6 +54,30 @@ T = TypeVar("T")
 
 def _finished(chunk: Chunk) -> bool:
     return chunk.finish_reason is not None
+
+
+async def _collected(target: TargetState, request: Request) -> AsyncGenerator[Completion, None]:
+    """One attempt at a whole answer, under the target's first-token and idle timeouts."""
+    timeouts = target.provider.timeouts
+    stream = target.provider.backend.stream(request)
+    collector = Collector()
+    try:
+        limit = timeouts.first_token
+        while collector.last is None:
+            try:
+                async with asyncio.timeout(limit):
+                    chunk = await anext(stream)
+            except TimeoutError as exc:
+                raise UpstreamTimeout(
+                    f"provider {target.provider.name!r}: no answer within the timeout"
+                ) from exc
+            except StopAsyncIteration as exc:
+                raise UpstreamError(f"provider {target.provider.name!r}: the answer ended early") from exc
+            collector.add(chunk)
+            limit = timeouts.idle
+    finally:
+        await stream.aclose()
+    yield collector.result()
 
 
 def prompt_text(request: Request) -> str:
@@ -173,6 +197,33 @@ class Gateway:
             return target.provider.backend.stream(replace(request, model=target.model))
 
         return self._failover(route, key, start, _finished, whole=False)
+
+    async def complete(self, request: Request) -> Completion:
+        """A whole (non-streamed) answer. Nothing reaches the client before it is complete, so a
+        failure at any point of it, not only before the first chunk, moves the request on."""
+        route = self.resolve(request.model)
+        if not route.guarded:
+            return await collect(self.stream(request))
+        key = affinity_key(prompt_text(request)) if route.prefix_affinity else None
+
+        def start(target: TargetState) -> AsyncGenerator[Completion, None]:
+            return _collected(target, replace(request, model=target.model))
+
+        answers = self._failover(route, key, start, lambda _: True, whole=True)
+        try:
+            return await anext(answers)
+        finally:
+            await answers.aclose()
+
+    async def complete_all(self, requests: Sequence[Request]) -> list[Completion]:
+        """Several whole answers at once (n > 1); when one fails, the others are stopped."""
+        tasks = [asyncio.ensure_future(self.complete(r)) for r in requests]
+        try:
+            return list(await asyncio.gather(*tasks))
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     def forward(
         self,

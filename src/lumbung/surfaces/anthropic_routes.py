@@ -6,7 +6,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from lumbung.engines.base import collect
 from lumbung.errors import ApiError, UnsupportedParameter
 from lumbung.surfaces import anthropic as ant
 from lumbung.surfaces.common import (
@@ -43,7 +42,7 @@ async def messages(request: Request, entry: RequestLog) -> Response:
     model = state.gateway.resolve(chat.model).model
     entry.model = model
     if not options.stream:
-        completion = await unless_disconnected(request, collect(state.gateway.stream(chat)))
+        completion = await unless_disconnected(request, state.gateway.complete(chat))
         entry.prompt_tokens = completion.usage.prompt_tokens
         entry.completion_tokens = completion.usage.completion_tokens
         return _with_request_id(JSONResponse(ant.message_body(chat, model, completion, options)), entry)

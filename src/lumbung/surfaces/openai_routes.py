@@ -21,7 +21,7 @@ from lumbung.surfaces.common import (
     state_of,
     unless_disconnected,
 )
-from lumbung.surfaces.relay import collect_all, interleave, open_all, relay
+from lumbung.surfaces.relay import interleave, open_all, relay
 from lumbung.types import Chunk, ModelInfo
 
 log = logging.getLogger(__name__)
@@ -67,13 +67,14 @@ async def chat_completions(request: Request, entry: RequestLog) -> Response:
     state.note_extra_fields("openai.chat", options.extra_fields)
     model = state.gateway.resolve(chat.model).model
     entry.model = model
-    streams = [state.gateway.stream(r) for r in oai.choice_requests(chat, options.n)]
-    if not options.stream:
-        results = await unless_disconnected(request, collect_all(streams))
+    choices = oai.choice_requests(chat, options.n)
+    if not options.stream:  # whole answers: the gateway may fail over at any point before they are done
+        results = await unless_disconnected(request, state.gateway.complete_all(choices))
         answer = oai.completion_body(chat, model, *results, logprobs=options.logprobs)
         entry.prompt_tokens = answer["usage"]["prompt_tokens"]
         entry.completion_tokens = answer["usage"]["completion_tokens"]
         return JSONResponse(answer)
+    streams = [state.gateway.stream(r) for r in choices]
     # The first chunks are awaited before answering: until then any failure is a plain HTTP error.
     firsts = await open_all(request, streams)
     entry.stream = True
