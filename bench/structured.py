@@ -128,6 +128,7 @@ async def main() -> None:
             tokens = model.model.tokenize(PROMPT, add_special=True, parse_special=True)
             makers = variants(model)
             makers["llguidance"]()  # builds the vocabulary view once (as a server does on first use)
+            await decode(model, tokens, (), args.tokens)  # warm-up: first-use costs stay out of the figures
             rates: dict[str, list[float]] = {name: [] for name in makers}
             cpu: dict[str, list[float]] = {name: [] for name in makers}
             for _ in range(args.rounds):

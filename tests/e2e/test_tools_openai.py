@@ -58,6 +58,11 @@ class Forecast(BaseModel):
     days: int = Field(ge=1, le=7)
 
 
+def spec_check(done: Any) -> None:
+    """Every answer is checked against OpenAI's published schema."""
+    validate(done.model_dump(mode="json", exclude_unset=True), "CreateChatCompletionResponse")
+
+
 @pytest.fixture
 def client(server: ServerProcess) -> openai.OpenAI:
     return openai.OpenAI(base_url=server.base_url + "/v1", api_key="anything", max_retries=0)
@@ -94,6 +99,7 @@ def test_required_tool_choice_calls_only_offered_tools_with_valid_arguments(clie
             temperature=1.0,
             seed=seed,
         )
+        spec_check(done)
         choice = done.choices[0]
         assert choice.finish_reason == "tool_calls"
         calls = choice.message.tool_calls or []
@@ -114,6 +120,7 @@ def test_parallel_tool_calls_false_gives_exactly_one_call(client: openai.OpenAI)
         max_tokens=80,
         temperature=0,
     )
+    spec_check(done)
     assert done.choices[0].finish_reason == "tool_calls"
     assert len(done.choices[0].message.tool_calls or []) == 1
 
@@ -188,6 +195,7 @@ def test_tool_choice_none_answers_in_text(client: openai.OpenAI) -> None:
     done = client.chat.completions.create(
         model="default", messages=ASK, tools=TOOLS, tool_choice="none", max_tokens=12, temperature=0
     )
+    spec_check(done)
     assert done.choices[0].message.tool_calls is None
     assert done.choices[0].finish_reason in ("stop", "length")
 
@@ -215,6 +223,7 @@ def test_conversation_with_tool_results_goes_through_the_template(client: openai
     long = client.chat.completions.create(
         model="default", messages=history, tools=TOOLS, max_tokens=8, temperature=0
     )
+    spec_check(long)
     assert long.usage and short.usage
     assert (
         long.usage.prompt_tokens > short.usage.prompt_tokens + 20
@@ -227,6 +236,7 @@ def test_conversation_with_tool_results_goes_through_the_template(client: openai
         max_tokens=40,
         temperature=0,
     )
+    spec_check(again)
     [call] = again.choices[0].message.tool_calls or []
     jsonschema.validate(json.loads(call.function.arguments), TIME)
 
