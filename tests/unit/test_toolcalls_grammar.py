@@ -258,3 +258,23 @@ def test_qwen3_coder_refuses_string_constraints_it_cannot_write() -> None:
     tool = Tool("f", None, {"type": "object", "properties": {"s": {"type": "string", "pattern": "^a+$"}}})
     with pytest.raises(UnsupportedParameter, match="pattern"):
         toolcalls.get("qwen3_coder").grammar([tool], max_calls=1, lit=LIT, json_rule=lark_json)
+
+
+def test_a_token_the_grammar_rejects_leaves_only_the_end_tokens(compiler: GrammarCompiler) -> None:
+    model = compiler.model
+    plan = request_grammar(
+        request(response_format=ResponseFormat("json_object")), toolcalls.get("gemma"), LIT
+    )
+    assert plan is not None
+    sampler = compiler.sampler(compiler.matcher(plan.grammar, plan.where))
+    sampler._on_accept(None, model.tokenize("hello", add_special=False)[0])  # not JSON: rejected
+    assert sampler.failed
+    allowed = _apply(sampler, model.n_vocab)
+    assert sorted(np.flatnonzero(allowed)) == sorted(compiler.end_tokens)
+
+
+def test_grammar_text_is_tokenized_byte_for_byte(compiler: GrammarCompiler) -> None:
+    """Gemma's tokenizer turns "▁" into a space; the grammar's view must keep the byte."""
+    tokenizer = compiler.tokenizer
+    for text in ("tool▁calls", "<｜tool▁sep｜>", "plain words"):
+        assert tokenizer.decode_bytes(tokenizer.tokenize_str(text)) == text.encode()

@@ -26,6 +26,7 @@ from lumbung.engines.llamacpp.model import LlamaModel
 from lumbung.engines.llamacpp.templates import ChatTemplate, select_template
 from lumbung.errors import (
     ContextLengthExceeded,
+    InternalError,
     InvalidRequest,
     UnsupportedParameter,
 )
@@ -243,6 +244,8 @@ class LocalModel:
                     raise item
                 if item.finish_reason is not None:
                     finished = True
+                    if constraint is not None and constraint.failed:  # never a silent invalid answer
+                        raise InternalError("constrained decoding failed; the answer would not be valid")
                 yield shaper.shape(item) if shaper is not None else item
                 if finished:
                     return

@@ -126,8 +126,8 @@ def _is_special(model: LlamaModel, token: int, text: bytes) -> bool:
 
 
 def _lltokenizer(model: LlamaModel, end_tokens: list[int]) -> llguidance.LLTokenizer:
-    """llguidance's view of a llama.cpp vocabulary. Same as ``llguidance.llamacpp.lltokenizer_from_vocab``
-    but through ``llama_vocab_get_attr`` (the helper calls a deprecated function, a warning per token)."""
+    """llguidance's view of a llama.cpp vocabulary (like ``llguidance.llamacpp.lltokenizer_from_vocab``,
+    which calls a deprecated function once per token, but with a byte-faithful tokenizer)."""
     buf = ctypes.create_string_buffer(1024)
     tokens: list[bytes] = []
     for token in range(model.n_vocab):
@@ -136,10 +136,46 @@ def _lltokenizer(model: LlamaModel, end_tokens: list[int]) -> llguidance.LLToken
         if _is_special(model, token, piece):  # marked so that grammars tell them from text
             piece = b"\xff" + piece
         tokens.append(piece)
-    tokenize = ctypes.cast(llama_cpp.llama_cpp._lib.llama_tokenize, ctypes.c_void_p).value
-    return llguidance.LLTokenizer.from_llamacpp(  # type: ignore[attr-defined,no-any-return]
-        tokens=tokens, vocab_ptr=model.vocab, tokenize_fptr=tokenize, eos_token=end_tokens, slices=None
-    )
+    wrapper = llguidance.TokenizerWrapper(_ExactTokenizer(model, tokens))
+    return llguidance.LLTokenizer(wrapper, n_vocab=model.n_vocab, eos_token=end_tokens)
+
+
+class _ExactTokenizer:
+    """What llguidance asks of a tokenizer, spelling its input back byte for byte.
+
+    llguidance tokenizes the text a grammar forces. SentencePiece vocabularies (Gemma's) turn "▁" into
+    a space, and a grammar forcing "▁" (DeepSeek's markers) would then be offered a token it must
+    reject (seen in tests/e2e/test_tools_families.py). So llama.cpp's tokenization is used only when
+    its tokens spell the input exactly; otherwise the longest matching token is taken, byte by byte.
+    """
+
+    def __init__(self, model: LlamaModel, tokens: list[bytes]) -> None:
+        self.model = model
+        self.tokens = tokens
+        self.eos_token_id = model.eos
+        self.bos_token_id = model.bos if model.bos >= 0 else None
+        self.special_token_ids = [i for i, t in enumerate(tokens) if t.startswith(b"\xff")]
+        self._ids: dict[bytes, int] = {}
+        for i, t in enumerate(tokens):
+            if t and not t.startswith(b"\xff"):
+                self._ids.setdefault(t, i)
+        self._longest = max(len(t) for t in self._ids)
+
+    def __call__(self, data: bytes) -> list[int]:
+        ids = self.model.tokenize(data.decode("utf-8", "replace"), add_special=False, parse_special=False)
+        if b"".join(self.tokens[i] for i in ids) == data:
+            return ids
+        out, i = [], 0
+        while i < len(data):
+            for n in range(min(self._longest, len(data) - i), 0, -1):
+                token = self._ids.get(data[i : i + n])
+                if token is not None:
+                    out.append(token)
+                    i += n
+                    break
+            else:
+                i += 1  # a byte no token spells (a vocabulary without byte fallback): skipped
+        return out
 
 
 def _set_bits(words: np.ndarray, limit: int) -> np.ndarray:
@@ -201,13 +237,22 @@ class MaskSampler:
     def _on_apply(self, _smpl: Any, cur_p: Any) -> None:
         if not self.active:
             return
-        arr = cur_p.contents
+        try:
+            self._mask(cur_p.contents)
+        except Exception:  # an exception cannot cross into C: end the answer rather than run free
+            log.exception("constrained decoding: masking failed")
+            self.failed = True
+            data = np.ctypeslib.as_array(cur_p.contents.data, shape=(int(cur_p.contents.size),))
+            ends = np.isin(data["id"], self.end_tokens)
+            data["logit"][~ends] = -np.inf
+
+    def _mask(self, arr: Any) -> None:
         size = int(arr.size)
         raw = (ctypes.c_char * (size * _TOKEN_DATA.itemsize)).from_address(
             ctypes.addressof(arr.data.contents)
         )
         data = np.frombuffer(memoryview(raw), dtype=_TOKEN_DATA)
-        if self.matcher.is_error():  # never emit garbage: only an end token remains possible
+        if self.failed or self.matcher.is_error():  # never emit garbage: only an end token remains
             self.mask[:] = 0
             self.mask.view(np.uint8)[:] = np.packbits(
                 np.isin(np.arange(self.mask.size * 32), self.end_tokens), bitorder="little"
@@ -230,6 +275,13 @@ class MaskSampler:
             data["logit"][_set_bits(~self.mask, self.n_vocab)] = -np.inf
 
     def _on_accept(self, _smpl: Any, token: int) -> None:
+        try:
+            self._accept_token(token)
+        except Exception:
+            log.exception("constrained decoding: accepting token %d failed", token)
+            self.failed = True
+
+    def _accept_token(self, token: int) -> None:
         if not self.active:
             self._watch(int(token))
             return
