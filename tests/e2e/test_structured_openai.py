@@ -7,6 +7,7 @@ validates against the schema, a cut answer says "length"), never the quality of 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import jsonschema
 import openai
@@ -27,8 +28,9 @@ class Farmer(BaseModel):
 
 
 @pytest.fixture
-def client(server: ServerProcess) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.base_url + "/v1", api_key="anything", max_retries=0)
+def client(server: ServerProcess) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=server.base_url + "/v1", api_key="anything", max_retries=0) as c:
+        yield c
 
 
 def test_parse_with_a_pydantic_model_returns_a_validated_instance(client: openai.OpenAI) -> None:

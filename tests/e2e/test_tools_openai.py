@@ -8,6 +8,7 @@ check that contract and OpenAI's wire shape, never the model's judgement.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import jsonschema
@@ -64,8 +65,9 @@ def spec_check(done: Any) -> None:
 
 
 @pytest.fixture
-def client(server: ServerProcess) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.base_url + "/v1", api_key="anything", max_retries=0)
+def client(server: ServerProcess) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=server.base_url + "/v1", api_key="anything", max_retries=0) as c:
+        yield c
 
 
 def test_named_tool_choice_gives_one_valid_call(client: openai.OpenAI) -> None:
