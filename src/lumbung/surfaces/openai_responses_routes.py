@@ -118,9 +118,11 @@ async def create(request: Request, entry: RequestLog) -> Response:
             yield piece
         if store is not None and writer.collector.last is not None:
             done = writer.completion()
-            await store.save(
-                writer.final_body(), call.input_items, orr.conversation_after(call, history, done)
-            )
+            conversation = orr.conversation_after(call, history, done)
+            try:
+                await store.save(writer.final_body(), call.input_items, conversation)
+            except Exception:  # the client has the whole answer already; only the stored copy is missing
+                log.exception("response %s was streamed but could not be stored", call.id)
 
     return sse_response(events())
 
