@@ -100,6 +100,8 @@ def test_chat_parameter_behaves_as_documented(server: ServerProcess, param: str)
     if CHAT_SAMPLES[param] is None:
         pytest.skip(f"{param} is covered by its own test")
     body = {**BASE, param: CHAT_SAMPLES[param]}
+    if param == "top_logprobs":
+        body["logprobs"] = True  # OpenAI refuses top_logprobs without it
     response = httpx.post(server.base_url + "/v1/chat/completions", json=body, timeout=60)
     if status == "refused":
         assert response.status_code == 400, response.text

@@ -23,6 +23,7 @@ def client(server: ServerProcess) -> Iterator[ollama.Client]:
 
 
 def test_chat_whole_and_streamed_agree(client: ollama.Client) -> None:
+    client.chat(model="default", messages=HELLO, options=GREEDY, stream=False)  # warm the prefix cache
     whole = client.chat(model="default", messages=HELLO, options=GREEDY, stream=False, keep_alive="5m")
     assert whole.model == "gemma3:270m" and whole.done and whole.done_reason == "length"
     assert whole.message.role == "assistant" and whole.message.content
@@ -45,6 +46,7 @@ def test_chat_stream_is_ndjson(server: ServerProcess) -> None:
 def test_generate_templated_raw_and_stop(client: ollama.Client) -> None:
     templated = client.generate(model="default", prompt="Name a colour.", system="Be brief.", options=GREEDY)
     assert templated.response and templated.done_reason == "length" and templated.eval_count == 8
+    client.generate(model="default", prompt="The rice barn stood", raw=True, options=GREEDY)  # warm the cache
     raw = client.generate(model="default", prompt="The rice barn stood", raw=True, options=GREEDY)
     assert raw.response and raw.prompt_eval_count and raw.prompt_eval_count < (templated.prompt_eval_count or 0)
     words = [w for w in raw.response.split() if len(w) >= 2]
@@ -65,6 +67,7 @@ def test_empty_generate_loads_the_model(client: ollama.Client) -> None:
 def test_seed_and_options(client: ollama.Client) -> None:
     opts = {"temperature": 1.0, "seed": 42, "num_predict": 12, "top_k": 50, "top_p": 0.95, "min_p": 0.05,
             "repeat_penalty": 1.1, "num_ctx": 2048, "num_thread": 2}
+    client.chat(model="default", messages=HELLO, options=opts)  # warm the prefix cache
     a = client.chat(model="default", messages=HELLO, options=opts)
     b = client.chat(model="default", messages=HELLO, options=opts)
     assert a.message.content == b.message.content

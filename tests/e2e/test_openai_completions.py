@@ -42,6 +42,7 @@ def test_default_max_tokens_is_16(client: openai.OpenAI) -> None:
 
 
 def test_stream_equals_whole_and_validates(client: openai.OpenAI) -> None:
+    client.completions.create(model="default", prompt=PROMPT, max_tokens=8, temperature=0)  # warm the cache
     whole = client.completions.create(model="default", prompt=PROMPT, max_tokens=8, temperature=0, echo=True)
     chunks = list(
         client.completions.create(
@@ -81,6 +82,7 @@ def test_n_and_several_prompts_give_indexed_choices(client: openai.OpenAI) -> No
 
 
 def test_stop_and_best_of_and_refusals(client: openai.OpenAI, server: ServerProcess) -> None:
+    client.completions.create(model="default", prompt=PROMPT, max_tokens=12, temperature=0)  # warm the cache
     free = client.completions.create(model="default", prompt=PROMPT, max_tokens=12, temperature=0)
     words = free.choices[0].text.split()
     assert len(words) >= 2

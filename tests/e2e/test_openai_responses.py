@@ -41,6 +41,7 @@ def test_create_matches_openai_schema_and_is_stored(client: openai.OpenAI) -> No
 
 
 def test_stream_events_from_created_to_completed(client: openai.OpenAI) -> None:
+    client.responses.create(model="default", input=QUESTION, max_output_tokens=8, temperature=0)  # warm the cache
     with client.responses.stream(model="default", input=QUESTION, max_output_tokens=8, temperature=0) as stream:
         events = list(stream)
     # Cut by max_output_tokens, the stream ends with response.incomplete, as OpenAI's does (this SDK's
@@ -81,7 +82,9 @@ def test_previous_response_id_continues_the_conversation(client: openai.OpenAI) 
         ],
     )
     assert as_items.usage and as_items.usage.input_tokens == second.usage.input_tokens
-    assert as_items.output_text == second.output_text
+    again = client.responses.create(model="default", input="What is my name?", previous_response_id=first.id,
+                                    max_output_tokens=8, temperature=0)
+    assert as_items.output_text == again.output_text  # both found the whole prompt in the prefix cache
 
 
 def test_delete_and_store_false(client: openai.OpenAI, server: ServerProcess) -> None:

@@ -78,7 +78,6 @@ def test_messages_developer_role_and_text_parts() -> None:
 @pytest.mark.parametrize(
     ("patch", "param"),
     [
-        ({"logprobs": True}, "logprobs"),
         ({"logit_bias": {"1": 2}}, "logit_bias"),
         ({"audio": {"voice": "x"}}, "audio"),
         ({"store": True}, "store"),
@@ -94,6 +93,16 @@ def test_what_cannot_be_honoured_is_refused_by_name(patch: dict[str, Any], param
     with pytest.raises(UnsupportedParameter) as err:
         parse(**patch)
     assert err.value.param == param and err.value.status == 400
+
+
+def test_logprobs_ask_the_engine_and_top_logprobs_needs_logprobs() -> None:
+    request, options = parse(logprobs=True, top_logprobs=3)
+    assert request.sampling.logprobs == 3 and options.logprobs
+    request, _ = parse(logprobs=True)
+    assert request.sampling.logprobs == 0
+    with pytest.raises(InvalidRequest) as err:
+        parse(top_logprobs=2)
+    assert err.value.param == "top_logprobs"
 
 
 def test_tool_message_needs_its_call_id() -> None:

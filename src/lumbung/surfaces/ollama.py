@@ -175,8 +175,8 @@ def _messages(wire: list[MessageIn]) -> list[Message]:
 
 
 def _logprobs(wanted: bool | None, top: int | None, s: SamplingParams) -> None:
-    if wanted or top:  # rendered by LineWriter; refused until the engine computes them
-        raise _refuse("logprobs", "(and top_logprobs) are not supported yet")
+    if wanted or top:
+        s.logprobs = top or 0
 
 
 def _think(value: bool | str | None) -> bool:

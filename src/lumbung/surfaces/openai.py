@@ -93,10 +93,11 @@ def _refuse(param: str, why: str) -> UnsupportedParameter:
 
 
 def _check_refusals(wire: ChatCompletionRequestIn) -> None:
-    if wire.logprobs:
-        raise _refuse("logprobs", "is not supported yet.")
-    if wire.top_logprobs:
-        raise _refuse("top_logprobs", "is not supported yet.")
+    if wire.top_logprobs is not None and not wire.logprobs:
+        raise InvalidRequest(
+            "Invalid value for 'top_logprobs': 'logprobs' must be true when 'top_logprobs' is set.",
+            param="top_logprobs",
+        )
     if wire.logit_bias:
         raise _refuse("logit_bias", "is not supported yet.")
     if wire.modalities and any(m != "text" for m in wire.modalities):

@@ -103,8 +103,6 @@ def parse_completion_request(body: bytes) -> CompletionsCall:
         raise _refuse(
             "echo", "together with 'logprobs' is not supported: prompt log probabilities are not computed."
         )
-    if wire.logprobs is not None:  # rendered below; refused until the engine computes them
-        raise _refuse("logprobs", "is not supported yet.")
     if wire.stream_options is not None and not wire.stream:
         raise InvalidRequest(
             "The 'stream_options' parameter is only allowed when 'stream' is enabled.", param="stream_options"

@@ -156,9 +156,6 @@ def _tools(wire: CreateResponseIn) -> list[Tool]:
 
 
 def _check_refusals(wire: CreateResponseIn) -> None:
-    if wire.top_logprobs is not None or LOGPROBS_INCLUDE in (wire.include or []):
-        # Rendered (output_items, the event writer); refused until the engine computes them.
-        raise _refuse("top_logprobs", "is not supported yet (nor include 'message.output_text.logprobs').")
     for name in ("context_management", "moderation"):
         if (wire.model_extra or {}).get(name) is not None:
             raise _refuse(name, "is not supported.")
