@@ -176,7 +176,7 @@ def test_thinking_is_accepted_and_validated(client: anthropic.Anthropic) -> None
     assert err.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
 
 
-def test_tools_map_to_core_and_are_refused_until_the_engine_calls_tools(client: anthropic.Anthropic) -> None:
+def test_claude_code_style_request(client: anthropic.Anthropic) -> None:
     """A Claude-Code-style request: long system blocks, several tools, thinking, tool history."""
     tools = [
         {
@@ -215,24 +215,19 @@ def test_tools_map_to_core_and_are_refused_until_the_engine_calls_tools(client: 
     counted = client.messages.count_tokens(model="default", messages=history, system=system, tools=tools)
     bare = client.messages.count_tokens(model="default", messages=history, system=system)
     assert counted.input_tokens >= bare.input_tokens > 1000
-    try:
-        msg = client.messages.create(
-            model="default",
-            max_tokens=64,
-            messages=history,
-            system=system,
-            tools=tools,
-            tool_choice={"type": "auto"},
-            thinking={"type": "disabled"},
-        )
-    except anthropic.BadRequestError as err:  # the engine does not call tools yet: refused, clearly
-        assert err.body["type"] == "error"  # type: ignore[index]
-        assert "tools" in err.message
-    else:
-        assert msg.stop_reason in {"end_turn", "tool_use", "max_tokens"}
-        for block in msg.content:
-            if block.type == "tool_use":
-                assert block.name.startswith("tool_") and isinstance(block.input, dict)
+    msg = client.messages.create(
+        model="default",
+        max_tokens=64,
+        messages=history,
+        system=system,
+        tools=tools,
+        tool_choice={"type": "auto"},
+        thinking={"type": "disabled"},
+    )
+    assert msg.stop_reason in {"end_turn", "tool_use", "max_tokens"}
+    for block in msg.content:
+        if block.type == "tool_use":
+            assert block.name.startswith("tool_") and isinstance(block.input, dict)
 
 
 def test_refusals_use_the_anthropic_envelope(server: ServerProcess) -> None:
@@ -305,3 +300,28 @@ def test_api_key_is_read_from_x_api_key(start_server: object) -> None:
     ) as err:
         bad.messages.create(model="default", max_tokens=3, messages=HELLO)
     assert err.value.body["error"]["type"] == "authentication_error"  # type: ignore[index]
+
+
+WEATHER = {
+    "name": "get_weather",
+    "description": "The weather in a city.",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
+                     "additionalProperties": False},
+}
+
+
+def test_forced_tool_use_whole_and_streamed(client: anthropic.Anthropic) -> None:
+    """tool_choice 'tool' makes even this small model call the tool, with input that fits the schema."""
+    ask = [{"role": "user", "content": "What is the weather in Jakarta?"}]
+    msg = client.messages.create(model="default", max_tokens=64, messages=ask, tools=[WEATHER],
+                                 tool_choice={"type": "tool", "name": "get_weather"}, extra_body=GREEDY)
+    assert msg.stop_reason == "tool_use"
+    uses = [b for b in msg.content if b.type == "tool_use"]
+    assert len(uses) == 1 and uses[0].name == "get_weather" and isinstance(uses[0].input["city"], str)
+    with client.messages.stream(model="default", max_tokens=64, messages=ask, tools=[WEATHER],
+                                tool_choice={"type": "any"}, extra_body=GREEDY) as stream:
+        events = list(stream)
+        final = stream.get_final_message()
+    assert any(e.type == "content_block_delta" and e.delta.type == "input_json_delta" for e in events)
+    used = [b for b in final.content if b.type == "tool_use"]
+    assert final.stop_reason == "tool_use" and used and isinstance(used[0].input["city"], str)

@@ -146,3 +146,22 @@ def test_state_survives_a_restart(start_server: object) -> None:
         assert c.responses.retrieve(done.id).output_text == done.output_text
     r = httpx.get(srv.base_url + "/v1/responses/resp_missing")
     assert r.status_code == 404 and r.json()["error"]["type"] == "not_found_error"
+
+
+def test_forced_function_call_whole_and_streamed(client: openai.OpenAI) -> None:
+    tools = [{"type": "function", "name": "get_weather", "description": "The weather in a city.",
+              "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
+                             "additionalProperties": False}, "strict": True}]
+    done = client.responses.create(model="default", input="Weather in Jakarta?", tools=tools,  # type: ignore[arg-type]
+                                   tool_choice={"type": "function", "name": "get_weather"}, max_output_tokens=64,
+                                   temperature=0)
+    calls = [i for i in done.output if i.type == "function_call"]
+    assert len(calls) == 1 and calls[0].name == "get_weather"
+    assert isinstance(json.loads(calls[0].arguments)["city"], str)
+    events = list(client.responses.create(model="default", input="Weather in Jakarta?", tools=tools,  # type: ignore[arg-type]
+                                          tool_choice="required", max_output_tokens=64, temperature=0, stream=True))
+    for e in events:
+        validate(e.model_dump(exclude_unset=True), "ResponseStreamEvent")
+    deltas = "".join(e.delta for e in events if e.type == "response.function_call_arguments.delta")
+    finals = [e for e in events if e.type == "response.function_call_arguments.done"]
+    assert finals and finals[0].arguments == deltas and isinstance(json.loads(deltas)["city"], str)
