@@ -124,16 +124,12 @@ def test_refusals_and_function_tools(client: openai.OpenAI) -> None:
         {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": '{"city": "Jakarta"}'},
         {"type": "function_call_output", "call_id": "call_1", "output": "31C"},
     ]
-    try:
-        done = client.responses.create(model="default", input=history, tools=tools,  # type: ignore[arg-type]
-                                       max_output_tokens=16)
-    except openai.BadRequestError as err:  # until the engine calls tools: refused, clearly
-        assert err.param == "tools"
-    else:
-        assert done.status in {"completed", "incomplete"}
-        for item in done.output:
-            if item.type == "function_call":
-                json.loads(item.arguments)
+    done = client.responses.create(model="default", input=history, tools=tools,  # type: ignore[arg-type]
+                                   max_output_tokens=16)
+    assert done.status in {"completed", "incomplete"}
+    for item in done.output:
+        if item.type == "function_call" and done.status == "completed":
+            json.loads(item.arguments)
 
 
 def test_state_survives_a_restart(start_server: object) -> None:
