@@ -1,7 +1,8 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 import pytest
 
@@ -37,3 +38,26 @@ def start_server(lumbung_home: Path, tmp_path: Path) -> Iterator[object]:
     yield start
     for proc in started:
         proc.stop()
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=_Closable)
+Closing = Callable[[C], C]
+
+
+@pytest.fixture
+def closing() -> Iterator[Closing[Any]]:
+    """Closes SDK clients after the test: an unclosed client's sockets raise ResourceWarning (an
+    error here) in whichever later test the garbage collector finds them."""
+    clients: list[_Closable] = []
+
+    def register(client: C) -> C:
+        clients.append(client)
+        return client
+
+    yield register
+    for client in clients:
+        client.close()

@@ -92,12 +92,17 @@ def test_status_shows_a_cut_off_provider(
 
     fakes["a"].set("403_region")
     cfg = config(fakes, [{"name": "duo", "tiers": [["a/m1"], ["b/m1"]]}])
-    dead = {"name": "dead", "kind": "openai", "base_url": f"http://127.0.0.1:{free_port()}/v1", "jurisdiction": "ID"}
+    dead = {
+        "name": "dead",
+        "kind": "openai",
+        "base_url": f"http://127.0.0.1:{free_port()}/v1",
+        "jurisdiction": "ID",
+    }
     cfg["providers"].append(dead)  # type: ignore[attr-defined]
     server = ServerProcess(lumbung_home, config=cfg, log_dir=tmp_path).start(timeout=60)
     try:
-        client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="k", max_retries=0)
-        done = client.chat.completions.create(model="duo", messages=[{"role": "user", "content": "hi"}])
+        with openai.OpenAI(base_url=server.base_url + "/v1", api_key="k", max_retries=0) as client:
+            done = client.chat.completions.create(model="duo", messages=[{"role": "user", "content": "hi"}])
         assert (done.choices[0].message.content or "").endswith("from b")
         run = lumbung("status", "--url", server.base_url, cwd=tmp_path)
         assert run.returncode == 0, run.stderr

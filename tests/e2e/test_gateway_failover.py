@@ -18,6 +18,7 @@ import httpx
 import openai
 import pytest
 
+from tests.conftest import Closing
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.server import ServerProcess, free_port
 
@@ -106,6 +107,7 @@ class Rig:
         self.client = openai.OpenAI(base_url=self.server.base_url + "/v1", api_key="k", max_retries=0)
 
     def stop(self) -> None:
+        self.client.close()
         self.server.stop()
         for up in self.fakes.values():
             up.stop()
@@ -335,10 +337,10 @@ def test_prefix_affinity_keeps_a_shared_prefix_on_one_replica(rig: Rig) -> None:
     assert len(a.seen) + len(b.seen) == 18
 
 
-def test_anthropic_sdk_client_gets_failover_too(rig: Rig) -> None:
+def test_anthropic_sdk_client_gets_failover_too(rig: Rig, closing: Closing) -> None:
     import anthropic
 
-    client = anthropic.Anthropic(base_url=rig.server.base_url, api_key="k", max_retries=0)
+    client = closing(anthropic.Anthropic(base_url=rig.server.base_url, api_key="k", max_retries=0))
     for route in ("typed-500", "via-403_region", "via-claude-down"):
         message = client.messages.create(
             model=route, max_tokens=20, messages=[{"role": "user", "content": "hi"}]
@@ -351,12 +353,12 @@ def test_anthropic_sdk_client_gets_failover_too(rig: Rig) -> None:
         assert "".join(stream.text_stream) == "Hello w1 w2 w3 w4 from claude"
 
 
-def test_anthropic_sdk_streams_from_openai_providers(rig: Rig) -> None:
+def test_anthropic_sdk_streams_from_openai_providers(rig: Rig, closing: Closing) -> None:
     """OpenAI-compatible providers cannot count tokens up front: message_start says 0, the final
     message_delta carries the real usage."""
     import anthropic
 
-    client = anthropic.Anthropic(base_url=rig.server.base_url, api_key="k", max_retries=0)
+    client = closing(anthropic.Anthropic(base_url=rig.server.base_url, api_key="k", max_retries=0))
     with client.messages.stream(
         model="via-500", max_tokens=20, messages=[{"role": "user", "content": "hi"}]
     ) as s:
@@ -366,7 +368,7 @@ def test_anthropic_sdk_streams_from_openai_providers(rig: Rig) -> None:
     assert final.usage.output_tokens == 6 and final.usage.input_tokens == 5
 
 
-def test_a_whole_answer_broken_midway_is_answered_by_the_backup(rig: Rig) -> None:
+def test_a_whole_answer_broken_midway_is_answered_by_the_backup(rig: Rig, closing: Closing) -> None:
     """Nothing reaches a non-streaming client before the answer is complete, so a provider that dies
     mid-answer is failed over like one that never answered (typed path; pass-through asks whole)."""
     import anthropic
@@ -376,8 +378,8 @@ def test_a_whole_answer_broken_midway_is_answered_by_the_backup(rig: Rig) -> Non
     try:
         done = rig.client.chat.completions.create(model="typed-mid-reset", messages=MSG)
         assert done.choices[0].message.content == "Hello w1 w2 w3 w4 from backup"
-        message = anthropic.Anthropic(
-            base_url=rig.server.base_url, api_key="k", max_retries=0
+        message = closing(
+            anthropic.Anthropic(base_url=rig.server.base_url, api_key="k", max_retries=0)
         ).messages.create(
             model="typed-mid-reset", max_tokens=20, messages=[{"role": "user", "content": "hi"}]
         )

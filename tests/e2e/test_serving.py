@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import openai
 
+from tests.conftest import Closing
 from tests.support.server import ServerProcess
 
 PROMPT = [{"role": "user", "content": "Tell me a very long story about the rice barn."}]
@@ -21,8 +22,8 @@ def active_requests(server: ServerProcess) -> int:
     return sum(m.get("active_requests", 0) for m in models)
 
 
-def test_disconnect_mid_stream_stops_generation(server: ServerProcess) -> None:
-    client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="x", max_retries=0)
+def test_disconnect_mid_stream_stops_generation(server: ServerProcess, closing: Closing) -> None:
+    client = closing(openai.OpenAI(base_url=server.base_url + "/v1", api_key="x", max_retries=0))
     stream = client.chat.completions.create(
         model="default", messages=PROMPT, max_tokens=3000, temperature=1.0, seed=3, stream=True
     )

@@ -24,8 +24,16 @@ def test_invalid_bytes_become_replacement_characters() -> None:
 
 
 def reference(text: str, stops: list[str]) -> tuple[str, bool]:
-    hits = [text.find(s) for s in stops if s and s in text]
-    return (text[: min(hits)], True) if hits else (text, False)
+    """Generation halts when a stop string completes: the match that ends first wins."""
+    hits = [(text.find(s) + len(s), text.find(s)) for s in stops if s and s in text]
+    return (text[: min(hits)[1]], True) if hits else (text, False)
+
+
+def test_a_shorter_stop_completing_first_wins_however_the_text_is_cut() -> None:
+    whole = StopMatcher(["x", "axa"])
+    assert whole.feed("aaxa") == ("aa", True) and whole.matched == "x"
+    cut = StopMatcher(["x", "axa"])
+    assert cut.feed("aax") == ("aa", True)
 
 
 @given(

@@ -38,15 +38,17 @@ class StopMatcher:
         if not self.stops:
             return text, False
         buf = self._held + text
-        first = -1
+        # Generation halts the moment any stop string is complete, so the match that *ends* first
+        # wins (on a tie, the one that starts first); this is the same however the text is chunked.
+        best: tuple[int, int, str] | None = None
         for stop in self.stops:
             i = buf.find(stop)
-            if i != -1 and (first == -1 or i < first):
-                first = i
-                self.matched = stop
-        if first != -1:
+            if i != -1 and (best is None or (i + len(stop), i) < best[:2]):
+                best = (i + len(stop), i, stop)
+        if best is not None:
             self._held = ""
-            return buf[:first], True
+            self.matched = best[2]
+            return buf[: best[1]], True
         keep = 0
         for n in range(min(len(buf), self._longest - 1), 0, -1):
             tail = buf[-n:]
