@@ -23,6 +23,10 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
+# lumbung makes llama.cpp's OpenMP threads sleep instead of spin (engines/llamacpp/__init__.py); the
+# peers get the same here, so the tables compare engines, not thread-waiting policies. Run with
+# OMP_WAIT_POLICY=ACTIVE to see the peers as they run by default.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def free_port() -> int:

@@ -1,5 +1,6 @@
 """Single stream: lumbung over HTTP against llama-cpp-python called directly (no server), same model,
-same threads, in one run. Decode tokens/s is counted from the first token to the last.
+same threads, same raw prompt (no chat template), in one run. Decode tokens/s is counted from the
+first token to the last, by text chunks on both sides.
 
     .bench/venv/bin/python bench/single_stream.py [--threads 2] [--tokens 128] [--runs 3]
 """
@@ -8,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import statistics
 import time
 
 import httpx
-from engine_common import conditions, lumbung, model_path, stream_chat, table
+from engine_common import conditions, lumbung, model_path, table
 
 PROMPT = "Tell a long story about the rice barns of Java and the people who keep them."
 
@@ -25,24 +27,31 @@ def direct(model: str, threads: int, tokens: int, runs: int) -> list[float]:
     for _ in range(runs):
         first = last = 0.0
         n = 0
-        for part in llm.create_chat_completion(
-            messages=[{"role": "user", "content": PROMPT}], max_tokens=tokens, temperature=0, stream=True
-        ):
-            if part["choices"][0]["delta"].get("content"):
+        for part in llm.create_completion(PROMPT, max_tokens=tokens, temperature=0, stream=True):
+            if part["choices"][0]["text"]:
                 last = time.perf_counter()
                 first = first or last
                 n += 1
-        rates.append((n - 1) / (last - first))
+        rates.append((n - 1) / max(last - first, 1e-9))
     llm.close()
     return rates
 
 
 async def over_http(url: str, tokens: int, runs: int) -> list[float]:
+    """Streams /v1/completions (a raw prompt, as the direct call gets); tokens = text chunks."""
     rates = []
-    async with httpx.AsyncClient() as http:
+    body = {"model": "default", "prompt": PROMPT, "max_tokens": tokens, "temperature": 0, "stream": True}
+    async with httpx.AsyncClient(timeout=600) as http:
         for _ in range(runs):
-            r = await stream_chat(http, url, [{"role": "user", "content": PROMPT}], tokens)
-            rates.append((r.tokens - 1) / r.decode)
+            first = last = 0.0
+            n = 0
+            async with http.stream("POST", url + "/v1/completions", json=body) as r:
+                async for line in r.aiter_lines():
+                    if line.startswith("data: {") and json.loads(line[6:])["choices"][0].get("text"):
+                        last = time.perf_counter()
+                        first = first or last
+                        n += 1
+            rates.append((n - 1) / max(last - first, 1e-9))
     return rates
 
 
