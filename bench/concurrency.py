@@ -3,8 +3,9 @@ llama-cpp-python's server, same model (the embedded Gemma 3 270M), same threads,
 
     .bench/venv/bin/python bench/concurrency.py [--threads 2] [--tokens 64] [--rounds 2]
 
-Each client sends --rounds requests one after another (greedy, --tokens new tokens, a distinct
-prompt each). Prints aggregate tokens/s and time to first token p50/p95 per server and client
+Each client sends --rounds requests one after another (raw-prompt /v1/completions, so no server's
+chat template is involved; greedy, --tokens new tokens, a distinct prompt each; tokens are counted
+as streamed text chunks). Prints aggregate tokens/s and time to first token p50/p95 per server and client
 count, then lumbung's ratios to each peer (throughput: higher is better for lumbung; TTFT: lower).
 """
 
@@ -23,7 +24,7 @@ from engine_common import (
     lumbung,
     model_path,
     pct,
-    stream_chat,
+    stream_completion,
     table,
 )
 
@@ -37,8 +38,8 @@ async def load(server: Server, clients: int, rounds: int, tokens: int) -> dict[s
     async def client(i: int, http: httpx.AsyncClient) -> None:
         nonlocal total
         for r in range(rounds):
-            msg = [{"role": "user", "content": f"Client {i}, request {r}: tell a long story about rice barns."}]
-            res = await stream_chat(http, server.url, msg, tokens)
+            prompt = f"Client {i}, request {r}. A long story about the rice barns of Java:"
+            res = await stream_completion(http, server.url, prompt, tokens)
             ttfts.append(res.ttft)
             total += res.tokens
 

@@ -111,7 +111,8 @@ def llama_cpp_python_server(model: Path, threads: int, context: int) -> Server |
         return None
     port = free_port()
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", "default",
-           "--host", "127.0.0.1", "--port", str(port), "--n_threads", str(threads), "--n_ctx", str(context)]
+           "--host", "127.0.0.1", "--port", str(port), "--n_threads", str(threads), "--n_ctx", str(context),
+           "--interrupt_requests", "False"]  # by default a new request cuts off the running stream
     return Server("llama-cpp-python", cmd, port)
 
 
@@ -144,7 +145,25 @@ async def stream_chat(client: httpx.AsyncClient, url: str, messages: list[dict[s
                     last = now
                     chunks += 1
     first = first or time.perf_counter()
-    return Result(first - start, usage if usage is not None else chunks, max(last - first, 1e-9))
+    return Result(first - start, usage or chunks, max(last - first, 1e-9))  # llama_cpp.server: usage 0
+
+
+async def stream_completion(client: httpx.AsyncClient, url: str, prompt: str, max_tokens: int) -> Result:
+    """A raw prompt on /v1/completions: no chat template, so every server reads the same tokens."""
+    body = {"model": "default", "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stream": True}
+    start = time.perf_counter()
+    first = last = 0.0
+    chunks = 0
+    async with client.stream("POST", url + "/v1/completions", json=body, timeout=600) as r:
+        r.raise_for_status()
+        async for line in r.aiter_lines():
+            if line.startswith("data: {") and (json.loads(line[6:])["choices"] or [{}])[0].get("text"):
+                now = time.perf_counter()
+                first = first or now
+                last = now
+                chunks += 1
+    first = first or time.perf_counter()
+    return Result(first - start, chunks, max(last - first, 1e-9))
 
 
 def pct(values: list[float], q: float) -> float:
