@@ -16,6 +16,7 @@ import openai
 import pytest
 
 from lumbung.store.embedded import embedded_model_path
+from tests.conftest import Closing
 from tests.support.server import ServerProcess
 
 HANDBOOK = " ".join(f"Rule {i}: barn {i % 5} opens at dawn." for i in range(30))
@@ -89,8 +90,11 @@ def test_a_full_queue_answers_429_with_retry_after(start_server: Callable[..., S
     assert done.usage and done.usage.completion_tokens == 2
 
 
-def test_a_shared_system_prompt_is_reused_and_reported(server: ServerProcess) -> None:
-    client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="x", max_retries=0)
+def test_a_shared_system_prompt_is_reused_and_reported(
+    start_server: Callable[..., ServerProcess], closing: Closing
+) -> None:
+    server = start_server()  # default settings: the prefix cache is on (the shared server's is off)
+    client = closing(openai.OpenAI(base_url=server.base_url + "/v1", api_key="x", max_retries=0))
 
     def ask(question: str) -> Any:
         return client.chat.completions.create(
