@@ -112,7 +112,7 @@ OLLAMA_CHAT: dict[str, dict[str, Any]] = {
     "format": {"format": "json"},
     "options": {"options": {"num_predict": 2, "temperature": 0.1}},
     "stream": {"stream": True},
-    "keep_alive": {"keep_alive": "5m"},
+    "keep_alive": {"keep_alive": "-1m"},  # negative: forever, the shared server's own keep-alive
     "think": {"think": False},
     "logprobs": {"logprobs": True},
     "top_logprobs": {"logprobs": True, "top_logprobs": 2},
@@ -125,7 +125,7 @@ OLLAMA_GENERATE: dict[str, dict[str, Any]] = {
     "format": {"format": {"type": "object"}},
     "options": {"options": {"seed": 1, "num_predict": 2}},
     "stream": {"stream": True},
-    "keep_alive": {"keep_alive": 60},
+    "keep_alive": {"keep_alive": -1},
     "think": {"think": True},
     "images": {"images": ["AA=="]},
     "suffix": {"suffix": "end"},
@@ -143,7 +143,7 @@ OLLAMA_EMBED: dict[str, dict[str, Any]] = {
     "dimensions": {"dimensions": 640},
     "truncate": {"truncate": True},
     "options": {"options": {"num_ctx": 512}},
-    "keep_alive": {"keep_alive": "1m"},
+    "keep_alive": {"keep_alive": "-1h"},
 }
 OPTION_VALUES: dict[str, Any] = {
     "temperature": 0.2,

@@ -24,7 +24,7 @@ def client(server: ServerProcess) -> Iterator[ollama.Client]:
 
 def test_chat_whole_and_streamed_agree(client: ollama.Client) -> None:
     client.chat(model="default", messages=HELLO, options=GREEDY, stream=False)  # warm the prefix cache
-    whole = client.chat(model="default", messages=HELLO, options=GREEDY, stream=False, keep_alive="5m")
+    whole = client.chat(model="default", messages=HELLO, options=GREEDY, stream=False, keep_alive=-1)
     assert whole.model == "gemma3:270m" and whole.done and whole.done_reason == "length"
     assert whole.message.role == "assistant" and whole.message.content
     assert whole.eval_count == 8 and whole.prompt_eval_count and whole.prompt_eval_count > 0

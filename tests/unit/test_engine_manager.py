@@ -21,8 +21,10 @@ class FakeModel:
         self.busy = False
         self.last_used = time.monotonic()
         self.closed = False
+        self.close_seconds = 0.0
 
     def close(self) -> None:
+        time.sleep(self.close_seconds)  # on a worker thread: other tasks run meanwhile
         self.closed = True
 
 
@@ -117,4 +119,86 @@ async def test_a_model_that_cannot_fit_beside_busy_ones_is_refused() -> None:
                 pass
         assert err.value.retry_after
         assert set(mgr.slots) == {"a"} and loader.made[1].closed
+    mgr.close()
+
+
+async def _gone(mgr: ModelManager, model_id: str, model: FakeModel) -> bool:
+    """Unloaded and closed (the close runs on a worker thread after the slot is gone)."""
+    for _ in range(200):
+        if model_id not in mgr.slots and model.closed:
+            return True
+        await asyncio.sleep(0.01)
+    return False
+
+
+async def test_a_requests_keep_alive_holds_for_the_model_from_then_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(manager_mod, "SWEEP_SECONDS", 0.01)
+    loader = Loader({"a": 1})
+    mgr = ModelManager({"a": 0.05}.get, loader)
+    mgr.set_keep_alive("a", -1)  # before it loads: applies when it does
+    async with mgr.lease("a"):
+        pass
+    assert mgr.slots["a"].keep_alive == -1 and mgr.slots["a"].expires_in(time.monotonic()) is None
+    await asyncio.sleep(0.1)
+    assert "a" in mgr.slots  # kept past the configured 0.05 s
+    mgr.set_keep_alive("a", 0.02)
+    async with mgr.lease("a"):
+        pass
+    assert await _gone(mgr, "a", loader.made[0])
+    async with mgr.lease("a"):  # a reload starts again from the configured keep-alive
+        assert mgr.slots["a"].keep_alive == 0.05
+    mgr.set_keep_alive("nope", 10)  # an unknown model: nothing to remember
+    assert "nope" not in mgr._next_keep_alive
+    mgr.close()
+
+
+async def test_unload_request_waits_for_requests_in_flight(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(manager_mod, "SWEEP_SECONDS", 0.01)
+    loader = Loader({"a": 1, "b": 1})
+    mgr = ModelManager({"a": -1, "b": -1}.get, loader)
+    async with mgr.lease("b"):
+        pass
+    await mgr.unload_when_idle("b")  # idle: unloaded before the answer
+    assert "b" not in mgr.slots and loader.made[0].closed
+    async with mgr.lease("a") as a:
+        await mgr.unload_when_idle("a")
+        await asyncio.sleep(0.1)
+        assert "a" in mgr.slots and not loader.made[1].closed  # in use: it finishes first
+        async with mgr.lease("a") as again:  # a request arriving meanwhile is served by it
+            assert again is a
+    assert await _gone(mgr, "a", loader.made[1])
+    await mgr.unload_when_idle("a")  # not loaded: nothing to do
+    mgr.close()
+
+
+async def test_unload_request_during_a_load_unloads_after_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(manager_mod, "SWEEP_SECONDS", 0.01)
+    loader = Loader({"a": 1})
+    mgr = ModelManager({"a": -1}.get, loader)
+
+    async def use() -> None:
+        async with mgr.lease("a"):
+            pass
+
+    first = asyncio.create_task(use())
+    await asyncio.sleep(0)  # the load is under way
+    await mgr.unload_when_idle("a")
+    await first
+    assert await _gone(mgr, "a", loader.made[0])
+    mgr.close()
+
+
+async def test_a_zero_keep_alive_never_unloads_a_model_before_its_first_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(manager_mod, "SWEEP_SECONDS", 0.001)
+    loader = Loader({"a": 60, "b": 60})
+    mgr = ModelManager({"a": 0.0, "b": -1}.get, loader, memory_budget=100)
+    for _ in range(5):
+        async with mgr.lease("b") as b:
+            b.close_seconds = 0.02  # type: ignore[attr-defined]
+        async with mgr.lease("a") as a:  # loading it unloads b first: a must not go meanwhile
+            assert not a.closed  # type: ignore[attr-defined]
+            await asyncio.sleep(0.005)
+            assert not a.closed  # type: ignore[attr-defined]
     mgr.close()

@@ -9,7 +9,7 @@ import pytest
 from lumbung.errors import InvalidRequest
 from lumbung.surfaces import ollama as oll
 from lumbung.surfaces.ollama_wire import ChatIn, GenerateIn
-from lumbung.types import Chunk, CompletionRequest, ToolCall, Usage
+from lumbung.types import Chunk, CompletionRequest, ModelInfo, ToolCall, Usage
 
 
 def _chat(**body: object) -> tuple[object, oll.OllamaCall]:
@@ -18,15 +18,64 @@ def _chat(**body: object) -> tuple[object, oll.OllamaCall]:
     return oll.parse_chat(oll.parse(ChatIn, json.dumps(body).encode()))
 
 
-def test_keep_alive_durations() -> None:
-    assert oll.keep_alive_seconds("5m") == 300 and oll.keep_alive_seconds("1.5h") == 5400
-    assert (
-        oll.keep_alive_seconds(-1) == -1
-        and oll.keep_alive_seconds("30") == 30
-        and oll.keep_alive_seconds(None) is None
-    )
-    with pytest.raises(InvalidRequest):
-        oll.keep_alive_seconds("soon")
+def test_keep_alive_reads_go_durations_and_seconds() -> None:
+    cases: list[tuple[object, float | None]] = [
+        ("5m", 300), ("1.5h", 5400), ("1h30m", 5400), ("2m3.5s", 123.5), ("500ms", 0.5), ("0", 0), ("0s", 0),
+        (300, 300), (2.5, 2.5), (0, 0), ("30", 30), (" 10s ", 10), (None, None),
+    ]
+    for value, seconds in cases:
+        assert oll.keep_alive_seconds(value) == seconds, value
+
+
+def test_negative_keep_alive_means_forever() -> None:
+    for value in (-1, -0.5, "-1m", "-1h30m", "-5"):
+        assert oll.keep_alive_seconds(value) == oll.FOREVER, value
+
+
+def test_bad_keep_alive_is_refused_naming_the_field() -> None:
+    for value in ("soon", "5x", "m", "1h 30m", "", "--1s", "1e3s", True, [1], {"m": 5}, float("nan"), float("inf")):
+        with pytest.raises(InvalidRequest) as err:
+            oll.keep_alive_seconds(value)
+        assert err.value.param == "keep_alive" and "keep_alive" in err.value.message, value
+
+
+def test_keep_alive_bool_is_refused_at_the_wire() -> None:
+    with pytest.raises(InvalidRequest) as err:
+        _chat(keep_alive=True)
+    assert err.value.param == "keep_alive"
+
+
+def test_empty_request_with_keep_alive_zero_is_an_unload() -> None:
+    assert _chat(messages=[], keep_alive=0)[1].unload
+    assert _chat(messages=[], keep_alive="0s")[1].unload
+    assert not _chat(messages=[], keep_alive="5m")[1].unload  # a load with a new keep-alive
+    assert not _chat(keep_alive=0)[1].unload  # answers, then the model unloads when idle
+    _, call = oll.parse_generate(oll.parse(GenerateIn, b'{"model": "m", "keep_alive": 0}'))
+    assert call.unload
+    writer = oll.LineWriter("m", call, chat=False)
+    assert writer.loaded("unload") | {"created_at": ""} == {
+        "model": "m", "created_at": "", "response": "", "done": True, "done_reason": "unload"
+    }
+
+
+def test_ps_shows_memory_and_expiry_longest_first() -> None:
+    def info(name: str, **details: object) -> ModelInfo:
+        return ModelInfo(id=name, loaded=True, context_length=2048,
+                         details={"memory_bytes": 5 << 20, "size_bytes": 1 << 20, **details})
+
+    now = 1_000_000.0
+    body = oll.ps_body([
+        info("idle", expires_at=now + 60, keep_alive=300),
+        info("busy", expires_at=None, keep_alive=300),
+        info("forever", expires_at=None, keep_alive=-1),
+        ModelInfo(id="cold", loaded=False),
+    ], now)
+    names = [m["name"] for m in body["models"]]
+    assert names == ["forever", "busy", "idle"]
+    idle = body["models"][2]
+    assert idle["size"] == 5 << 20 and idle["size_vram"] == 0 and idle["context_length"] == 2048
+    assert idle["expires_at"] == oll.iso(now + 60) and body["models"][1]["expires_at"] == oll.iso(now + 300)
+    assert int(body["models"][0]["expires_at"][:4]) > 2200  # about 292 years on, as Ollama shows it
 
 
 def test_options_map_onto_sampling_with_ollamas_defaults() -> None:

@@ -42,6 +42,20 @@ class Backend(Protocol):
     def models(self) -> list[ModelInfo]: ...
 
 
+@runtime_checkable
+class Resident(Protocol):
+    """A backend whose models stay loaded between requests (the local engine): Ollama's
+    ``keep_alive`` and unload requests reach it through the gateway."""
+
+    def set_keep_alive(self, model: str, seconds: float) -> None:
+        """Seconds idle before ``model`` unloads, from now on (negative: forever)."""
+        ...
+
+    async def unload_when_idle(self, model: str) -> None:
+        """Unload ``model`` now, or when its requests in flight have ended."""
+        ...
+
+
 @dataclass
 class Collector:
     """Accumulates a chunk stream into a ``Completion``."""

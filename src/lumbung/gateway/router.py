@@ -18,7 +18,7 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from lumbung.engines.base import Backend, Collector, Embeddings, collect
+from lumbung.engines.base import Backend, Collector, Embeddings, Resident, collect
 from lumbung.errors import (
     ApiError,
     ConfigError,
@@ -473,6 +473,25 @@ class Gateway:
                 if not route.guarded:
                     raise
         raise UnsupportedParameter(f"no target of route {route.name!r} can count tokens now", param="model")
+
+    # -- residency: how long local models stay loaded (Ollama's keep_alive) ---------------------------
+
+    def _residents(self, name: str) -> list[tuple[Resident, str]]:
+        """The route's targets on backends that keep models loaded; remote providers have none."""
+        out: list[tuple[Resident, str]] = []
+        for member in self.resolve(name).members():
+            backend = member.state.provider.backend
+            if isinstance(backend, Resident):
+                out.append((backend, member.state.model))
+        return out
+
+    def set_keep_alive(self, name: str, seconds: float) -> None:
+        for backend, model in self._residents(name):
+            backend.set_keep_alive(model, seconds)
+
+    async def unload_when_idle(self, name: str) -> None:
+        for backend, model in self._residents(name):
+            await backend.unload_when_idle(model)
 
     async def aclose(self) -> None:
         """Close upstream providers' connection pools (the local engine closes on its own)."""

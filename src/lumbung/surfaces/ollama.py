@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -67,19 +68,37 @@ def parse(model: type[T], body: bytes) -> T:
         raise InvalidRequest(f"invalid {where}: {err['msg']}", param=where) from exc
 
 
-_DURATION = re.compile(r"^(-?\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)?$")
-_UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+# Go's time.ParseDuration, which Ollama uses: signed, one or more "<number><unit>" parts ("1h30m").
+_DURATION = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+")
+_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)")
+FOREVER = -1.0
 
 
-def keep_alive_seconds(value: str | float | int | None) -> float | None:
-    """Ollama's keep_alive: seconds as a number, or a Go duration ("5m", "1h30m" not needed); negative
-    means forever."""
-    if value is None or isinstance(value, int | float):
-        return None if value is None else float(value)
-    match = _DURATION.match(value.strip())
-    if not match:
-        raise InvalidRequest(f"invalid keep_alive duration: {value!r}", param="keep_alive")
-    return float(match.group(1)) * _UNIT[match.group(2) or "s"]
+def keep_alive_seconds(value: object) -> float | None:
+    """Ollama's keep_alive in seconds: a Go duration string ("5m", "1h30m", "0"), or seconds as a
+    number; negative means forever (``FOREVER``). A string of bare seconds ("300") is accepted too,
+    which Ollama refuses. Anything else is a 400 naming the field."""
+    if value is None:
+        return None
+    seconds: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if _NUMBER.fullmatch(text):
+            seconds = float(text)
+        elif _DURATION.fullmatch(text):
+            total = sum(float(n) * _UNIT[u] for n, u in _PART.findall(text))
+            seconds = -total if text.startswith("-") else total
+    if seconds is None or not math.isfinite(seconds):
+        raise InvalidRequest(
+            f"invalid keep_alive: {json.dumps(value, default=str)[:80]} (use a duration such as \"5m\" or "
+            '"1h30m", or seconds as a number; negative keeps the model loaded forever)',
+            param="keep_alive",
+        )
+    return FOREVER if seconds < 0 else seconds
 
 
 def _refuse(param: str, why: str) -> UnsupportedParameter:
@@ -134,8 +153,13 @@ class OllamaCall:
 
     stream: bool = True
     think: bool = False
-    keep_alive: float | None = None
-    load_only: bool = False  # generate with an empty prompt: load the model, answer at once
+    keep_alive: float | None = None  # seconds (FOREVER: never unload); None: the model's current one
+    load_only: bool = False  # no prompt or messages: load (or, with keep_alive 0, unload) and answer
+
+    @property
+    def unload(self) -> bool:
+        """Ollama's unload request: no prompt or messages, and keep_alive 0."""
+        return self.load_only and self.keep_alive == 0
     started: float = field(default_factory=time.perf_counter)
     extra_fields: list[str] = field(default_factory=list)
 
@@ -234,10 +258,6 @@ def parse_generate(
         load_only=not wire.prompt,
         extra_fields=sorted(wire.model_extra or {}),
     )
-    if call.load_only and call.keep_alive == 0:
-        raise _refuse(
-            "keep_alive", "0 (unload now) is not supported: models unload after the server's keep_alive"
-        )
     fmt = response_format(wire.format)
     if wire.raw:
         if fmt.type != "text":
@@ -346,14 +366,15 @@ class LineWriter:
             out.update(self.timer.fields(chunk.usage))
         return out
 
-    def loaded(self) -> dict[str, Any]:
-        """The answer to a request with no prompt or messages: the model is loaded, nothing else."""
+    def loaded(self, reason: str = "load") -> dict[str, Any]:
+        """The answer to a request with no prompt or messages: the model was loaded (``load``) or
+        is unloading (``unload``), nothing else."""
         out: dict[str, Any] = {"model": self.model, "created_at": now_iso()}
         if self.chat:
             out["message"] = {"role": "assistant", "content": ""}
         else:
             out["response"] = ""
-        return {**out, "done": True, "done_reason": "load"}
+        return {**out, "done": True, "done_reason": reason}
 
 
 def version_body() -> dict[str, Any]:
@@ -417,6 +438,34 @@ def show_body(info: ModelInfo) -> dict[str, Any]:
     }
 
 
-def ps_entry(info: ModelInfo) -> dict[str, Any]:
-    size = int(info.details.get("size_bytes") or 0)
-    return {**model_entry(info), "size_vram": 0, "size": size, "context_length": info.context_length}
+# What Ollama shows for a model kept forever: now plus the longest Go duration (about 292 years).
+FOREVER_SECONDS = (2**63 - 1) / 1e9
+
+
+def expires_at(info: ModelInfo, now: float) -> float:
+    """When an idle keep-alive unloads the model. Kept forever: far in the future, as Ollama shows
+    it. In use: as if its last request ended now (the keep-alive counts from then)."""
+    at = info.details.get("expires_at")
+    if at is not None:
+        return float(at)
+    keep_alive = float(info.details.get("keep_alive", FOREVER))
+    return now + (FOREVER_SECONDS if keep_alive < 0 else keep_alive)
+
+
+def ps_body(models: list[ModelInfo], now: float) -> dict[str, Any]:
+    """/api/ps: loaded models, the one that stays longest first (as Ollama sorts them)."""
+    entries = [(expires_at(m, now), m) for m in models if m.loaded]
+    entries.sort(key=lambda e: e[0], reverse=True)
+    return {"models": [ps_entry(m, at) for at, m in entries]}
+
+
+def ps_entry(info: ModelInfo, expires: float) -> dict[str, Any]:
+    # size is the memory the model holds (weights and KV cache), all in RAM: no VRAM on this engine.
+    size = int(info.details.get("memory_bytes") or info.details.get("size_bytes") or 0)
+    return {
+        **model_entry(info),
+        "size": size,
+        "size_vram": 0,
+        "expires_at": iso(expires),
+        "context_length": info.context_length,
+    }

@@ -47,6 +47,11 @@ async def _answer(
     info = _model_info(state, core.model)
     entry.model = info.id
     writer = oll.LineWriter(info.id, call, chat)
+    if call.unload:  # answered at once; the model unloads when its requests in flight have ended
+        await state.gateway.unload_when_idle(core.model)
+        return JSONResponse(writer.loaded("unload"))
+    if call.keep_alive is not None:
+        state.gateway.set_keep_alive(core.model, call.keep_alive)
     if call.load_only:
         await state.gateway.count_tokens(core)  # loads the model, as Ollama does for an empty request
         return JSONResponse(writer.loaded())
@@ -115,9 +120,11 @@ async def generate(request: Request, entry: RequestLog) -> Response:
 async def embed(request: Request, entry: RequestLog) -> Response:
     state = state_of(request)
     wire = oll.parse(EmbedIn, await read_body(request, state.settings.max_body_bytes))
-    oll.keep_alive_seconds(wire.keep_alive)
+    keep_alive = oll.keep_alive_seconds(wire.keep_alive)
     info = _model_info(state, wire.model)
     entry.model = info.id
+    if keep_alive is not None:
+        state.gateway.set_keep_alive(wire.model, keep_alive)
     inputs = [wire.input] if isinstance(wire.input, str) else wire.input
     timer = oll.Timer(time.perf_counter())
     result = await unless_disconnected(request, state.gateway.embed(wire.model, inputs)) if inputs else None
@@ -145,8 +152,11 @@ async def embed(request: Request, entry: RequestLog) -> Response:
 async def embeddings(request: Request, entry: RequestLog) -> Response:
     state = state_of(request)
     wire = oll.parse(EmbeddingsIn, await read_body(request, state.settings.max_body_bytes))
+    keep_alive = oll.keep_alive_seconds(wire.keep_alive)
     info = _model_info(state, wire.model)
     entry.model = info.id
+    if keep_alive is not None:
+        state.gateway.set_keep_alive(wire.model, keep_alive)
     if not wire.prompt:
         return JSONResponse({"embedding": []})
     result = await unless_disconnected(request, state.gateway.embed(wire.model, [wire.prompt]))
@@ -171,8 +181,7 @@ async def show(request: Request, entry: RequestLog) -> Response:
 
 @ollama_endpoint
 async def ps(request: Request, entry: RequestLog) -> Response:
-    models = [m for m in state_of(request).gateway.models() if m.loaded]
-    return JSONResponse({"models": [oll.ps_entry(m) for m in models]})
+    return JSONResponse(oll.ps_body(state_of(request).gateway.models(), time.time()))
 
 
 @ollama_endpoint

@@ -84,7 +84,7 @@ class ToolIn(_Wire):
 
 
 Format = str | dict[str, Any] | None
-KeepAlive = str | float | int | None
+KeepAlive = Any  # a duration string or seconds; checked by ollama.keep_alive_seconds, one clear error
 Think = bool | str | None
 
 

@@ -304,6 +304,7 @@ class LlamaCppBackend:
                     },
                     "loaded_at": int(loaded.loaded_at),
                     "expires_at": None if expires is None else int(time.time() + expires),
+                    "keep_alive": slot.keep_alive,  # seconds idle before unloading; negative: forever
                     "chat_template": loaded.template.name,
                 }
             details |= spec.details  # the store's facts win: the file's size, not the tensors'
@@ -322,6 +323,12 @@ class LlamaCppBackend:
 
     def is_loaded(self, model_id: str) -> bool:
         return model_id in self.manager.slots
+
+    def set_keep_alive(self, model_id: str, seconds: float) -> None:
+        self.manager.set_keep_alive(model_id, seconds)
+
+    async def unload_when_idle(self, model_id: str) -> None:
+        await self.manager.unload_when_idle(model_id)
 
     async def get(self, model_id: str) -> LocalModel:
         """Load a model (if needed) without holding it: for preloading at start-up."""

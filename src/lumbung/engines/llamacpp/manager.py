@@ -2,8 +2,10 @@
 the loaded ones within a memory budget by unloading the least recently used idle model.
 
 A request holds a *lease* on its model for as long as it runs (``async with manager.lease(id)``);
-a leased model, or one with requests in its engine, is never unloaded. The loader is a parameter,
-so tests swap in a fake (no patching).
+a leased model, or one with requests in its engine, is never unloaded. A request may change its
+model's keep-alive from then on (``set_keep_alive``, Ollama's ``keep_alive``) or ask for it to unload
+once idle (``unload_when_idle``); a reload starts again from the configured keep-alive. The loader is
+a parameter, so tests swap in a fake (no patching).
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ class ModelManager:
         self.memory_budget = memory_budget
         self.slots: dict[str, Slot] = {}
         self._loading: dict[str, asyncio.Task[Loadable]] = {}
+        self._next_keep_alive: dict[str, float] = {}  # set while not loaded: applies when it loads
         self._sweeper: asyncio.Task[None] | None = None
 
     def used_bytes(self) -> int:
@@ -82,8 +85,7 @@ class ModelManager:
 
     @asynccontextmanager
     async def lease(self, model_id: str) -> AsyncIterator[Loadable]:
-        slot = await self._acquire(model_id)
-        slot.leases += 1
+        slot = await self._acquire(model_id)  # with the lease taken
         try:
             yield slot.model
         finally:
@@ -93,6 +95,7 @@ class ModelManager:
     async def _acquire(self, model_id: str) -> Slot:
         slot = self.slots.get(model_id)
         if slot is not None:
+            slot.leases += 1
             return slot
         keep_alive = self.keep_alive(model_id)
         if keep_alive is None:
@@ -109,10 +112,15 @@ class ModelManager:
             if task.done():
                 self._loading.pop(model_id, None)
         slot = self.slots.get(model_id)
-        if slot is None:  # the first of the waiters installs it
-            slot = self.slots[model_id] = Slot(model, keep_alive)
-            await self._fit(model_id)
-            self._start_sweeper()
+        if slot is not None:
+            slot.leases += 1
+            return slot
+        # The first of the waiters installs it, leased before any await so that no sweep or unload
+        # request sees it idle before it served anyone.
+        keep_alive = self._next_keep_alive.pop(model_id, keep_alive)
+        slot = self.slots[model_id] = Slot(model, keep_alive, leases=1)
+        self._start_sweeper()
+        await self._fit(model_id)
         return slot
 
     async def _fit(self, newcomer: str) -> None:
@@ -123,7 +131,10 @@ class ModelManager:
         while self.used_bytes() > self.memory_budget:
             idle = [(s.idle_since(), k) for k, s in self.slots.items() if k != newcomer and s.idle()]
             if not idle:
-                await self.unload(newcomer)
+                slot = self.slots[newcomer]
+                slot.leases -= 1
+                if slot.idle():  # waiters of the same load may hold it already: they keep it
+                    await self.unload(newcomer)
                 raise Overloaded(
                     f"model {newcomer!r} does not fit in the memory budget while other models are busy",
                     retry_after=10,
@@ -136,6 +147,31 @@ class ModelManager:
             log.info("unloading model %s", model_id)
             await asyncio.to_thread(slot.model.close)
 
+    def set_keep_alive(self, model_id: str, seconds: float) -> None:
+        """A request's keep-alive for its model (negative: forever): it holds from now on, until
+        another request sets one or the model unloads."""
+        if self.keep_alive(model_id) is None:
+            return  # no such model: the request itself gets the 404
+        slot = self.slots.get(model_id)
+        if slot is not None:
+            slot.keep_alive = seconds
+        else:
+            self._next_keep_alive[model_id] = seconds
+
+    async def unload_when_idle(self, model_id: str) -> None:
+        """Unload now if no request uses the model, else as soon as the last one ends (they finish
+        first); a load under way ends in an unload after its first request."""
+        slot = self.slots.get(model_id)
+        if slot is None:
+            if model_id in self._loading:
+                self._next_keep_alive[model_id] = 0.0
+            else:
+                self._next_keep_alive.pop(model_id, None)
+            return
+        slot.keep_alive = 0.0
+        if slot.idle():
+            await self.unload(model_id)
+
     def expired(self, now: float) -> list[str]:
         return [k for k, s in self.slots.items() if (left := s.expires_in(now)) is not None and left <= 0]
 
@@ -146,8 +182,9 @@ class ModelManager:
     async def _sweep(self) -> None:
         while self.slots:
             await asyncio.sleep(SWEEP_SECONDS)
-            for model_id in self.expired(time.monotonic()):
-                await self.unload(model_id)
+            # One at a time, checked again after each unload: a request may lease a model meanwhile.
+            while expired := self.expired(time.monotonic()):
+                await self.unload(expired[0])
 
     def close(self) -> None:
         if self._sweeper is not None:
