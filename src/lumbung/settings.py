@@ -110,7 +110,9 @@ class Settings(BaseModel):
         default=600.0, gt=0, description="Seconds a request may run before it is ended."
     )
     keep_alive: float = Field(
-        default=300.0, description="Seconds an idle model stays loaded (negative: forever)."
+        default=300.0,
+        description="Seconds an idle model stays loaded (negative: forever). Ollama clients may change "
+        "it per request (`keep_alive`) until the model unloads.",
     )
     max_body_bytes: int = Field(
         default=8 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 beyond)."

@@ -89,7 +89,7 @@ def test_unload_then_load_requests(client: ollama.Client) -> None:
 def test_unload_lets_requests_in_flight_finish(client: ollama.Client, own_server: ServerProcess) -> None:
     client.generate(model="default", prompt="", keep_alive=-1)
     stream = client.generate(model="default", prompt="The rice barn stood", raw=True, stream=True,
-                             options={"temperature": 0, "num_predict": 64})
+                             options={"temperature": 0, "num_predict": 128})
     parts = [next(stream)]  # generating now
     unloads: list[ollama.GenerateResponse] = []
 
@@ -101,8 +101,9 @@ def test_unload_lets_requests_in_flight_finish(client: ollama.Client, own_server
     thread.start()
     thread.join(timeout=60)
     assert unloads and unloads[0].done_reason == "unload"  # answered without waiting for the stream
+    assert MODEL in _running(client)  # still generating: it stays
     parts.extend(stream)
-    assert parts[-1].done and parts[-1].done_reason == "length" and parts[-1].eval_count == 64
+    assert parts[-1].done and parts[-1].done_reason == "length" and parts[-1].eval_count == 128
     assert all(not p.done for p in parts[:-1])
     assert _wait_unloaded(client)  # and then the model goes
 

@@ -293,3 +293,29 @@ async def test_whole_answers_stop_together_when_one_fails() -> None:
     with pytest.raises(ContextLengthExceeded):
         await gw.complete_all([req(), req()])
     assert [c.text for c in await gw.complete_all([req(), req()])] == ["a0 a1 a2 ", "a0 a1 a2 "]
+
+
+@dataclass
+class Resident(Scripted):
+    """A provider that keeps its models loaded (as the local engine does)."""
+
+    keep_alive: dict[str, float] = field(default_factory=dict)
+    unloaded: list[str] = field(default_factory=list)
+
+    def set_keep_alive(self, model: str, seconds: float) -> None:
+        self.keep_alive[model] = seconds
+
+    async def unload_when_idle(self, model: str) -> None:
+        self.unloaded.append(model)
+
+
+async def test_keep_alive_and_unload_reach_only_the_targets_that_keep_models_loaded() -> None:
+    local, remote = Resident("local"), Scripted("remote")
+    gw, _, _ = gateway([local], [remote])
+    gw.set_keep_alive("chat", 60.0)
+    await gw.unload_when_idle("chat")
+    assert local.keep_alive == {"m": 60.0} and local.unloaded == ["m"]
+    assert not hasattr(remote, "keep_alive")
+    with pytest.raises(ApiError) as err:
+        gw.set_keep_alive("nope", 1.0)
+    assert err.value.status == 404
