@@ -117,6 +117,16 @@ def test_a_short_keep_alive_unloads_the_idle_model(client: ollama.Client) -> Non
     assert _seconds_left(_running(client)[MODEL]) > 200 * 365 * 86400  # back to the configured one
 
 
+def test_an_empty_embed_loads_the_model_with_its_keep_alive(client: ollama.Client) -> None:
+    client.generate(model="default", prompt="", keep_alive=0)
+    assert MODEL not in _running(client)
+    done = client.embed(model="default", input=[], keep_alive="10m")
+    assert done.embeddings == [] and 600 - 60 < _seconds_left(_running(client)[MODEL]) <= 600
+    client.generate(model="default", prompt="", keep_alive=0)
+    assert client.embeddings(model="default", prompt="", keep_alive=-1).embedding == []
+    assert _seconds_left(_running(client)[MODEL]) > 200 * 365 * 86400
+
+
 def test_bad_keep_alive_is_a_400_in_ollamas_envelope(client: ollama.Client, own_server: ServerProcess) -> None:
     bodies = [
         ("/api/chat", {"model": "default", "messages": HELLO}),

@@ -301,6 +301,7 @@ class Resident(Scripted):
 
     keep_alive: dict[str, float] = field(default_factory=dict)
     unloaded: list[str] = field(default_factory=list)
+    loaded: list[str] = field(default_factory=list)
 
     def set_keep_alive(self, model: str, seconds: float) -> None:
         self.keep_alive[model] = seconds
@@ -308,13 +309,17 @@ class Resident(Scripted):
     async def unload_when_idle(self, model: str) -> None:
         self.unloaded.append(model)
 
+    async def load(self, model: str) -> None:
+        self.loaded.append(model)
+
 
 async def test_keep_alive_and_unload_reach_only_the_targets_that_keep_models_loaded() -> None:
     local, remote = Resident("local"), Scripted("remote")
     gw, _, _ = gateway([local], [remote])
     gw.set_keep_alive("chat", 60.0)
     await gw.unload_when_idle("chat")
-    assert local.keep_alive == {"m": 60.0} and local.unloaded == ["m"]
+    await gw.load("chat")
+    assert local.keep_alive == {"m": 60.0} and local.unloaded == ["m"] and local.loaded == ["m"]
     assert not hasattr(remote, "keep_alive")
     with pytest.raises(ApiError) as err:
         gw.set_keep_alive("nope", 1.0)

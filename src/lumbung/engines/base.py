@@ -55,6 +55,10 @@ class Resident(Protocol):
         """Unload ``model`` now, or when its requests in flight have ended."""
         ...
 
+    async def load(self, model: str) -> None:
+        """Load ``model`` if it is not loaded, generating nothing."""
+        ...
+
 
 @dataclass
 class Collector:

@@ -493,6 +493,11 @@ class Gateway:
         for backend, model in self._residents(name):
             await backend.unload_when_idle(model)
 
+    async def load(self, name: str) -> None:
+        """Load the route's local models (Ollama's empty embed request), generating nothing."""
+        for backend, model in self._residents(name):
+            await backend.load(model)
+
     async def aclose(self) -> None:
         """Close upstream providers' connection pools (the local engine closes on its own)."""
         for provider in self.providers:

@@ -125,8 +125,10 @@ async def embed(request: Request, entry: RequestLog) -> Response:
     entry.model = info.id
     if keep_alive is not None:
         state.gateway.set_keep_alive(wire.model, keep_alive)
-    inputs = [wire.input] if isinstance(wire.input, str) else wire.input
+    inputs = ([wire.input] if wire.input else []) if isinstance(wire.input, str) else wire.input
     timer = oll.Timer(time.perf_counter())
+    if not inputs:  # nothing to embed: load the model, as Ollama does
+        await state.gateway.load(wire.model)
     result = await unless_disconnected(request, state.gateway.embed(wire.model, inputs)) if inputs else None
     vectors = result.vectors if result else []
     if wire.dimensions is not None and vectors and wire.dimensions != len(vectors[0]):
@@ -157,7 +159,8 @@ async def embeddings(request: Request, entry: RequestLog) -> Response:
     entry.model = info.id
     if keep_alive is not None:
         state.gateway.set_keep_alive(wire.model, keep_alive)
-    if not wire.prompt:
+    if not wire.prompt:  # load the model, as Ollama does, and answer an empty vector
+        await state.gateway.load(wire.model)
         return JSONResponse({"embedding": []})
     result = await unless_disconnected(request, state.gateway.embed(wire.model, [wire.prompt]))
     entry.prompt_tokens = result.prompt_tokens

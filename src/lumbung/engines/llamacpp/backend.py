@@ -330,6 +330,9 @@ class LlamaCppBackend:
     async def unload_when_idle(self, model_id: str) -> None:
         await self.manager.unload_when_idle(model_id)
 
+    async def load(self, model_id: str) -> None:
+        await self.get(model_id)
+
     async def get(self, model_id: str) -> LocalModel:
         """Load a model (if needed) without holding it: for preloading at start-up."""
         async with self.manager.lease(model_id) as model:
