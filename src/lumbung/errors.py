@@ -15,6 +15,7 @@
     │   ├── UpstreamError           502/504, a backend failed
     │   │   ├── UpstreamTimeout         504, connect / first token / idle / overall deadline passed
     │   │   └── ProviderCutOff          a provider refuses this account or region (401/403/451)
+    │   ├── ModelOutputError        500, the model broke a tool call after part of it was streamed
     │   └── InternalError           500, a bug: logged with its traceback
     ├── EngineError                 the local engine failed (load, decode); mapped to ApiError at the edge
     └── StoreError                  the model store (store/): pull, verify, bundles
@@ -134,6 +135,15 @@ class UpstreamTimeout(UpstreamError):
 
 class ProviderCutOff(UpstreamError):
     code = "provider_cut_off"
+
+
+class ModelOutputError(ApiError):
+    """The model's output went wrong where it can no longer be shown as text (a tool call whose
+    start has already been streamed); not a bug in lumbung."""
+
+    status = 500
+    type = "server_error"
+    code = "invalid_model_output"
 
 
 class InternalError(ApiError):

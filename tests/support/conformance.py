@@ -18,10 +18,12 @@ from pathlib import Path
 import llguidance
 
 from lumbung import toolcalls
+from lumbung.engines.base import Collector
 from lumbung.engines.llamacpp.grammar import GrammarCompiler, lark_json
 from lumbung.engines.llamacpp.model import LlamaModel
+from lumbung.errors import ModelOutputError
 from lumbung.store.embedded import embedded_model_path
-from lumbung.toolcalls.base import Parsed, ToolFormat, lark_string
+from lumbung.toolcalls.base import Parsed, ParsedCall, ToolFormat, lark_string
 from lumbung.toolcalls.output import OutputShaper
 from lumbung.toolcalls.reasoning import ThinkSplitter
 from lumbung.types import Chunk, Tool, Usage
@@ -105,12 +107,21 @@ SAMPLES: dict[str, dict[str, str]] = {
 }
 
 
-def _run(fmt: ToolFormat, pieces: list[str]) -> Parsed:
+def _steps(fmt: ToolFormat, pieces: list[str]) -> list[Parsed]:
     parser = fmt.parser(TOOLS)
+    return [*(parser.feed(p) for p in pieces), parser.finish()]
+
+
+def _run(fmt: ToolFormat, pieces: list[str]) -> Parsed:
+    """Text and calls, argument fragments joined onto their call."""
     out = Parsed()
-    for step in [*(parser.feed(p) for p in pieces), parser.finish()]:
+    for step in _steps(fmt, pieces):
         out.text += step.text
-        out.calls += step.calls
+        for call in step.calls:
+            if call.new:
+                out.calls.append(ParsedCall(call.name, call.arguments))
+            else:
+                out.calls[-1].arguments += call.arguments
     return out
 
 
@@ -134,9 +145,32 @@ def any_split(fmt: ToolFormat, _: GrammarCompiler) -> bool:
     return all(_run(fmt, s) == whole for s in splits)
 
 
-def malformed_as_text(fmt: ToolFormat, _: GrammarCompiler) -> bool:
+def arguments_streamed(fmt: ToolFormat, _: GrammarCompiler) -> bool | str:
+    """Fed a character at a time, each call's arguments arrive in several fragments, before the
+    call's block closes, and join into the whole call's arguments; "whole" where the format sends
+    whole calls."""
+    text = SAMPLES[fmt.name]["two"]
+    steps = _steps(fmt, list(text))
+    fragments = [c for step in steps[:-1] for c in step.calls if not c.new]
+    if not fmt.stream_heads:
+        return "whole" if not fragments and _run(fmt, list(text)) == _run(fmt, [text]) else False
+    joined = _run(fmt, list(text)).calls
+    per_call = [sum(1 for c in fragments if c.arguments) for _ in joined]
+    return len(fragments) > len(joined) and all(per_call) and joined == _run(fmt, [text]).calls
+
+
+def malformed_safe(fmt: ToolFormat, _: GrammarCompiler) -> bool:
+    """Whole, a malformed call is text; streamed, it is text or (once part of it went out) an
+    error, never a call."""
     bad = SAMPLES[fmt.name]["bad"]
-    return all(not (got := _run(fmt, p)).calls and got.text.strip() for p in ([bad], list(bad)))
+    for pieces in ([bad], list(bad)):
+        try:
+            got = _run(fmt, pieces)
+        except ModelOutputError:
+            continue
+        if got.calls or not got.text.strip():
+            return False
+    return True
 
 
 def forced_grammar(fmt: ToolFormat, compiler: GrammarCompiler) -> bool:
@@ -156,7 +190,7 @@ def forced_grammar(fmt: ToolFormat, compiler: GrammarCompiler) -> bool:
 
 
 def history_round_trip(fmt: ToolFormat, _: GrammarCompiler) -> bool:
-    return _calls(_run(fmt, [fmt.render_call(*T)])) == [T]  # type: ignore[arg-type]
+    return _calls(_run(fmt, [fmt.render_call(*T)])) == [T]
 
 
 def reasoning_split(fmt: ToolFormat, _: GrammarCompiler) -> bool:
@@ -171,7 +205,10 @@ def reasoning_split(fmt: ToolFormat, _: GrammarCompiler) -> bool:
         shaper.shape(Chunk(finish_reason="stop", usage=Usage()))
     ]
     reasoning = "".join(c.reasoning for c in chunks)
-    calls = [(c.name, json.loads(c.arguments)) for ch in chunks for c in ch.tool_calls]
+    collector = Collector()
+    for chunk in chunks:
+        collector.add(chunk)
+    calls = [(c.name, json.loads(c.arguments)) for c in collector.tool_calls]
     content = "".join(c.text for c in chunks)
     return (
         calls == [W, T]
@@ -181,15 +218,22 @@ def reasoning_split(fmt: ToolFormat, _: GrammarCompiler) -> bool:
     )
 
 
-FEATURES: list[tuple[str, Callable[[ToolFormat, GrammarCompiler], bool]]] = [
+FEATURES: list[tuple[str, Callable[[ToolFormat, GrammarCompiler], bool | str]]] = [
     ("one call", one_call),
     ("parallel calls", parallel_calls),
     ("stream split anywhere", any_split),
-    ("malformed call -> text", malformed_as_text),
+    ("arguments streamed", arguments_streamed),
+    ("malformed call -> text or error", malformed_safe),
     ("forced call (grammar)", forced_grammar),
     ("history re-rendered", history_round_trip),
     ("`<think>` split off", reasoning_split),
 ]
+
+
+def _cell(result: bool | str) -> str:
+    if isinstance(result, str):
+        return result
+    return "yes" if result else "**no**"
 
 
 def matrix(compiler: GrammarCompiler) -> str:
@@ -198,7 +242,7 @@ def matrix(compiler: GrammarCompiler) -> str:
     rows = []
     for family in toolcalls.FORMATS:
         fmt = toolcalls.get(family)
-        cells = ["yes" if check(fmt, compiler) else "**no**" for _, check in FEATURES]
+        cells = [_cell(check(fmt, compiler)) for _, check in FEATURES]
         rows.append(f"| `{family}` | " + " | ".join(cells) + " |")
     return "\n".join([BEGIN, head, rule, *rows, END])
 

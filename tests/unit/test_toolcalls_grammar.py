@@ -30,6 +30,7 @@ from lumbung.engines.llamacpp.model import LlamaModel
 from lumbung.errors import InvalidRequest, UnsupportedParameter
 from lumbung.store.embedded import embedded_model_path
 from lumbung.toolcalls.base import lark_string as LIT
+from lumbung.toolcalls.parsed import joined
 from lumbung.types import ChatRequest, Message, ResponseFormat, Tool
 
 TOOLS = [
@@ -102,7 +103,7 @@ def test_forced_grammar_accepts_a_valid_call_and_the_parser_reads_it(
     text = FORCED[family]
     assert accepts(compiler, grammar, text)
     parser = fmt.parser(TOOLS)
-    calls = parser.feed(text).calls + parser.finish().calls
+    calls = joined(parser.feed(text).calls + parser.finish().calls)
     assert [(c.name, json.loads(c.arguments)) for c in calls] == [
         ("get_weather", {"city": "Jakarta", "days": 3})
     ]

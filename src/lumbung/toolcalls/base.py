@@ -3,38 +3,29 @@
 A format (one module per model family) knows three things: how to describe tools and earlier calls
 to the model when its chat template cannot (``render_tools``, ``render_call``), the Lark grammar of a
 forced call for constrained decoding (``grammar``), and how a call looks in the output
-(``starts``/``end`` markers and ``parse_block``). ``CallParser`` turns streamed text into plain text
-and whole calls; a call is emitted when its block closes, with arguments re-serialised as compact
-JSON, so a client never sees arguments that do not parse. A malformed block comes out as plain text.
+(``starts``/``end`` markers and ``parse_block``), plus, where arguments are JSON text, the heads
+that let a call stream (``stream_heads``). ``CallParser`` turns streamed text into plain text and
+calls: a streamable call opens as soon as its name is known and its arguments follow in fragments
+(``stream.CallStreamer``); any other call is emitted whole when its block closes, with arguments
+re-serialised as compact JSON. A malformed block that was never streamed comes out as plain text.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from lumbung.toolcalls.parsed import Parsed as Parsed  # re-exported: formats and tests use base
+from lumbung.toolcalls.parsed import ParsedCall as ParsedCall
+from lumbung.toolcalls.stream import CallStreamer
 from lumbung.types import Tool
 
 # Renders a marker as a Lark terminal (a special token where the vocabulary has one).
 Literal = Callable[[str], str]
 # Renders a JSON schema as a Lark rule body (llguidance's ``%json``).
 JsonRule = Callable[[dict[str, Any]], str]
-
-
-@dataclass(slots=True)
-class ParsedCall:
-    name: str
-    arguments: str  # compact JSON text
-
-
-@dataclass(slots=True)
-class Parsed:
-    """What one parser step produced: text to show and calls completed during this step."""
-
-    text: str = ""
-    calls: list[ParsedCall] = field(default_factory=list)
 
 
 def lark_string(text: str) -> str:
@@ -105,6 +96,11 @@ class ToolFormat:
     end: ClassVar[str | None] = None  # closing marker; None: the block runs to the next start or the end
     ignore: ClassVar[tuple[str, ...]] = ()  # wrapper markers dropped from the text
     separator: ClassVar[str] = "\n"  # between parallel calls in a forced grammar
+    # Where a block's first call, and each later call in the same block, open: each pattern ends
+    # just before the ``{`` of the arguments and names the tool (group ``jname``: a JSON string;
+    # ``name``: bare text). None: the format's calls are sent whole when their block closes.
+    stream_heads: ClassVar[tuple[re.Pattern[str], ...]] = ()
+    stream_next: ClassVar[tuple[re.Pattern[str], ...]] = ()
 
     @property
     def trigger(self) -> str | None:
@@ -189,7 +185,9 @@ class CallParser:
         self.opened = ""  # the start marker of the open block
         self.held_space = ""  # trailing whitespace: dropped if a call follows
         self.n_calls = 0
+        self.streamer: CallStreamer | None = None  # the open block's, where the format streams
         self._text_markers = fmt.starts + fmt.ignore
+        self._closers = (fmt.end,) if fmt.end else fmt.starts + fmt.ignore
 
     def _text(self, out: Parsed, text: str) -> None:
         if not text:
@@ -200,15 +198,27 @@ class CallParser:
             self.held_space = ""
         self.held_space += text[len(stripped) :]
 
-    def _block(self, out: Parsed, body: str, closing: str) -> None:
+    def _open(self, marker: str) -> None:
+        self.in_call, self.opened = True, marker
+        self.streamer = CallStreamer(self.fmt, self.tools) if self.fmt.stream_heads else None
+
+    def _calls(self, out: Parsed, calls: list[ParsedCall]) -> None:
+        if any(c.new for c in calls):
+            self.held_space = ""  # whitespace before a call is dropped
+        out.calls.extend(calls)
+        self.n_calls += sum(c.new for c in calls)
+
+    def _block(self, out: Parsed, body: str, closing: str, truncated: bool = False) -> None:
+        streamer, self.streamer = self.streamer, None
+        streamed = streamer.close(body, truncated) if streamer is not None else None
+        if streamed is not None:
+            self._calls(out, streamed)
+            return
         calls = self.fmt.parse_block(body, self.tools)
         if calls is None:
             self._text(out, self.opened + body + closing)
             return
-        if calls:
-            self.held_space = ""
-        out.calls.extend(calls)
-        self.n_calls += len(calls)
+        self._calls(out, calls)
 
     def _find(self, markers: tuple[str, ...]) -> tuple[int, str]:
         first, found = -1, ""
@@ -232,11 +242,13 @@ class CallParser:
                 self._text(out, self.buf[:i])
                 self.buf = self.buf[i + len(marker) :]
                 if marker in self.fmt.starts:
-                    self.in_call, self.opened = True, marker
+                    self._open(marker)
                 continue
-            closers = (self.fmt.end,) if self.fmt.end else self.fmt.starts + self.fmt.ignore
-            i, marker = self._find(closers)
+            i, marker = self._find(self._closers)
             if i == -1:
+                if self.streamer is not None:  # all but what may be the start of a closing marker
+                    safe = len(self.buf) - partial_suffix(self.buf, self._closers)
+                    self._calls(out, self.streamer.feed(self.buf[:safe]))
                 return out
             body = self.buf[:i]
             self.buf = self.buf[i + len(marker) :]
@@ -245,11 +257,13 @@ class CallParser:
             if not self.fmt.end:  # the marker that closed this block may open the next
                 self.buf = marker + self.buf
 
-    def finish(self) -> Parsed:
+    def finish(self, truncated: bool = False) -> Parsed:
+        """The rest; ``truncated``: the answer was cut (``max_tokens``), so a streamed call may
+        stay incomplete, as its finish reason says, instead of being an error."""
         out = Parsed()
         if self.in_call:
             self.in_call = False
-            self._block(out, self.buf, "")
+            self._block(out, self.buf, "", truncated)
         else:
             self._text(out, self.buf)
         self.buf = ""

@@ -12,6 +12,7 @@ V3.1 drops the ``function`` type and the fence: ``<｜tool▁call▁begin｜>NAM
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from lumbung.toolcalls.base import Literal, ParsedCall, ToolFormat, compact, lark_string
@@ -22,6 +23,8 @@ CALLS_END = "<｜tool▁calls▁end｜>"
 CALL_BEGIN = "<｜tool▁call▁begin｜>"
 CALL_END = "<｜tool▁call▁end｜>"
 SEP = "<｜tool▁sep｜>"
+_FENCED = r"\s*function\s*" + SEP + r"(?P<name>[^\n]*?)[ \t]*\n\s*(?:```(?:json)?\s*)?(?=\{)"
+_BARE = r"(?P<name>[^\n<]*?)\s*" + SEP + r"\s*(?=\{)"  # V3.1
 
 
 class DeepSeekFormat(ToolFormat):
@@ -29,6 +32,7 @@ class DeepSeekFormat(ToolFormat):
     starts = (CALL_BEGIN,)
     end = CALL_END
     ignore = (CALLS_BEGIN, CALLS_END)
+    stream_heads = (re.compile(_FENCED), re.compile(_BARE))
 
     @property
     def trigger(self) -> str | None:

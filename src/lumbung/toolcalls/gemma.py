@@ -12,9 +12,11 @@ forced call come out in it even from the base model::
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from lumbung.toolcalls.base import Literal, ParsedCall, ToolFormat, call_from_json, lark_string
+from lumbung.toolcalls.stream import JSON_HEAD
 from lumbung.types import Tool
 
 OPEN = "```tool_call\n"
@@ -25,6 +27,7 @@ class GemmaFormat(ToolFormat):
     name = "gemma"
     starts = (OPEN,)
     end = CLOSE
+    stream_heads = (re.compile(r"\s*" + JSON_HEAD),)
 
     def parse_block(self, body: str, tools: dict[str, Tool]) -> list[ParsedCall] | None:
         try:

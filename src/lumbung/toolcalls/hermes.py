@@ -6,9 +6,11 @@ Qwen's own chat templates render ``tools`` and ``tool_calls``; several calls are
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from lumbung.toolcalls.base import Literal, ParsedCall, ToolFormat, call_from_json, lark_string
+from lumbung.toolcalls.stream import JSON_HEAD
 from lumbung.types import Tool
 
 
@@ -16,6 +18,7 @@ class HermesFormat(ToolFormat):
     name = "hermes"
     starts = ("<tool_call>",)
     end = "</tool_call>"
+    stream_heads = (re.compile(r"\s*" + JSON_HEAD),)
 
     def parse_block(self, body: str, tools: dict[str, Tool]) -> list[ParsedCall] | None:
         try:

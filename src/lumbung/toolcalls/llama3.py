@@ -7,6 +7,7 @@ the answer (or after ``<|python_tag|>``), several separated by ``;`` or newlines
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from lumbung.toolcalls.base import (
@@ -19,6 +20,7 @@ from lumbung.toolcalls.base import (
     json_values,
     lark_string,
 )
+from lumbung.toolcalls.stream import JSON_HEAD
 from lumbung.types import Tool
 
 
@@ -26,6 +28,8 @@ class Llama3Format(ToolFormat):
     name = "llama3"
     starts = ("<|python_tag|>",)
     end = None
+    stream_heads = (re.compile(r"\s*" + JSON_HEAD),)
+    stream_next = (re.compile(r"\s*\}[\s,;]*" + JSON_HEAD),)
 
     @property
     def trigger(self) -> str | None:
@@ -62,11 +66,12 @@ class _Llama3Parser(CallParser):
                 return Parsed()
             self.fresh = False
             if lead.startswith("{"):
-                self.in_call, self.opened, self.buf = True, "", lead
-                return Parsed()
+                self._open("")
+                self.buf = lead
+                return super().feed("")
             text, self.buf = self.buf, ""
         return super().feed(text)
 
-    def finish(self) -> Parsed:
+    def finish(self, truncated: bool = False) -> Parsed:
         self.fresh = False
-        return super().finish()
+        return super().finish(truncated)

@@ -5,9 +5,11 @@ per call (v11+ tokenizers, ``[TOOL_CALLS]`` before each). The calls run to the e
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from lumbung.toolcalls.base import Literal, ParsedCall, ToolFormat, call_from_json, compact, lark_string
+from lumbung.toolcalls.stream import JSON_HEAD
 from lumbung.types import Tool
 
 
@@ -16,6 +18,11 @@ class MistralFormat(ToolFormat):
     starts = ("[TOOL_CALLS]",)
     end = None
     separator = ", "
+    stream_heads = (
+        re.compile(r"\s*\[\s*" + JSON_HEAD),  # v3: a JSON array of calls
+        re.compile(r"\s*(?P<name>[^\[\]{}]+?)(?:\[CALL_ID\][^\[]*)?\[ARGS\]\s*(?=\{)"),  # v11
+    )
+    stream_next = (re.compile(r"\s*\}\s*,\s*" + JSON_HEAD),)
 
     @property
     def trigger(self) -> str | None:

@@ -2,7 +2,8 @@
 
 ``OutputShaper`` sits between the local engine's chunks and the surfaces: it splits
 ``<think>`` reasoning off, parses the family's tool calls out of the answer, gives each call an id
-and an index, and reports ``finish_reason: "tool_calls"`` when an answer that stopped made calls.
+and an index (argument fragments carry their call's index and no id, as ``ToolCall`` says), and
+reports ``finish_reason: "tool_calls"`` when an answer that stopped made calls.
 """
 
 from __future__ import annotations
@@ -33,13 +34,16 @@ class OutputShaper:
             text += more_text
         parsed = self.parser.feed(text) if self.parser else Parsed(text)
         if final and self.parser:
-            rest = self.parser.finish()
+            rest = self.parser.finish(truncated=chunk.finish_reason == "length")
             parsed.text += rest.text
             parsed.calls += rest.calls
         calls = []
         for call in parsed.calls:
-            calls.append(ToolCall(call_id(), call.name, call.arguments, self.n_calls))
-            self.n_calls += 1
+            if call.new:
+                calls.append(ToolCall(call_id(), call.name, call.arguments, self.n_calls))
+                self.n_calls += 1
+            else:
+                calls.append(ToolCall("", "", call.arguments, self.n_calls - 1))
         reason = chunk.finish_reason
         if reason == "stop" and self.n_calls:
             reason = "tool_calls"
