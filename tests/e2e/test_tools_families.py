@@ -2,7 +2,8 @@
 
 One server serves the embedded GGUF under one model id per family (`tool_format` set in the config,
 ChatML template, so tools reach the model in the family's own words). A forced call must come back
-as OpenAI tool calls whose arguments validate, streamed and whole, whatever syntax the model wrote.
+as OpenAI tool calls whose arguments validate, streamed and whole, whatever syntax the model wrote;
+streamed, the arguments arrive in several fragments while the model writes them.
 """
 
 from __future__ import annotations
@@ -88,5 +89,6 @@ def test_forced_call_in_each_family_format_comes_back_as_openai_tool_calls(
     deltas = [d for c in chunks if c.choices for d in c.choices[0].delta.tool_calls or []]
     assert deltas[0].id and deltas[0].function and deltas[0].function.name == "get_weather"
     streamed = "".join(d.function.arguments or "" for d in deltas if d.function)
+    assert len([d for d in deltas if d.function and d.function.arguments]) > 1  # not sent whole
     assert streamed == call.function.arguments  # greedy: the same call, streamed
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == ""

@@ -152,7 +152,7 @@ def arguments_streamed(fmt: ToolFormat, _: GrammarCompiler) -> bool | str:
     text = SAMPLES[fmt.name]["two"]
     steps = _steps(fmt, list(text))
     fragments = [c for step in steps[:-1] for c in step.calls if not c.new]
-    if not fmt.stream_heads:
+    if fmt.streamer({}) is None:
         return "whole" if not fragments and _run(fmt, list(text)) == _run(fmt, [text]) else False
     joined = _run(fmt, list(text)).calls
     per_call = [sum(1 for c in fragments if c.arguments) for _ in joined]

@@ -1,8 +1,9 @@
 # ruff: noqa: RUF001  (DeepSeek's markers use fullwidth bars)
-"""Tool-call arguments stream as the model writes them, for every format whose arguments are JSON.
+"""Tool-call arguments stream as the model writes them, in every family.
 
-A call opens once its name is known; then its arguments arrive in fragments that join into exactly
-the final arguments, valid JSON, however the model's text is split. A call that breaks after part
+A call opens once its name is known; then its arguments arrive in fragments (a token's worth where
+they are JSON text, a parameter at a time in Qwen3-Coder's XML) that join into exactly the final
+arguments, valid JSON, however the model's text is split. A call that breaks after part
 of it went out is an error (or, cut by ``max_tokens``, an incomplete call with finish reason
 ``length``), never a complete call.
 """
@@ -30,7 +31,7 @@ TOOLS = [
     Tool("write_file", None, {"type": "object", "properties": {"path": {}, "content": {}}}),
     Tool("get_time", None, {"type": "object", "properties": {"tz": {"type": "string"}}}),
 ]
-STREAMING = sorted(name for name, fmt in toolcalls.FORMATS.items() if fmt.stream_heads)
+JSON_FAMILIES = sorted(name for name, fmt in toolcalls.FORMATS.items() if fmt.stream_heads)
 LONG: dict[str, Any] = {
     "path": "notes/hari ini.md",
     "content": 'Line one "quoted" \\ back\nline two: {not json} [x] \u00e9\u6f22 ' * 6,
@@ -46,6 +47,9 @@ TWO: dict[str, str] = {
     '{"name": "get_time", "parameters": { "tz" : "WIB" }}',
     "mistral": '[TOOL_CALLS][{"name": "write_file", "arguments": {"path": "a.txt", "content": "hi there"}}, '
     '{"name": "get_time", "arguments": { "tz" : "WIB" }}]',
+    "qwen3_coder": "<tool_call>\n<function=write_file>\n<parameter=path>\na.txt\n</parameter>\n"
+    "<parameter=content>\nhi there\n</parameter>\n</function>\n</tool_call>\n<tool_call>\n"
+    "<function=get_time>\n<parameter=tz>\nWIB\n</parameter>\n</function>\n</tool_call>",
     "deepseek": "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>write_file\n```json\n"
     '{"path": "a.txt", "content": "hi there"}\n```<｜tool▁call▁end｜>\n<｜tool▁call▁begin｜>get_time'
     '<｜tool▁sep｜>{ "tz" : "WIB" }<｜tool▁call▁end｜><｜tool▁calls▁end｜>',
@@ -70,8 +74,9 @@ def check_shape(events: list[ParsedCall]) -> None:
         assert isinstance(json.loads(call.arguments), dict)
 
 
-def test_every_json_family_streams() -> None:
-    assert sorted(TWO) == STREAMING
+def test_every_family_streams() -> None:
+    assert sorted(TWO) == sorted(toolcalls.FORMATS)
+    assert all(toolcalls.get(name).streamer({}) is not None for name in TWO)
 
 
 @pytest.mark.parametrize("family", sorted(TWO))
@@ -83,7 +88,7 @@ def test_byte_by_byte_arguments_arrive_in_many_fragments_before_the_block_closes
     check_shape(events)
     assert [(c.name, c.arguments) for c in joined(events)] == EXPECTED
     fragments = [e for step in per_step[:-1] for e in step if not e.new]
-    assert len(fragments) > 20  # character by character, not one piece per call
+    assert len(fragments) > (3 if family == "qwen3_coder" else 20)  # not one piece per call
     first_fragment = next(i for i, step in enumerate(per_step) if any(not e.new for e in step))
     assert first_fragment < text.index("hi there")  # sent while the model is still writing
 
@@ -107,7 +112,7 @@ JSON_VALUES = st.recursive(
 
 @settings(max_examples=60, deadline=None)
 @given(
-    family=st.sampled_from(STREAMING),
+    family=st.sampled_from(JSON_FAMILIES),
     args=st.dictionaries(st.text(max_size=6), JSON_VALUES, max_size=4),
     data=st.data(),
 )
@@ -147,6 +152,7 @@ def test_scanner_drops_only_whitespace_between_tokens() -> None:
         ("llama3", '{"name": "get_time", "parameters": {"tz": "WIB"}}; {"name": "nope", "parameters": {}}'),
         ("mistral", '[TOOL_CALLS][{"name": "get_time", "arguments": {"tz": "WIB"}}, 7]'),
         ("deepseek", '<｜tool▁call▁begin｜>get_time<｜tool▁sep｜>{"tz": "WIB"}}<｜tool▁call▁end｜>'),
+        ("qwen3_coder", "<tool_call>\n<function=get_time>\n<parameter=tz>\nWIB\n</parameter>\n</tool_call>"),
     ],
 )
 def test_a_call_broken_after_it_streamed_is_an_error_never_a_call(family: str, text: str) -> None:
@@ -163,6 +169,10 @@ def test_a_call_broken_after_it_streamed_is_an_error_never_a_call(family: str, t
         ("hermes", '<tool_call>\n{"name": "not_offered", "arguments": {"tz": "WIB"}}\n</tool_call>'),
         ("hermes", '<tool_call>\n{"arguments": {"tz": "WIB"}, "name": "get_time"}\n</tool_call>'),
         ("hermes", '<tool_call>\n{"name": "get_time", "arguments": "{\\"tz\\": \\"WIB\\"}"}\n</tool_call>'),
+        (
+            "qwen3_coder",
+            "<tool_call>\n<function=nope>\n<parameter=tz>\nWIB\n</parameter>\n</function>\n</tool_call>",
+        ),
     ],
 )
 def test_shapes_the_heads_do_not_know_are_judged_whole(family: str, text: str) -> None:

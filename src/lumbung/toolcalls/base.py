@@ -162,6 +162,10 @@ class ToolFormat:
     def parser(self, tools: list[Tool]) -> CallParser:
         return CallParser(self, tools)
 
+    def streamer(self, tools: dict[str, Tool]) -> CallStreamer | None:
+        """What streams one block's calls; None: they are sent whole when the block closes."""
+        return CallStreamer(self, tools) if self.stream_heads else None
+
 
 def partial_suffix(text: str, markers: tuple[str, ...]) -> int:
     """Length of the longest end of ``text`` that could begin one of ``markers``."""
@@ -200,7 +204,7 @@ class CallParser:
 
     def _open(self, marker: str) -> None:
         self.in_call, self.opened = True, marker
-        self.streamer = CallStreamer(self.fmt, self.tools) if self.fmt.stream_heads else None
+        self.streamer = self.fmt.streamer(self.tools)
 
     def _calls(self, out: Parsed, calls: list[ParsedCall]) -> None:
         if any(c.new for c in calls):

@@ -8,7 +8,8 @@
     </function>
     </tool_call>
 
-Values are typed by the tool's schema: strings stay text, anything else is read as JSON.
+Values are typed by the tool's schema: strings stay text, anything else is read as JSON. A value is
+typed only once it is whole, so a call streams a parameter at a time (``_XmlStreamer``).
 """
 
 from __future__ import annotations
@@ -28,12 +29,16 @@ from lumbung.toolcalls.base import (
     repeat,
     schema_of,
 )
+from lumbung.toolcalls.stream import CallStreamer
 from lumbung.types import Tool
 
 _FUNCTION = re.compile(r"<function=([^>\n]+)>(.*?)</function>", re.S)
 _PARAM = re.compile(r"<parameter=([^>\n]+)>\n?(.*?)\n?</parameter>", re.S)
 
 
+_OPEN_FUNCTION = re.compile(r"\s*<function=([^>\n]+)>")
+_WHOLE_PARAM = re.compile(r"\s*" + _PARAM.pattern, re.S)
+_CLOSE_FUNCTION = re.compile(r"\s*</function>")
 _CLOSE = "\n</parameter>\n"
 _TEXT = r"/[^<]*\n<\/parameter>\n/"
 
@@ -46,6 +51,42 @@ def _value(raw: str, schema: dict[str, Any]) -> Any:
         return json.loads(raw)
     except ValueError:
         return raw
+
+
+class _XmlStreamer(CallStreamer):
+    """Sends each parameter as a JSON member (``{"key":value`` then ``,"key":value``) once its
+    closing tag is read, and ``}`` at ``</function>``; ``CallStreamer.close`` judges the block."""
+
+    def __init__(self, fmt: ToolFormat, tools: dict[str, Tool]) -> None:
+        super().__init__(fmt, tools)
+        self.open = False
+        self.members = 0
+        self.props: dict[str, Any] = {}
+
+    def in_arguments(self) -> bool:
+        return self.open
+
+    def feed(self, body: str) -> list[ParsedCall]:
+        out: list[ParsedCall] = []
+        while not self.whole:
+            if not self.open:
+                match = _OPEN_FUNCTION.match(body, self.pos)
+                if match is None or not self._open_call(match.group(1).strip(), out):
+                    return out
+                tool = self.tools.get(match.group(1).strip())
+                self.props = schema_of(tool).get("properties", {}) if tool else {}
+                self.pos, self.open, self.members = match.end(), True, 0
+            elif match := _WHOLE_PARAM.match(body, self.pos):
+                key = match.group(1).strip()
+                value = _value(match.group(2), self.props.get(key, {}))
+                self._send(("," if self.members else "{") + compact(key) + ":" + compact(value), out)
+                self.pos, self.members = match.end(), self.members + 1
+            elif match := _CLOSE_FUNCTION.match(body, self.pos):
+                self._send("}" if self.members else "{}", out)
+                self.pos, self.open = match.end(), False
+            else:
+                return out
+        return out
 
 
 class Qwen3CoderFormat(ToolFormat):
@@ -69,6 +110,9 @@ class Qwen3CoderFormat(ToolFormat):
         if not calls or _FUNCTION.sub("", body).strip():
             return None
         return calls
+
+    def streamer(self, tools: dict[str, Tool]) -> CallStreamer | None:
+        return _XmlStreamer(self, tools)
 
     def render_call(self, name: str, arguments: dict[str, Any]) -> str:
         params = "".join(

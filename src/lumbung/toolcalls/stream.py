@@ -87,6 +87,27 @@ class CallStreamer:
         self.calls: list[tuple[str, list[str]]] = []  # committed calls: name, fragments sent
         self.whole = False  # not streamable: the block is parsed whole when it closes
 
+    def _open_call(self, name: str | None, out: list[ParsedCall]) -> bool:
+        """Commits a call of ``name``; False (and the block is judged whole) when the name is not an
+        offered tool and nothing was committed yet."""
+        if name is None or (self.tools and name not in self.tools):
+            if self.calls:
+                raise ModelOutputError(f"the model called an unknown tool {name!r} after a streamed call")
+            self.whole = True
+            return False
+        self.calls.append((name, []))
+        out.append(ParsedCall(name, "", new=True))
+        return True
+
+    def _send(self, fragment: str, out: list[ParsedCall]) -> None:
+        if fragment:
+            self.calls[-1][1].append(fragment)
+            out.append(ParsedCall("", fragment, new=False))
+
+    def in_arguments(self) -> bool:
+        """Whether the last committed call's arguments are still open."""
+        return self.scanner is not None
+
     def _name(self, match: re.Match[str]) -> str | None:
         groups = match.groupdict()
         if groups.get("jname") is not None:
@@ -101,9 +122,7 @@ class CallStreamer:
             if self.scanner is not None:
                 sent, used = self.scanner.feed(body[self.pos :])
                 self.pos += used
-                if sent:
-                    self.calls[-1][1].append(sent)
-                    out.append(ParsedCall("", sent, new=False))
+                self._send(sent, out)
                 if not self.scanner.done:
                     return out
                 self.scanner = None
@@ -112,14 +131,8 @@ class CallStreamer:
             match = next((m for h in heads if (m := h.match(body, self.pos))), None)
             if match is None:
                 return out
-            name = self._name(match)
-            if name is None or (self.tools and name not in self.tools):
-                if self.calls:
-                    raise ModelOutputError(f"the model called an unknown tool {name!r} after a streamed call")
-                self.whole = True
+            if not self._open_call(self._name(match), out):
                 return out
-            self.calls.append((name, []))
-            out.append(ParsedCall(name, "", new=True))
             self.pos = match.end()
             self.scanner = JsonScanner()
         return out
@@ -131,7 +144,7 @@ class CallStreamer:
             return None
         out = self.feed(body)
         parsed = self.fmt.parse_block(body, self.tools)
-        if self.scanner is None and parsed is not None and self._confirms(parsed):
+        if not self.in_arguments() and parsed is not None and self._confirms(parsed):
             return out + parsed[len(self.calls) :]
         if truncated:  # cut by max_tokens: the finish reason says the call is incomplete
             return out
