@@ -135,3 +135,28 @@ def test_responses_stream_helper_gets_argument_deltas(oai: openai.OpenAI) -> Non
     assert len(deltas) > 1
     assert "".join(deltas) == done.arguments == call.arguments
     jsonschema.validate(json.loads(call.arguments), NOTE)
+
+
+def test_call_cut_by_a_stop_string_is_an_error_never_a_call(oai: openai.OpenAI) -> None:
+    """A stop string inside the arguments ends the answer after the call began to stream: the
+    call can no longer become text, so the answer is an error, whole or streamed."""
+    args: Any = {
+        "model": "default",
+        "messages": [{"role": "user", "content": ASK}],
+        "tools": [OPENAI_TOOL],
+        "tool_choice": FORCED,
+        "max_tokens": 160,
+        "temperature": 0,
+        "stop": ['":"'],  # the grammar writes compact JSON: this cuts after the first key
+    }
+    with pytest.raises(openai.InternalServerError) as whole:
+        oai.chat.completions.create(**args)
+    assert whole.value.code == "invalid_model_output"
+    got = []
+    with pytest.raises(openai.APIError) as streamed:
+        for chunk in oai.chat.completions.create(stream=True, **args):
+            validate(chunk.model_dump(exclude_unset=True), "CreateChatCompletionStreamResponse")
+            got.extend(chunk.choices[0].delta.tool_calls or [] if chunk.choices else [])
+            assert not (chunk.choices and chunk.choices[0].finish_reason)  # never reported complete
+    assert got and got[0].function and got[0].function.name == "write_note"  # it had begun to stream
+    assert "malformed" in str(streamed.value)

@@ -23,8 +23,9 @@ from lumbung.engines.llamacpp.grammar import GrammarCompiler, lark_json
 from lumbung.engines.llamacpp.model import LlamaModel
 from lumbung.errors import ModelOutputError
 from lumbung.store.embedded import embedded_model_path
-from lumbung.toolcalls.base import Parsed, ParsedCall, ToolFormat, lark_string
+from lumbung.toolcalls.base import Parsed, ToolFormat, lark_string
 from lumbung.toolcalls.output import OutputShaper
+from lumbung.toolcalls.parsed import joined
 from lumbung.toolcalls.reasoning import ThinkSplitter
 from lumbung.types import Chunk, Tool, Usage
 
@@ -114,15 +115,8 @@ def _steps(fmt: ToolFormat, pieces: list[str]) -> list[Parsed]:
 
 def _run(fmt: ToolFormat, pieces: list[str]) -> Parsed:
     """Text and calls, argument fragments joined onto their call."""
-    out = Parsed()
-    for step in _steps(fmt, pieces):
-        out.text += step.text
-        for call in step.calls:
-            if call.new:
-                out.calls.append(ParsedCall(call.name, call.arguments))
-            else:
-                out.calls[-1].arguments += call.arguments
-    return out
+    steps = _steps(fmt, pieces)
+    return Parsed("".join(s.text for s in steps), joined([c for s in steps for c in s.calls]))
 
 
 def _calls(parsed: Parsed) -> list[tuple[str, object]]:

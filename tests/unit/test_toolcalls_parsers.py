@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from lumbung import toolcalls
 from lumbung.errors import ModelOutputError
-from lumbung.toolcalls.base import Parsed, ParsedCall, ToolFormat
+from lumbung.toolcalls.base import Parsed, ToolFormat
+from lumbung.toolcalls.parsed import joined
 from lumbung.types import Tool
 
 TOOLS = [
@@ -150,12 +151,9 @@ def run(fmt: ToolFormat, pieces: list[str]) -> Parsed:
     for piece in [*pieces, None]:
         step = parser.feed(piece) if piece is not None else parser.finish()
         out.text += step.text
-        for call in step.calls:
-            if call.new:
-                out.calls.append(ParsedCall(call.name, call.arguments))
-            else:
-                assert out.calls, "a fragment before any call opened"
-                out.calls[-1].arguments += call.arguments
+        out.calls += step.calls
+    assert not out.calls or out.calls[0].new, "a fragment before any call opened"
+    out.calls = joined(out.calls)
     return out
 
 
