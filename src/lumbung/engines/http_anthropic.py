@@ -180,7 +180,7 @@ class AnthropicHTTPBackend:
             ) as response:
                 if response.status != 200:
                     raise status_error(self.name, response.status, response.headers, await response.read())
-                async for event, data in sse_events(self.name, response):
+                async for event, data in sse_events(self.name, response.content.iter_any()):
                     try:
                         parsed = json.loads(data)
                     except ValueError as exc:

@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 
+from lumbung.engines import http1
 from lumbung.errors import (
     ApiError,
     InvalidRequest,
@@ -132,8 +133,10 @@ def event_error(provider: str, error: Any) -> ApiError:
 
 
 def transport_error(provider: str, exc: BaseException) -> ApiError:
-    """aiohttp's and asyncio's failures as lumbung errors."""
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+    """The HTTP clients' and asyncio's failures as lumbung errors."""
+    if isinstance(exc, http1.ConnectFailed):
+        return UpstreamError(f"provider {provider!r}: cannot connect ({exc})")
+    if isinstance(exc, (aiohttp.ConnectionTimeoutError, http1.ConnectTimeout)):
         return UpstreamTimeout(f"provider {provider!r}: connect timed out")
     if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
         return UpstreamTimeout(f"provider {provider!r}: no data within the timeout")
@@ -145,12 +148,12 @@ def transport_error(provider: str, exc: BaseException) -> ApiError:
 TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
 
-async def sse_events(provider: str, response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, str]]:
+async def sse_events(provider: str, pieces: AsyncIterator[bytes]) -> AsyncIterator[tuple[str, str]]:
     """(event, data) pairs of an SSE stream. Hand-written rather than httpx-sse because that decodes
     with replacement characters, and an upstream sending invalid UTF-8 must be an error, not mojibake."""
     buffer = b""
     event, data = "", list[str]()
-    async for piece in response.content.iter_any():
+    async for piece in pieces:
         buffer += piece
         while True:
             cut = buffer.find(b"\n")
@@ -173,12 +176,12 @@ async def sse_events(provider: str, response: aiohttp.ClientResponse) -> AsyncIt
         yield event or "message", "\n".join(data)
 
 
-async def sse_payload_batches(provider: str, response: aiohttp.ClientResponse) -> AsyncIterator[list[bytes]]:
+async def sse_payload_batches(provider: str, pieces: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
     """The ``data:`` payloads of the SSE events each network read completes, as bytes (the
     pass-through path re-frames them untouched, and sends one batch in one write). Checked to be
     UTF-8, which is cheap in C and keeps invalid bytes from reaching the client."""
     buffer = b""
-    async for piece in response.content.iter_any():
+    async for piece in pieces:
         buffer += piece.replace(b"\r\n", b"\n") if b"\r" in piece else piece
         cut = buffer.rfind(b"\n\n")
         if cut < 0:

@@ -3,7 +3,8 @@ backend: core request -> Chat Completions (or legacy Completions) body, always s
 core ``Chunk``s. Only chunks with content are yielded, so the gateway's "first byte" is real content
 and an error event before it still allows failover.
 
-aiohttp rather than httpx: measured by bench/gateway_overhead_clients.py (docs/performance.md).
+Its HTTP client is lumbung's lean HTTP/1.1 client (``http1``): measured against aiohttp and httpx by
+bench/gateway_overhead_clients.py (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ import json
 from collections.abc import AsyncGenerator
 from typing import Any
 
+from lumbung.engines import http1
 from lumbung.engines.base import Embeddings
 from lumbung.engines.http_common import (
     TRANSPORT_ERRORS,
-    Session,
     event_error,
     sse_events,
     sse_payload_batches,
@@ -262,6 +263,10 @@ def _has_content(data: dict[str, Any]) -> bool:
     return False
 
 
+def _dumps(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 class OpenAIHTTPBackend:
     """One OpenAI-compatible provider, with its own pooled keep-alive connections."""
 
@@ -271,7 +276,13 @@ class OpenAIHTTPBackend:
         headers = dict(config.headers)
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
-        self.session = Session(str(config.base_url), config.timeouts, config.max_connections, headers)
+        self.http = http1.Pool(
+            str(config.base_url),
+            headers,
+            limit=config.max_connections,
+            connect_timeout=config.timeouts.connect,
+            read_timeout=max(config.timeouts.idle, config.timeouts.first_token),
+        )
 
     def models(self) -> list[ModelInfo]:
         return []
@@ -280,12 +291,10 @@ class OpenAIHTTPBackend:
         path = "/chat/completions" if isinstance(request, ChatRequest) else "/completions"
         reader = ChunkReader(self.name)
         try:
-            async with self.session.get().post(
-                self.session.url(path), json=request_body(request)
-            ) as response:
+            async with self.http.post(path, _dumps(request_body(request))) as response:
                 if response.status != 200:
                     raise status_error(self.name, response.status, response.headers, await response.read())
-                async for _event, data in sse_events(self.name, response):
+                async for _event, data in sse_events(self.name, response.iter_any()):
                     if data.strip() == "[DONE]":
                         break
                     try:
@@ -316,13 +325,13 @@ class OpenAIHTTPBackend:
         through = PassThrough(self.name, model, public, client_usage)
         relay.append(through)
         try:
-            async with self.session.get().post(self.session.url("/chat/completions"), json=body) as response:
+            async with self.http.post("/chat/completions", _dumps(body)) as response:
                 if response.status != 200:
                     raise status_error(self.name, response.status, response.headers, await response.read())
                 if not stream:
                     yield through.whole(await response.read())
                     return
-                async for batch in sse_payload_batches(self.name, response):
+                async for batch in sse_payload_batches(self.name, response.iter_any()):
                     out = b"".join(filter(None, map(through.event, batch)))
                     if out:
                         yield out
@@ -334,9 +343,7 @@ class OpenAIHTTPBackend:
 
     async def embed(self, model: str, inputs: list[str]) -> Embeddings:
         try:
-            async with self.session.get().post(
-                self.session.url("/embeddings"), json={"model": model, "input": inputs}
-            ) as response:
+            async with self.http.post("/embeddings", _dumps({"model": model, "input": inputs})) as response:
                 body = await response.read()
                 if response.status != 200:
                     raise status_error(self.name, response.status, response.headers, body)
@@ -354,10 +361,10 @@ class OpenAIHTTPBackend:
 
     async def health(self) -> bool:
         try:
-            async with self.session.get().get(self.session.url("/models")) as response:
+            async with self.http.get("/models") as response:
                 return response.status < 500
         except TRANSPORT_ERRORS:
             return False
 
     async def aclose(self) -> None:
-        await self.session.close()
+        await self.http.close()

@@ -66,13 +66,24 @@ class RequestLog:
         self.done = True
         if status is not None:
             self.status = status
+        if not log.isEnabledFor(logging.INFO):
+            return
+        latency_ms = round((time.perf_counter() - self.start) * 1000, 1)
+        try:
+            # Written on the loop's next turn, once the answer's last bytes have gone out: a log line
+            # costs ~0.1 ms here and should not be on the client's clock (docs/performance.md).
+            asyncio.get_running_loop().call_soon(self._write, latency_ms)
+        except RuntimeError:
+            self._write(latency_ms)
+
+    def _write(self, latency_ms: float) -> None:
         record: dict[str, Any] = {
             "event": "request",
             "id": self.id,
             "method": self.method,
             "path": self.path,
             "status": self.status,
-            "latency_ms": round((time.perf_counter() - self.start) * 1000, 1),
+            "latency_ms": latency_ms,
         }
         for key in ("model", "stream", "prompt_tokens", "completion_tokens", "error"):
             value = getattr(self, key)
@@ -136,7 +147,7 @@ def endpoint(
             entry = RequestLog(
                 id=request.headers.get("x-request-id") or new_id("req"),
                 method=request.method,
-                path=request.url.path,
+                path=request.scope["path"],
             )
             try:
                 if auth:
@@ -189,16 +200,26 @@ async def _until_disconnected(request: Request) -> None:
 
 
 async def unless_disconnected(request: Request, work: Awaitable[Any]) -> Any:
-    """Await ``work``, cancelling it if the client hangs up first (a non-streaming request)."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_until_disconnected(request))
+    """Await ``work`` in this task, cancelling it if the client hangs up first (a non-streaming
+    request). One watcher task rather than a second task for ``work`` and ``asyncio.wait``: this is
+    on every whole answer's path, and each task costs (docs/performance.md, gateway overhead)."""
+    task = asyncio.current_task()
+    assert task is not None
+    gone = False
+
+    async def watch() -> None:
+        nonlocal gone
+        await _until_disconnected(request)
+        gone = True
+        task.cancel()
+
+    watcher = asyncio.ensure_future(watch())
     try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        return await work
+    except asyncio.CancelledError:
+        if gone:
+            task.uncancel()
+            raise ClientGone("The client closed the connection.") from None
+        raise
     finally:
         watcher.cancel()
-        if not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-    if task.cancelled():
-        raise ClientGone("The client closed the connection.")
-    return task.result()
