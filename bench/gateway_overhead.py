@@ -2,7 +2,8 @@
 LiteLLM proxy, in one run, with open-loop load at fixed rates.
 
 Prints, for whole and streamed chat completions: p50/p99 latency at a light fixed rate and the latency
-each gateway adds over the direct path, the CPU each server process spends per request, then the
+each gateway adds over the direct path (and lumbung's over the "floor": a bare relay on the same stack,
+bench/gateway_overhead_floor.py), the CPU each server process spends per request, then the
 highest rate each sustains (no errors, p50 under 100 ms and p99 under 500 ms: beyond it requests
 queue without bound), and lumbung's ratios to LiteLLM.
 
@@ -170,6 +171,13 @@ def start_all(
     procs.append(subprocess.Popen([sys.executable, str(ROOT / "bench/gateway_overhead_mock.py"), str(mock)],
                                   stdout=log, stderr=log))
     ports = {"direct": mock}
+    floor = free_port()
+    log = (work / "floor.log").open("wb")
+    procs.append(subprocess.Popen(
+        [sys.executable, str(ROOT / "bench/gateway_overhead_floor.py"), str(floor), f"http://127.0.0.1:{mock}/v1"],
+        stdout=log, stderr=log,
+    ))
+    ports["floor"] = floor
     lum = free_port()
     cfg = {
         "serve_default_model": False,
@@ -195,9 +203,10 @@ def start_all(
             stdout=log, stderr=log, env={**os.environ, "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true"},
         ))
         ports["litellm"] = lit
-    wait_http(lum, "/health", procs[1])
+    wait_http(floor, "/", procs[1])
+    wait_http(lum, "/health", procs[2])
     if litellm:
-        wait_http(ports["litellm"], "/health/liveliness", procs[2], timeout=300)
+        wait_http(ports["litellm"], "/health/liveliness", procs[3], timeout=300)
     pids = dict(zip(ports, (p.pid for p in procs), strict=True))
     return ports, pids, procs
 
@@ -260,6 +269,11 @@ def report(results: dict[str, dict[str, object]], names: list[str]) -> None:
             added99 = "-" if name == "direct" else f"{light.p99_ms - direct.p99_ms:+.2f} ms"
             print(f"| {mode} | {name} | {light.p50_ms:.2f} ms | {light.p99_ms:.2f} ms | {added} | {added99} | "
                   f"{r['cpu_us']:.0f} us | {r['sustained']} req/s |")
+    for mode in ("whole", "stream"):
+        floor, lum_light = results[f"{mode}/floor"]["light"], results[f"{mode}/lumbung"]["light"]
+        assert isinstance(floor, Result) and isinstance(lum_light, Result)
+        print(f"\n{mode}: lumbung adds {lum_light.p50_ms - floor.p50_ms:+.2f} ms p50 over the floor "
+              "(a bare uvicorn + lumbung.engines.http1 relay)")
     if "litellm" in names:
         for mode in ("whole", "stream"):
             lum, lit = results[f"{mode}/lumbung"]["sustained"], results[f"{mode}/litellm"]["sustained"]

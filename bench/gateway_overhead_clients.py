@@ -1,8 +1,10 @@
-"""Which HTTP client should lumbung's upstream backends use? httpx vs aiohttp, streaming a chat
-completion from the fast mock upstream (bench/gateway_overhead_mock.py) over keep-alive connections.
+"""Which HTTP client should lumbung's upstream backends use? httpx vs aiohttp vs lumbung's own lean
+HTTP/1.1 client (``lumbung.engines.http1``), streaming a chat completion from the fast mock upstream
+(bench/gateway_overhead_mock.py) over keep-alive connections.
 
 Prints requests per second and CPU microseconds per request for each, at concurrency 1 and 16.
-Run it with a Python that has both installed:  python bench/gateway_overhead_clients.py
+Run it with the project's Python (httpx and aiohttp are installed with it):
+    python bench/gateway_overhead_clients.py
 """
 
 from __future__ import annotations
@@ -51,6 +53,23 @@ async def with_aiohttp(url: str, concurrency: int) -> None:
         await run(one, concurrency)
 
 
+async def with_http1(url: str, concurrency: int) -> None:
+    from lumbung.engines.http1 import Pool
+
+    pool = Pool(url.rsplit("/v1/", 1)[0] + "/v1", {}, limit=64, connect_timeout=5.0, read_timeout=30.0)
+    body = json.dumps(BODY).encode()
+
+    async def one() -> None:
+        async with pool.post("/chat/completions", body) as r:
+            async for _ in r.iter_any():
+                pass
+
+    try:
+        await run(one, concurrency)
+    finally:
+        await pool.close()
+
+
 async def run(one: object, concurrency: int) -> None:
     async def worker(n: int) -> None:
         for _ in range(n):
@@ -68,7 +87,7 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
     results = {}
     try:
-        for name, fn in (("httpx", with_httpx), ("aiohttp", with_aiohttp)):
+        for name, fn in (("httpx", with_httpx), ("aiohttp", with_aiohttp), ("http1", with_http1)):
             for concurrency in (1, 16):
                 uvloop.run(fn(url, 1))  # warm
                 wall, cpu = time.perf_counter(), time.process_time()
@@ -79,8 +98,9 @@ def main() -> None:
     finally:
         mock.terminate()
     for c in (1, 16):
-        h, a = results[f"httpx@{c}"], results[f"aiohttp@{c}"]
+        h, a, o = results[f"httpx@{c}"], results[f"aiohttp@{c}"], results[f"http1@{c}"]
         print(f"concurrency {c}: aiohttp/httpx throughput {a[0] / h[0]:.2f}x, CPU per request {h[1] / a[1]:.2f}x less")
+        print(f"concurrency {c}: http1/aiohttp throughput {o[0] / a[0]:.2f}x, CPU per request {a[1] / o[1]:.2f}x less")
     print(json.dumps(results))
 
 

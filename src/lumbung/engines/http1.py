@@ -55,6 +55,7 @@ class _Connection(asyncio.Protocol):
         self.status = 0
         self.headers: dict[str, str] = {}
         self.headers_done = False
+        self.keep_alive = False
         self.complete = False
         self.received = False
         self.error: BaseException | None = None
@@ -89,6 +90,7 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
+        self.keep_alive = self.parser.should_keep_alive()  # llhttp forgets it once the message ends
         self.headers_done = True
         self._wake()
 
@@ -142,7 +144,7 @@ class _Connection(asyncio.Protocol):
         return data
 
     def reusable(self) -> bool:
-        return self.complete and self.error is None and not self.closed and self.parser.should_keep_alive()
+        return self.complete and self.error is None and not self.closed and self.keep_alive
 
     def close(self) -> None:
         self.closed = True
