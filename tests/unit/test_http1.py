@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
+import trustme
 
 from lumbung.engines.http1 import ConnectFailed, Pool, ReadTimeout, ResponseBroken
 
@@ -226,3 +229,38 @@ async def test_a_large_body_is_read_completely_with_flow_control() -> None:
                 await asyncio.sleep(0)  # a slow consumer: the client pauses reading meanwhile
         assert total == len(big)
         await pool.close()
+
+
+async def test_https_upstreams_are_verified_against_the_trust_store(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Real providers are HTTPS: the certificate is checked (here against a CA made for the test and
+    trusted through SSL_CERT_FILE, as an operator would add a private CA)."""
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(server_context)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n{}")
+            writer.write(_json({"secure": True}))
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_context)
+    port = server.sockets[0].getsockname()[1]
+    untrusted = Pool(f"https://localhost:{port}", {}, limit=1, connect_timeout=2.0, read_timeout=2.0)
+    with pytest.raises(ConnectFailed):
+        async with untrusted.post("/x", b"{}"):
+            pass
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+    trusted = Pool(f"https://localhost:{port}", {}, limit=1, connect_timeout=2.0, read_timeout=2.0)
+    async with trusted.post("/x", b"{}") as response:
+        assert json.loads(await response.read()) == {"secure": True}
+    await trusted.close()
+    server.close()
