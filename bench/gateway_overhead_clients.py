@@ -3,8 +3,8 @@ HTTP/1.1 client (``lumbung.engines.http1``), streaming a chat completion from th
 (bench/gateway_overhead_mock.py) over keep-alive connections.
 
 Prints requests per second and CPU microseconds per request for each, at concurrency 1 and 16.
-Run it with the project's Python (httpx and aiohttp are installed with it):
-    python bench/gateway_overhead_clients.py
+Run it with the project's Python and the bench extra (aiohttp):
+    pip install -e ".[bench]" && python bench/gateway_overhead_clients.py
 """
 
 from __future__ import annotations

@@ -7,10 +7,11 @@ import json
 from collections.abc import AsyncGenerator
 from typing import Any
 
+from lumbung.engines import http1
 from lumbung.engines.base import Embeddings
 from lumbung.engines.http_common import (
     TRANSPORT_ERRORS,
-    Session,
+    dumps,
     event_error,
     sse_events,
     status_error,
@@ -165,7 +166,13 @@ class AnthropicHTTPBackend:
         if api_key:
             headers["x-api-key"] = api_key
         base = str(config.base_url).removesuffix("/v1")
-        self.session = Session(base, config.timeouts, config.max_connections, headers)
+        self.http = http1.Pool(
+            base,
+            headers,
+            limit=config.max_connections,
+            connect_timeout=config.timeouts.connect,
+            read_timeout=max(config.timeouts.idle, config.timeouts.first_token),
+        )
 
     def models(self) -> list[ModelInfo]:
         return []
@@ -175,12 +182,10 @@ class AnthropicHTTPBackend:
             raise UnsupportedParameter("Anthropic providers take chat requests only", param="prompt")
         reader = EventReader(self.name)
         try:
-            async with self.session.get().post(
-                self.session.url("/v1/messages"), json=messages_body(request)
-            ) as response:
+            async with self.http.post("/v1/messages", dumps(messages_body(request))) as response:
                 if response.status != 200:
                     raise status_error(self.name, response.status, response.headers, await response.read())
-                async for event, data in sse_events(self.name, response.content.iter_any()):
+                async for event, data in sse_events(self.name, response.iter_any()):
                     try:
                         parsed = json.loads(data)
                     except ValueError as exc:
@@ -207,9 +212,7 @@ class AnthropicHTTPBackend:
         for key in ("stream", "max_tokens", "temperature", "top_p", "top_k", "stop_sequences", "metadata"):
             body.pop(key, None)
         try:
-            async with self.session.get().post(
-                self.session.url("/v1/messages/count_tokens"), json=body
-            ) as response:
+            async with self.http.post("/v1/messages/count_tokens", dumps(body)) as response:
                 raw = await response.read()
                 if response.status != 200:
                     raise status_error(self.name, response.status, response.headers, raw)
@@ -222,10 +225,10 @@ class AnthropicHTTPBackend:
 
     async def health(self) -> bool:
         try:
-            async with self.session.get().get(self.session.url("/v1/models")) as response:
+            async with self.http.get("/v1/models") as response:
                 return response.status < 500
         except TRANSPORT_ERRORS:
             return False
 
     async def aclose(self) -> None:
-        await self.session.close()
+        await self.http.close()

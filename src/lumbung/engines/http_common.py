@@ -1,4 +1,4 @@
-"""What the upstream HTTP backends share: the pooled client, server-sent-event parsing, and the mapping
+"""What the upstream HTTP backends share: request bodies, server-sent-event parsing, and the mapping
 of upstream failures (HTTP status, transport errors, in-band error events) onto lumbung's error tree.
 
 The gateway decides failover from the error class alone: ``InvalidRequest`` is the client's fault and
@@ -8,15 +8,12 @@ provider cut off.
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import json
 import re
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
-
-import aiohttp
 
 from lumbung.engines import http1
 from lumbung.errors import (
@@ -27,7 +24,6 @@ from lumbung.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from lumbung.gateway.config import Timeouts
 
 # Words providers use when they refuse a region, a country or an account rather than a request
 # (OpenAI: 403 unsupported_country_region_territory; Bedrock: 400 "not allowed from unsupported
@@ -42,37 +38,9 @@ _CUT_OFF = re.compile(
 _CLIENT_FAULT = {400, 413, 422}
 
 
-class Session:
-    """One pooled keep-alive aiohttp session per provider, opened on first use (aiohttp sessions
-    belong to the running event loop). aiohttp rather than httpx: 4-7x less CPU per streamed request,
-    measured by bench/gateway_overhead_clients.py (docs/performance.md). ``sock_read`` bounds each
-    wait for data; the gateway enforces the first-token and idle timeouts on top of it."""
-
-    def __init__(
-        self, base_url: str, timeouts: Timeouts, max_connections: int, headers: dict[str, str]
-    ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.headers = headers
-        self.max_connections = max_connections
-        self.timeout = aiohttp.ClientTimeout(
-            total=None, connect=timeouts.connect, sock_read=max(timeouts.idle, timeouts.first_token)
-        )
-        self._session: aiohttp.ClientSession | None = None
-
-    def get(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self.max_connections, keepalive_timeout=60)
-            self._session = aiohttp.ClientSession(
-                headers=self.headers, timeout=self.timeout, connector=connector, auto_decompress=True
-            )
-        return self._session
-
-    def url(self, path: str) -> str:
-        return self.base_url + path
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+def dumps(body: dict[str, Any]) -> bytes:
+    """A request body as compact UTF-8 JSON."""
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:
@@ -133,19 +101,19 @@ def event_error(provider: str, error: Any) -> ApiError:
 
 
 def transport_error(provider: str, exc: BaseException) -> ApiError:
-    """The HTTP clients' and asyncio's failures as lumbung errors."""
+    """The HTTP client's and asyncio's failures as lumbung errors."""
     if isinstance(exc, http1.ConnectFailed):
         return UpstreamError(f"provider {provider!r}: cannot connect ({exc})")
-    if isinstance(exc, (aiohttp.ConnectionTimeoutError, http1.ConnectTimeout)):
+    if isinstance(exc, http1.ConnectTimeout):
         return UpstreamTimeout(f"provider {provider!r}: connect timed out")
-    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+    if isinstance(exc, TimeoutError):
         return UpstreamTimeout(f"provider {provider!r}: no data within the timeout")
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return UpstreamError(f"provider {provider!r}: cannot connect ({exc.os_error.strerror or exc})")
+    if isinstance(exc, http1.ResponseBroken):
+        return UpstreamError(f"provider {provider!r}: {exc}")
     return UpstreamError(f"provider {provider!r}: connection lost ({type(exc).__name__})")
 
 
-TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
+TRANSPORT_ERRORS = (TimeoutError, OSError)
 
 
 async def sse_events(provider: str, pieces: AsyncIterator[bytes]) -> AsyncIterator[tuple[str, str]]:

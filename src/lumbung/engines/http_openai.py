@@ -17,6 +17,7 @@ from lumbung.engines import http1
 from lumbung.engines.base import Embeddings
 from lumbung.engines.http_common import (
     TRANSPORT_ERRORS,
+    dumps,
     event_error,
     sse_events,
     sse_payload_batches,
@@ -263,10 +264,6 @@ def _has_content(data: dict[str, Any]) -> bool:
     return False
 
 
-def _dumps(body: dict[str, Any]) -> bytes:
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-
-
 class OpenAIHTTPBackend:
     """One OpenAI-compatible provider, with its own pooled keep-alive connections."""
 
@@ -291,7 +288,7 @@ class OpenAIHTTPBackend:
         path = "/chat/completions" if isinstance(request, ChatRequest) else "/completions"
         reader = ChunkReader(self.name)
         try:
-            async with self.http.post(path, _dumps(request_body(request))) as response:
+            async with self.http.post(path, dumps(request_body(request))) as response:
                 if response.status != 200:
                     raise status_error(self.name, response.status, response.headers, await response.read())
                 async for _event, data in sse_events(self.name, response.iter_any()):
@@ -325,7 +322,7 @@ class OpenAIHTTPBackend:
         through = PassThrough(self.name, model, public, client_usage)
         relay.append(through)
         try:
-            async with self.http.post("/chat/completions", _dumps(body)) as response:
+            async with self.http.post("/chat/completions", dumps(body)) as response:
                 if response.status != 200:
                     raise status_error(self.name, response.status, response.headers, await response.read())
                 if not stream:
@@ -343,7 +340,7 @@ class OpenAIHTTPBackend:
 
     async def embed(self, model: str, inputs: list[str]) -> Embeddings:
         try:
-            async with self.http.post("/embeddings", _dumps({"model": model, "input": inputs})) as response:
+            async with self.http.post("/embeddings", dumps({"model": model, "input": inputs})) as response:
                 body = await response.read()
                 if response.status != 200:
                     raise status_error(self.name, response.status, response.headers, body)
