@@ -272,7 +272,11 @@ class FakeUpstream:
         await writer.drain()
 
     def _events(self, body: dict[str, Any], anthropic: bool) -> tuple[list[bytes], list[bytes], list[bytes]]:
-        """(opening, content, closing) SSE events of a normal answer."""
+        """(opening, content, closing) SSE events of a normal answer: a call to the first tool offered
+        when the request offers tools (its arguments in several pieces, as providers stream them),
+        else text."""
+        if body.get("tools"):
+            return self._tool_events(body, anthropic)
         words = self._text(body)
         if anthropic:
 
@@ -329,6 +333,77 @@ class FakeUpstream:
         content = [chunk({"content": w}) for w in words]
         usage = {"prompt_tokens": 5, "completion_tokens": len(words), "total_tokens": 5 + len(words)}
         closing = [chunk({}, "stop"), chunk({}, None, usage), b"data: [DONE]\n\n"]
+        return opening, content, closing
+
+    TOOL_ARGUMENTS = ('{"city"', ': "Jak', 'arta", ', '"days": ', "3}")
+
+    def _tool_events(
+        self, body: dict[str, Any], anthropic: bool
+    ) -> tuple[list[bytes], list[bytes], list[bytes]]:
+        tool = body["tools"][0]
+        if anthropic:
+
+            def ev(kind: str, data: dict[str, Any]) -> bytes:
+                return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n".encode()
+
+            message = {
+                "id": "msg_fake",
+                "type": "message",
+                "role": "assistant",
+                "content": [],
+                "model": body.get("model"),
+                "usage": {"input_tokens": 5, "output_tokens": 1},
+            }
+            block = {"type": "tool_use", "id": "toolu_fake", "name": tool["name"], "input": {}}
+            opening = [
+                ev("message_start", {"message": message}),
+                ev("content_block_start", {"index": 0, "content_block": block}),
+            ]
+            content = [
+                ev(
+                    "content_block_delta",
+                    {"index": 0, "delta": {"type": "input_json_delta", "partial_json": p}},
+                )
+                for p in self.TOOL_ARGUMENTS
+            ]
+            closing = [
+                ev("content_block_stop", {"index": 0}),
+                ev(
+                    "message_delta",
+                    {
+                        "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+                        "usage": {"output_tokens": 9},
+                    },
+                ),
+                ev("message_stop", {}),
+            ]
+            return opening, content, closing
+
+        def chunk(delta: dict[str, Any], finish: str | None = None, usage: Any = None) -> bytes:
+            choices = [] if usage else [{"index": 0, "delta": delta, "finish_reason": finish}]
+            obj = {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": body.get("model"),
+                "choices": choices,
+                "usage": usage,
+            }
+            return f"data: {json.dumps(obj)}\n\n".encode()
+
+        name = tool["function"]["name"]
+        opening = [chunk({"role": "assistant", "content": None})]
+        head = {
+            "index": 0,
+            "id": "call_fake",
+            "type": "function",
+            "function": {"name": name, "arguments": ""},
+        }
+        content = [chunk({"tool_calls": [head]})] + [
+            chunk({"tool_calls": [{"index": 0, "function": {"arguments": p}}]}) for p in self.TOOL_ARGUMENTS
+        ]
+        usage = {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14}
+        closing = [chunk({}, "tool_calls"), chunk({}, None, usage), b"data: [DONE]\n\n"]
         return opening, content, closing
 
     def _error_event(self, anthropic: bool) -> bytes:

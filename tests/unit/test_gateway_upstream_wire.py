@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from lumbung.engines.base import Collector
 from lumbung.engines.http_anthropic import EventReader, messages_body
 from lumbung.engines.http_common import retry_after, status_error
 from lumbung.engines.http_openai import DONE, ChunkReader, PassThrough, request_body
@@ -31,7 +32,7 @@ def test_openai_body_sends_only_what_differs_from_the_defaults() -> None:
     assert "top_p" not in body and "seed" not in body
 
 
-def test_openai_tool_call_fragments_are_delivered_whole_with_the_finish() -> None:
+def test_openai_tool_calls_stream_once_named_and_a_call_without_arguments_comes_with_the_finish() -> None:
     reader = ChunkReader("p")
     frames = [
         {"choices": [{"delta": {"role": "assistant", "content": ""}}]},
@@ -50,13 +51,26 @@ def test_openai_tool_call_fragments_are_delivered_whole_with_the_finish() -> Non
             ]
         },
         {"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"arguments": 'ty":"Jakarta"}'}}]}}]},
+        {"choices": [{"delta": {"tool_calls": [{"index": 1, "id": "call_2", "function": {"name": "now"}}]}}]},
         {"choices": [{"delta": {}, "finish_reason": "tool_calls"}]},
         {"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 9}},
     ]
-    assert [reader.read(f) for f in frames] == [None] * 6  # nothing with content to yield early
-    last = reader.last()
-    assert last.tool_calls == [ToolCall("call_1", "get_weather", '{"city":"Jakarta"}')]
+    chunks = [reader.read(f) for f in frames]
+    # The name may come in pieces: the call opens with its first arguments, then fragments follow.
+    assert chunks[:2] == [None, None]
+    assert chunks[2] is not None and chunks[2].tool_calls == [ToolCall("call_1", "get_weather", '{"ci', 0)]
+    assert chunks[3] is not None and chunks[3].tool_calls == [ToolCall("", "", 'ty":"Jakarta"}', 0)]
+    assert chunks[4:] == [None, None, None]
+    last = reader.last()  # a call that never had arguments is delivered whole with the finish
+    assert last.tool_calls == [ToolCall("call_2", "now", "", 1)]
     assert last.finish_reason == "tool_calls" and last.usage and last.usage.completion_tokens == 9
+    collected = Collector()
+    for chunk in [*filter(None, chunks), last]:
+        collected.add(chunk)
+    assert [(c.id, c.name, c.arguments) for c in collected.tool_calls] == [
+        ("call_1", "get_weather", '{"city":"Jakarta"}'),
+        ("call_2", "now", ""),
+    ]
 
 
 def test_openai_stream_without_a_finish_is_an_error_and_error_frames_raise() -> None:
@@ -167,9 +181,15 @@ def test_anthropic_events_become_chunks() -> None:
         ("message_stop", {"type": "message_stop"}),
     ]
     chunks = [reader.read(name, data) for name, data in events]
-    assert [c.text for c in chunks if c] == ["Hi"]
+    assert [c.text for c in chunks if c and c.text] == ["Hi"]
+    # The call opens when its block starts and its input follows as fragments, as they arrive.
+    assert [c.tool_calls for c in chunks if c and c.tool_calls] == [
+        [ToolCall("tu", "f", "", 0)],
+        [ToolCall("", "", '{"a":', 0)],
+        [ToolCall("", "", "1}", 0)],
+    ]
     last = reader.last()
-    assert last.finish_reason == "tool_calls" and last.tool_calls == [ToolCall("tu", "f", '{"a":1}')]
+    assert last.finish_reason == "tool_calls" and last.tool_calls == []
     assert last.usage and (last.usage.prompt_tokens, last.usage.completion_tokens) == (11, 4)
     with pytest.raises(UpstreamError, match="Overloaded"):
         EventReader("a").read(
@@ -189,7 +209,9 @@ def test_anthropic_events_become_chunks() -> None:
         (451, {"error": {"message": "Unavailable for legal reasons"}}, ProviderCutOff),
         (
             400,
-            {"message": "Access to Anthropic models is not allowed from unsupported countries, regions, or territories."},
+            {
+                "message": "Access to Anthropic models is not allowed from unsupported countries, regions, or territories."
+            },
             ProviderCutOff,
         ),
         (400, {"error": {"message": "Invalid region parameter for the tool"}}, InvalidRequest),
@@ -215,3 +237,16 @@ def test_retry_after_in_seconds_milliseconds_and_http_dates() -> None:
     assert 0 <= (retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) or 0) == 0.0
     err = status_error("p", 429, {"retry-after": "12"}, b"{}")
     assert isinstance(err, RateLimited) and err.retry_after == 12.0
+
+
+def test_an_anthropic_tool_call_without_input_closes_with_an_empty_object() -> None:
+    reader = EventReader("a")
+    start = {
+        "type": "content_block_start",
+        "index": 0,
+        "content_block": {"type": "tool_use", "id": "t", "name": "now"},
+    }
+    opened = reader.read("content_block_start", start)
+    closed = reader.read("content_block_stop", {"type": "content_block_stop", "index": 0})
+    assert opened is not None and opened.tool_calls == [ToolCall("t", "now", "", 0)]
+    assert closed is not None and closed.tool_calls == [ToolCall("", "", "{}", 0)]

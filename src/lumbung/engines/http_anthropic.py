@@ -101,17 +101,20 @@ def messages_body(request: ChatRequest) -> dict[str, Any]:
 
 
 class EventReader:
-    """Anthropic stream events -> core chunks; tool_use blocks are delivered whole with the finish."""
+    """Anthropic stream events -> core chunks. A ``tool_use`` block opens its call (id and name) when
+    it starts; each ``input_json_delta`` follows as an arguments fragment; a call that got no input
+    closes with ``{}``."""
 
     def __init__(self, provider: str) -> None:
         self.provider = provider
         self.usage = Usage()
-        self.tools: dict[int, list[str]] = {}  # block index -> [id, name, partial json]
+        self.tools: dict[int, list[Any]] = {}  # block index -> [call index, arguments sent]
         self.finish: FinishReason | None = None
         self.stopped = False
 
     def read(self, event: str, data: dict[str, Any]) -> Chunk | None:
         kind = data.get("type", event)
+        block = int(data.get("index", 0) or 0)
         if kind == "error":
             raise event_error(self.provider, data.get("error") or data)
         if kind == "message_start":
@@ -121,21 +124,30 @@ class EventReader:
             )
             self.usage.cached_tokens = int(u.get("cache_read_input_tokens") or 0)
         elif kind == "content_block_start":
-            block = data.get("content_block") or {}
-            if block.get("type") == "tool_use":
-                self.tools[int(data.get("index", 0))] = [block.get("id", ""), block.get("name", ""), ""]
-            elif block.get("type") == "text" and block.get("text"):
-                return Chunk(text=block["text"])
+            start = data.get("content_block") or {}
+            if start.get("type") == "tool_use":
+                index = len(self.tools)
+                self.tools[block] = [index, False]
+                return Chunk(
+                    tool_calls=[
+                        ToolCall(start.get("id") or f"toolu_{index}", start.get("name", ""), "", index)
+                    ]
+                )
+            if start.get("type") == "text" and start.get("text"):
+                return Chunk(text=start["text"])
         elif kind == "content_block_delta":
             delta = data.get("delta") or {}
             if delta.get("type") == "text_delta" and delta.get("text"):
                 return Chunk(text=delta["text"])
             if delta.get("type") == "thinking_delta" and delta.get("thinking"):
                 return Chunk(reasoning=delta["thinking"])
-            if delta.get("type") == "input_json_delta":
-                self.tools.setdefault(int(data.get("index", 0)), ["", "", ""])[2] += (
-                    delta.get("partial_json") or ""
-                )
+            if delta.get("type") == "input_json_delta" and delta.get("partial_json") and block in self.tools:
+                self.tools[block][1] = True
+                return Chunk(tool_calls=[ToolCall("", "", delta["partial_json"], self.tools[block][0])])
+        elif kind == "content_block_stop":
+            if block in self.tools and not self.tools[block][1]:
+                self.tools[block][1] = True
+                return Chunk(tool_calls=[ToolCall("", "", "{}", self.tools[block][0])])
         elif kind == "message_delta":
             reason = (data.get("delta") or {}).get("stop_reason")
             if reason:
@@ -152,8 +164,7 @@ class EventReader:
             raise UpstreamError(
                 f"provider {self.provider!r}: the stream ended before the answer was complete"
             )
-        calls = [ToolCall(t[0], t[1], t[2] or "{}") for _, t in sorted(self.tools.items())]
-        return Chunk(tool_calls=calls, finish_reason=self.finish, usage=self.usage)
+        return Chunk(finish_reason=self.finish, usage=self.usage)
 
 
 class AnthropicHTTPBackend:

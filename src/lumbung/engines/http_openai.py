@@ -123,12 +123,14 @@ def request_body(request: ChatRequest | CompletionRequest) -> dict[str, Any]:
 
 
 class ChunkReader:
-    """Turns ``chat.completion.chunk`` objects into core chunks; tool-call fragments are assembled and
-    delivered whole with the finish, which waits for the usage chunk that follows it."""
+    """Turns ``chat.completion.chunk`` objects into core chunks. A tool call is passed on as it
+    arrives: it opens (id and name) with its first arguments, since a name always precedes them and
+    may itself come in pieces; its further arguments follow as fragments. A call that never got
+    arguments is delivered whole with the finish, which waits for the usage chunk that follows it."""
 
     def __init__(self, provider: str) -> None:
         self.provider = provider
-        self.calls: dict[int, list[str]] = {}  # index -> [id, name, arguments]
+        self.calls: dict[int, _Call] = {}
         self.finish: FinishReason | None = None
         self.usage: Usage | None = None
 
@@ -141,7 +143,7 @@ class ChunkReader:
             self.usage = Usage(
                 int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0), int(cached)
             )
-        text, reasoning = [], []
+        text, reasoning, calls = [], [], []
         for choice in data.get("choices") or []:
             delta = choice.get("delta")
             if delta is None:  # legacy completions
@@ -150,23 +152,50 @@ class ChunkReader:
                 text.append(delta.get("content") or "")
                 reasoning.append(delta.get("reasoning_content") or delta.get("reasoning") or "")
                 for frag in delta.get("tool_calls") or []:
-                    call = self.calls.setdefault(int(frag.get("index", len(self.calls))), ["", "", ""])
+                    index = int(frag.get("index", len(self.calls)))
+                    call = self.calls.setdefault(index, _Call(index))
                     fn = frag.get("function") or {}
-                    call[0] = frag.get("id") or call[0]
-                    call[1] += fn.get("name") or ""
-                    call[2] += fn.get("arguments") or ""
+                    out = call.add(frag.get("id") or "", fn.get("name") or "", fn.get("arguments") or "")
+                    if out is not None:
+                        calls.append(out)
             if choice.get("finish_reason"):
                 self.finish = _FINISH.get(choice["finish_reason"], "stop")
-        chunk = Chunk(text="".join(text), reasoning="".join(reasoning))
-        return chunk if chunk.text or chunk.reasoning else None
+        chunk = Chunk(text="".join(text), reasoning="".join(reasoning), tool_calls=calls)
+        return chunk if chunk.text or chunk.reasoning or chunk.tool_calls else None
 
     def last(self) -> Chunk:
         if self.finish is None:
             raise UpstreamError(
                 f"provider {self.provider!r}: the stream ended before the answer was complete"
             )
-        calls = [ToolCall(c[0], c[1], c[2]) for _, c in sorted(self.calls.items())]
+        calls = [c.whole() for _, c in sorted(self.calls.items()) if not c.opened]
         return Chunk(tool_calls=calls, finish_reason=self.finish, usage=self.usage or Usage())
+
+
+class _Call:
+    """One upstream tool call being received."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.id = ""
+        self.name = ""
+        self.arguments = ""
+        self.opened = False
+
+    def add(self, call_id: str, name: str, arguments: str) -> ToolCall | None:
+        """The core fragment to pass on now, if any."""
+        self.id = call_id or self.id
+        if self.opened:
+            return ToolCall("", "", arguments, self.index) if arguments else None
+        self.name += name
+        self.arguments += arguments
+        if not (self.arguments and self.id and self.name):
+            return None
+        self.opened = True
+        return ToolCall(self.id, self.name, self.arguments, self.index)
+
+    def whole(self) -> ToolCall:
+        return ToolCall(self.id, self.name, self.arguments, self.index)
 
 
 DONE = b"data: [DONE]\n\n"
