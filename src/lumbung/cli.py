@@ -93,8 +93,9 @@ def show_config(config: Path | None, as_json: bool) -> None:
     """Print every setting, its value, and where the value came from."""
     settings, sources = _settings(config)
     values = settings.model_dump(mode="json")
-    if values.get("api_keys"):
-        values["api_keys"] = [f"<{len(values['api_keys'])} key(s) hidden>"]
+    for name in ("api_keys", "admin_api_keys"):
+        if values.get(name):
+            values[name] = [f"<{len(values[name])} key(s) hidden>"]
     if as_json:
         click.echo(json.dumps({k: {"value": v, "source": sources[k]} for k, v in values.items()}, indent=2))
         return

@@ -36,7 +36,10 @@ def _console() -> Console:
 @_CONFIG
 @click.option("--url", default=None, help="Server to ask (default: the configured host and port).")
 @click.option(
-    "--api-key", envvar="LUMBUNG_API_KEY", default=None, help="API key (default: $LUMBUNG_API_KEY)."
+    "--api-key",
+    envvar="LUMBUNG_API_KEY",
+    default=None,
+    help="An operator key (admin_api_keys) when the server has keys (default: $LUMBUNG_API_KEY).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON of GET /admin/providers.")
 @click.option("--probe", is_flag=True, help="Also ask each provider now whether it answers.")

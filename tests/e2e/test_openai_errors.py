@@ -11,9 +11,11 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import ollama
 import openai
 import pytest
 
+from tests.conftest import Closing
 from tests.support.server import ServerProcess
 from tests.support.spec import validate
 
@@ -188,6 +190,28 @@ def test_api_keys(keyed_server: ServerProcess) -> None:
             assert client.chat.completions.create(**OK_BODY).choices
     assert httpx.get(keyed_server.base_url + "/health").status_code == 200  # probes need no key
     assert "sk-right-key" not in keyed_server.logs() and "sk-wrong" not in keyed_server.logs()
+
+
+def test_operator_actions_need_an_operator_key(
+    start_server: Callable[..., ServerProcess], closing: Closing
+) -> None:
+    proc = start_server(env={"LUMBUNG_API_KEYS": "sk-user", "LUMBUNG_ADMIN_API_KEYS": "sk-admin"})
+    user = closing(ollama.Client(host=proc.base_url, headers={"Authorization": "Bearer sk-user"}))
+    admin = closing(ollama.Client(host=proc.base_url, headers={"Authorization": "Bearer sk-admin"}))
+    for refused in (lambda: user.delete("gemma3:270m"), lambda: user.pull("qwen2.5:0.5b-instruct")):
+        with pytest.raises(ollama.ResponseError) as err:
+            refused()
+        assert err.value.status_code == 403 and "operator key" in err.value.error
+    assert user.list().models  # everything else stays open to API keys
+    with pytest.raises(ollama.ResponseError) as missing:
+        admin.delete("no-such-model:1b")
+    assert missing.value.status_code == 404  # allowed, and then the model is not there
+    status = proc.base_url + "/admin/providers"
+    assert_error(httpx.get(status, headers={"Authorization": "Bearer sk-user"}), 403, code="admin_key_required")
+    assert httpx.get(status, headers={"Authorization": "Bearer sk-admin"}).status_code == 200
+    with openai.OpenAI(base_url=proc.base_url + "/v1", api_key="sk-admin", max_retries=0) as client:
+        assert client.models.list().data  # an operator key is an API key too
+    assert "sk-admin" not in proc.logs() and "sk-user" not in proc.logs()
 
 
 def test_hashed_keys_in_config(start_server: Callable[..., ServerProcess]) -> None:

@@ -5,7 +5,7 @@ import hashlib
 import pytest
 
 from lumbung.accounts.keys import KeyRing, presented_key
-from lumbung.errors import AuthenticationError, ConfigError
+from lumbung.errors import AuthenticationError, ConfigError, PermissionDenied
 
 
 def test_no_keys_means_open() -> None:
@@ -46,3 +46,23 @@ def test_malformed_digest_is_a_config_error() -> None:
 )
 def test_presented_key(authorization: str | None, x_api_key: str | None, expected: str | None) -> None:
     assert presented_key(authorization, x_api_key) == expected
+
+
+def test_operator_keys_are_api_keys_and_only_they_pass_admin_checks() -> None:
+    ring = KeyRing(["sk-user"], ["sk-admin"])
+    ring.check("sk-user")
+    ring.check("sk-admin")
+    ring.check("sk-admin", admin=True)
+    with pytest.raises(PermissionDenied) as denied:
+        ring.check("sk-user", admin=True)
+    assert denied.value.status == 403 and denied.value.code == "admin_key_required"
+    with pytest.raises(AuthenticationError):
+        ring.check("sk-other", admin=True)
+    with pytest.raises(AuthenticationError):
+        ring.check(None, admin=True)
+    # API keys but no operator keys: operator actions are refused to every key.
+    with pytest.raises(PermissionDenied):
+        KeyRing(["sk-user"]).check("sk-user", admin=True)
+    KeyRing([]).check(None, admin=True)  # no keys at all: open, like everything else
+    with pytest.raises(ConfigError, match="admin_api_keys"):
+        KeyRing([], ["sha256:nothex"])

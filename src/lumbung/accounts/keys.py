@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from lumbung.errors import AuthenticationError, ConfigError
+from lumbung.errors import AuthenticationError, ConfigError, PermissionDenied
 
 _PREFIX = "sha256:"
 
@@ -14,27 +14,41 @@ def digest(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-class KeyRing:
-    """The configured keys. Entries are raw keys or ``sha256:HEX`` digests; raw ones are hashed at once."""
+def _digests(entries: list[str], setting: str) -> tuple[str, ...]:
+    digests = []
+    for entry in entries:
+        if entry.startswith(_PREFIX):
+            hexpart = entry[len(_PREFIX) :].lower()
+            if len(hexpart) != 64 or any(c not in "0123456789abcdef" for c in hexpart):
+                raise ConfigError(f"an {setting} entry starting with 'sha256:' must be 64 hex digits")
+            digests.append(hexpart)
+        elif entry:
+            digests.append(digest(entry))
+    return tuple(digests)
 
-    def __init__(self, entries: list[str]) -> None:
-        digests = []
-        for entry in entries:
-            if entry.startswith(_PREFIX):
-                hexpart = entry[len(_PREFIX) :].lower()
-                if len(hexpart) != 64 or any(c not in "0123456789abcdef" for c in hexpart):
-                    raise ConfigError("an api_keys entry starting with 'sha256:' must be 64 hex digits")
-                digests.append(hexpart)
-            elif entry:
-                digests.append(digest(entry))
-        self._digests = tuple(digests)
+
+def _known(candidate: str, digests: tuple[str, ...]) -> bool:
+    ok = False
+    for known in digests:  # no early exit: the time taken does not depend on which key
+        ok |= hmac.compare_digest(candidate, known)
+    return ok
+
+
+class KeyRing:
+    """The configured keys: API keys, and operator (admin) keys, which are API keys too. Entries are raw
+    keys or ``sha256:HEX`` digests; raw ones are hashed at once."""
+
+    def __init__(self, entries: list[str], admin: list[str] | None = None) -> None:
+        self._admin = _digests(admin or [], "admin_api_keys")
+        self._digests = _digests(entries, "api_keys") + self._admin
 
     @property
     def enabled(self) -> bool:
         return bool(self._digests)
 
-    def check(self, presented: str | None) -> None:
-        """Raise AuthenticationError unless ``presented`` is a configured key (or none are configured)."""
+    def check(self, presented: str | None, *, admin: bool = False) -> None:
+        """Raise unless ``presented`` is a configured key (or none are configured); with ``admin``,
+        unless it is an operator key: 401 for no key or an unknown one, 403 for an API key."""
         if not self._digests:
             return
         if not presented:
@@ -43,11 +57,14 @@ class KeyRing:
                 code="missing_api_key",
             )
         candidate = digest(presented)
-        ok = False
-        for known in self._digests:  # no early exit: the time taken does not depend on which key
-            ok |= hmac.compare_digest(candidate, known)
-        if not ok:
+        if not _known(candidate, self._digests):
             raise AuthenticationError("Incorrect API key provided.")
+        if admin and not _known(candidate, self._admin):
+            raise PermissionDenied(
+                "This action needs an operator key (admin_api_keys / LUMBUNG_ADMIN_API_KEYS); "
+                "the key sent is an API key.",
+                code="admin_key_required",
+            )
 
 
 def presented_key(authorization: str | None, x_api_key: str | None) -> str | None:

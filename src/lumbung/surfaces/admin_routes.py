@@ -1,6 +1,6 @@
 """Operator routes: ``GET /admin/providers`` (health, breaker state, cut-off marks, in-flight counts,
 and with ``?probe=1`` whether each provider answers right now).
-Behind the same API keys as the rest of the server."""
+Operator keys only (``admin_api_keys``) when keys are configured."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from lumbung.surfaces import openai as oai
 from lumbung.surfaces.common import RequestLog, endpoint, state_of
 
 
-@endpoint(oai.error_body)
+@endpoint(oai.error_body, admin=True)
 async def providers(request: Request, entry: RequestLog) -> Response:
     """``?probe=1`` also asks each provider now whether it answers (`reachable`)."""
     gateway = state_of(request).gateway

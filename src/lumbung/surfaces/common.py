@@ -119,9 +119,9 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def authenticate(request: Request) -> None:
+def authenticate(request: Request, *, admin: bool = False) -> None:
     state_of(request).keys.check(
-        presented_key(request.headers.get("authorization"), request.headers.get("x-api-key"))
+        presented_key(request.headers.get("authorization"), request.headers.get("x-api-key")), admin=admin
     )
 
 
@@ -137,10 +137,11 @@ def error_response(exc: ApiError, render: ErrorRenderer) -> JSONResponse:
 
 
 def endpoint(
-    render: ErrorRenderer, *, auth: bool = True
+    render: ErrorRenderer, *, auth: bool = True, admin: bool = False
 ) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
-    """The error boundary of one route: authenticates, maps every failure to the surface's envelope,
-    and writes the request's log line (streams write theirs when they end)."""
+    """The error boundary of one route: authenticates (``admin``: operator keys only), maps every
+    failure to the surface's envelope, and writes the request's log line (streams write theirs when
+    they end)."""
 
     def wrap(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def run(request: Request) -> Response:
@@ -151,7 +152,7 @@ def endpoint(
             )
             try:
                 if auth:
-                    authenticate(request)
+                    authenticate(request, admin=admin)
                 response = await handler(request, entry)
             except ApiError as exc:
                 entry.error = exc.code or exc.type

@@ -64,7 +64,7 @@ def create_app(
     on_shutdown: Callable[[], None] | None = None,
 ) -> Starlette:
     """``preload`` loads the default model in the background; /health answers 503 until it is done."""
-    state = AppState(settings=settings, gateway=gateway, keys=KeyRing(settings.api_keys))
+    state = AppState(settings=settings, gateway=gateway, keys=KeyRing(settings.api_keys, settings.admin_api_keys))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

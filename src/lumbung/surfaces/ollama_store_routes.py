@@ -33,7 +33,8 @@ def error_body(exc: errors.ApiError) -> dict[str, Any]:
     return {"error": exc.message}
 
 
-ollama_endpoint = endpoint(error_body)
+# Changing the store is an operator's action: operator keys only, when keys are configured.
+ollama_endpoint = endpoint(error_body, admin=True)
 
 
 class PullBody(BaseModel):
