@@ -83,47 +83,16 @@ class ResponseEventWriter:
         index = len(self.items)
         out: list[Event] = []
         item["status"] = status
-        if item["type"] == "message":
+        if item["type"] in ("message", "reasoning"):
             part = item["content"][0]
-            out.append(
-                self._event(
-                    "response.output_text.done",
-                    item_id=item["id"],
-                    output_index=index,
-                    content_index=0,
-                    text=part["text"],
-                    logprobs=part["logprobs"],
+            where = {"item_id": item["id"], "output_index": index, "content_index": 0}
+            if item["type"] == "message":
+                out.append(
+                    self._event("response.output_text.done", **where, text=part["text"], logprobs=part["logprobs"])
                 )
-            )
-            out.append(
-                self._event(
-                    "response.content_part.done",
-                    item_id=item["id"],
-                    output_index=index,
-                    content_index=0,
-                    part=part,
-                )
-            )
-        elif item["type"] == "reasoning":
-            part = item["content"][0]
-            out.append(
-                self._event(
-                    "response.reasoning_text.done",
-                    item_id=item["id"],
-                    output_index=index,
-                    content_index=0,
-                    text=part["text"],
-                )
-            )
-            out.append(
-                self._event(
-                    "response.content_part.done",
-                    item_id=item["id"],
-                    output_index=index,
-                    content_index=0,
-                    part=part,
-                )
-            )
+            else:
+                out.append(self._event("response.reasoning_text.done", **where, text=part["text"]))
+            out.append(self._event("response.content_part.done", **where, part=part))
         elif item["type"] == "function_call":
             out.append(
                 self._event(
