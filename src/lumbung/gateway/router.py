@@ -18,6 +18,7 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
+from lumbung.aio import gather_or_cancel
 from lumbung.engines.base import Backend, Collector, Embeddings, Resident, collect
 from lumbung.errors import (
     ApiError,
@@ -217,13 +218,7 @@ class Gateway:
 
     async def complete_all(self, requests: Sequence[Request]) -> list[Completion]:
         """Several whole answers at once (n > 1); when one fails, the others are stopped."""
-        tasks = [asyncio.ensure_future(self.complete(r)) for r in requests]
-        try:
-            return list(await asyncio.gather(*tasks))
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        return await gather_or_cancel(self.complete(r) for r in requests)
 
     def forward(
         self,

@@ -14,6 +14,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 
 from starlette.requests import Request
 
+from lumbung.aio import cancel_and_wait, gather_or_cancel
 from lumbung.engines.base import collect
 from lumbung.errors import ApiError, InternalError
 from lumbung.surfaces.common import RequestLog, unless_disconnected
@@ -118,19 +119,13 @@ async def interleave(
                 open_.discard(index)
             yield index, item
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(tasks)
         await _close_all(streams)
 
 
 async def collect_all(streams: Sequence[AsyncGenerator[Chunk, None]]) -> list[Completion]:
     """Every stream collected (n > 1, several prompts); if one fails, the others are stopped too."""
-    tasks = [asyncio.ensure_future(collect(s)) for s in streams]
     try:
-        return list(await asyncio.gather(*tasks))
+        return await gather_or_cancel(collect(s) for s in streams)
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
         await _close_all(streams)
