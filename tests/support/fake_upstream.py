@@ -32,6 +32,25 @@ MODES = (
 )
 
 
+def ev(kind: str, data: dict[str, Any]) -> bytes:
+    """One Anthropic stream event."""
+    return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n".encode()
+
+
+def _chunk(model: Any, delta: dict[str, Any], finish: str | None, usage: Any) -> bytes:
+    """One ``chat.completion.chunk`` event (a usage chunk has no choices)."""
+    choices = [] if usage else [{"index": 0, "delta": delta, "finish_reason": finish}]
+    obj = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": model,
+        "choices": choices,
+        "usage": usage,
+    }
+    return f"data: {json.dumps(obj)}\n\n".encode()
+
+
 @dataclass
 class Seen:
     path: str
@@ -280,9 +299,6 @@ class FakeUpstream:
         words = self._text(body)
         if anthropic:
 
-            def ev(kind: str, data: dict[str, Any]) -> bytes:
-                return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n".encode()
-
             opening = [
                 ev(
                     "message_start",
@@ -318,16 +334,7 @@ class FakeUpstream:
             return opening, content, closing
 
         def chunk(delta: dict[str, Any], finish: str | None = None, usage: Any = None) -> bytes:
-            choices = [] if usage else [{"index": 0, "delta": delta, "finish_reason": finish}]
-            obj = {
-                "id": "chatcmpl-fake",
-                "object": "chat.completion.chunk",
-                "created": 0,
-                "model": body.get("model"),
-                "choices": choices,
-                "usage": usage,
-            }
-            return f"data: {json.dumps(obj)}\n\n".encode()
+            return _chunk(body.get("model"), delta, finish, usage)
 
         opening = [chunk({"role": "assistant", "content": ""})]
         content = [chunk({"content": w}) for w in words]
@@ -342,9 +349,6 @@ class FakeUpstream:
     ) -> tuple[list[bytes], list[bytes], list[bytes]]:
         tool = body["tools"][0]
         if anthropic:
-
-            def ev(kind: str, data: dict[str, Any]) -> bytes:
-                return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n".encode()
 
             message = {
                 "id": "msg_fake",
@@ -380,16 +384,7 @@ class FakeUpstream:
             return opening, content, closing
 
         def chunk(delta: dict[str, Any], finish: str | None = None, usage: Any = None) -> bytes:
-            choices = [] if usage else [{"index": 0, "delta": delta, "finish_reason": finish}]
-            obj = {
-                "id": "chatcmpl-fake",
-                "object": "chat.completion.chunk",
-                "created": 0,
-                "model": body.get("model"),
-                "choices": choices,
-                "usage": usage,
-            }
-            return f"data: {json.dumps(obj)}\n\n".encode()
+            return _chunk(body.get("model"), delta, finish, usage)
 
         name = tool["function"]["name"]
         opening = [chunk({"role": "assistant", "content": None})]
