@@ -8,13 +8,12 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
-import httpx
 from rich.console import Console
 from rich.table import Table
 
+from lumbung.cli_client import get_json
 from lumbung.errors import LumbungError
 from lumbung.settings import load_settings
 
@@ -45,25 +44,8 @@ def _console() -> Console:
 @click.option("--probe", is_flag=True, help="Also ask each provider now whether it answers.")
 def status(config: Path | None, url: str | None, api_key: str | None, as_json: bool, probe: bool) -> None:
     """Show each provider's health, breaker states, cut-off marks and in-flight requests."""
-    if url is None:
-        try:
-            settings, _ = load_settings(config)
-        except LumbungError as exc:
-            raise click.ClickException(str(exc)) from exc
-        url = f"http://{settings.host}:{settings.port}"
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    try:
-        response = httpx.get(
-            url.rstrip("/") + "/admin/providers",
-            params={"probe": "1"} if probe else None,
-            headers=headers,
-            timeout=30,
-        )
-    except httpx.HTTPError as exc:
-        raise click.ClickException(f"cannot reach {url}: {exc}") from exc
-    if response.status_code != 200:
-        raise click.ClickException(f"{url} answered {response.status_code}: {response.text[:300]}")
-    body: dict[str, Any] = response.json()
+    params = {"probe": "1"} if probe else None
+    url, body = get_json(config, url, api_key, "/admin/providers", params=params, timeout=30)
     if as_json:
         click.echo(json.dumps(body, indent=2))
         return

@@ -9,12 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import click
-import httpx
 from rich.console import Console
 from rich.table import Table
 
-from lumbung.errors import LumbungError
-from lumbung.settings import load_settings
+from lumbung.cli_client import get_json
 
 
 def _mib(value: Any) -> str:
@@ -56,20 +54,8 @@ def rows(models: list[dict[str, Any]], now: float, include_all: bool) -> list[li
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON of GET /v1/models.")
 def ps(config: Path | None, url: str | None, api_key: str | None, include_all: bool, as_json: bool) -> None:
     """Show the loaded local models: memory, running/parallel requests, queue, prefix cache, unload time."""
-    if url is None:
-        try:
-            settings, _ = load_settings(config)
-        except LumbungError as exc:
-            raise click.ClickException(str(exc)) from exc
-        url = f"http://{settings.host}:{settings.port}"
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    try:
-        response = httpx.get(url.rstrip("/") + "/v1/models", headers=headers, timeout=10)
-    except httpx.HTTPError as exc:
-        raise click.ClickException(f"cannot reach {url}: {exc}") from exc
-    if response.status_code != 200:
-        raise click.ClickException(f"{url} answered {response.status_code}: {response.text[:300]}")
-    models: list[dict[str, Any]] = response.json()["data"]
+    url, body = get_json(config, url, api_key, "/v1/models")
+    models: list[dict[str, Any]] = body["data"]
     if as_json:
         click.echo(json.dumps(models, indent=2))
         return
