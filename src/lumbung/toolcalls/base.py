@@ -59,6 +59,27 @@ def call_from_json(obj: Any, tools: dict[str, Tool], arg_keys: tuple[str, ...]) 
     return ParsedCall(name, compact(args))
 
 
+def one_json_call(body: str, tools: dict[str, Tool]) -> list[ParsedCall] | None:
+    """A block holding one ``{"name": ..., "arguments": {...}}`` object (Hermes, Gemma)."""
+    try:
+        call = call_from_json(json.loads(body), tools, ("arguments", "parameters"))
+    except ValueError:
+        return None
+    return [call] if call else None
+
+
+def named_call(name: str, raw: str, tools: dict[str, Tool]) -> list[ParsedCall] | None:
+    """A call whose name and JSON-object arguments came apart (DeepSeek, Mistral v11)."""
+    name = name.strip()
+    if not name or (tools and name not in tools):
+        return None
+    try:
+        args = json.loads(raw)
+    except ValueError:
+        return None
+    return [ParsedCall(name, compact(args))] if isinstance(args, dict) else None
+
+
 def json_values(text: str) -> list[Any] | None:
     """Every JSON value in ``text`` (separated by whitespace, commas or semicolons), or None."""
     decoder = json.JSONDecoder()

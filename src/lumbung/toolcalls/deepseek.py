@@ -15,7 +15,7 @@ import json
 import re
 from typing import Any
 
-from lumbung.toolcalls.base import Literal, ParsedCall, ToolFormat, compact, lark_string
+from lumbung.toolcalls.base import Literal, ParsedCall, ToolFormat, lark_string, named_call
 from lumbung.types import Tool
 
 CALLS_BEGIN = "<｜tool▁calls▁begin｜>"
@@ -49,14 +49,7 @@ class DeepSeekFormat(ToolFormat):
                 raw = raw.removeprefix("```json").removeprefix("```").removesuffix("```")
         else:
             name, raw = left, right
-        name = name.strip()
-        if not name or (tools and name not in tools):
-            return None
-        try:
-            args = json.loads(raw)
-        except ValueError:
-            return None
-        return [ParsedCall(name, compact(args))] if isinstance(args, dict) else None
+        return named_call(name, raw, tools)
 
     def render_call(self, name: str, arguments: dict[str, Any]) -> str:
         args = json.dumps(arguments, ensure_ascii=False)

@@ -15,7 +15,7 @@ import json
 import re
 from typing import Any
 
-from lumbung.toolcalls.base import Literal, ParsedCall, ToolFormat, call_from_json, lark_string
+from lumbung.toolcalls.base import Literal, ParsedCall, ToolFormat, lark_string, one_json_call
 from lumbung.toolcalls.stream import JSON_HEAD
 from lumbung.types import Tool
 
@@ -30,11 +30,7 @@ class GemmaFormat(ToolFormat):
     stream_heads = (re.compile(r"\s*" + JSON_HEAD),)
 
     def parse_block(self, body: str, tools: dict[str, Tool]) -> list[ParsedCall] | None:
-        try:
-            call = call_from_json(json.loads(body), tools, ("arguments", "parameters"))
-        except ValueError:
-            return None
-        return [call] if call else None
+        return one_json_call(body, tools)
 
     def render_call(self, name: str, arguments: dict[str, Any]) -> str:
         return OPEN + json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False) + CLOSE

@@ -8,7 +8,7 @@ import json
 import re
 from typing import Any
 
-from lumbung.toolcalls.base import Literal, ParsedCall, ToolFormat, call_from_json, compact, lark_string
+from lumbung.toolcalls.base import Literal, ParsedCall, ToolFormat, call_from_json, lark_string, named_call
 from lumbung.toolcalls.stream import JSON_HEAD
 from lumbung.types import Tool
 
@@ -40,14 +40,7 @@ class MistralFormat(ToolFormat):
             calls = [call_from_json(v, tools, ("arguments", "parameters")) for v in values]
             return None if any(c is None for c in calls) else [c for c in calls if c]
         name, sep, raw = body.partition("[ARGS]")
-        name = name.split("[CALL_ID]")[0].strip()
-        if not sep or not name or (tools and name not in tools):
-            return None
-        try:
-            args = json.loads(raw)
-        except ValueError:
-            return None
-        return [ParsedCall(name, compact(args))] if isinstance(args, dict) else None
+        return named_call(name.split("[CALL_ID]")[0], raw, tools) if sep else None
 
     def render_call(self, name: str, arguments: dict[str, Any]) -> str:
         return "[TOOL_CALLS]" + json.dumps([{"name": name, "arguments": arguments}], ensure_ascii=False)
