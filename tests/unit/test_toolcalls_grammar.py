@@ -32,29 +32,8 @@ from lumbung.store.embedded import embedded_model_path
 from lumbung.toolcalls.base import lark_string as LIT
 from lumbung.toolcalls.parsed import joined
 from lumbung.types import ChatRequest, Message, ResponseFormat, Tool
+from tests.support.conformance import TOOLS
 
-TOOLS = [
-    Tool(
-        "get_weather",
-        None,
-        {
-            "type": "object",
-            "properties": {"city": {"type": "string"}, "days": {"type": "integer", "minimum": 1}},
-            "required": ["city", "days"],
-            "additionalProperties": False,
-        },
-    ),
-    Tool(
-        "get_time",
-        None,
-        {
-            "type": "object",
-            "properties": {"tz": {"type": "string"}},
-            "required": ["tz"],
-            "additionalProperties": False,
-        },
-    ),
-]
 ARGS = '{"city":"Jakarta","days":3}'
 # One forced call of get_weather, exactly as each family's grammar writes it.
 FORCED = {
