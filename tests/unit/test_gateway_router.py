@@ -143,6 +143,32 @@ async def test_breaker_opens_then_probes_then_closes() -> None:
     assert target.breaker.state is BreakerState.CLOSED
 
 
+async def test_an_answer_taken_to_its_last_item_counts_as_a_success() -> None:
+    """Whole answers and pass-through relays stop at the last item without asking for more: the
+    success must be on record by then, or a probe never closes the breaker and failures add up
+    across successes."""
+    a, b = Scripted("a", default=UpstreamError("down")), Scripted("b")
+    gw, clock, _ = gateway([a], [b])
+    target = gw.resolve("chat").tiers[0][0].state
+    for _ in range(2):
+        await gw.complete(req())
+    a.default = "ok"
+    assert (await gw.complete(req())).text.startswith("a0")
+    assert target.breaker.failures == 0  # consecutive failures: a success in between resets them
+    a.default = UpstreamError("down")
+    for _ in range(3):
+        await gw.complete(req())
+    assert target.breaker.state is BreakerState.OPEN
+    clock.advance(10)
+    a.default = "ok"
+    stream = gw.stream(req())
+    async for chunk in stream:
+        if chunk.finish_reason:
+            break  # the consumer stops at the last chunk, as the relays do
+    await stream.aclose()
+    assert target.breaker.state is BreakerState.CLOSED
+
+
 async def test_cut_off_marks_the_provider_for_its_cooldown() -> None:
     a, b = Scripted("a", script=[ProviderCutOff("unsupported_country_region_territory")]), Scripted("b")
     gw, clock, providers = gateway([a], [b])

@@ -318,8 +318,9 @@ class Gateway:
                 )
             )
             try:
-                yield item
-                while watchdog is not None and not is_last(item):
+                while not is_last(item):
+                    yield item
+                    assert watchdog is not None
                     try:
                         watchdog.waiting()
                         item = await anext(stream)
@@ -335,8 +336,9 @@ class Gateway:
                         raise error from exc
                     finally:
                         watchdog.done()
-                    yield item
+                # Recorded before the last item goes out: consumers stop there without asking again.
                 state.breaker.success()
+                yield item
             finally:
                 if watchdog is not None:
                     watchdog.close()
