@@ -71,6 +71,7 @@ class FakeUpstream:
     seen: list[Seen] = field(default_factory=list)
     disconnects: list[float] = field(default_factory=list)
     completed: int = 0
+    connections: int = 0  # TCP connections accepted (keep-alive reuse shows as few)
 
     # -- running -------------------------------------------------------------------------------------
 
@@ -114,6 +115,7 @@ class FakeUpstream:
     # -- HTTP ----------------------------------------------------------------------------------------
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
         try:
             while True:
                 try:

@@ -211,6 +211,42 @@ async def test_leaving_an_answer_early_closes_its_connection_so_the_upstream_sto
         await pool.close()
 
 
+async def test_an_answered_exchange_keeps_its_connection_however_it_is_left(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The caller has the answer (an SSE ``[DONE]``) before the message ends, and leaves by an
+    exception (a generator closed by its consumer): the connection is kept once the message ends,
+    and closed if it does not end in time."""
+    monkeypatch.setattr("lumbung.engines.http1.SETTLE_SECONDS", 0.3)
+
+    def answer_ending_in(delay: float) -> Callable[[bytes, asyncio.StreamWriter], Awaitable[bool]]:
+        async def answer(body: bytes, writer: asyncio.StreamWriter) -> bool:
+            writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+            writer.write(b"e\r\ndata: [DONE]\n\n\r\n")
+            await writer.drain()
+            await asyncio.sleep(delay)
+            writer.write(b"0\r\n\r\n")
+            return True
+
+        return answer
+
+    for delay, kept in ((0.05, True), (1.0, False)):
+        up = Upstream(answer_ending_in(delay))
+        async with up as pool:
+            for _ in range(2):
+                exchange = pool.post("/x", b"{}")
+                with pytest.raises(GeneratorExit):
+                    async with exchange as response:
+                        async for piece in response.iter_any():
+                            assert piece.endswith(b"[DONE]\n\n")
+                            exchange.answered()
+                            raise GeneratorExit
+                await asyncio.sleep(0.5)
+                assert len(pool.idle) == (1 if kept else 0)
+            assert up.connections == (1 if kept else 2)
+            await pool.close()
+
+
 async def test_a_large_body_is_read_completely_with_flow_control() -> None:
     big = b"x" * (5 << 20)
 

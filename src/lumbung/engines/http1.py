@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import httptools
 
 _PAUSE_AT = 1 << 20  # stop reading from the socket while this much body waits for its consumer
+SETTLE_SECONDS = 1.0  # how long an answered exchange may take to end its message and be reused
 
 
 class ConnectFailed(ConnectionError):
@@ -178,11 +179,20 @@ class Response:
 
 class Exchange:
     """``async with pool.post(...) as response``: the connection goes back to the pool only when the
-    answer was read to its end; otherwise it is closed, which also tells the upstream to stop."""
+    answer was read to its end; otherwise it is closed, which also tells the upstream to stop.
+
+    A caller that has all it needs before the message's last bytes (an SSE stream's ``[DONE]``) says
+    so with ``answered()``: the connection is then kept however the block is left (a generator
+    closed by its consumer at its last item leaves it with ``GeneratorExit``), once the upstream
+    ends the message, which is waited for in the background for at most ``SETTLE_SECONDS``."""
 
     def __init__(self, pool: Pool, method: str, path: str, body: bytes) -> None:
         self.pool, self.method, self.path, self.body = pool, method, path, body
         self.conn: _Connection | None = None
+        self._answered = False
+
+    def answered(self) -> None:
+        self._answered = True
 
     async def __aenter__(self) -> Response:
         self.conn = await self.pool.send(self.method, self.path, self.body)
@@ -191,8 +201,15 @@ class Exchange:
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self.conn is not None:
-            self.pool.release(self.conn, keep=kind is None and self.conn.reusable())
+        conn, self.conn = self.conn, None
+        if conn is None:
+            return
+        if conn.reusable() and (kind is None or self._answered):
+            self.pool.release(conn, keep=True)
+        elif self._answered and conn.error is None and not conn.closed and conn.keep_alive:
+            self.pool.settle(conn)
+        else:
+            self.pool.release(conn, keep=False)
 
 
 class Pool:
@@ -226,6 +243,7 @@ class Pool:
         self.slots = asyncio.Semaphore(limit) if limit > 0 else None
         self.idle: list[_Connection] = []
         self.open: set[_Connection] = set()
+        self._settling: set[asyncio.Task[None]] = set()
 
     def post(self, path: str, body: bytes) -> Exchange:
         return Exchange(self, "POST", path, body)
@@ -312,6 +330,23 @@ class Pool:
             self._drop(conn)
         if self.slots is not None:
             self.slots.release()
+
+    def settle(self, conn: _Connection) -> None:
+        """Release ``conn`` once its message has ended (the rest of its body is discarded), or close it."""
+        task = asyncio.ensure_future(self._settle(conn))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+
+    async def _settle(self, conn: _Connection) -> None:
+        end = time.monotonic() + SETTLE_SECONDS
+        try:
+            while not conn.complete and conn.error is None and time.monotonic() < end:
+                conn.take()
+                conn.read_timeout = max(0.001, end - time.monotonic())
+                await conn.wait()
+        finally:
+            conn.read_timeout = self.read_timeout
+            self.release(conn, keep=conn.reusable())
 
     async def close(self) -> None:
         for conn in list(self.open):

@@ -192,8 +192,9 @@ class AnthropicHTTPBackend:
         if not isinstance(request, ChatRequest):
             raise UnsupportedParameter("Anthropic providers take chat requests only", param="prompt")
         reader = EventReader(self.name)
+        exchange = self.http.post("/v1/messages", dumps(messages_body(request)))
         try:
-            async with self.http.post("/v1/messages", dumps(messages_body(request))) as response:
+            async with exchange as response:
                 if response.status != 200:
                     raise status_error(self.name, response.status, response.headers, await response.read())
                 async for event, data in sse_events(self.name, response.iter_any()):
@@ -205,6 +206,7 @@ class AnthropicHTTPBackend:
                     if chunk is not None:
                         yield chunk
                     if reader.stopped:
+                        exchange.answered()
                         break
         except TRANSPORT_ERRORS as exc:
             raise transport_error(self.name, exc) from exc

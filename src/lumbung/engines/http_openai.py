@@ -316,12 +316,14 @@ class OpenAIHTTPBackend:
     async def stream(self, request: ChatRequest | CompletionRequest) -> AsyncGenerator[Chunk, None]:
         path = "/chat/completions" if isinstance(request, ChatRequest) else "/completions"
         reader = ChunkReader(self.name)
+        exchange = self.http.post(path, dumps(request_body(request)))
         try:
-            async with self.http.post(path, dumps(request_body(request))) as response:
+            async with exchange as response:
                 if response.status != 200:
                     raise status_error(self.name, response.status, response.headers, await response.read())
                 async for _event, data in sse_events(self.name, response.iter_any()):
                     if data.strip() == "[DONE]":
+                        exchange.answered()
                         break
                     try:
                         parsed = json.loads(data)
@@ -350,19 +352,25 @@ class OpenAIHTTPBackend:
             body["stream_options"] = {**options, "include_usage": True}
         through = PassThrough(self.name, model, public, client_usage)
         relay.append(through)
+        # The consumer stops at the last item: ``answered`` before it keeps the connection alive.
+        exchange = self.http.post("/chat/completions", dumps(body))
         try:
-            async with self.http.post("/chat/completions", dumps(body)) as response:
+            async with exchange as response:
                 if response.status != 200:
                     raise status_error(self.name, response.status, response.headers, await response.read())
                 if not stream:
-                    yield through.whole(await response.read())
+                    answer = through.whole(await response.read())
+                    exchange.answered()
+                    yield answer
                     return
                 async for batch in sse_payload_batches(self.name, response.iter_any()):
                     out = b"".join(filter(None, map(through.event, batch)))
                     if out:
-                        yield out
                         if out.endswith(DONE):
+                            exchange.answered()
+                            yield out
                             return
+                        yield out
         except TRANSPORT_ERRORS as exc:
             raise transport_error(self.name, exc) from exc
         raise UpstreamError(f"provider {self.name!r}: the stream ended before the answer was complete")
