@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from lumbung.accounts.keys import KeyRing
 from lumbung.errors import ApiError, NotFound
@@ -30,6 +31,7 @@ from lumbung.surfaces import (
 )
 from lumbung.surfaces.common import AppState, state_of
 from lumbung.surfaces.openai import error_body
+from lumbung.surfaces.openai_passthrough import PassThroughApp
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,17 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         err = ApiError(exc.detail or "HTTP error", status=exc.status_code)
         err.type = "invalid_request_error"
     return JSONResponse(error_body(err), status_code=err.status, headers=exc.headers)
+
+
+class App(Starlette):
+    """Starlette with the pass-through hot path in front of it (surfaces/openai_passthrough.py)."""
+
+    def __init__(self, state: AppState, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._front = PassThroughApp(super().__call__, state)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._front(scope, receive, send)
 
 
 def create_app(
@@ -94,7 +107,8 @@ def create_app(
             if on_shutdown is not None:
                 await asyncio.to_thread(on_shutdown)
 
-    app = Starlette(
+    app = App(
+        state,
         routes=[
             Route("/health", health, methods=["GET"]),
             *openai_routes.routes(),

@@ -4,27 +4,49 @@ back as bytes, so lumbung adds almost nothing to the upstream's latency (bench/g
 docs/performance.md). The gateway's failover, breaker, retry budget, egress policy and deadline apply
 exactly as on the typed path; usage is still counted.
 
+It runs as raw ASGI below Starlette (``PassThroughApp`` in front of the app): routing, the request and
+response objects and the streaming response's task group cost more per request than everything this
+path does itself. Requests it does not take (another path, a route with other providers, a body it
+cannot parse) go on to Starlette untouched, their body replayed. It keeps the boundary every endpoint
+has (``common.endpoint``): API keys, the body limit, OpenAI's error envelope, ``x-request-id``, one
+log line, and a client that hangs up cancels the upstream call.
+
 What lumbung would validate or refuse on the typed path is left to the upstream, which speaks the same
 API: its 400s come back to the client as they are.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, MutableMapping
 from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import Response
-
+from lumbung.accounts.keys import presented_key
 from lumbung.engines.http_openai import DONE, OpenAIHTTPBackend, PassThrough
-from lumbung.errors import ApiError, InternalError
+from lumbung.errors import ApiError, InternalError, InvalidRequest, PayloadTooLarge
 from lumbung.gateway.state import Route, TargetState
 from lumbung.surfaces import openai as oai
-from lumbung.surfaces.common import AppState, RequestLog, sse_data, sse_response, unless_disconnected
+from lumbung.surfaces.common import AppState, ClientGone, RequestLog, sse_data
+from lumbung.types import new_id
 
 log = logging.getLogger(__name__)
+errlog = logging.getLogger("lumbung.errors")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+PATH = "/v1/chat/completions"
+_JSON = [(b"content-type", b"application/json")]
+_SSE = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
 
 
 def eligible(state: AppState, data: Any) -> Route | None:
@@ -58,77 +80,227 @@ def _whole_is_last(item: bytes) -> bool:
     return True
 
 
-async def forward(request: Request, state: AppState, body: bytes, entry: RequestLog) -> Response | None:
-    """Answer ``body`` by pass-through, or return None when the typed path must handle it."""
-    if not state.gateway.has_routes:
-        return None
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):
-        return None  # the typed path words the error
-    route = eligible(state, data)
-    if route is None:
-        return None
-    stream = data.get("stream") is True
-    entry.model = route.name
-    relay: list[PassThrough] = []
+class PassThroughApp:
+    """ASGI: answers pass-through chat completions itself, hands everything else to ``app``."""
 
-    def start(target: TargetState) -> AsyncGenerator[bytes, None]:
+    def __init__(self, app: ASGIApp, state: AppState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["path"] != PATH
+            or scope["method"] != "POST"
+            or not self.state.gateway.has_routes
+        ):
+            await self.app(scope, receive, send)
+            return
+        headers = _headers(scope)
+        entry = RequestLog(
+            id=headers.get(b"x-request-id", b"").decode("latin-1") or new_id("req"), method="POST", path=PATH
+        )
+        try:
+            self.state.keys.check(_key(headers))
+            body = await _read_body(
+                receive, headers.get(b"content-length"), self.state.settings.max_body_bytes
+            )
+        except ApiError as exc:
+            await _error(send, entry, exc)
+            return
+        route: Route | None = None
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError):
+            data = None  # the typed path words the error
+        else:
+            route = eligible(self.state, data)
+        if route is None:
+            await self.app(scope, _replay(body, receive), send)
+            return
+        await _Exchange(self.state, route, data, entry, receive, send).run()
+
+
+class _Exchange:
+    """One pass-through request, from the first upstream attempt to the last byte sent."""
+
+    def __init__(
+        self,
+        state: AppState,
+        route: Route,
+        data: dict[str, Any],
+        entry: RequestLog,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        self.state, self.route, self.data, self.entry = state, route, data, entry
+        self.receive, self.send = receive, send
+        self.stream = data.get("stream") is True
+        self.relay: list[PassThrough] = []
+        self.started = False  # response headers sent
+        self.ending = False  # the last bytes are going out: a "disconnect" from now on is the server's
+        self.gone = False
+
+    async def run(self) -> None:
+        entry = self.entry
+        entry.model = self.route.name
+        task = asyncio.current_task()
+        assert task is not None
+        watcher = asyncio.ensure_future(self._watch(task))
+        try:
+            await self._answer()
+        except asyncio.CancelledError:
+            if not self.gone:
+                raise
+            task.uncancel()
+            entry.error = "client_disconnected"
+            entry.finish(ClientGone.status if not self.started else None)
+        except Exception as exc:
+            error = (
+                exc if isinstance(exc, ApiError) else InternalError(f"Internal error ({type(exc).__name__}).")
+            )
+            if not isinstance(exc, ApiError):
+                errlog.exception("request %s failed", entry.id)
+            if self.started:  # cannot happen by design: the relay answers its own errors in-band
+                entry.error = error.code or error.type
+            else:  # before the first byte: a plain HTTP error
+                self.ending = True
+                await _error(self.send, entry, error)
+        finally:
+            watcher.cancel()
+            self._account()
+            entry.finish()
+
+    async def _watch(self, task: asyncio.Task[Any]) -> None:
+        """Cancels the request when the client hangs up (the upstream call closes with it)."""
+        while (await self.receive())["type"] != "http.disconnect":
+            pass
+        if not self.ending:  # once the answer is complete, uvicorn reports a disconnect too
+            self.gone = True
+            task.cancel()
+
+    def _start(self, target: TargetState) -> AsyncGenerator[bytes, None]:
         backend = target.provider.backend
         assert isinstance(backend, OpenAIHTTPBackend)
-        return backend.forward(data, target.model, route.name, stream, relay)
+        return backend.forward(self.data, target.model, self.route.name, self.stream, self.relay)
 
-    prompt = _prompt(data) if route.prefix_affinity else None
-    items = state.gateway.forward(
-        route, prompt, start, _is_last if stream else _whole_is_last, whole=not stream
-    )
+    async def _answer(self) -> None:
+        route, stream = self.route, self.stream
+        prompt = _prompt(self.data) if route.prefix_affinity else None
+        items = self.state.gateway.forward(
+            route, prompt, self._start, _is_last if stream else _whole_is_last, whole=not stream
+        )
+        try:
+            try:
+                item = await anext(items)
+            except StopAsyncIteration as exc:
+                raise InternalError("the provider produced no output") from exc
+            send, rid = self.send, self.entry.id.encode("latin-1")
+            if not stream:
+                headers = [*_JSON, (b"content-length", str(len(item)).encode()), (b"x-request-id", rid)]
+                self.started = self.ending = True
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+                await send({"type": "http.response.body", "body": item})
+                return
+            self.entry.stream = True
+            self.started = True
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": [*_SSE, (b"x-request-id", rid)]}
+            )
+            await self._relay(items, item)
+        finally:
+            await items.aclose()
+
+    async def _relay(self, items: AsyncGenerator[bytes, None], item: bytes) -> None:
+        """After the first byte, errors travel inside the stream as OpenAI error events, never [DONE]."""
+        send = self.send
+        try:
+            while not _is_last(item):
+                await send({"type": "http.response.body", "body": item, "more_body": True})
+                item = await anext(items)
+        except ApiError as exc:
+            self.entry.error = exc.code or exc.type
+            item = sse_data(oai.error_body(exc))
+        except StopAsyncIteration:
+            self.entry.error = "truncated"
+            item = sse_data(oai.error_body(InternalError("the provider's stream ended early")))
+        except Exception as exc:
+            log.exception("stream %s failed", self.entry.id)
+            self.entry.error = "internal_error"
+            item = sse_data(oai.error_body(InternalError(f"Internal error ({type(exc).__name__}).")))
+        self.ending = True
+        await send({"type": "http.response.body", "body": item, "more_body": False})
+
+    def _account(self) -> None:
+        if self.relay:
+            self.entry.prompt_tokens = self.relay[-1].usage.prompt_tokens
+            self.entry.completion_tokens = self.relay[-1].usage.completion_tokens
+
+
+def _headers(scope: Scope) -> dict[bytes, bytes]:
+    """The headers this path reads (ASGI gives names lower-cased); the first of each wins."""
+    found: dict[bytes, bytes] = {}
+    for name, value in scope["headers"]:
+        if name in (b"authorization", b"x-api-key", b"content-length", b"x-request-id") and name not in found:
+            found[name] = value
+    return found
+
+
+def _key(headers: dict[bytes, bytes]) -> str | None:
+    auth, xkey = headers.get(b"authorization"), headers.get(b"x-api-key")
+    return presented_key(auth.decode("latin-1") if auth else None, xkey.decode("latin-1") if xkey else None)
+
+
+async def _read_body(receive: Receive, declared: bytes | None, limit: int) -> bytes:
+    """The request body, refusing more than ``limit`` bytes (413) before reading them all."""
+    if declared is not None:
+        try:
+            too_big = int(declared) > limit
+        except ValueError as exc:
+            raise InvalidRequest("Invalid Content-Length header.") from exc
+        if too_big:
+            raise PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes.")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise InvalidRequest("The client closed the connection before sending the whole body.")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes.")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """``receive`` as if the body had not been read yet."""
+    pending = True
+
+    async def replay() -> Message:
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+async def _error(send: Send, entry: RequestLog, exc: ApiError) -> None:
+    entry.error = exc.code or exc.type
+    body = json.dumps(oai.error_body(exc)).encode()
+    headers = [
+        *_JSON,
+        (b"content-length", str(len(body)).encode()),
+        (b"x-request-id", entry.id.encode("latin-1")),
+    ]
+    if exc.retry_after is not None:
+        headers.append((b"retry-after", str(max(1, round(exc.retry_after))).encode()))
     try:
-        first = await unless_disconnected(request, anext(items))
-    except StopAsyncIteration as exc:
-        raise InternalError("the provider produced no output") from exc
-    except BaseException:
-        await items.aclose()
-        raise
-    if not stream:
-        await items.aclose()
-        _account(entry, relay)
-        return Response(first, media_type="application/json")
-    entry.stream = True
-    return sse_response(_relay(items, first, entry, relay))
-
-
-def _account(entry: RequestLog, relay: list[PassThrough]) -> None:
-    if relay:
-        entry.prompt_tokens = relay[-1].usage.prompt_tokens
-        entry.completion_tokens = relay[-1].usage.completion_tokens
-
-
-async def _relay(
-    items: AsyncGenerator[bytes, None], first: bytes, entry: RequestLog, relay: list[PassThrough]
-) -> AsyncIterator[bytes]:
-    """After the first byte, errors travel inside the stream as OpenAI error events, never [DONE]."""
-    item = first
-    try:
-        while True:
-            yield item
-            if _is_last(item):
-                break
-            item = await anext(items)
-    except ApiError as exc:
-        entry.error = exc.code or exc.type
-        yield sse_data(oai.error_body(exc))
-    except StopAsyncIteration:
-        entry.error = "truncated"
-        yield sse_data(oai.error_body(InternalError("the provider's stream ended early")))
-    except BaseException as exc:
-        if isinstance(exc, Exception):
-            log.exception("stream %s failed", entry.id)
-            entry.error = "internal_error"
-            yield sse_data(oai.error_body(InternalError(f"Internal error ({type(exc).__name__}).")))
-        else:  # cancelled: the client went away
-            entry.error = "client_disconnected"
-            raise
+        await send({"type": "http.response.start", "status": exc.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
     finally:
-        await items.aclose()
-        _account(entry, relay)
-        entry.finish()
+        entry.finish(exc.status)

@@ -11,7 +11,6 @@ from starlette.routing import BaseRoute, Route
 
 from lumbung.errors import ApiError
 from lumbung.surfaces import openai as oai
-from lumbung.surfaces import openai_passthrough
 from lumbung.surfaces.common import (
     RequestLog,
     endpoint,
@@ -59,10 +58,8 @@ async def get_model(request: Request, entry: RequestLog) -> Response:
 @openai_endpoint
 async def chat_completions(request: Request, entry: RequestLog) -> Response:
     state = state_of(request)
+    # Routes of OpenAI-compatible providers only never get here: openai_passthrough answers them.
     body = await read_body(request, state.settings.max_body_bytes)
-    passed = await openai_passthrough.forward(request, state, body, entry)
-    if passed is not None:  # a route of OpenAI-compatible providers only: bytes pass through
-        return passed
     chat, options = oai.parse_chat_request(body)
     state.note_extra_fields("openai.chat", options.extra_fields)
     model = state.gateway.resolve(chat.model).model
