@@ -6,8 +6,8 @@ Plain dataclasses (not pydantic): they are built per request and per token, and 
 
 from __future__ import annotations
 
+import random
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -15,8 +15,11 @@ Role = Literal["system", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "cancelled", "error"]
 
 
+_ids = random.Random()  # seeded from the OS once; ids need to be unique, not secret (no syscall per id)
+
+
 def new_id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:24]}"
+    return f"{prefix}-{_ids.getrandbits(96):024x}"
 
 
 @dataclass(slots=True)

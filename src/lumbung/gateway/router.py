@@ -286,9 +286,18 @@ class Gateway:
             state.inflight += 1
             state.requests += 1
             stream = start(state)
+            # One timer rather than ``asyncio.timeout`` (a fraction of the cost, see watchdog.py).
+            first = IdleWatchdog(max(0.0, first_limit), asyncio.get_running_loop().time() + first_limit)
             try:
-                async with asyncio.timeout(max(0.0, first_limit)):
+                first.waiting()
+                try:
                     item = await anext(stream)
+                except asyncio.CancelledError as exc:
+                    if not first.claim(asyncio.current_task()):
+                        raise
+                    raise TimeoutError from exc
+                finally:
+                    first.close()
             except InvalidRequest:
                 state.inflight -= 1
                 await stream.aclose()

@@ -41,6 +41,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PATH = "/v1/chat/completions"
+WATCH_AFTER = 0.02  # seconds into a request before a client hang-up is watched for
 _JSON = [(b"content-type", b"application/json")]
 _SSE = [
     (b"content-type", b"text/event-stream"),
@@ -140,13 +141,15 @@ class _Exchange:
         self.started = False  # response headers sent
         self.ending = False  # the last bytes are going out: a "disconnect" from now on is the server's
         self.gone = False
+        self.watcher: asyncio.Future[None] | None = None
 
     async def run(self) -> None:
         entry = self.entry
         entry.model = self.route.name
         task = asyncio.current_task()
         assert task is not None
-        watcher = asyncio.ensure_future(self._watch(task))
+        # Watching for a hang-up takes a task; an answer done within WATCH_AFTER never needs one.
+        watch = asyncio.get_running_loop().call_later(WATCH_AFTER, self._start_watch, task)
         try:
             await self._answer()
         except asyncio.CancelledError:
@@ -167,9 +170,14 @@ class _Exchange:
                 self.ending = True
                 await _error(self.send, entry, error)
         finally:
-            watcher.cancel()
+            watch.cancel()
+            if self.watcher is not None:
+                self.watcher.cancel()
             self._account()
             entry.finish()
+
+    def _start_watch(self, task: asyncio.Task[Any]) -> None:
+        self.watcher = asyncio.ensure_future(self._watch(task))
 
     async def _watch(self, task: asyncio.Task[Any]) -> None:
         """Cancels the request when the client hangs up (the upstream call closes with it)."""
