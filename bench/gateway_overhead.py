@@ -269,6 +269,21 @@ def report(results: dict[str, dict[str, object]], names: list[str]) -> None:
             added99 = "-" if name == "direct" else f"{light.p99_ms - direct.p99_ms:+.2f} ms"
             print(f"| {mode} | {name} | {light.p50_ms:.2f} ms | {light.p99_ms:.2f} ms | {added} | {added99} | "
                   f"{r['cpu_us']:.0f} us | {r['sustained']} req/s |")
+    print("\nAdded p50 by offered rate (each path's p50 minus the direct path's at the same rate; "
+          "'-' where a path did not sustain that rate):\n")
+    shown = [n for n in names if n != "direct"]
+    print("| mode | rate | " + " | ".join(shown) + " |")
+    print("|---|---|" + "---|" * len(shown))
+    for mode in ("whole", "stream"):
+        direct_ladder = {r.rate: r for r in results[f"{mode}/direct"]["ladder"]}  # type: ignore[attr-defined]
+        for rate, base in direct_ladder.items():
+            cells = []
+            for name in shown:
+                mine = {r.rate: r for r in results[f"{mode}/{name}"]["ladder"]}  # type: ignore[attr-defined]
+                r = mine.get(rate)
+                cells.append(f"{r.p50_ms - base.p50_ms:+.2f} ms" if r is not None and r.sustained else "-")
+            if any(c != "-" for c in cells):
+                print(f"| {mode} | {rate}/s | " + " | ".join(cells) + " |")
     for mode in ("whole", "stream"):
         floor, lum_light = results[f"{mode}/floor"]["light"], results[f"{mode}/lumbung"]["light"]
         assert isinstance(floor, Result) and isinstance(lum_light, Result)

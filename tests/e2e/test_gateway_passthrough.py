@@ -44,6 +44,7 @@ class Rig:
             "providers": providers,
             "routes": [
                 {"name": "fast", "tiers": [["up/m1"]]},
+                {"name": "m1", "tiers": [["up/m1"]]},  # the upstream's own name: the client's bytes go as sent
                 {"name": "typed", "tiers": [["up/m1"]], "passthrough": False},
                 {"name": "hangs", "tiers": [["hang/m1"]]},
                 {"name": "mixed", "tiers": [["claude/m1"], ["up/m1"]]},  # not all OpenAI: typed path
@@ -191,3 +192,15 @@ def test_sequential_requests_reuse_one_upstream_connection(rig: Rig, model: str,
             assert "".join(c.choices[0].delta.content or "" for c in answer if c.choices).startswith("Hello")
         time.sleep(0.05)
     assert up.connections - before <= 1
+
+
+def test_a_route_named_like_its_upstream_model_forwards_the_clients_bytes(rig: Rig) -> None:
+    raw = b'{"model": "m1",  "messages": [{"role": "user", "content": "hi"}], "temperature": 0.25}'
+    r = httpx.post(rig.url, content=raw, headers={**auth(), "content-type": "application/json"})
+    assert r.status_code == 200 and r.json()["model"] == "m1"
+    assert rig.up.seen[-1].body == json.loads(raw)
+    streamed = b'{"model": "m1", "stream": true, "messages": [{"role": "user", "content": "hi"}]}'
+    r = httpx.post(rig.url, content=streamed, headers={**auth(), "content-type": "application/json"})
+    assert r.status_code == 200 and r.text.rstrip().endswith("data: [DONE]")
+    assert rig.up.seen[-1].body == {**json.loads(streamed), "stream_options": {"include_usage": True}}
+    assert '"usage":{' not in r.text.replace(" ", "")  # usage was lumbung's to count, not asked for

@@ -10,7 +10,7 @@ import pytest
 from lumbung.engines.base import Collector
 from lumbung.engines.http_anthropic import EventReader, messages_body
 from lumbung.engines.http_common import retry_after, status_error
-from lumbung.engines.http_openai import DONE, ChunkReader, PassThrough, request_body
+from lumbung.engines.http_openai import DONE, ChunkReader, PassThrough, _as_sent, request_body
 from lumbung.errors import InvalidRequest, ProviderCutOff, RateLimited, UpstreamError, UpstreamTimeout
 from lumbung.types import ChatRequest, Message, SamplingParams, Tool, ToolCall
 
@@ -250,3 +250,15 @@ def test_an_anthropic_tool_call_without_input_closes_with_an_empty_object() -> N
     closed = reader.read("content_block_stop", {"type": "content_block_stop", "index": 0})
     assert opened is not None and opened.tool_calls == [ToolCall("t", "now", "", 0)]
     assert closed is not None and closed.tool_calls == [ToolCall("", "", "{}", 0)]
+
+
+def test_pass_through_sends_the_clients_bytes_when_nothing_must_change() -> None:
+    raw = b' {"model": "m1", "messages": [{"role": "user", "content": "hi"}], "temperature": 0.5}'
+    body = json.loads(raw)
+    assert _as_sent(raw, body, "m1", False, False) is raw  # whole: untouched
+    assert _as_sent(raw, body, "other", False, False) is None  # model renamed: re-encoded
+    streamed = _as_sent(raw, {**body, "stream": True}, "m1", True, False)
+    assert streamed is not None and json.loads(streamed) == {**body, "stream_options": {"include_usage": True}}
+    asked = {**body, "stream_options": {"include_usage": True}}
+    assert _as_sent(raw, asked, "m1", True, True) is raw  # usage already on
+    assert _as_sent(raw, {**body, "stream_options": {}}, "m1", True, False) is None  # merged, re-encoded

@@ -201,6 +201,22 @@ class _Call:
 DONE = b"data: [DONE]\n\n"
 
 
+_USAGE_ON = b'{"stream_options":{"include_usage":true},'
+
+
+def _as_sent(raw: bytes | None, body: dict[str, Any], model: str, stream: bool, client_usage: bool) -> bytes | None:
+    """The client's bytes, when they already say what the upstream must get (re-encoding costs more
+    than the rest of the relay's request side); usage is switched on by adding the one key it needs."""
+    if raw is None or body.get("model") != model:
+        return None
+    if not stream or client_usage:
+        return raw
+    raw = raw.lstrip()
+    if "stream_options" in body or not raw.startswith(b"{"):
+        return None
+    return _USAGE_ON + raw[1:]  # body has other keys (model, messages), so a comma follows
+
+
 class PassThrough:
     """Relays an upstream OpenAI answer as bytes, rewriting only what it must: ``model`` (to the name
     the client asked for) and the usage chunk (kept for accounting, dropped when the client did not
@@ -337,23 +353,31 @@ class OpenAIHTTPBackend:
         yield reader.last()
 
     async def forward(
-        self, body: dict[str, Any], model: str, public: str, stream: bool, relay: list[PassThrough]
+        self,
+        body: dict[str, Any],
+        model: str,
+        public: str,
+        stream: bool,
+        relay: list[PassThrough],
+        raw: bytes | None = None,
     ) -> AsyncGenerator[bytes, None]:
         """The pass-through path: ``body`` as the client sent it, with only ``model`` (and, streaming,
-        ``stream_options.include_usage``) changed. Yields the whole answer, or the stream's bytes
-        (first item: everything up to the first content; last item ends with ``[DONE]``). The
+        ``stream_options.include_usage``) changed; ``raw``, the client's own bytes of ``body``, go
+        upstream untouched when nothing needs to change. Yields the whole answer, or the stream's
+        bytes (first item: everything up to the first content; last item ends with ``[DONE]``). The
         ``PassThrough`` in use is appended to ``relay`` for the caller's accounting."""
-        body = {**body, "model": model}
-        client_usage = False
-        if stream:
-            options = body.get("stream_options")
-            options = dict(options) if isinstance(options, dict) else {}
-            client_usage = options.get("include_usage") is True
-            body["stream_options"] = {**options, "include_usage": True}
+        options = body.get("stream_options")
+        client_usage = stream and isinstance(options, dict) and options.get("include_usage") is True
+        payload = _as_sent(raw, body, model, stream, client_usage)
+        if payload is None:
+            body = {**body, "model": model}
+            if stream:
+                body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+            payload = dumps(body)
         through = PassThrough(self.name, model, public, client_usage)
         relay.append(through)
         # The consumer stops at the last item: ``answered`` before it keeps the connection alive.
-        exchange = self.http.post("/chat/completions", dumps(body))
+        exchange = self.http.post("/chat/completions", payload)
         try:
             async with exchange as response:
                 if response.status != 200:

@@ -119,7 +119,7 @@ class PassThroughApp:
         if route is None:
             await self.app(scope, _replay(body, receive), send)
             return
-        await _Exchange(self.state, route, data, entry, receive, send).run()
+        await _Exchange(self.state, route, data, body, entry, receive, send).run()
 
 
 class _Exchange:
@@ -130,11 +130,12 @@ class _Exchange:
         state: AppState,
         route: Route,
         data: dict[str, Any],
+        raw: bytes,
         entry: RequestLog,
         receive: Receive,
         send: Send,
     ) -> None:
-        self.state, self.route, self.data, self.entry = state, route, data, entry
+        self.state, self.route, self.data, self.raw, self.entry = state, route, data, raw, entry
         self.receive, self.send = receive, send
         self.stream = data.get("stream") is True
         self.relay: list[PassThrough] = []
@@ -190,7 +191,7 @@ class _Exchange:
     def _start(self, target: TargetState) -> AsyncGenerator[bytes, None]:
         backend = target.provider.backend
         assert isinstance(backend, OpenAIHTTPBackend)
-        return backend.forward(self.data, target.model, self.route.name, self.stream, self.relay)
+        return backend.forward(self.data, target.model, self.route.name, self.stream, self.relay, self.raw)
 
     async def _answer(self) -> None:
         route, stream = self.route, self.stream
