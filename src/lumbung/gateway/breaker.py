@@ -39,6 +39,10 @@ class Breaker:
             return BreakerState.HALF_OPEN
         return self._state
 
+    @property
+    def closed(self) -> bool:
+        return self._state is BreakerState.CLOSED
+
     def available(self) -> bool:
         """Whether ``acquire`` would let a request through now (no side effect)."""
         state = self.state
@@ -52,10 +56,10 @@ class Breaker:
     def acquire(self) -> bool | None:
         """Ask to send a request. False: refused; True: a normal request; None: it is the probe,
         and must be bounded by ``policy.probe_timeout``."""
+        if self._state is BreakerState.CLOSED:
+            return True
         if not self.available():
             return False
-        if self.state is BreakerState.CLOSED:
-            return True
         self._state = BreakerState.HALF_OPEN
         self.probe_started = self.clock()
         return None

@@ -60,6 +60,8 @@ class TargetState:
         """Seconds until this target may take a request again (0: now; inf: not while cut off is
         unknown to end soon)."""
         now = self.provider.clock()
+        if self.cool_until <= now and self.provider.cut_off_until <= now and self.breaker.closed:
+            return 0.0  # the common case, on every request's path: no list, no clock reads
         waits = [self.cool_until - now, self.provider.cut_off_until - now]
         if self.breaker.state is BreakerState.OPEN:
             waits.append(self.breaker.opened_at + self.breaker.policy.open_for - now)
