@@ -4,7 +4,11 @@ that a busy or drifting machine weighs on both alike. Prints p10/p50/p90 latency
 process's CPU per request, with the mock reached directly as the reference.
 
     git worktree add /tmp/lumbung-base <REV>
-    python bench/gateway_ab.py /tmp/lumbung-base/src [--mode whole|stream] [--rounds 3]
+    python bench/gateway_ab.py /tmp/lumbung-base/src [--mode whole|stream] [--rounds 3] [--floor]
+
+``--floor`` adds the bare relay of bench/gateway_overhead_floor.py as a third reference: with 400
+requests per round and path, interleaved, this is the steadier measure of what lumbung adds at a
+light rate (bench/gateway_overhead.py's 10 req/s step has 100 requests per path).
 """
 
 from __future__ import annotations
@@ -28,13 +32,25 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start(base_src: str, work: Path) -> tuple[dict[str, int], dict[str, int], list[subprocess.Popen[bytes]]]:
+def start(
+    base_src: str, work: Path, floor: bool = False
+) -> tuple[dict[str, int], dict[str, int], list[subprocess.Popen[bytes]]]:
     mock = free_port()
     procs = [subprocess.Popen([sys.executable, str(ROOT / "bench/gateway_overhead_mock.py"), str(mock)])]
+    if floor:
+        relay = free_port()
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+        procs.append(subprocess.Popen(
+            [sys.executable, str(ROOT / "bench/gateway_overhead_floor.py"), str(relay), f"http://127.0.0.1:{mock}/v1"],
+            env=env,
+        ))
+        wait_http(relay, "/", procs[-1])
     provider = {"name": "mock", "kind": "openai", "base_url": f"http://127.0.0.1:{mock}/v1", "jurisdiction": "local"}
     config = {"serve_default_model": False, "providers": [provider], "routes": [{"name": "bench", "tiers": [["mock/bench"]]}]}
     (work / "lumbung.yaml").write_text(json.dumps(config))
     ports, pids = {"direct": mock}, {"direct": procs[0].pid}
+    if floor:
+        ports["floor"], pids["floor"] = relay, procs[1].pid
     for name, src in (("A", base_src), ("B", str(ROOT / "src"))):
         port = free_port()
         env = {**os.environ, "LUMBUNG_HOME": str(work / name), "PYTHONPATH": src}
@@ -70,11 +86,14 @@ async def run(ports: dict[str, int], pids: dict[str, int], stream: bool, rounds:
             cpu[k] += cpu_seconds(pids[k]) - before
     n = rounds * 400
     mode = "stream" if stream else "whole"
+    direct = statistics.median(latency["direct"])
     for k, values in latency.items():
         values.sort()
+        p50 = statistics.median(values)
+        added = "" if k == "direct" else f"  added p50 {p50 - direct:+.3f} ms"
         print(
-            f"{mode} {k:6} p10 {values[n // 10]:.3f} ms  p50 {statistics.median(values):.3f} ms  "
-            f"p90 {values[9 * n // 10]:.3f} ms  CPU {cpu[k] / n * 1e6:.0f} us/request"
+            f"{mode} {k:6} p10 {values[n // 10]:.3f} ms  p50 {p50:.3f} ms  "
+            f"p90 {values[9 * n // 10]:.3f} ms  CPU {cpu[k] / n * 1e6:.0f} us/request{added}"
         )
 
 
@@ -83,9 +102,10 @@ def main() -> None:
     parser.add_argument("base_src", help="The src/ folder of the lumbung to compare against (A).")
     parser.add_argument("--mode", choices=["whole", "stream"], default="whole")
     parser.add_argument("--rounds", type=int, default=3, help="Rounds of 400 requests per server.")
+    parser.add_argument("--floor", action="store_true", help="Measure the bare relay too.")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="lumbung-ab-"))
-    ports, pids, procs = start(args.base_src, work)
+    ports, pids, procs = start(args.base_src, work, args.floor)
     try:
         import uvloop
 
