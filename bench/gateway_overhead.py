@@ -1,11 +1,13 @@
 """Gateway overhead: the same fast mock upstream reached directly, through lumbung, and through the
 LiteLLM proxy, in one run, with open-loop load at fixed rates.
 
-Prints, for whole and streamed chat completions: p50/p99 latency at a light fixed rate and the latency
+Prints, for whole and streamed chat completions: p50/p99 latency at a light fixed rate (10 req/s, 300
+requests per path in 5-second slices, the paths taking turns so a drifting machine weighs on all
+alike) and the latency
 each gateway adds over the direct path (and lumbung's over the "floor": a bare relay on the same stack,
 bench/gateway_overhead_floor.py), the CPU each server process spends per request, then the
 highest rate each sustains (no errors, p50 under 100 ms and p99 under 500 ms: beyond it requests
-queue without bound), and lumbung's ratios to LiteLLM.
+queue without bound) with the latency added at each rate, and lumbung's ratios to LiteLLM.
 
     python bench/gateway_overhead.py [--litellm /path/to/litellm] [--quick]
 
@@ -27,12 +29,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RATES = [25, 50, 75, 100, 150, 200, 300, 400, 600, 800, 1200, 1600, 2400, 3200]
 LIGHT_RATE = 10
+LIGHT_SLICES = 6  # x LIGHT_SLICE_SECONDS at LIGHT_RATE per path: 300 requests each
+LIGHT_SLICE_SECONDS = 5.0
 TIMEOUT = 10.0
 
 
@@ -103,6 +107,7 @@ class Result:
     errors: int
     p50_ms: float
     p99_ms: float
+    latencies_ms: list[float] = field(default_factory=list, repr=False)
 
     @property
     def sustained(self) -> bool:
@@ -143,8 +148,12 @@ async def run_rate(port: int, path: str, body: dict[str, object], rate: int, sec
         tasks.append(asyncio.ensure_future(one(at)))
     await asyncio.gather(*tasks)
     await pool.close()
-    lat = sorted(latencies) or [TIMEOUT]
-    return Result(rate, n, errors, statistics.median(lat) * 1000, lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000)
+    return summarize(rate, n, errors, [x * 1000 for x in latencies])
+
+
+def summarize(rate: int, sent: int, errors: int, latencies_ms: list[float]) -> Result:
+    lat = sorted(latencies_ms) or [TIMEOUT * 1000]
+    return Result(rate, sent, errors, statistics.median(lat), lat[min(len(lat) - 1, int(len(lat) * 0.99))], lat)
 
 
 def wait_http(port: int, path: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
@@ -225,6 +234,31 @@ async def settle(port: int, body: dict[str, object]) -> None:
         await asyncio.sleep(1.0)
 
 
+async def light_interleaved(
+    ports: dict[str, int], pids: dict[str, int], body: dict[str, object]
+) -> dict[str, tuple[Result, float]]:
+    """The light rate, LIGHT_SLICES slices of LIGHT_SLICE_SECONDS per path, the paths taking turns: a
+    machine whose speed drifts weighs on every path alike (one 10-second step each, one after
+    another, swung by +-0.5 ms between runs on the 2-core VM). Returns the merged result and the
+    server's CPU microseconds per request, per path."""
+    merged: dict[str, list[float]] = {name: [] for name in ports}
+    sent = dict.fromkeys(ports, 0)
+    errors = dict.fromkeys(ports, 0)
+    cpu = dict.fromkeys(ports, 0.0)
+    for _ in range(LIGHT_SLICES):
+        for name, port in ports.items():
+            before = cpu_seconds(pids[name])
+            r = await run_rate(port, "/v1/chat/completions", body, LIGHT_RATE, LIGHT_SLICE_SECONDS)
+            cpu[name] += cpu_seconds(pids[name]) - before
+            merged[name] += r.latencies_ms
+            sent[name] += r.sent
+            errors[name] += r.errors
+    return {
+        name: (summarize(LIGHT_RATE, sent[name], errors[name], merged[name]), cpu[name] / sent[name] * 1e6)
+        for name in ports
+    }
+
+
 async def bench(
     ports: dict[str, int], pids: dict[str, int], seconds: float, quick: bool
 ) -> dict[str, dict[str, object]]:
@@ -232,12 +266,12 @@ async def bench(
     for stream in (False, True):
         body: dict[str, object] = {"model": "bench", "messages": [{"role": "user", "content": "hi"}], "stream": stream}
         mode = "stream" if stream else "whole"
-        for name, port in ports.items():
+        for port in ports.values():
             await run_rate(port, "/v1/chat/completions", body, 20, 3.0)  # warm up: imports, pools
             await settle(port, body)
-            cpu = cpu_seconds(pids[name])
-            light = await run_rate(port, "/v1/chat/completions", body, LIGHT_RATE, max(10.0, seconds * 3))
-            cpu_us = (cpu_seconds(pids[name]) - cpu) / light.sent * 1e6
+        lights = await light_interleaved(ports, pids, body)
+        for name, port in ports.items():
+            light, cpu_us = lights[name]
             best = 0
             ladder = []
             for rate in RATES[:6] if quick else RATES:
