@@ -11,8 +11,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.types import Receive
 
 from lumbung.accounts.keys import KeyRing, presented_key
 from lumbung.errors import ApiError, InternalError, InvalidRequest, PayloadTooLarge
@@ -98,25 +99,34 @@ def state_of(request: Request) -> AppState:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing more than ``limit`` bytes (413) before reading them all."""
-    declared = request.headers.get("content-length")
+    """The request body, refusing more than ``limit`` bytes (413) before reading them all. Read from
+    the ASGI channel itself (``receive_body``), so ``request.body()`` must not be called after it."""
+    return await receive_body(request.receive, request.headers.get("content-length"), limit)
+
+
+async def receive_body(receive: Receive, declared: str | bytes | None, limit: int) -> bytes:
+    """The body from an ASGI ``receive``, ``declared`` being its Content-Length header if any; 413
+    as soon as it is over ``limit``, 400 for a bad header or a client gone before the end."""
     if declared is not None:
         try:
-            if int(declared) > limit:
-                raise PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes.")
+            too_big = int(declared) > limit
         except ValueError as exc:
             raise InvalidRequest("Invalid Content-Length header.") from exc
+        if too_big:
+            raise PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes.")
     chunks: list[bytes] = []
     size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes.")
-            chunks.append(chunk)
-    except ClientDisconnect as exc:
-        raise InvalidRequest("The client closed the connection before sending the whole body.") from exc
-    return b"".join(chunks)
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise InvalidRequest("The client closed the connection before sending the whole body.")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes.")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 def authenticate(request: Request, *, admin: bool = False) -> None:
@@ -195,8 +205,10 @@ class ClientGone(ApiError):
     code = "client_closed_request"
 
 
-async def _until_disconnected(request: Request) -> None:
-    while (await request.receive())["type"] != "http.disconnect":
+async def until_disconnected(receive: Receive) -> None:
+    """Returns when ``receive`` reports the client gone (after a complete answer uvicorn reports
+    that too)."""
+    while (await receive())["type"] != "http.disconnect":
         pass
 
 
@@ -210,7 +222,7 @@ async def unless_disconnected(request: Request, work: Awaitable[Any]) -> Any:
 
     async def watch() -> None:
         nonlocal gone
-        await _until_disconnected(request)
+        await until_disconnected(request.receive)
         gone = True
         task.cancel()
 

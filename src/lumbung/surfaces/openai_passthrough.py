@@ -20,25 +20,29 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncGenerator
 from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lumbung.accounts.keys import presented_key
 from lumbung.engines.http_openai import DONE, OpenAIHTTPBackend, PassThrough
-from lumbung.errors import ApiError, InternalError, InvalidRequest, PayloadTooLarge
+from lumbung.errors import ApiError, InternalError
 from lumbung.gateway.state import Route, TargetState
 from lumbung.surfaces import openai as oai
-from lumbung.surfaces.common import AppState, ClientGone, RequestLog, sse_data
+from lumbung.surfaces.common import (
+    AppState,
+    ClientGone,
+    RequestLog,
+    error_response,
+    receive_body,
+    sse_data,
+    until_disconnected,
+)
 from lumbung.types import new_id
 
 log = logging.getLogger(__name__)
 errlog = logging.getLogger("lumbung.errors")
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PATH = "/v1/chat/completions"
 WATCH_AFTER = 0.02  # seconds into a request before a client hang-up is watched for
@@ -103,7 +107,7 @@ class PassThroughApp:
         )
         try:
             self.state.keys.check(_key(headers))
-            body = await _read_body(
+            body = await receive_body(
                 receive, headers.get(b"content-length"), self.state.settings.max_body_bytes
             )
         except ApiError as exc:
@@ -182,8 +186,7 @@ class _Exchange:
 
     async def _watch(self, task: asyncio.Task[Any]) -> None:
         """Cancels the request when the client hangs up (the upstream call closes with it)."""
-        while (await self.receive())["type"] != "http.disconnect":
-            pass
+        await until_disconnected(self.receive)
         if not self.ending:  # once the answer is complete, uvicorn reports a disconnect too
             self.gone = True
             task.cancel()
@@ -260,30 +263,6 @@ def _key(headers: dict[bytes, bytes]) -> str | None:
     return presented_key(auth.decode("latin-1") if auth else None, xkey.decode("latin-1") if xkey else None)
 
 
-async def _read_body(receive: Receive, declared: bytes | None, limit: int) -> bytes:
-    """The request body, refusing more than ``limit`` bytes (413) before reading them all."""
-    if declared is not None:
-        try:
-            too_big = int(declared) > limit
-        except ValueError as exc:
-            raise InvalidRequest("Invalid Content-Length header.") from exc
-        if too_big:
-            raise PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes.")
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            raise InvalidRequest("The client closed the connection before sending the whole body.")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes.")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
 def _replay(body: bytes, receive: Receive) -> Receive:
     """``receive`` as if the body had not been read yet."""
     pending = True
@@ -299,17 +278,12 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 
 async def _error(send: Send, entry: RequestLog, exc: ApiError) -> None:
+    """The error in OpenAI's envelope, as every endpoint answers it (``common.error_response``)."""
     entry.error = exc.code or exc.type
-    body = json.dumps(oai.error_body(exc)).encode()
-    headers = [
-        *_JSON,
-        (b"content-length", str(len(body)).encode()),
-        (b"x-request-id", entry.id.encode("latin-1")),
-    ]
-    if exc.retry_after is not None:
-        headers.append((b"retry-after", str(max(1, round(exc.retry_after))).encode()))
+    response = error_response(exc, oai.error_body)
+    headers = [*response.raw_headers, (b"x-request-id", entry.id.encode("latin-1"))]
     try:
-        await send({"type": "http.response.start", "status": exc.status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+        await send({"type": "http.response.body", "body": response.body})
     finally:
         entry.finish(exc.status)
