@@ -7,12 +7,12 @@ import json
 from collections.abc import AsyncGenerator
 from typing import Any
 
-from lumbung.engines import http1
 from lumbung.engines.base import Embeddings
 from lumbung.engines.http_common import (
     TRANSPORT_ERRORS,
     dumps,
     event_error,
+    provider_pool,
     sse_events,
     status_error,
     transport_error,
@@ -177,13 +177,7 @@ class AnthropicHTTPBackend:
         if api_key:
             headers["x-api-key"] = api_key
         base = str(config.base_url).removesuffix("/v1")
-        self.http = http1.Pool(
-            base,
-            headers,
-            limit=config.max_connections,
-            connect_timeout=config.timeouts.connect,
-            read_timeout=max(config.timeouts.idle, config.timeouts.first_token),
-        )
+        self.http = provider_pool(config, base, headers)
 
     def models(self) -> list[ModelInfo]:
         return []

@@ -24,6 +24,7 @@ from lumbung.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
+from lumbung.gateway.config import ProviderConfig
 
 # Words providers use when they refuse a region, a country or an account rather than a request
 # (OpenAI: 403 unsupported_country_region_territory; Bedrock: 400 "not allowed from unsupported
@@ -36,6 +37,18 @@ _CUT_OFF = re.compile(
     re.IGNORECASE,
 )
 _CLIENT_FAULT = {400, 413, 422}
+
+
+def provider_pool(config: ProviderConfig, base_url: str, headers: dict[str, str]) -> http1.Pool:
+    """A provider's keep-alive pool. Each wait for data is bounded by the longer of its first-token
+    and idle timeouts; the gateway enforces both on top of it."""
+    return http1.Pool(
+        base_url,
+        headers,
+        limit=config.max_connections,
+        connect_timeout=config.timeouts.connect,
+        read_timeout=max(config.timeouts.idle, config.timeouts.first_token),
+    )
 
 
 def dumps(body: dict[str, Any]) -> bytes:

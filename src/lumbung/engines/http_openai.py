@@ -13,12 +13,12 @@ import json
 from collections.abc import AsyncGenerator
 from typing import Any
 
-from lumbung.engines import http1
 from lumbung.engines.base import Embeddings
 from lumbung.engines.http_common import (
     TRANSPORT_ERRORS,
     dumps,
     event_error,
+    provider_pool,
     sse_events,
     sse_payload_batches,
     status_error,
@@ -318,13 +318,7 @@ class OpenAIHTTPBackend:
         headers = dict(config.headers)
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
-        self.http = http1.Pool(
-            str(config.base_url),
-            headers,
-            limit=config.max_connections,
-            connect_timeout=config.timeouts.connect,
-            read_timeout=max(config.timeouts.idle, config.timeouts.first_token),
-        )
+        self.http = provider_pool(config, str(config.base_url), headers)
 
     def models(self) -> list[ModelInfo]:
         return []
