@@ -198,9 +198,10 @@ def test_a_route_named_like_its_upstream_model_forwards_the_clients_bytes(rig: R
     raw = b'{"model": "m1",  "messages": [{"role": "user", "content": "hi"}], "temperature": 0.25}'
     r = httpx.post(rig.url, content=raw, headers={**auth(), "content-type": "application/json"})
     assert r.status_code == 200 and r.json()["model"] == "m1"
-    assert rig.up.seen[-1].body == json.loads(raw)
+    assert rig.up.seen[-1].raw == raw  # byte for byte: spacing and key order as the client wrote them
     streamed = b'{"model": "m1", "stream": true, "messages": [{"role": "user", "content": "hi"}]}'
     r = httpx.post(rig.url, content=streamed, headers={**auth(), "content-type": "application/json"})
     assert r.status_code == 200 and r.text.rstrip().endswith("data: [DONE]")
     assert rig.up.seen[-1].body == {**json.loads(streamed), "stream_options": {"include_usage": True}}
+    assert rig.up.seen[-1].raw.endswith(streamed[1:])  # the client's bytes, one key added in front
     assert '"usage":{' not in r.text.replace(" ", "")  # usage was lumbung's to count, not asked for

@@ -57,6 +57,7 @@ class Seen:
     headers: dict[str, str]
     body: dict[str, Any]
     at: float
+    raw: bytes = b""  # the body's bytes as they arrived
 
 
 @dataclass
@@ -129,7 +130,7 @@ class FakeUpstream:
                 }
                 raw = await reader.readexactly(int(headers.get("content-length", "0")))
                 body = json.loads(raw) if raw else {}
-                self.seen.append(Seen(path, headers, body, time.monotonic()))
+                self.seen.append(Seen(path, headers, body, time.monotonic(), raw))
                 if not await self._respond(method, path, body, reader, writer):
                     return
         except (ConnectionError, asyncio.IncompleteReadError):
