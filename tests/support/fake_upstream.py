@@ -37,6 +37,29 @@ def ev(kind: str, data: dict[str, Any]) -> bytes:
     return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n".encode()
 
 
+def _message_start(model: Any) -> bytes:
+    """An Anthropic stream's first event."""
+    message = {
+        "id": "msg_fake",
+        "type": "message",
+        "role": "assistant",
+        "content": [],
+        "model": model,
+        "usage": {"input_tokens": 5, "output_tokens": 1},
+    }
+    return ev("message_start", {"message": message})
+
+
+def _message_end(stop_reason: str, output_tokens: int) -> list[bytes]:
+    """An Anthropic stream's last events, closing its one content block."""
+    delta = {"stop_reason": stop_reason, "stop_sequence": None}
+    return [
+        ev("content_block_stop", {"index": 0}),
+        ev("message_delta", {"delta": delta, "usage": {"output_tokens": output_tokens}}),
+        ev("message_stop", {}),
+    ]
+
+
 def _chunk(model: Any, delta: dict[str, Any], finish: str | None, usage: Any) -> bytes:
     """One ``chat.completion.chunk`` event (a usage chunk has no choices)."""
     choices = [] if usage else [{"index": 0, "delta": delta, "finish_reason": finish}]
@@ -301,21 +324,8 @@ class FakeUpstream:
             return self._tool_events(body, anthropic)
         words = self._text(body)
         if anthropic:
-
             opening = [
-                ev(
-                    "message_start",
-                    {
-                        "message": {
-                            "id": "msg_fake",
-                            "type": "message",
-                            "role": "assistant",
-                            "content": [],
-                            "model": body.get("model"),
-                            "usage": {"input_tokens": 5, "output_tokens": 1},
-                        }
-                    },
-                ),
+                _message_start(body.get("model")),
                 ev("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
                 ev("ping", {}),
             ]
@@ -323,17 +333,7 @@ class FakeUpstream:
                 ev("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": w}})
                 for w in words
             ]
-            closing = [
-                ev("content_block_stop", {"index": 0}),
-                ev(
-                    "message_delta",
-                    {
-                        "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                        "usage": {"output_tokens": len(words)},
-                    },
-                ),
-                ev("message_stop", {}),
-            ]
+            closing = _message_end("end_turn", len(words))
             return opening, content, closing
 
         def chunk(delta: dict[str, Any], finish: str | None = None, usage: Any = None) -> bytes:
@@ -352,18 +352,9 @@ class FakeUpstream:
     ) -> tuple[list[bytes], list[bytes], list[bytes]]:
         tool = body["tools"][0]
         if anthropic:
-
-            message = {
-                "id": "msg_fake",
-                "type": "message",
-                "role": "assistant",
-                "content": [],
-                "model": body.get("model"),
-                "usage": {"input_tokens": 5, "output_tokens": 1},
-            }
             block = {"type": "tool_use", "id": "toolu_fake", "name": tool["name"], "input": {}}
             opening = [
-                ev("message_start", {"message": message}),
+                _message_start(body.get("model")),
                 ev("content_block_start", {"index": 0, "content_block": block}),
             ]
             content = [
@@ -373,17 +364,7 @@ class FakeUpstream:
                 )
                 for p in self.TOOL_ARGUMENTS
             ]
-            closing = [
-                ev("content_block_stop", {"index": 0}),
-                ev(
-                    "message_delta",
-                    {
-                        "delta": {"stop_reason": "tool_use", "stop_sequence": None},
-                        "usage": {"output_tokens": 9},
-                    },
-                ),
-                ev("message_stop", {}),
-            ]
+            closing = _message_end("tool_use", 9)
             return opening, content, closing
 
         def chunk(delta: dict[str, Any], finish: str | None = None, usage: Any = None) -> bytes:
