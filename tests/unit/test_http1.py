@@ -136,25 +136,29 @@ async def test_an_idle_connection_the_server_closed_is_replaced_without_an_error
     assert up.connections == 3
 
 
+async def _refused(answer: Callable[[bytes, asyncio.StreamWriter], Awaitable[bool]]) -> None:
+    """Sends one request to an upstream answering with ``answer``; what the exchange raises goes on."""
+    async with Upstream(answer) as pool:
+        try:
+            async with pool.post("/x", b"{}"):
+                pass
+        finally:
+            await pool.close()
+
+
 async def test_a_silent_upstream_times_out_and_a_broken_one_is_an_error() -> None:
     async def silent(body: bytes, writer: asyncio.StreamWriter) -> bool:
         return True  # reads on without answering, until the client gives up and closes
 
-    async with Upstream(silent) as pool:
-        with pytest.raises(ReadTimeout):
-            async with pool.post("/x", b"{}"):
-                pass
-        await pool.close()
+    with pytest.raises(ReadTimeout):
+        await _refused(silent)
 
     async def garbage(body: bytes, writer: asyncio.StreamWriter) -> bool:
         writer.write(b"SPDY/9 nonsense\r\n\r\n")
         return True
 
-    async with Upstream(garbage) as pool:
-        with pytest.raises(ResponseBroken):
-            async with pool.post("/x", b"{}"):
-                pass
-        await pool.close()
+    with pytest.raises(ResponseBroken):
+        await _refused(garbage)
 
     async def cut(body: bytes, writer: asyncio.StreamWriter) -> bool:
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly part")
@@ -171,11 +175,8 @@ async def test_a_silent_upstream_times_out_and_a_broken_one_is_an_error() -> Non
         writer.write(_json({}, extra=b"content-encoding: gzip\r\n"))
         return True
 
-    async with Upstream(gzip) as pool:
-        with pytest.raises(ResponseBroken, match="content-encoding"):
-            async with pool.post("/x", b"{}"):
-                pass
-        await pool.close()
+    with pytest.raises(ResponseBroken, match="content-encoding"):
+        await _refused(gzip)
 
 
 async def test_nothing_listening_is_a_connect_failure() -> None:
