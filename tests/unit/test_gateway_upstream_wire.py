@@ -262,3 +262,6 @@ def test_pass_through_sends_the_clients_bytes_when_nothing_must_change() -> None
     asked = {**body, "stream_options": {"include_usage": True}}
     assert _as_sent(raw, asked, "m1", True, True) is raw  # usage already on
     assert _as_sent(raw, {**body, "stream_options": {}}, "m1", True, False) is None  # merged, re-encoded
+    utf16 = raw.decode().encode("utf-16-le")  # json.loads takes it; upstreams expect UTF-8
+    assert _as_sent(utf16, body, "m1", False, False) is None
+    assert _as_sent(utf16, {**body, "stream": True}, "m1", True, False) is None

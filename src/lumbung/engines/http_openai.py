@@ -207,8 +207,8 @@ _USAGE_ON = b'{"stream_options":{"include_usage":true},'
 def _as_sent(raw: bytes | None, body: dict[str, Any], model: str, stream: bool, client_usage: bool) -> bytes | None:
     """The client's bytes, when they already say what the upstream must get (re-encoding costs more
     than the rest of the relay's request side); usage is switched on by adding the one key it needs."""
-    if raw is None or body.get("model") != model:
-        return None
+    if raw is None or body.get("model") != model or json.detect_encoding(raw) != "utf-8":
+        return None  # renamed, or sent as UTF-16/32 or with a BOM (json accepts them): re-encoded
     if not stream or client_usage:
         return raw
     raw = raw.lstrip()
