@@ -65,7 +65,7 @@ def serve(
     import uvicorn
 
     from lumbung.server import build_app
-    from lumbung.surfaces.corked import CorkedHttpToolsProtocol
+    from lumbung.surfaces.http import SERVER_OPTIONS
 
     settings, _ = _settings(config, host=host, port=port, allow_no_auth=allow_no_auth, offline=offline)
     setup_logging(settings.log_level)
@@ -81,10 +81,8 @@ def serve(
         app,
         host=settings.host,
         port=settings.port,
-        http=CorkedHttpToolsProtocol,  # a response's writes leave together (surfaces/corked.py)
         log_level="warning",
-        access_log=False,
-        proxy_headers=False,  # nothing reads the client's address; the check cost every request
+        **SERVER_OPTIONS,
         timeout_graceful_shutdown=5,
     )
 

@@ -100,7 +100,7 @@ async def run_drill(
 ) -> list[Outcome]:
     from lumbung.engines.llamacpp.backend import LlamaCppBackend
     from lumbung.server import local_specs
-    from lumbung.surfaces.http import create_app
+    from lumbung.surfaces.http import SERVER_OPTIONS, create_app
 
     proxies: dict[str, FaultProxy] = {}
     providers: list[ProviderConfig] = []
@@ -119,7 +119,7 @@ async def run_drill(
     port = _free_port()
     app = create_app(drill_settings, gateway)
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", **SERVER_OPTIONS)
     )
     serving = asyncio.create_task(server.serve())
     while not server.started:

@@ -30,12 +30,18 @@ from lumbung.surfaces import (
     openai_routes,
 )
 from lumbung.surfaces.common import AppState, state_of
+from lumbung.surfaces.corked import CorkedHttpToolsProtocol
 from lumbung.surfaces.openai import error_body
 from lumbung.surfaces.openai_passthrough import PassThroughApp
 
 log = logging.getLogger(__name__)
 
 Preload = Callable[[], Any]
+
+# How uvicorn runs this app, for `lumbung serve` and the drill's in-process server alike: a response's
+# writes leave together (surfaces/corked.py); no access log (RequestLog writes its own line); no
+# proxy-header parsing (nothing reads the client's address, and the check cost every request).
+SERVER_OPTIONS: dict[str, Any] = {"http": CorkedHttpToolsProtocol, "access_log": False, "proxy_headers": False}
 
 
 async def health(request: Request) -> Response:
