@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from typing import Any
 
@@ -11,6 +10,7 @@ import pytest
 import uvicorn
 
 from lumbung.surfaces.corked import FLUSH_AT, CorkedHttpToolsProtocol, CorkedTransport
+from tests.support.server import free_port
 
 
 class Recorder:
@@ -75,10 +75,8 @@ async def test_close_sends_what_is_gathered_first_and_a_closing_transport_gets_n
     assert cork.get_extra_info("peername") == "info:peername"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+PIECES = 1024
+SENT = [0]  # pieces of /big the app has handed to the server
 
 
 async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -90,14 +88,15 @@ async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await asyncio.sleep(0.5)
         await send({"type": "http.response.body", "body": b"second", "more_body": False})
         return
-    for _ in range(64):  # 4 MiB without yielding: flow control must hold it back, nothing is lost
+    for _ in range(PIECES):  # 64 MiB, yielding only when flow control pauses: nothing may be lost
         await send({"type": "http.response.body", "body": b"x" * 65536, "more_body": True})
+        SENT[0] += 1
     await send({"type": "http.response.body", "body": b"end", "more_body": False})
 
 
 @pytest.fixture
 async def server() -> Any:
-    port = _free_port()
+    port = free_port()
     config = uvicorn.Config(
         _app, host="127.0.0.1", port=port, http=CorkedHttpToolsProtocol, log_level="error"
     )
@@ -133,7 +132,15 @@ async def test_a_real_server_streams_without_delay_and_keeps_flow_control(server
         body, stamps = await _get(reader, writer, "/slow")
         assert body == b"first|second"
         assert stamps[0] - started < 0.4 <= stamps[-1] - started
-        body, _ = await _get(reader, writer, "/big")  # same connection: keep-alive still works
-        assert body == b"x" * 65536 * 64 + b"end"
+        SENT[0] = 0
+        writer.write(b"GET /big HTTP/1.1\r\nhost: x\r\n\r\n")
+        await asyncio.sleep(0.5)  # not reading: flow control must have paused the app long before 64 MiB
+        assert 0 < SENT[0] < PIECES // 2
+        await reader.readuntil(b"\r\n\r\n")
+        size = 0
+        while (n := int((await reader.readuntil(b"\r\n")).strip(), 16)) != 0:  # same connection: keep-alive
+            size += len(await reader.readexactly(n + 2)) - 2
+        await reader.readexactly(2)
+        assert size == 65536 * PIECES + 3
     finally:
         writer.close()
