@@ -31,6 +31,7 @@ def engine_config(settings: Settings, model: ModelConfig | None = None) -> Engin
         parallel=(model.parallel if model and model.parallel else settings.parallel),
         batch_size=settings.batch_size,
         threads=settings.threads,
+        amx=settings.amx,
         max_queue=(model.max_queue if model and model.max_queue is not None else settings.max_queue),
         cache_mb=(
             model.prefix_cache_mb if model and model.prefix_cache_mb is not None else settings.prefix_cache_mb

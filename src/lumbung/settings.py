@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -95,6 +95,12 @@ class Settings(BaseModel):
     )
     models: list[ModelConfig] = Field(default_factory=list, description="Local GGUF models to serve.")
     threads: int = Field(default_factory=_default_threads, ge=1, description="CPU threads per engine.")
+    amx: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="llama.cpp's Intel AMX kernels, in llama-cpp-python builds that have them. They "
+        "crash some machines (llama.cpp issue 20824), which would end the server: auto tries each "
+        "model once in a child process and uses them only if it survives; on: always; off: never.",
+    )
     context_size: int = Field(default=4096, ge=64, description="Context tokens per sequence.")
     parallel: int = Field(default=4, ge=1, le=64, description="Concurrent sequences per model.")
     batch_size: int = Field(default=512, ge=16, description="Most tokens decoded in one engine step.")

@@ -18,6 +18,7 @@ from typing import Any, cast
 
 from lumbung import toolcalls
 from lumbung.engines.base import Embeddings
+from lumbung.engines.llamacpp.amx import use_extra_buffers
 from lumbung.engines.llamacpp.embedder import Embedder, EmbedderConfig, pooling_for
 from lumbung.engines.llamacpp.engine import Engine, EngineConfig, Sequence
 from lumbung.engines.llamacpp.grammar import GrammarCompiler, MaskSampler, Trigger, request_grammar
@@ -63,7 +64,8 @@ class LocalModel:
     def __init__(self, spec: LocalModelSpec, request_timeout: float) -> None:
         self.spec = spec
         self.request_timeout = request_timeout
-        self.model = LlamaModel(spec.resolve_path())
+        path = spec.resolve_path()
+        self.model = LlamaModel(path, extra_buffers=use_extra_buffers(path, spec.engine.amx))
         try:
             self.template: ChatTemplate = select_template(
                 override=spec.chat_template,

@@ -27,6 +27,7 @@ from typing import Any
 
 import llama_cpp
 
+from lumbung.engines.llamacpp.amx import AmxMode
 from lumbung.engines.llamacpp.detok import StopMatcher
 from lumbung.engines.llamacpp.kv import KvLedger
 from lumbung.engines.llamacpp.logprobs import token_logprobs
@@ -65,6 +66,7 @@ class EngineConfig:
     cache_entries: int = 32  # most finished prefixes kept
     prefill_chunk: int = 256  # most prompt tokens per step while other sequences generate
     flash_attn: bool | None = None  # None: llama.cpp decides
+    amx: AmxMode = "auto"  # llama.cpp's AMX kernels, where the build has them (amx.py)
 
 
 @dataclass(slots=True)

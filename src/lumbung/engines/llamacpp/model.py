@@ -35,12 +35,16 @@ def _init_backend() -> None:
 class LlamaModel:
     """Owns one ``llama_model*``; freed by ``close``."""
 
-    def __init__(self, path: Path, *, vocab_only: bool = False) -> None:
+    def __init__(self, path: Path, *, vocab_only: bool = False, extra_buffers: bool = True) -> None:
         _init_backend()
         if not path.is_file():
             raise EngineError(f"model file not found: {path}")
         params = llama_cpp.llama_model_default_params()
         params.vocab_only = vocab_only
+        # llama.cpp's extra CPU buffer types: repacked weights for AVX2/AVX-512 kernels, and AMX
+        # where the build has it (amx.py decides when that is unsafe).
+        params.use_extra_bufts = extra_buffers
+        self.extra_buffers = extra_buffers
         ptr = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
         if not ptr:
             raise EngineError(f"llama.cpp could not load {path} (not a valid GGUF for this build?)")
