@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from lumbung.engines.llamacpp.amx import AmxMode
 from lumbung.errors import ConfigError
 from lumbung.gateway.config import ProviderConfig, RouteConfig, check_gateway
 
@@ -95,7 +96,7 @@ class Settings(BaseModel):
     )
     models: list[ModelConfig] = Field(default_factory=list, description="Local GGUF models to serve.")
     threads: int = Field(default_factory=_default_threads, ge=1, description="CPU threads per engine.")
-    amx: Literal["auto", "on", "off"] = Field(
+    amx: AmxMode = Field(
         default="auto",
         description="llama.cpp's Intel AMX kernels, in llama-cpp-python builds that have them. They "
         "crash some machines (llama.cpp issue 20824), which would end the server: auto tries each "

@@ -94,26 +94,25 @@ def _trial(path: Path) -> None:
     """Load with the default (extra) buffer types and decode the shapes serving uses: a prompt of
     48 rows, a step of 4 sequences, a step of one."""
     import llama_cpp
-    from llama_cpp import _logger as llama_logger
 
-    llama_logger.set_verbose(False)
-    llama_cpp.llama_backend_init()
-    model = llama_cpp.llama_model_load_from_file(str(path).encode(), llama_cpp.llama_model_default_params())
-    if not model:
-        raise SystemExit(f"could not load {path}")  # not an AMX verdict, but the server will say why
+    from lumbung.engines.llamacpp.model import LlamaModel  # loads with the extra buffer types
+
+    try:
+        model = LlamaModel(path)
+    except Exception as exc:  # not an AMX verdict; the server's own load will say the same
+        raise SystemExit(str(exc)) from None
     params = llama_cpp.llama_context_default_params()
     params.n_ctx = 256
     params.n_batch = params.n_ubatch = 64
     params.n_seq_max = 4
     params.n_threads = params.n_threads_batch = min(2, os.cpu_count() or 1)
-    ctx = llama_cpp.llama_init_from_model(model, params)
-    n_vocab = llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(model))
+    ctx = llama_cpp.llama_init_from_model(model.ptr, params)
     batch = llama_cpp.llama_batch_init(64, 0, 1)
     next_pos = [0, 0, 0, 0]
     for seqs in ([0] * 48, [0, 1, 2, 3], [0, 1, 2, 3], [0]):
         batch.n_tokens = len(seqs)
         for i, seq in enumerate(seqs):
-            batch.token[i] = (seq * 131 + next_pos[seq] * 7 + 1) % n_vocab
+            batch.token[i] = (seq * 131 + next_pos[seq] * 7 + 1) % model.n_vocab
             batch.pos[i] = next_pos[seq]
             batch.n_seq_id[i] = 1
             batch.seq_id[i][0] = seq

@@ -44,7 +44,6 @@ class LlamaModel:
         # llama.cpp's extra CPU buffer types: repacked weights for AVX2/AVX-512 kernels, and AMX
         # where the build has it (amx.py decides when that is unsafe).
         params.use_extra_bufts = extra_buffers
-        self.extra_buffers = extra_buffers
         ptr = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
         if not ptr:
             raise EngineError(f"llama.cpp could not load {path} (not a valid GGUF for this build?)")
