@@ -16,7 +16,7 @@ import pytest
 
 from lumbung.engines.llamacpp import amx
 from lumbung.engines.llamacpp.model import LlamaModel
-from lumbung.errors import ConfigError
+from lumbung.errors import ConfigError, EngineError
 from lumbung.settings import load_settings
 from lumbung.store.embedded import embedded_model_path
 
@@ -105,6 +105,17 @@ def test_auto_tries_each_file_once_and_follows_the_verdict(
     assert amx.use_extra_buffers(model_path, "on") is True  # forced: no trial consulted
     assert amx.use_extra_buffers(other, "off") is False
     assert tried == [model_path, other]
+
+
+def test_a_missing_file_gets_the_loaders_error_not_a_trial(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_verdicts: None
+) -> None:
+    monkeypatch.setattr(amx, "build_has_amx", lambda: True)
+    monkeypatch.setattr(amx, "probe", lambda *a, **k: pytest.fail("nothing to try"))
+    missing = tmp_path / "gone.gguf"
+    assert amx.use_extra_buffers(missing, "auto") is True
+    with pytest.raises(EngineError, match="model file not found"):
+        LlamaModel(missing, extra_buffers=amx.use_extra_buffers(missing, "auto"))
 
 
 def _top5(model: LlamaModel, prompt: str) -> list[int]:

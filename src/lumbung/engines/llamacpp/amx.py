@@ -55,6 +55,8 @@ def use_extra_buffers(path: Path, mode: AmxMode) -> bool:
         return True
     if mode == "off":
         return False
+    if not path.is_file():
+        return True  # nothing to try: LlamaModel reports the missing file in its own words
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     with _lock:  # one child at a time; a second load of the same file waits for the verdict
