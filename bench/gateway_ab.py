@@ -40,13 +40,29 @@ def start(
     if floor:
         relay = free_port()
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-        procs.append(subprocess.Popen(
-            [sys.executable, str(ROOT / "bench/gateway_overhead_floor.py"), str(relay), f"http://127.0.0.1:{mock}/v1"],
-            env=env,
-        ))
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    str(ROOT / "bench/gateway_overhead_floor.py"),
+                    str(relay),
+                    f"http://127.0.0.1:{mock}/v1",
+                ],
+                env=env,
+            )
+        )
         wait_http(relay, "/", procs[-1])
-    provider = {"name": "mock", "kind": "openai", "base_url": f"http://127.0.0.1:{mock}/v1", "jurisdiction": "local"}
-    config = {"serve_default_model": False, "providers": [provider], "routes": [{"name": "bench", "tiers": [["mock/bench"]]}]}
+    provider = {
+        "name": "mock",
+        "kind": "openai",
+        "base_url": f"http://127.0.0.1:{mock}/v1",
+        "jurisdiction": "local",
+    }
+    config = {
+        "serve_default_model": False,
+        "providers": [provider],
+        "routes": [{"name": "bench", "tiers": [["mock/bench"]]}],
+    }
     (work / "lumbung.yaml").write_text(json.dumps(config))
     ports, pids = {"direct": mock}, {"direct": procs[0].pid}
     if floor:
@@ -55,7 +71,16 @@ def start(
         port = free_port()
         env = {**os.environ, "LUMBUNG_HOME": str(work / name), "PYTHONPATH": src}
         log = (work / f"{name}.log").open("wb")
-        command = [sys.executable, "-m", "lumbung", "serve", "--port", str(port), "--config", str(work / "lumbung.yaml")]
+        command = [
+            sys.executable,
+            "-m",
+            "lumbung",
+            "serve",
+            "--port",
+            str(port),
+            "--config",
+            str(work / "lumbung.yaml"),
+        ]
         procs.append(subprocess.Popen(command, env=env, stdout=log, stderr=log))
         wait_http(port, "/health", procs[-1])
         ports[name], pids[name] = port, procs[-1].pid

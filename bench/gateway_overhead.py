@@ -153,7 +153,9 @@ async def run_rate(port: int, path: str, body: dict[str, object], rate: int, sec
 
 def summarize(rate: int, sent: int, errors: int, latencies_ms: list[float]) -> Result:
     lat = sorted(latencies_ms) or [TIMEOUT * 1000]
-    return Result(rate, sent, errors, statistics.median(lat), lat[min(len(lat) - 1, int(len(lat) * 0.99))], lat)
+    return Result(
+        rate, sent, errors, statistics.median(lat), lat[min(len(lat) - 1, int(len(lat) * 0.99))], lat
+    )
 
 
 def wait_http(port: int, path: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
@@ -177,28 +179,59 @@ def start_all(
     procs = []
     mock = free_port()
     log = (work / "mock.log").open("wb")
-    procs.append(subprocess.Popen([sys.executable, str(ROOT / "bench/gateway_overhead_mock.py"), str(mock)],
-                                  stdout=log, stderr=log))
+    procs.append(
+        subprocess.Popen(
+            [sys.executable, str(ROOT / "bench/gateway_overhead_mock.py"), str(mock)], stdout=log, stderr=log
+        )
+    )
     ports = {"direct": mock}
     floor = free_port()
     log = (work / "floor.log").open("wb")
-    procs.append(subprocess.Popen(
-        [sys.executable, str(ROOT / "bench/gateway_overhead_floor.py"), str(floor), f"http://127.0.0.1:{mock}/v1"],
-        stdout=log, stderr=log,
-    ))
+    procs.append(
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "bench/gateway_overhead_floor.py"),
+                str(floor),
+                f"http://127.0.0.1:{mock}/v1",
+            ],
+            stdout=log,
+            stderr=log,
+        )
+    )
     ports["floor"] = floor
     lum = free_port()
     cfg = {
         "serve_default_model": False,
-        "providers": [{"name": "mock", "kind": "openai", "base_url": f"http://127.0.0.1:{mock}/v1", "jurisdiction": "local"}],
+        "providers": [
+            {
+                "name": "mock",
+                "kind": "openai",
+                "base_url": f"http://127.0.0.1:{mock}/v1",
+                "jurisdiction": "local",
+            }
+        ],
         "routes": [{"name": "bench", "tiers": [["mock/bench"]]}],
     }
     (work / "lumbung.yaml").write_text(json.dumps(cfg))
     log = (work / "lumbung.log").open("wb")
-    procs.append(subprocess.Popen(
-        [sys.executable, "-m", "lumbung", "serve", "--port", str(lum), "--config", str(work / "lumbung.yaml")],
-        stdout=log, stderr=log, env={**os.environ, "LUMBUNG_HOME": str(work / "home")},
-    ))
+    procs.append(
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "lumbung",
+                "serve",
+                "--port",
+                str(lum),
+                "--config",
+                str(work / "lumbung.yaml"),
+            ],
+            stdout=log,
+            stderr=log,
+            env={**os.environ, "LUMBUNG_HOME": str(work / "home")},
+        )
+    )
     ports["lumbung"] = lum
     if litellm:
         lit = free_port()
@@ -207,10 +240,24 @@ def start_all(
             f"      api_base: http://127.0.0.1:{mock}/v1\n      api_key: none\n"
         )
         log = (work / "litellm.log").open("wb")
-        procs.append(subprocess.Popen(
-            [litellm, "--config", str(work / "litellm.yaml"), "--host", "127.0.0.1", "--port", str(lit), "--num_workers", "1"],
-            stdout=log, stderr=log, env={**os.environ, "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true"},
-        ))
+        procs.append(
+            subprocess.Popen(
+                [
+                    litellm,
+                    "--config",
+                    str(work / "litellm.yaml"),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(lit),
+                    "--num_workers",
+                    "1",
+                ],
+                stdout=log,
+                stderr=log,
+                env={**os.environ, "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true"},
+            )
+        )
         ports["litellm"] = lit
     wait_http(floor, "/", procs[1])
     wait_http(lum, "/health", procs[2])
@@ -264,7 +311,11 @@ async def bench(
 ) -> dict[str, dict[str, object]]:
     out: dict[str, dict[str, object]] = {}
     for stream in (False, True):
-        body: dict[str, object] = {"model": "bench", "messages": [{"role": "user", "content": "hi"}], "stream": stream}
+        body: dict[str, object] = {
+            "model": "bench",
+            "messages": [{"role": "user", "content": "hi"}],
+            "stream": stream,
+        }
         mode = "stream" if stream else "whole"
         for port in ports.values():
             await run_rate(port, "/v1/chat/completions", body, 20, 3.0)  # warm up: imports, pools
@@ -277,8 +328,10 @@ async def bench(
             for rate in RATES[:6] if quick else RATES:
                 r = await run_rate(port, "/v1/chat/completions", body, rate, seconds)
                 ladder.append(r)
-                print(f"  {mode:6} {name:8} {rate:5}/s  errors {r.errors:4}  p50 {r.p50_ms:7.2f} ms  p99 {r.p99_ms:8.2f} ms",
-                      file=sys.stderr)
+                print(
+                    f"  {mode:6} {name:8} {rate:5}/s  errors {r.errors:4}  p50 {r.p50_ms:7.2f} ms  p99 {r.p99_ms:8.2f} ms",
+                    file=sys.stderr,
+                )
                 if not r.sustained:
                     break
                 best = rate
@@ -289,8 +342,10 @@ async def bench(
 
 
 def report(results: dict[str, dict[str, object]], names: list[str]) -> None:
-    print(f"| mode | path | p50 @ {LIGHT_RATE}/s | p99 @ {LIGHT_RATE}/s | added p50 | added p99 | CPU per request "
-          "| sustained rate |")
+    print(
+        f"| mode | path | p50 @ {LIGHT_RATE}/s | p99 @ {LIGHT_RATE}/s | added p50 | added p99 | CPU per request "
+        "| sustained rate |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for mode in ("whole", "stream"):
         direct = results[f"{mode}/direct"]["light"]
@@ -301,10 +356,14 @@ def report(results: dict[str, dict[str, object]], names: list[str]) -> None:
             assert isinstance(light, Result)
             added = "-" if name == "direct" else f"{light.p50_ms - direct.p50_ms:+.2f} ms"
             added99 = "-" if name == "direct" else f"{light.p99_ms - direct.p99_ms:+.2f} ms"
-            print(f"| {mode} | {name} | {light.p50_ms:.2f} ms | {light.p99_ms:.2f} ms | {added} | {added99} | "
-                  f"{r['cpu_us']:.0f} us | {r['sustained']} req/s |")
-    print("\nAdded p50 by offered rate (each path's p50 minus the direct path's at the same rate; "
-          "'-' where a path did not sustain that rate):\n")
+            print(
+                f"| {mode} | {name} | {light.p50_ms:.2f} ms | {light.p99_ms:.2f} ms | {added} | {added99} | "
+                f"{r['cpu_us']:.0f} us | {r['sustained']} req/s |"
+            )
+    print(
+        "\nAdded p50 by offered rate (each path's p50 minus the direct path's at the same rate; "
+        "'-' where a path did not sustain that rate):\n"
+    )
     shown = [n for n in names if n != "direct"]
     print("| mode | rate | " + " | ".join(shown) + " |")
     print("|---|---|" + "---|" * len(shown))
@@ -321,8 +380,10 @@ def report(results: dict[str, dict[str, object]], names: list[str]) -> None:
     for mode in ("whole", "stream"):
         floor, lum_light = results[f"{mode}/floor"]["light"], results[f"{mode}/lumbung"]["light"]
         assert isinstance(floor, Result) and isinstance(lum_light, Result)
-        print(f"\n{mode}: lumbung adds {lum_light.p50_ms - floor.p50_ms:+.2f} ms p50 over the floor "
-              "(a bare uvicorn + lumbung.engines.http1 relay)")
+        print(
+            f"\n{mode}: lumbung adds {lum_light.p50_ms - floor.p50_ms:+.2f} ms p50 over the floor "
+            "(a bare uvicorn + lumbung.engines.http1 relay)"
+        )
     if "litellm" in names:
         for mode in ("whole", "stream"):
             lum, lit = results[f"{mode}/lumbung"]["sustained"], results[f"{mode}/litellm"]["sustained"]
@@ -337,7 +398,9 @@ def report(results: dict[str, dict[str, object]], names: list[str]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--litellm", default=shutil.which("litellm") or "/work/.bench-cache/litellm-venv/bin/litellm")
+    parser.add_argument(
+        "--litellm", default=shutil.which("litellm") or "/work/.bench-cache/litellm-venv/bin/litellm"
+    )
     parser.add_argument("--seconds", type=float, default=3.0, help="Seconds of load per rate step.")
     parser.add_argument("--quick", action="store_true", help="Fewer rate steps.")
     args = parser.parse_args()

@@ -30,7 +30,9 @@ def free_port() -> int:
 async def with_httpx(url: str, concurrency: int) -> None:
     import httpx
 
-    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=64, max_keepalive_connections=64)) as client:
+    async with httpx.AsyncClient(
+        limits=httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    ) as client:
 
         async def one() -> None:
             async with client.stream("POST", url, json=BODY) as r:
@@ -82,7 +84,9 @@ def main() -> None:
     import uvloop
 
     port = free_port()
-    mock = subprocess.Popen([sys.executable, str(Path(__file__).with_name("gateway_overhead_mock.py")), str(port)])
+    mock = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("gateway_overhead_mock.py")), str(port)]
+    )
     time.sleep(1.0)
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
     results = {}
@@ -94,13 +98,19 @@ def main() -> None:
                 uvloop.run(fn(url, concurrency))
                 wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
                 results[f"{name}@{concurrency}"] = (N / wall, cpu / N * 1e6)
-                print(f"{name:8} concurrency {concurrency:2}: {N / wall:7.0f} req/s, {cpu / N * 1e6:6.0f} us CPU/request")
+                print(
+                    f"{name:8} concurrency {concurrency:2}: {N / wall:7.0f} req/s, {cpu / N * 1e6:6.0f} us CPU/request"
+                )
     finally:
         mock.terminate()
     for c in (1, 16):
         h, a, o = results[f"httpx@{c}"], results[f"aiohttp@{c}"], results[f"http1@{c}"]
-        print(f"concurrency {c}: aiohttp/httpx throughput {a[0] / h[0]:.2f}x, CPU per request {h[1] / a[1]:.2f}x less")
-        print(f"concurrency {c}: http1/aiohttp throughput {o[0] / a[0]:.2f}x, CPU per request {a[1] / o[1]:.2f}x less")
+        print(
+            f"concurrency {c}: aiohttp/httpx throughput {a[0] / h[0]:.2f}x, CPU per request {h[1] / a[1]:.2f}x less"
+        )
+        print(
+            f"concurrency {c}: http1/aiohttp throughput {o[0] / a[0]:.2f}x, CPU per request {a[1] / o[1]:.2f}x less"
+        )
     print(json.dumps(results))
 
 

@@ -32,7 +32,13 @@ def make_app(upstream: str) -> Any:
             more = message.get("more_body", False)
         async with pool.post("/chat/completions", b"".join(parts)) as response:
             kind = response.headers.get("content-type", "application/json").encode()
-            await send({"type": "http.response.start", "status": response.status, "headers": [(b"content-type", kind)]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status,
+                    "headers": [(b"content-type", kind)],
+                }
+            )
             async for piece in response.iter_any():
                 await send({"type": "http.response.body", "body": piece, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
@@ -50,9 +56,13 @@ def make_aiohttp_app(upstream: str) -> Any:
         if scope["type"] != "http":
             return
         if not session:
-            session.append(aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=256), cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False
-            ))
+            session.append(
+                aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(limit=256),
+                    cookie_jar=aiohttp.DummyCookieJar(),
+                    auto_decompress=False,
+                )
+            )
         parts, more = [], True
         while more:
             message = await receive()
@@ -61,7 +71,13 @@ def make_aiohttp_app(upstream: str) -> Any:
         headers = {"content-type": "application/json"}
         async with session[0].post(url, data=b"".join(parts), headers=headers) as response:
             kind = response.headers.get("content-type", "application/json").encode()
-            await send({"type": "http.response.start", "status": response.status, "headers": [(b"content-type", kind)]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status,
+                    "headers": [(b"content-type", kind)],
+                }
+            )
             async for piece in response.content.iter_any():
                 await send({"type": "http.response.body", "body": piece, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
@@ -71,5 +87,11 @@ def make_aiohttp_app(upstream: str) -> Any:
 
 if __name__ == "__main__":
     client = sys.argv[3] if len(sys.argv) > 3 else "http1"
-    uvicorn.run(make_app(sys.argv[2]) if client == "http1" else make_aiohttp_app(sys.argv[2]), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning",
-                access_log=False, lifespan="off")
+    uvicorn.run(
+        make_app(sys.argv[2]) if client == "http1" else make_aiohttp_app(sys.argv[2]),
+        host="127.0.0.1",
+        port=int(sys.argv[1]),
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+    )

@@ -19,18 +19,29 @@ def _whole(model: str) -> bytes:
         "object": "chat.completion",
         "created": 0,
         "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(WORDS)}, "finish_reason": "stop"}],
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "".join(WORDS)}, "finish_reason": "stop"}
+        ],
         "usage": {"prompt_tokens": 9, "completion_tokens": len(WORDS), "total_tokens": 9 + len(WORDS)},
     }
     data = json.dumps(body).encode()
-    return b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(data), data)
+    return b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (
+        len(data),
+        data,
+    )
 
 
 def _stream(model: str) -> bytes:
     def chunk(delta: dict[str, object], finish: str | None = None, usage: object = None) -> bytes:
         choices = [] if usage else [{"index": 0, "delta": delta, "finish_reason": finish}]
-        obj = {"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 0, "model": model,
-               "choices": choices, "usage": usage}
+        obj = {
+            "id": "chatcmpl-mock",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": model,
+            "choices": choices,
+            "usage": usage,
+        }
         return b"data: " + json.dumps(obj).encode() + b"\n\n"
 
     usage = {"prompt_tokens": 9, "completion_tokens": len(WORDS), "total_tokens": 9 + len(WORDS)}

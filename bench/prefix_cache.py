@@ -24,12 +24,18 @@ async def measure(url: str, runs: int) -> tuple[list[float], list[float], int]:
     async with httpx.AsyncClient() as http:
         for run in range(runs):
             system = system_prompt(run * 1000 + id(url) % 997)  # new text: never cached before
-            msgs = [{"role": "system", "content": system}, {"role": "user", "content": "Which barn is first?"}]
+            msgs = [
+                {"role": "system", "content": system},
+                {"role": "user", "content": "Which barn is first?"},
+            ]
             cold.append((await stream_chat(http, url, msgs, 4)).ttft)
             msgs[1] = {"role": "user", "content": "How long is grain dried?"}
             warm.append((await stream_chat(http, url, msgs, 4)).ttft)
-        tokens = (await http.post(url + "/v1/chat/completions", json={
-            "model": "default", "messages": msgs, "max_tokens": 1})).json()["usage"]["prompt_tokens"]
+        tokens = (
+            await http.post(
+                url + "/v1/chat/completions", json={"model": "default", "messages": msgs, "max_tokens": 1}
+            )
+        ).json()["usage"]["prompt_tokens"]
     return cold, warm, tokens
 
 
@@ -48,8 +54,11 @@ def main() -> None:
             cold, warm, tokens = asyncio.run(measure(server.url, args.runs))
         c, w = statistics.median(cold), statistics.median(warm)
         rows.append([server.name, str(tokens), f"{c:.3f}", f"{w:.3f}", f"{c / w:.1f}x"])
-    table("time to first token, shared system prompt (median)",
-          ["server", "prompt tokens", "cold s", "warm s", "warm speed-up"], rows)
+    table(
+        "time to first token, shared system prompt (median)",
+        ["server", "prompt tokens", "cold s", "warm s", "warm speed-up"],
+        rows,
+    )
     print("\ntarget: lumbung warm >= 10x faster than cold")
 
 

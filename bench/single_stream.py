@@ -70,8 +70,11 @@ def main() -> None:
             ours_rates += asyncio.run(over_http(server.url, args.tokens, args.runs))
         peer_rates += direct(str(model), args.threads, args.tokens, args.runs)
     ours, peer = statistics.median(ours_rates), statistics.median(peer_rates)
-    table("single stream decode (median)", ["engine", "tokens/s"],
-          [["lumbung over HTTP", f"{ours:.1f}"], ["llama-cpp-python direct", f"{peer:.1f}"]])
+    table(
+        "single stream decode (median)",
+        ["engine", "tokens/s"],
+        [["lumbung over HTTP", f"{ours:.1f}"], ["llama-cpp-python direct", f"{peer:.1f}"]],
+    )
     print(f"\nlumbung / direct llama-cpp-python: {ours / peer:.2f} (target >= 0.95)")
 
 

@@ -49,7 +49,9 @@ def sha256(path: Path) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--skip-reader", action="store_true", help="skip gguf.GGUFReader (slow: tens of seconds)")
+    parser.add_argument(
+        "--skip-reader", action="store_true", help="skip gguf.GGUFReader (slow: tens of seconds)"
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="lumbung-bench-store-"))
@@ -91,7 +93,10 @@ def main() -> None:
                 shutil.rmtree(cache)
 
             rows = [
-                ("lumbung pull (hash while writing, hub sha256, GGUF check)", median_time(lumbung_pull, args.runs)),
+                (
+                    "lumbung pull (hash while writing, hub sha256, GGUF check)",
+                    median_time(lumbung_pull, args.runs),
+                ),
                 ("hf_hub_download (no hash check)", median_time(lambda: peer(False), args.runs)),
                 ("hf_hub_download + sha256 afterwards", median_time(lambda: peer(True), args.runs)),
             ]
@@ -99,14 +104,18 @@ def main() -> None:
         size = gguf_path.stat().st_size / 1e6
         print(f"pull of {size:.0f} MB from a hub on 127.0.0.1, median of {args.runs} runs")
         for name, seconds in rows:
-            print(f"  {name:<58} {seconds:6.2f} s  {size / seconds:7.0f} MB/s  lumbung/this {ours / seconds:5.2f}")
+            print(
+                f"  {name:<58} {seconds:6.2f} s  {size / seconds:7.0f} MB/s  lumbung/this {ours / seconds:5.2f}"
+            )
         ours_check = median_time(lambda: read_gguf(gguf_path), args.runs)
         print(f"GGUF header and layout check of the same file (lumbung.store.gguf_info): {ours_check:.2f} s")
         if not args.skip_reader:
             import gguf
 
             reader = median_time(lambda: gguf.GGUFReader(str(gguf_path)), 1)
-            print(f"gguf.GGUFReader on the same file: {reader:.2f} s  (lumbung is {reader / ours_check:.0f}x faster)")
+            print(
+                f"gguf.GGUFReader on the same file: {reader:.2f} s  (lumbung is {reader / ours_check:.0f}x faster)"
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -23,3 +23,8 @@ def test_mypy_strict() -> None:
 def test_ruff() -> None:
     result = run("ruff", "check", "src", "tests", "bench")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff_format() -> None:
+    result = run("ruff", "format", "--check", "src", "tests", "bench", "scripts")
+    assert result.returncode == 0, result.stdout + result.stderr

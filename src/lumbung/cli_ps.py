@@ -38,7 +38,11 @@ def rows(models: list[dict[str, Any]], now: float, include_all: bool) -> list[li
             continue
         cache = m.get("prefix_cache") or {}
         lookups = cache.get("hits", 0) + cache.get("misses", 0)
-        hit = f"{cache.get('entries', 0)} kept, {100 * cache.get('hits', 0) // lookups}% hits" if lookups else "-"
+        hit = (
+            f"{cache.get('entries', 0)} kept, {100 * cache.get('hits', 0) // lookups}% hits"
+            if lookups
+            else "-"
+        )
         running = f"{m.get('active_requests', 0)}/{m.get('parallel', '?')}"
         queued = str(m.get("queued_requests", 0))
         out.append([m["id"], _mib(m.get("memory_bytes")), running, queued, hit, _unloads(m, now)])
@@ -46,10 +50,17 @@ def rows(models: list[dict[str, Any]], now: float, include_all: bool) -> list[li
 
 
 @click.command("ps")
-@click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="YAML config file (default: $LUMBUNG_CONFIG).")
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="YAML config file (default: $LUMBUNG_CONFIG).",
+)
 @click.option("--url", default=None, help="Server to ask (default: the configured host and port).")
-@click.option("--api-key", envvar="LUMBUNG_API_KEY", default=None, help="API key (default: $LUMBUNG_API_KEY).")
+@click.option(
+    "--api-key", envvar="LUMBUNG_API_KEY", default=None, help="API key (default: $LUMBUNG_API_KEY)."
+)
 @click.option("--all", "include_all", is_flag=True, help="Also list configured models that are not loaded.")
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON of GET /v1/models.")
 def ps(config: Path | None, url: str | None, api_key: str | None, include_all: bool, as_json: bool) -> None:

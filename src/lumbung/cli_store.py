@@ -18,7 +18,10 @@ from lumbung.store.pull import Progress, PullOptions
 from lumbung.store.store import ModelStore
 
 CONFIG = click.option(
-    "--config", "config", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    "--config",
+    "config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
     help="YAML config file (default: $LUMBUNG_CONFIG).",
 )
 JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -72,8 +75,12 @@ class ProgressView:
             )
 
             self._bars = Progress(
-                TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                TimeRemainingColumn(), console=Console(file=self.stream),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                console=Console(file=self.stream),
             )
             self._bars.start()
         return self
@@ -185,7 +192,8 @@ def show(model: str, as_json: bool, config: Path | None) -> None:
         f"reference   {m.reference}",
         f"aliases     {', '.join(m.aliases) or '-'}",
         f"source      {src.kind}:{src.repo or src.path or ''}"
-        + (f" @ {src.revision}" if src.revision else "") + (f" -> commit {src.commit}" if src.commit else ""),
+        + (f" @ {src.revision}" if src.revision else "")
+        + (f" -> commit {src.commit}" if src.commit else ""),
         f"licence     {m.license or 'unknown'}",
         f"format      {m.format}, {_mb(m.size)}",
     ]
@@ -228,7 +236,9 @@ def verify(models: tuple[str, ...], config: Path | None) -> None:
         for m in manifests:
             problems = store.verify(m)
             bad += bool(problems)
-            click.echo(f"{'ok      ' if not problems else 'DAMAGED '} {m.name} ({len(m.files)} files, {_mb(m.size)})")
+            click.echo(
+                f"{'ok      ' if not problems else 'DAMAGED '} {m.name} ({len(m.files)} files, {_mb(m.size)})"
+            )
             for p in problems:
                 click.echo(f"  {p}")
     if bad:
@@ -237,8 +247,13 @@ def verify(models: tuple[str, ...], config: Path | None) -> None:
 
 @click.command("export")
 @click.argument("models", nargs=-1, required=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="The bundle to write (a tar file).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The bundle to write (a tar file).",
+)
 @CONFIG
 def export_models(models: tuple[str, ...], output: Path, config: Path | None) -> None:
     """Write models (manifests and blobs) to a bundle for a machine with no network."""
@@ -261,4 +276,3 @@ def import_models(bundle: Path, config: Path | None) -> None:
     with _errors():
         done = import_bundle(store, bundle)
     click.echo(f"imported {', '.join(m.name for m in done)}")
-

@@ -109,7 +109,11 @@ def store_specs(settings: Settings, store: ModelStore, taken: set[str]) -> list[
 
 
 def check_exposure(settings: Settings) -> None:
-    if not settings.is_loopback and not (settings.api_keys or settings.admin_api_keys) and not settings.allow_no_auth:
+    if (
+        not settings.is_loopback
+        and not (settings.api_keys or settings.admin_api_keys)
+        and not settings.allow_no_auth
+    ):
         raise ConfigError(
             f"refusing to serve on {settings.host} with no API key: anyone who can reach this address "
             "could use it. Set LUMBUNG_API_KEYS (or api_keys in the config), bind 127.0.0.1, "

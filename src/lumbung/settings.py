@@ -109,13 +109,15 @@ class Settings(BaseModel):
         default=64, ge=0, description="Requests waiting per model beyond `parallel`; more get 429."
     )
     prefix_cache_mb: float = Field(
-        default=256.0, ge=0,
+        default=256.0,
+        ge=0,
         description="KV cache memory (MiB) per model that keeps finished requests' tokens, so a new "
         "request starting with the same tokens (a shared system prompt, a growing chat) skips "
         "recomputing them; least recently used first out. 0: off.",
     )
     memory_budget_mb: int = Field(
-        default_factory=_default_memory_budget_mb, ge=0,
+        default_factory=_default_memory_budget_mb,
+        ge=0,
         description="Most memory (MiB) the loaded local models may use together (weights and KV "
         "cache); loading one more unloads the least recently used idle model. Default: 80% of RAM.",
     )
@@ -139,7 +141,8 @@ class Settings(BaseModel):
         default=None, description="Hugging Face Hub URL (default: $HF_ENDPOINT, else https://huggingface.co)."
     )
     modelscope_endpoint: str | None = Field(
-        default=None, description="ModelScope URL (default: $MODELSCOPE_ENDPOINT, else https://modelscope.cn)."
+        default=None,
+        description="ModelScope URL (default: $MODELSCOPE_ENDPOINT, else https://modelscope.cn).",
     )
     log_prompts: bool = Field(default=False, description="Log prompts and answers (off: never).")
     providers: list[ProviderConfig] = Field(

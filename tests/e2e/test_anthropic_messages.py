@@ -50,7 +50,9 @@ def _total(usage: anthropic.types.Usage) -> int:
 def test_system_blocks_equal_system_string(client: anthropic.Anthropic) -> None:
     # Greedy text is compared between requests that all find the prompt in the prefix cache: a miss and
     # a hit may round differently (the engine's concern, not this surface's).
-    client.messages.create(model="default", max_tokens=8, messages=HELLO, extra_body=GREEDY, system="Be kind.")
+    client.messages.create(
+        model="default", max_tokens=8, messages=HELLO, extra_body=GREEDY, system="Be kind."
+    )
     as_text = client.messages.create(
         model="default", max_tokens=8, messages=HELLO, extra_body=GREEDY, system="Be kind."
     )
@@ -114,7 +116,9 @@ async def test_async_client_stream(server: ServerProcess) -> None:
 
 
 def test_stop_sequence_is_reported(client: anthropic.Anthropic) -> None:
-    client.messages.create(model="default", max_tokens=24, messages=HELLO, extra_body=GREEDY)  # warm the cache
+    client.messages.create(
+        model="default", max_tokens=24, messages=HELLO, extra_body=GREEDY
+    )  # warm the cache
     free = client.messages.create(model="default", max_tokens=24, messages=HELLO, extra_body=GREEDY)
     text = free.content[0].text  # type: ignore[union-attr]
     words = [w for w in text.split() if len(w) >= 3]
@@ -295,9 +299,10 @@ def test_api_key_is_read_from_x_api_key(start_server: object) -> None:
     srv = start_server(env={"LUMBUNG_API_KEYS": "sekret"})  # type: ignore[operator]
     with anthropic.Anthropic(base_url=srv.base_url, api_key="sekret", max_retries=0) as good:
         assert good.messages.count_tokens(model="default", messages=HELLO).input_tokens > 0
-    with anthropic.Anthropic(base_url=srv.base_url, api_key="wrong", max_retries=0) as bad, pytest.raises(
-        anthropic.AuthenticationError
-    ) as err:
+    with (
+        anthropic.Anthropic(base_url=srv.base_url, api_key="wrong", max_retries=0) as bad,
+        pytest.raises(anthropic.AuthenticationError) as err,
+    ):
         bad.messages.create(model="default", max_tokens=3, messages=HELLO)
     assert err.value.body["error"]["type"] == "authentication_error"  # type: ignore[index]
 
@@ -305,21 +310,37 @@ def test_api_key_is_read_from_x_api_key(start_server: object) -> None:
 WEATHER = {
     "name": "get_weather",
     "description": "The weather in a city.",
-    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
-                     "additionalProperties": False},
+    "input_schema": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+        "additionalProperties": False,
+    },
 }
 
 
 def test_forced_tool_use_whole_and_streamed(client: anthropic.Anthropic) -> None:
     """tool_choice 'tool' makes even this small model call the tool, with input that fits the schema."""
     ask = [{"role": "user", "content": "What is the weather in Jakarta?"}]
-    msg = client.messages.create(model="default", max_tokens=64, messages=ask, tools=[WEATHER],
-                                 tool_choice={"type": "tool", "name": "get_weather"}, extra_body=GREEDY)
+    msg = client.messages.create(
+        model="default",
+        max_tokens=64,
+        messages=ask,
+        tools=[WEATHER],
+        tool_choice={"type": "tool", "name": "get_weather"},
+        extra_body=GREEDY,
+    )
     assert msg.stop_reason == "tool_use"
     uses = [b for b in msg.content if b.type == "tool_use"]
     assert len(uses) == 1 and uses[0].name == "get_weather" and isinstance(uses[0].input["city"], str)
-    with client.messages.stream(model="default", max_tokens=64, messages=ask, tools=[WEATHER],
-                                tool_choice={"type": "any"}, extra_body=GREEDY) as stream:
+    with client.messages.stream(
+        model="default",
+        max_tokens=64,
+        messages=ask,
+        tools=[WEATHER],
+        tool_choice={"type": "any"},
+        extra_body=GREEDY,
+    ) as stream:
         events = list(stream)
         final = stream.get_final_message()
     assert any(e.type == "content_block_delta" and e.delta.type == "input_json_delta" for e in events)

@@ -122,7 +122,9 @@ async def test_prefix_cache_hit_matches_a_miss(model_path: Path, engine8: LocalM
 
 async def test_n_copies_of_one_prompt_share_its_prefill(engine8: LocalModel) -> None:
     before = engine8.engine.stats().cached_tokens
-    runs = await asyncio.gather(*(generate(engine8, "Name a river.", 4, system="Rivers " * 80) for _ in range(4)))
+    runs = await asyncio.gather(
+        *(generate(engine8, "Name a river.", 4, system="Rivers " * 80) for _ in range(4))
+    )
     reused = sorted(r.usage.cached_tokens for r in runs if r.usage)
     assert len(reused) == 4 and all(c >= 80 for c in reused[1:])  # one reads the prompt, three reuse it
     assert engine8.engine.stats().cached_tokens - before >= 3 * 80
@@ -153,7 +155,8 @@ async def test_a_cancelled_stream_frees_its_slot(model_path: Path) -> None:
     model = load(model_path, parallel=1, max_queue=1)
     try:
         request = ChatRequest(
-            model="m", messages=[Message(role="user", content="Write a long story.")],
+            model="m",
+            messages=[Message(role="user", content="Write a long story.")],
             sampling=SamplingParams(temperature=0, max_tokens=500),
         )
         stream = model.stream(request)

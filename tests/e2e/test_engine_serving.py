@@ -39,8 +39,12 @@ async def test_eight_streams_at_once_all_finish_and_health_stays_up(server: Serv
 
         async def one(i: int) -> tuple[str, Any, str | None]:
             stream = await client.chat.completions.create(
-                model="default", messages=[{"role": "user", "content": f"Story {i} about kites."}],
-                max_tokens=24, temperature=0, stream=True, stream_options={"include_usage": True},
+                model="default",
+                messages=[{"role": "user", "content": f"Story {i} about kites."}],
+                max_tokens=24,
+                temperature=0,
+                stream=True,
+                stream_options={"include_usage": True},
             )
             text, usage, finish = "", None, None
             async for chunk in stream:
@@ -56,7 +60,9 @@ async def test_eight_streams_at_once_all_finish_and_health_stays_up(server: Serv
                 for _ in range(20):
                     assert (await http.get("/health")).status_code == 200
                     listing = (await http.get("/v1/models")).json()["data"]
-                    busy.append(sum(m.get("active_requests", 0) + m.get("queued_requests", 0) for m in listing))
+                    busy.append(
+                        sum(m.get("active_requests", 0) + m.get("queued_requests", 0) for m in listing)
+                    )
                     await asyncio.sleep(0.05)
             return busy
 
@@ -72,21 +78,31 @@ def test_a_full_queue_answers_429_with_retry_after(start_server: Callable[..., S
     server = start_server(env={"LUMBUNG_PARALLEL": "1", "LUMBUNG_MAX_QUEUE": "0"})
     client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="x", max_retries=0)
     stream = client.chat.completions.create(
-        model="default", messages=[{"role": "user", "content": "A very long story."}], max_tokens=2000, stream=True
+        model="default",
+        messages=[{"role": "user", "content": "A very long story."}],
+        max_tokens=2000,
+        stream=True,
     )
     next(iter(stream))  # it holds the only slot now
     with pytest.raises(openai.RateLimitError) as err:
-        client.chat.completions.create(model="default", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+        client.chat.completions.create(
+            model="default", messages=[{"role": "user", "content": "hi"}], max_tokens=2
+        )
     assert int(err.value.response.headers["retry-after"]) >= 1
     assert err.value.code == "rate_limit_exceeded"
     ps = subprocess.run(
         [sys.executable, "-m", "lumbung", "ps", "--url", server.base_url],
-        capture_output=True, text=True, timeout=60, check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     assert "gemma3:270m" in ps.stdout and "1/1" in ps.stdout and "MiB" in ps.stdout
     stream.close()  # the disconnect frees the slot
     wait_for(lambda: models(server)["gemma3:270m"]["active_requests"] == 0)
-    done = client.chat.completions.create(model="default", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+    done = client.chat.completions.create(
+        model="default", messages=[{"role": "user", "content": "hi"}], max_tokens=2
+    )
     assert done.usage and done.usage.completion_tokens == 2
 
 
@@ -98,7 +114,9 @@ def test_a_shared_system_prompt_is_reused_and_reported(
 
     def ask(question: str) -> Any:
         return client.chat.completions.create(
-            model="default", max_tokens=4, temperature=0,
+            model="default",
+            max_tokens=4,
+            temperature=0,
             messages=[{"role": "system", "content": HANDBOOK}, {"role": "user", "content": question}],
         )
 
@@ -111,19 +129,26 @@ def test_a_shared_system_prompt_is_reused_and_reported(
     assert models(server)["gemma3:270m"]["prefix_cache"]["hits"] >= before + 1
 
 
-def test_idle_unload_reload_and_memory_budget(start_server: Callable[..., ServerProcess], lumbung_home: Path) -> None:
+def test_idle_unload_reload_and_memory_budget(
+    start_server: Callable[..., ServerProcess], lumbung_home: Path
+) -> None:
     path = str(embedded_model_path(lumbung_home))
     small = {"path": path, "parallel": 1, "context_size": 512, "prefix_cache_mb": 0}
-    server = start_server(config={
-        "serve_default_model": False,
-        "memory_budget_mb": 400,  # one copy of the 270M model fits, two do not
-        "models": [{"id": "a", "keep_alive": 2, **small}, {"id": "b", "keep_alive": -1, **small}],
-    })
+    server = start_server(
+        config={
+            "serve_default_model": False,
+            "memory_budget_mb": 400,  # one copy of the 270M model fits, two do not
+            "models": [{"id": "a", "keep_alive": 2, **small}, {"id": "b", "keep_alive": -1, **small}],
+        }
+    )
     client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="x", max_retries=0)
 
     def ask(model: str) -> str:
         r = client.chat.completions.create(
-            model=model, messages=[{"role": "user", "content": "Name three grains."}], max_tokens=8, temperature=0
+            model=model,
+            messages=[{"role": "user", "content": "Name three grains."}],
+            max_tokens=8,
+            temperature=0,
         )
         return r.choices[0].message.content or ""
 

@@ -44,7 +44,10 @@ class Rig:
             "providers": providers,
             "routes": [
                 {"name": "fast", "tiers": [["up/m1"]]},
-                {"name": "m1", "tiers": [["up/m1"]]},  # the upstream's own name: the client's bytes go as sent
+                {
+                    "name": "m1",
+                    "tiers": [["up/m1"]],
+                },  # the upstream's own name: the client's bytes go as sent
                 {"name": "typed", "tiers": [["up/m1"]], "passthrough": False},
                 {"name": "hangs", "tiers": [["hang/m1"]]},
                 {"name": "mixed", "tiers": [["claude/m1"], ["up/m1"]]},  # not all OpenAI: typed path

@@ -48,14 +48,21 @@ def test_generate_templated_raw_and_stop(client: ollama.Client) -> None:
     assert templated.response and templated.done_reason == "length" and templated.eval_count == 8
     client.generate(model="default", prompt="The rice barn stood", raw=True, options=GREEDY)  # warm the cache
     raw = client.generate(model="default", prompt="The rice barn stood", raw=True, options=GREEDY)
-    assert raw.response and raw.prompt_eval_count and raw.prompt_eval_count < (templated.prompt_eval_count or 0)
+    assert (
+        raw.response and raw.prompt_eval_count and raw.prompt_eval_count < (templated.prompt_eval_count or 0)
+    )
     words = [w for w in raw.response.split() if len(w) >= 2]
     assert words
-    cut = client.generate(model="default", prompt="The rice barn stood", raw=True,
-                          options={**GREEDY, "stop": [words[0]]})
+    cut = client.generate(
+        model="default", prompt="The rice barn stood", raw=True, options={**GREEDY, "stop": [words[0]]}
+    )
     assert cut.done_reason == "stop" and words[0] not in cut.response
-    streamed = "".join(p.response for p in client.generate(model="default", prompt="The rice barn stood", raw=True,
-                                                            options=GREEDY, stream=True))
+    streamed = "".join(
+        p.response
+        for p in client.generate(
+            model="default", prompt="The rice barn stood", raw=True, options=GREEDY, stream=True
+        )
+    )
     assert streamed == raw.response
 
 
@@ -65,8 +72,17 @@ def test_empty_generate_loads_the_model(client: ollama.Client) -> None:
 
 
 def test_seed_and_options(client: ollama.Client) -> None:
-    opts = {"temperature": 1.0, "seed": 42, "num_predict": 12, "top_k": 50, "top_p": 0.95, "min_p": 0.05,
-            "repeat_penalty": 1.1, "num_ctx": 2048, "num_thread": 2}
+    opts = {
+        "temperature": 1.0,
+        "seed": 42,
+        "num_predict": 12,
+        "top_k": 50,
+        "top_p": 0.95,
+        "min_p": 0.05,
+        "repeat_penalty": 1.1,
+        "num_ctx": 2048,
+        "num_thread": 2,
+    }
     client.chat(model="default", messages=HELLO, options=opts)  # warm the prefix cache
     a = client.chat(model="default", messages=HELLO, options=opts)
     b = client.chat(model="default", messages=HELLO, options=opts)
@@ -120,33 +136,52 @@ def test_errors_use_ollamas_envelope(client: ollama.Client, server: ServerProces
         r = httpx.post(server.base_url + "/api/chat", json=body, timeout=30)
         assert r.status_code == 400, r.text
         assert set(r.json()) == {"error"} and word in r.json()["error"]
-    r = httpx.post(server.base_url + "/api/generate", json={"model": "default", "prompt": "x", "template": "{{.}}"})
+    r = httpx.post(
+        server.base_url + "/api/generate", json={"model": "default", "prompt": "x", "template": "{{.}}"}
+    )
     assert r.status_code == 400 and "template" in r.json()["error"]
 
 
 def test_format_and_tools_are_mapped_or_refused_clearly(client: ollama.Client) -> None:
     """JSON output and tools go to the core request and are enforced (or refused with a clear 400)."""
-    tools = [{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
-                                                "parameters": {"type": "object",
-                                                               "properties": {"city": {"type": "string"}}}}}]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "Weather in a city",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+            },
+        }
+    ]
     history = [
         {"role": "user", "content": "Weather in Jakarta?"},
-        {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "get_weather",
-                                                                          "arguments": {"city": "Jakarta"}}}]},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"function": {"name": "get_weather", "arguments": {"city": "Jakarta"}}}],
+        },
         {"role": "tool", "content": "31C, humid", "tool_name": "get_weather"},
     ]
-    schema = {"type": "object", "properties": {"hot": {"type": "boolean"}}, "required": ["hot"],
-              "additionalProperties": False}
+    schema = {
+        "type": "object",
+        "properties": {"hot": {"type": "boolean"}},
+        "required": ["hot"],
+        "additionalProperties": False,
+    }
     for kwargs in ({"format": "json"}, {"format": schema}, {"tools": tools}):
         try:
-            done = client.chat(model="default", messages=history, options={"temperature": 0, "num_predict": 48},
-                               **kwargs)  # type: ignore[arg-type]
+            done = client.chat(
+                model="default", messages=history, options={"temperature": 0, "num_predict": 48}, **kwargs
+            )  # type: ignore[arg-type]
         except ollama.ResponseError as err:
             assert err.status_code == 400 and ("format" in err.error or "tools" in err.error), err.error
         else:
             assert done.done
             if kwargs.get("format") == schema:  # a small closed object: it ends well before the limit
-                assert done.done_reason == "stop" and isinstance(json.loads(done.message.content or "")["hot"], bool)
+                assert done.done_reason == "stop" and isinstance(
+                    json.loads(done.message.content or "")["hot"], bool
+                )
             elif "format" in kwargs and done.done_reason == "stop":
                 json.loads(done.message.content or "")
             elif "format" in kwargs:  # cut by num_predict: the start of one JSON object, nothing else

@@ -88,8 +88,13 @@ def test_unload_then_load_requests(client: ollama.Client) -> None:
 
 def test_unload_lets_requests_in_flight_finish(client: ollama.Client, own_server: ServerProcess) -> None:
     client.generate(model="default", prompt="", keep_alive=-1)
-    stream = client.generate(model="default", prompt="The rice barn stood", raw=True, stream=True,
-                             options={"temperature": 0, "num_predict": 128})
+    stream = client.generate(
+        model="default",
+        prompt="The rice barn stood",
+        raw=True,
+        stream=True,
+        options={"temperature": 0, "num_predict": 128},
+    )
     parts = [next(stream)]  # generating now
     unloads: list[ollama.GenerateResponse] = []
 
@@ -127,7 +132,9 @@ def test_an_empty_embed_loads_the_model_with_its_keep_alive(client: ollama.Clien
     assert _seconds_left(_running(client)[MODEL]) > 200 * 365 * 86400
 
 
-def test_bad_keep_alive_is_a_400_in_ollamas_envelope(client: ollama.Client, own_server: ServerProcess) -> None:
+def test_bad_keep_alive_is_a_400_in_ollamas_envelope(
+    client: ollama.Client, own_server: ServerProcess
+) -> None:
     bodies = [
         ("/api/chat", {"model": "default", "messages": HELLO}),
         ("/api/chat", {"model": "default", "messages": []}),

@@ -203,7 +203,9 @@ def test_config_serves_another_gguf_under_an_alias(
     proc = start_server(
         config={
             "serve_default_model": False,
-            "models": [{"id": "local-gemma", "path": str(gguf), "aliases": ["gpt-4o-mini"], "context_size": 512}],
+            "models": [
+                {"id": "local-gemma", "path": str(gguf), "aliases": ["gpt-4o-mini"], "context_size": 512}
+            ],
         }
     )
     client = openai.OpenAI(base_url=proc.base_url + "/v1", api_key="x", max_retries=0)
@@ -212,7 +214,9 @@ def test_config_serves_another_gguf_under_an_alias(
     done = client.chat.completions.create(model="gpt-4o-mini", messages=HELLO, max_tokens=3)
     assert done.model == "local-gemma" and done.usage and done.usage.completion_tokens == 3
     with pytest.raises(openai.BadRequestError) as err:  # its own, smaller context applies
-        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "rice " * 600}])
+        client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "rice " * 600}]
+        )
     assert err.value.code == "context_length_exceeded"
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="default", messages=HELLO, max_tokens=3)

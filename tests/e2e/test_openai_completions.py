@@ -25,7 +25,9 @@ def client(server: ServerProcess) -> Iterator[openai.OpenAI]:
 
 
 def test_completion_matches_openai_schema(client: openai.OpenAI) -> None:
-    raw = client.completions.with_raw_response.create(model="default", prompt=PROMPT, max_tokens=8, temperature=0)
+    raw = client.completions.with_raw_response.create(
+        model="default", prompt=PROMPT, max_tokens=8, temperature=0
+    )
     body = json.loads(raw.text)
     validate(body, "CreateCompletionResponse")
     done = raw.parse()
@@ -46,7 +48,12 @@ def test_stream_equals_whole_and_validates(client: openai.OpenAI) -> None:
     whole = client.completions.create(model="default", prompt=PROMPT, max_tokens=8, temperature=0, echo=True)
     chunks = list(
         client.completions.create(
-            model="default", prompt=PROMPT, max_tokens=8, temperature=0, echo=True, stream=True,
+            model="default",
+            prompt=PROMPT,
+            max_tokens=8,
+            temperature=0,
+            echo=True,
+            stream=True,
             stream_options={"include_usage": True},
         )
     )
@@ -71,8 +78,11 @@ def test_n_and_several_prompts_give_indexed_choices(client: openai.OpenAI) -> No
     single = client.completions.create(model="default", prompt=PROMPT, max_tokens=1)
     assert done.usage and single.usage
     assert done.usage.completion_tokens == 24
-    streamed = list(client.completions.create(
-        model="default", prompt=PROMPT, n=3, max_tokens=4, stream=True, seed=5, temperature=1.0))
+    streamed = list(
+        client.completions.create(
+            model="default", prompt=PROMPT, n=3, max_tokens=4, stream=True, seed=5, temperature=1.0
+        )
+    )
     by_index: dict[int, str] = {}
     for chunk in streamed:
         for choice in chunk.choices:
@@ -86,12 +96,17 @@ def test_stop_and_best_of_and_refusals(client: openai.OpenAI, server: ServerProc
     free = client.completions.create(model="default", prompt=PROMPT, max_tokens=12, temperature=0)
     words = free.choices[0].text.split()
     assert len(words) >= 2
-    cut = client.completions.create(model="default", prompt=PROMPT, max_tokens=12, temperature=0, stop=words[1],
-                                    best_of=1)
+    cut = client.completions.create(
+        model="default", prompt=PROMPT, max_tokens=12, temperature=0, stop=words[1], best_of=1
+    )
     assert cut.choices[0].finish_reason == "stop" and words[1] not in cut.choices[0].text
-    for extra, param in [({"suffix": "end"}, "suffix"), ({"best_of": 3}, "best_of"),
-                         ({"prompt": [1, 2, 3]}, "prompt"), ({"logit_bias": {"1": 2}}, "logit_bias"),
-                         ({"echo": True, "logprobs": 1}, "echo")]:
+    for extra, param in [
+        ({"suffix": "end"}, "suffix"),
+        ({"best_of": 3}, "best_of"),
+        ({"prompt": [1, 2, 3]}, "prompt"),
+        ({"logit_bias": {"1": 2}}, "logit_bias"),
+        ({"echo": True, "logprobs": 1}, "echo"),
+    ]:
         body = {"model": "default", "prompt": PROMPT, "max_tokens": 2, **extra}
         r = httpx.post(server.base_url + "/v1/completions", json=body, timeout=30)
         assert r.status_code == 400, r.text
@@ -112,20 +127,27 @@ def test_embeddings_float_and_base64(client: openai.OpenAI) -> None:
     assert all(math.isclose(_cos(v, v), 1.0, rel_tol=1e-4) for v in vectors)  # normalised
     assert _cos(vectors[0], vectors[1]) > _cos(vectors[0], vectors[2])  # similar texts are nearer
     assert done.usage.prompt_tokens == done.usage.total_tokens > len(texts)
-    b64 = httpx.post(f"{client.base_url}embeddings", json={"model": "default", "input": texts[0],
-                                                            "encoding_format": "base64"}).json()
+    b64 = httpx.post(
+        f"{client.base_url}embeddings",
+        json={"model": "default", "input": texts[0], "encoding_format": "base64"},
+    ).json()
     packed = base64.b64decode(b64["data"][0]["embedding"])
     decoded = struct.unpack(f"<{len(packed) // 4}f", packed)
     assert all(math.isclose(x, y, abs_tol=1e-6) for x, y in zip(decoded, vectors[0], strict=True))
     sdk_default = client.embeddings.create(model="default", input=texts[0])  # the SDK asks for base64
-    assert all(math.isclose(x, y, abs_tol=1e-6) for x, y in zip(sdk_default.data[0].embedding, vectors[0],
-                                                               strict=True))
+    assert all(
+        math.isclose(x, y, abs_tol=1e-6)
+        for x, y in zip(sdk_default.data[0].embedding, vectors[0], strict=True)
+    )
 
 
 def test_embeddings_dimensions_and_bad_input(client: openai.OpenAI) -> None:
     one = client.embeddings.create(model="default", input="hello")
     native = len(one.data[0].embedding)
-    assert len(client.embeddings.create(model="default", input="hello", dimensions=native).data[0].embedding) == native
+    assert (
+        len(client.embeddings.create(model="default", input="hello", dimensions=native).data[0].embedding)
+        == native
+    )
     with pytest.raises(openai.BadRequestError) as err:
         client.embeddings.create(model="default", input="hello", dimensions=64)
     assert err.value.param == "dimensions"
@@ -138,8 +160,12 @@ def test_embeddings_dimensions_and_bad_input(client: openai.OpenAI) -> None:
 def test_embedding_model_from_config(start_server: object, server: ServerProcess) -> None:
     """A GGUF configured with `embedding: true` embeds and refuses to generate text."""
     path = next((server.home / "models").rglob("*.gguf"))
-    srv = start_server(config={"serve_default_model": False,  # type: ignore[operator]
-                               "models": [{"id": "embedder", "path": str(path), "embedding": True}]})
+    srv = start_server(
+        config={
+            "serve_default_model": False,  # type: ignore[operator]
+            "models": [{"id": "embedder", "path": str(path), "embedding": True}],
+        }
+    )
     with openai.OpenAI(base_url=srv.base_url + "/v1", api_key="x", max_retries=0) as c:
         assert len(c.embeddings.create(model="embedder", input="hello").data[0].embedding) > 0
         with pytest.raises(openai.BadRequestError) as err:
@@ -150,7 +176,12 @@ def test_embedding_model_from_config(start_server: object, server: ServerProcess
 def test_chat_n_choices_whole_and_streamed(client: openai.OpenAI) -> None:
     messages = [{"role": "user", "content": "Name a fruit."}]
     raw = client.chat.completions.with_raw_response.create(
-        model="default", messages=messages, n=3, max_tokens=5, temperature=1.0, seed=3  # type: ignore[arg-type]
+        model="default",
+        messages=messages,
+        n=3,
+        max_tokens=5,
+        temperature=1.0,
+        seed=3,  # type: ignore[arg-type]
     )
     validate(json.loads(raw.text), "CreateChatCompletionResponse")
     done = raw.parse()
@@ -158,9 +189,16 @@ def test_chat_n_choices_whole_and_streamed(client: openai.OpenAI) -> None:
     assert done.usage and done.usage.completion_tokens == 15
     single = client.chat.completions.create(model="default", messages=messages, max_tokens=5)  # type: ignore[arg-type]
     assert single.usage and done.usage.prompt_tokens == single.usage.prompt_tokens
-    chunks = list(client.chat.completions.create(
-        model="default", messages=messages, n=2, max_tokens=4, stream=True,  # type: ignore[arg-type]
-        stream_options={"include_usage": True}))
+    chunks = list(
+        client.chat.completions.create(
+            model="default",
+            messages=messages,
+            n=2,
+            max_tokens=4,
+            stream=True,  # type: ignore[arg-type]
+            stream_options={"include_usage": True},
+        )
+    )
     for chunk in chunks:
         validate(chunk.model_dump(exclude_unset=True), "CreateChatCompletionStreamResponse")
     roles = [c.choices[0].index for c in chunks if c.choices and c.choices[0].delta.role]

@@ -118,19 +118,23 @@ def test_oversized_body_without_content_length_is_413(server: ServerProcess) -> 
 
 
 def test_unknown_model_is_404(server: ServerProcess) -> None:
-    with openai.OpenAI(base_url=server.base_url + "/v1", api_key="x", max_retries=0) as client, pytest.raises(
-        openai.NotFoundError
-    ) as err:
+    with (
+        openai.OpenAI(base_url=server.base_url + "/v1", api_key="x", max_retries=0) as client,
+        pytest.raises(openai.NotFoundError) as err,
+    ):
         client.chat.completions.create(model="gpt-9000", messages=[{"role": "user", "content": "Hi"}])
     assert err.value.code == "model_not_found"
     assert err.value.body["param"] == "model"  # type: ignore[index]
 
 
 def test_prompt_longer_than_context_is_400(server: ServerProcess) -> None:
-    with openai.OpenAI(base_url=server.base_url + "/v1", api_key="x", max_retries=0) as client, pytest.raises(
-        openai.BadRequestError
-    ) as err:
-        client.chat.completions.create(model="default", messages=[{"role": "user", "content": "rice " * 6000}])
+    with (
+        openai.OpenAI(base_url=server.base_url + "/v1", api_key="x", max_retries=0) as client,
+        pytest.raises(openai.BadRequestError) as err,
+    ):
+        client.chat.completions.create(
+            model="default", messages=[{"role": "user", "content": "rice " * 6000}]
+        )
     assert err.value.code == "context_length_exceeded"
     for stream in (True, False):
         response = httpx.post(
@@ -179,9 +183,10 @@ def keyed_server(start_server: Callable[..., ServerProcess]) -> ServerProcess:
 
 def test_api_keys(keyed_server: ServerProcess) -> None:
     base = keyed_server.base_url + "/v1"
-    with openai.OpenAI(base_url=base, api_key="sk-wrong", max_retries=0) as wrong, pytest.raises(
-        openai.AuthenticationError
-    ) as err:
+    with (
+        openai.OpenAI(base_url=base, api_key="sk-wrong", max_retries=0) as wrong,
+        pytest.raises(openai.AuthenticationError) as err,
+    ):
         wrong.models.list()
     assert err.value.status_code == 401 and err.value.code == "invalid_api_key"
     assert_error(httpx.post(base + "/chat/completions", json=OK_BODY), 401, code="missing_api_key")
@@ -207,7 +212,9 @@ def test_operator_actions_need_an_operator_key(
         admin.delete("no-such-model:1b")
     assert missing.value.status_code == 404  # allowed, and then the model is not there
     status = proc.base_url + "/admin/providers"
-    assert_error(httpx.get(status, headers={"Authorization": "Bearer sk-user"}), 403, code="admin_key_required")
+    assert_error(
+        httpx.get(status, headers={"Authorization": "Bearer sk-user"}), 403, code="admin_key_required"
+    )
     assert httpx.get(status, headers={"Authorization": "Bearer sk-admin"}).status_code == 200
     with openai.OpenAI(base_url=proc.base_url + "/v1", api_key="sk-admin", max_retries=0) as client:
         assert client.models.list().data  # an operator key is an API key too
@@ -221,8 +228,9 @@ def test_hashed_keys_in_config(start_server: Callable[..., ServerProcess]) -> No
     proc = start_server(config={"api_keys": [f"sha256:{digest}"]})
     with openai.OpenAI(base_url=proc.base_url + "/v1", api_key="sk-from-config", max_retries=0) as client:
         assert client.models.list().data
-    with openai.OpenAI(base_url=proc.base_url + "/v1", api_key=digest, max_retries=0) as hashed, pytest.raises(
-        openai.AuthenticationError
+    with (
+        openai.OpenAI(base_url=proc.base_url + "/v1", api_key=digest, max_retries=0) as hashed,
+        pytest.raises(openai.AuthenticationError),
     ):
         hashed.models.list()
 

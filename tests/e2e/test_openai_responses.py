@@ -23,7 +23,11 @@ def client(server: ServerProcess) -> Iterator[openai.OpenAI]:
 
 def test_create_matches_openai_schema_and_is_stored(client: openai.OpenAI) -> None:
     raw = client.responses.with_raw_response.create(
-        model="default", input=QUESTION, instructions="Be brief.", max_output_tokens=16, temperature=0,
+        model="default",
+        input=QUESTION,
+        instructions="Be brief.",
+        max_output_tokens=16,
+        temperature=0,
         metadata={"team": "routing"},
     )
     body = json.loads(raw.text)
@@ -41,8 +45,12 @@ def test_create_matches_openai_schema_and_is_stored(client: openai.OpenAI) -> No
 
 
 def test_stream_events_from_created_to_completed(client: openai.OpenAI) -> None:
-    client.responses.create(model="default", input=QUESTION, max_output_tokens=8, temperature=0)  # warm the cache
-    with client.responses.stream(model="default", input=QUESTION, max_output_tokens=8, temperature=0) as stream:
+    client.responses.create(
+        model="default", input=QUESTION, max_output_tokens=8, temperature=0
+    )  # warm the cache
+    with client.responses.stream(
+        model="default", input=QUESTION, max_output_tokens=8, temperature=0
+    ) as stream:
         events = list(stream)
     # Cut by max_output_tokens, the stream ends with response.incomplete, as OpenAI's does (this SDK's
     # get_final_response() waits for response.completed only).
@@ -53,8 +61,12 @@ def test_stream_events_from_created_to_completed(client: openai.OpenAI) -> None:
     kinds = [e.type for e in events]
     assert kinds[:2] == ["response.created", "response.in_progress"]
     assert kinds[2:4] == ["response.output_item.added", "response.content_part.added"]
-    assert kinds[-4:] == ["response.output_text.done", "response.content_part.done",
-                          "response.output_item.done", "response.incomplete"]
+    assert kinds[-4:] == [
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.incomplete",
+    ]
     assert [e.sequence_number for e in events] == list(range(len(events)))
     for e in events:
         validate(e.model_dump(exclude_unset=True), "ResponseStreamEvent")
@@ -65,16 +77,27 @@ def test_stream_events_from_created_to_completed(client: openai.OpenAI) -> None:
 
 
 def test_previous_response_id_continues_the_conversation(client: openai.OpenAI) -> None:
-    first = client.responses.create(model="default", input="My name is Sari.", max_output_tokens=8, temperature=0)
-    second = client.responses.create(model="default", input="What is my name?", previous_response_id=first.id,
-                                     max_output_tokens=8, temperature=0)
-    alone = client.responses.create(model="default", input="What is my name?", max_output_tokens=8, temperature=0)
+    first = client.responses.create(
+        model="default", input="My name is Sari.", max_output_tokens=8, temperature=0
+    )
+    second = client.responses.create(
+        model="default",
+        input="What is my name?",
+        previous_response_id=first.id,
+        max_output_tokens=8,
+        temperature=0,
+    )
+    alone = client.responses.create(
+        model="default", input="What is my name?", max_output_tokens=8, temperature=0
+    )
     assert second.previous_response_id == first.id
     assert first.usage and second.usage and alone.usage
     # The follow-up carries the first turn (its input and its answer) in its prompt.
     assert second.usage.input_tokens >= alone.usage.input_tokens + first.usage.input_tokens - 2
     as_items = client.responses.create(
-        model="default", max_output_tokens=8, temperature=0,
+        model="default",
+        max_output_tokens=8,
+        temperature=0,
         input=[
             {"role": "user", "content": "My name is Sari."},
             {"role": "assistant", "content": first.output_text},
@@ -82,8 +105,13 @@ def test_previous_response_id_continues_the_conversation(client: openai.OpenAI) 
         ],
     )
     assert as_items.usage and as_items.usage.input_tokens == second.usage.input_tokens
-    again = client.responses.create(model="default", input="What is my name?", previous_response_id=first.id,
-                                    max_output_tokens=8, temperature=0)
+    again = client.responses.create(
+        model="default",
+        input="What is my name?",
+        previous_response_id=first.id,
+        max_output_tokens=8,
+        temperature=0,
+    )
     assert as_items.output_text == again.output_text  # both found the whole prompt in the prefix cache
 
 
@@ -110,22 +138,43 @@ def test_refusals_and_function_tools(client: openai.OpenAI) -> None:
         ({"tools": [{"type": "web_search"}]}, "tools[0].type"),
         ({"background": True}, "background"),
         ({"truncation": "auto"}, "truncation"),
-        ({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "http://x/y.png"}]}]},
-         "input[0].content[0].type"),
+        (
+            {
+                "input": [
+                    {"role": "user", "content": [{"type": "input_image", "image_url": "http://x/y.png"}]}
+                ]
+            },
+            "input[0].content[0].type",
+        ),
     ]:
         body = {"model": "default", "input": "hi", "max_output_tokens": 2, **kwargs}
         with pytest.raises(openai.BadRequestError) as err:
             client.responses.create(**body)  # type: ignore[call-overload]
         assert err.value.param == param, err.value
-    tools = [{"type": "function", "name": "get_weather", "description": "Weather in a city",
-              "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]
+    tools = [
+        {
+            "type": "function",
+            "name": "get_weather",
+            "description": "Weather in a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        }
+    ]
     history = [
         {"role": "user", "content": "Weather in Jakarta?"},
-        {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": '{"city": "Jakarta"}'},
+        {
+            "type": "function_call",
+            "call_id": "call_1",
+            "name": "get_weather",
+            "arguments": '{"city": "Jakarta"}',
+        },
         {"type": "function_call_output", "call_id": "call_1", "output": "31C"},
     ]
-    done = client.responses.create(model="default", input=history, tools=tools,  # type: ignore[arg-type]
-                                   max_output_tokens=16)
+    done = client.responses.create(
+        model="default",
+        input=history,
+        tools=tools,  # type: ignore[arg-type]
+        max_output_tokens=16,
+    )
     assert done.status in {"completed", "incomplete"}
     for item in done.output:
         if item.type == "function_call" and done.status == "completed":
@@ -145,17 +194,42 @@ def test_state_survives_a_restart(start_server: object) -> None:
 
 
 def test_forced_function_call_whole_and_streamed(client: openai.OpenAI) -> None:
-    tools = [{"type": "function", "name": "get_weather", "description": "The weather in a city.",
-              "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
-                             "additionalProperties": False}, "strict": True}]
-    done = client.responses.create(model="default", input="Weather in Jakarta?", tools=tools,  # type: ignore[arg-type]
-                                   tool_choice={"type": "function", "name": "get_weather"}, max_output_tokens=64,
-                                   temperature=0)
+    tools = [
+        {
+            "type": "function",
+            "name": "get_weather",
+            "description": "The weather in a city.",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+                "additionalProperties": False,
+            },
+            "strict": True,
+        }
+    ]
+    done = client.responses.create(
+        model="default",
+        input="Weather in Jakarta?",
+        tools=tools,  # type: ignore[arg-type]
+        tool_choice={"type": "function", "name": "get_weather"},
+        max_output_tokens=64,
+        temperature=0,
+    )
     calls = [i for i in done.output if i.type == "function_call"]
     assert len(calls) == 1 and calls[0].name == "get_weather"
     assert isinstance(json.loads(calls[0].arguments)["city"], str)
-    events = list(client.responses.create(model="default", input="Weather in Jakarta?", tools=tools,  # type: ignore[arg-type]
-                                          tool_choice="required", max_output_tokens=64, temperature=0, stream=True))
+    events = list(
+        client.responses.create(
+            model="default",
+            input="Weather in Jakarta?",
+            tools=tools,  # type: ignore[arg-type]
+            tool_choice="required",
+            max_output_tokens=64,
+            temperature=0,
+            stream=True,
+        )
+    )
     for e in events:
         validate(e.model_dump(exclude_unset=True), "ResponseStreamEvent")
     deltas = "".join(e.delta for e in events if e.type == "response.function_call_arguments.delta")

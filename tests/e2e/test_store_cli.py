@@ -37,28 +37,46 @@ def hub(lumbung_home: Path) -> Iterator[FakeHub]:
     short name resolves to it); its content is real, only its name is borrowed."""
     gguf = embedded_model_path(lumbung_home)
     with FakeHub() as h:
-        h.commit(QWEN, [FakeFile(QWEN_FILE, source=gguf, sha256=pkg.EXPECTED_SHA256),
-                        FakeFile("README.md", data=b"# Qwen2.5 0.5B (test stand-in)\n")], license="apache-2.0")
+        h.commit(
+            QWEN,
+            [
+                FakeFile(QWEN_FILE, source=gguf, sha256=pkg.EXPECTED_SHA256),
+                FakeFile("README.md", data=b"# Qwen2.5 0.5B (test stand-in)\n"),
+            ],
+            license="apache-2.0",
+        )
         yield h
 
 
 def env(hub: FakeHub, home: Path, **extra: str) -> dict[str, str]:
-    out = {**os.environ, "LUMBUNG_HOME": str(home), "HF_ENDPOINT": hub.url, "MODELSCOPE_ENDPOINT": hub.url,
-           "HF_HOME": str(home / "hf-cache"), "LUMBUNG_SERVE_DEFAULT_MODEL": "false", **extra}
+    out = {
+        **os.environ,
+        "LUMBUNG_HOME": str(home),
+        "HF_ENDPOINT": hub.url,
+        "MODELSCOPE_ENDPOINT": hub.url,
+        "HF_HOME": str(home / "hf-cache"),
+        "LUMBUNG_SERVE_DEFAULT_MODEL": "false",
+        **extra,
+    }
     out.pop("LUMBUNG_CONFIG", None)
     return out
 
 
-def lumbung(hub: FakeHub, home: Path, *args: str, limit_bytes: int | None = None,
-            extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def lumbung(
+    hub: FakeHub, home: Path, *args: str, limit_bytes: int | None = None, extra: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     def small_disk() -> None:  # the kernel refuses writes past the limit with EFBIG, as a full disk would
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         assert limit_bytes is not None
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
 
     return subprocess.run(
-        [sys.executable, "-m", "lumbung", *args], env=env(hub, home, **(extra or {})), capture_output=True,
-        text=True, timeout=300, preexec_fn=small_disk if limit_bytes else None,
+        [sys.executable, "-m", "lumbung", *args],
+        env=env(hub, home, **(extra or {})),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=small_disk if limit_bytes else None,
     )
 
 
@@ -79,11 +97,25 @@ def test_pull_resumes_a_cut_download_and_records_where_it_came_from(hub: FakeHub
     shown = json.loads(lumbung(hub, pulled, "show", "qwen2.5:0.5b-instruct", "--json").stdout)
     commit = hub.repos[QWEN].refs["main"]
     assert shown["reference"] == f"hf:{QWEN}:q4_k_m"
-    assert shown["source"] == {"kind": "hf", "repo": QWEN, "revision": "main", "commit": commit,
-                               "endpoint": hub.url, "path": None}
+    assert shown["source"] == {
+        "kind": "hf",
+        "repo": QWEN,
+        "revision": "main",
+        "commit": commit,
+        "endpoint": hub.url,
+        "path": None,
+    }
     assert shown["license"] == "apache-2.0"
-    assert shown["files"] == [{"path": QWEN_FILE, "kind": "gguf", "size": 253113024, "sha256": pkg.EXPECTED_SHA256,
-                               "mtime_ns": shown["files"][0]["mtime_ns"], "checked_against": "hub-sha256"}]
+    assert shown["files"] == [
+        {
+            "path": QWEN_FILE,
+            "kind": "gguf",
+            "size": 253113024,
+            "sha256": pkg.EXPECTED_SHA256,
+            "mtime_ns": shown["files"][0]["mtime_ns"],
+            "checked_against": "hub-sha256",
+        }
+    ]
     assert shown["gguf"]["architecture"] == "gemma3" and shown["gguf"]["quantization"] == "Q4_K_M"
     listing = lumbung(hub, pulled, "list")
     assert "qwen2.5:0.5b-instruct" in listing.stdout and "Q4_K_M" in listing.stdout
@@ -109,7 +141,9 @@ def test_pulled_models_are_served_by_name_and_reference(hub: FakeHub, pulled: Pa
         with openai.OpenAI(base_url=server.base_url + "/v1", api_key="x", max_retries=0) as client:
             for name in ("qwen2.5:0.5b-instruct", f"hf:{QWEN}:q4_k_m"):
                 done = client.chat.completions.create(model=name, messages=HI, max_tokens=3, temperature=0)
-                assert done.model == "qwen2.5:0.5b-instruct" and done.usage and done.usage.completion_tokens == 3
+                assert (
+                    done.model == "qwen2.5:0.5b-instruct" and done.usage and done.usage.completion_tokens == 3
+                )
             tags = httpx.get(server.base_url + "/api/tags").json()["models"]
             [tag] = [t for t in tags if t["name"] == "qwen2.5:0.5b-instruct"]
             assert tag["details"]["quantization_level"] == "Q4_K_M" and tag["details"]["family"] == "gemma3"
@@ -123,14 +157,20 @@ def test_export_import_carries_a_model_across_an_air_gap(hub: FakeHub, pulled: P
     done = lumbung(hub, pulled, "export", "qwen2.5:0.5b-instruct", "-o", str(bundle))
     assert done.returncode == 0, done.stderr
     island = tmp_path / "island"
-    offline = {"LUMBUNG_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9", "MODELSCOPE_ENDPOINT": "http://127.0.0.1:9"}
+    offline = {
+        "LUMBUNG_OFFLINE": "1",
+        "HF_ENDPOINT": "http://127.0.0.1:9",
+        "MODELSCOPE_ENDPOINT": "http://127.0.0.1:9",
+    }
     done = lumbung(hub, island, "import", str(bundle), extra=offline)
     assert done.returncode == 0 and "imported qwen2.5:0.5b-instruct" in done.stdout, done.stderr
     assert lumbung(hub, island, "verify", extra=offline).returncode == 0
     server = ServerProcess(island, env=env(hub, island, **offline)).start()
     try:
         with openai.OpenAI(base_url=server.base_url + "/v1", api_key="x", max_retries=0) as client:
-            done_chat = client.chat.completions.create(model="qwen2.5:0.5b-instruct", messages=HI, max_tokens=2)
+            done_chat = client.chat.completions.create(
+                model="qwen2.5:0.5b-instruct", messages=HI, max_tokens=2
+            )
             assert done_chat.usage and done_chat.usage.completion_tokens == 2
     finally:
         server.stop()
@@ -155,8 +195,11 @@ def _chat_error(server: ServerProcess) -> dict[str, Any]:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
-            r = httpx.post(server.base_url + "/v1/chat/completions", timeout=60,
-                           json={"model": "qwen2.5:0.5b-instruct", "messages": HI, "max_tokens": 2})
+            r = httpx.post(
+                server.base_url + "/v1/chat/completions",
+                timeout=60,
+                json={"model": "qwen2.5:0.5b-instruct", "messages": HI, "max_tokens": 2},
+            )
             if r.status_code != 200:
                 body: dict[str, Any] = r.json()
                 return body
@@ -172,7 +215,9 @@ def test_a_full_disk_leaves_no_blob_and_the_next_pull_resumes(hub: FakeHub, tmp_
     failed = lumbung(hub, home, "pull", f"hf:{QWEN}", limit_bytes=80_000_000)
     assert failed.returncode == 1
     assert "File too large" in failed.stderr and "pull again to resume. Nothing was stored." in failed.stderr
-    assert not list((home / "models" / "blobs").iterdir()) and not list((home / "models" / "manifests").iterdir())
+    assert not list((home / "models" / "blobs").iterdir()) and not list(
+        (home / "models" / "manifests").iterdir()
+    )
     [part] = (home / "models" / "partial").glob("*.part")
     kept = part.stat().st_size
     assert 0 < kept <= 80_000_000
@@ -196,8 +241,16 @@ def test_a_corrupted_download_is_refused(hub: FakeHub, tmp_path: Path) -> None:
 
 
 def test_a_config_entry_serves_a_stored_model_under_its_own_names(hub: FakeHub, pulled: Path) -> None:
-    config = {"models": [{"id": "assistant", "ref": "qwen2.5:0.5b-instruct", "aliases": ["gpt-4o-mini"],
-                          "context_size": 1024}]}
+    config = {
+        "models": [
+            {
+                "id": "assistant",
+                "ref": "qwen2.5:0.5b-instruct",
+                "aliases": ["gpt-4o-mini"],
+                "context_size": 1024,
+            }
+        ]
+    }
     server = ServerProcess(pulled, config=config, env=env(hub, pulled)).start()
     try:
         models = {m["id"]: m for m in httpx.get(server.base_url + "/v1/models").json()["data"]}
@@ -208,7 +261,11 @@ def test_a_config_entry_serves_a_stored_model_under_its_own_names(hub: FakeHub, 
             assert done.model == "assistant" and done.usage and done.usage.completion_tokens == 2
     finally:
         server.stop()
-    missing = ServerProcess(pulled, config={"models": [{"id": "x", "ref": "llama3.2:1b"}]}, env=env(hub, pulled))
-    with pytest.raises(RuntimeError, match=r"'llama3.2:1b' is not in the store; run `lumbung pull llama3.2:1b` first"):
+    missing = ServerProcess(
+        pulled, config={"models": [{"id": "x", "ref": "llama3.2:1b"}]}, env=env(hub, pulled)
+    )
+    with pytest.raises(
+        RuntimeError, match=r"'llama3.2:1b' is not in the store; run `lumbung pull llama3.2:1b` first"
+    ):
         missing.start()
     missing.stop()

@@ -40,8 +40,13 @@ def hub(lumbung_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 def env(hub: FakeHub, home: Path, **extra: str) -> dict[str, str]:
-    return {"HF_ENDPOINT": hub.url, "MODELSCOPE_ENDPOINT": hub.url, "HF_HOME": str(home / "hf-cache"),
-            "LUMBUNG_SERVE_DEFAULT_MODEL": "false", **extra}
+    return {
+        "HF_ENDPOINT": hub.url,
+        "MODELSCOPE_ENDPOINT": hub.url,
+        "HF_HOME": str(home / "hf-cache"),
+        "LUMBUNG_SERVE_DEFAULT_MODEL": "false",
+        **extra,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -52,39 +57,54 @@ def served(hub: FakeHub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     server.stop()
 
 
-def test_ollama_pull_streams_progress_and_the_model_is_served_at_once(hub: FakeHub, served: ServerProcess) -> None:
-    with ollama.Client(host=served.base_url) as client, openai.OpenAI(
-        base_url=served.base_url + "/v1", api_key="x", max_retries=0
-    ) as chat:
+def test_ollama_pull_streams_progress_and_the_model_is_served_at_once(
+    hub: FakeHub, served: ServerProcess
+) -> None:
+    with (
+        ollama.Client(host=served.base_url) as client,
+        openai.OpenAI(base_url=served.base_url + "/v1", api_key="x", max_retries=0) as chat,
+    ):
         events = list(client.pull(f"modelscope.cn/{REPO}:Q4_K_M", stream=True))
         statuses = [e.status for e in events]
-        assert statuses[0] == "pulling manifest" and statuses[-3:] == ["verifying sha256 digest", "writing manifest",
-                                                                     "success"]
+        assert statuses[0] == "pulling manifest" and statuses[-3:] == [
+            "verifying sha256 digest",
+            "writing manifest",
+            "success",
+        ]
         layer = [e for e in events if e.digest]
         assert layer and all(e.status == f"pulling {pkg.EXPECTED_SHA256[:12]}" for e in layer)
         assert layer[-1].completed == layer[-1].total == 253113024
         assert [e.completed for e in layer] == sorted(e.completed or 0 for e in layer)
-        assert hub.seen("GET", f"/api/v1/models/{REPO}/repo?Revision=master")  # bytes came over ModelScope's API
+        assert hub.seen(
+            "GET", f"/api/v1/models/{REPO}/repo?Revision=master"
+        )  # bytes came over ModelScope's API
         name = f"ms:{REPO}:q4_k_m"
         assert name in [m.model for m in client.list().models]
         for model in (name, f"modelscope.cn/{REPO}:Q4_K_M"):  # by reference, and as the client spelled it
             done = chat.chat.completions.create(model=model, messages=HI, max_tokens=2)
             assert done.model == name and done.usage and done.usage.completion_tokens == 2
         shown = client.show(name)
-        assert shown.details and shown.details.quantization_level == "Q4_K_M" and shown.details.family == "gemma3"
+        assert (
+            shown.details
+            and shown.details.quantization_level == "Q4_K_M"
+            and shown.details.family == "gemma3"
+        )
 
 
 def test_a_split_gguf_is_pulled_whole_and_loads_from_its_parts(served: ServerProcess) -> None:
     """The real model split in two parts (in a sub-folder, as big repos do): llama.cpp finds part 2
     by name next to part 1 in the store's view, and answers exactly as the unsplit file does."""
-    with ollama.Client(host=served.base_url) as client, openai.OpenAI(
-        base_url=served.base_url + "/v1", api_key="x", max_retries=0
-    ) as chat:
+    with (
+        ollama.Client(host=served.base_url) as client,
+        openai.OpenAI(base_url=served.base_url + "/v1", api_key="x", max_retries=0) as chat,
+    ):
         assert [e.status for e in client.pull("hf.co/acme/split-GGUF:Q4_K_M", stream=True)][-1] == "success"
         shown = client.show("hf:acme/split-GGUF:q4_k_m")
         assert shown.modelinfo and shown.modelinfo["general.parameter_count"] == 268098176
         answers = [
-            chat.chat.completions.create(model=m, messages=HI, max_tokens=8, temperature=0).choices[0].message.content
+            chat.chat.completions.create(model=m, messages=HI, max_tokens=8, temperature=0)
+            .choices[0]
+            .message.content
             for m in ("hf.co/acme/split-GGUF:Q4_K_M", f"ms:{REPO}:q4_k_m")
         ]
         assert answers[0] and answers[0] == answers[1]
@@ -116,9 +136,10 @@ def test_bad_pulls_get_ollama_errors(served: ServerProcess) -> None:
 
 
 def test_delete_removes_the_model_from_store_and_service(served: ServerProcess) -> None:
-    with ollama.Client(host=served.base_url) as client, openai.OpenAI(
-        base_url=served.base_url + "/v1", api_key="x", max_retries=0
-    ) as chat:
+    with (
+        ollama.Client(host=served.base_url) as client,
+        openai.OpenAI(base_url=served.base_url + "/v1", api_key="x", max_retries=0) as chat,
+    ):
         list(client.pull(f"hf:{REPO}:{FILE}", stream=True))
         name = f"hf:{REPO}:{FILE}"
         client.delete(name)
@@ -138,12 +159,15 @@ def test_offline_server_makes_no_network_call(hub: FakeHub, served: ServerProces
     served.stop()  # the same home, now offline
     log = tmp_path / "sockets.log"
     hub.requests.clear()
-    offline = ServerProcess(served.home, env={**env(hub, served.home), "LUMBUNG_OFFLINE": "1", **guarded_env(log)})
+    offline = ServerProcess(
+        served.home, env={**env(hub, served.home), "LUMBUNG_OFFLINE": "1", **guarded_env(log)}
+    )
     offline.start()
     try:
-        with openai.OpenAI(base_url=offline.base_url + "/v1", api_key="x", max_retries=0) as chat, ollama.Client(
-            host=offline.base_url
-        ) as client:
+        with (
+            openai.OpenAI(base_url=offline.base_url + "/v1", api_key="x", max_retries=0) as chat,
+            ollama.Client(host=offline.base_url) as client,
+        ):
             done = chat.chat.completions.create(model=f"ms:{REPO}:q4_k_m", messages=HI, max_tokens=2)
             assert done.usage and done.usage.completion_tokens == 2
             assert [e.status for e in client.pull(f"ms:{REPO}:q4_k_m", stream=True)] == ["success"]
@@ -158,15 +182,30 @@ def test_offline_server_makes_no_network_call(hub: FakeHub, served: ServerProces
 def test_the_socket_guard_catches_what_an_online_pull_would_do(hub: FakeHub, tmp_path: Path) -> None:
     log = tmp_path / "sockets.log"
     environ = {**os.environ, **env(hub, tmp_path), "LUMBUNG_HOME": str(tmp_path), **guarded_env(log)}
-    online = subprocess.run([sys.executable, "-m", "lumbung", "pull", f"hf:{REPO}"], env=environ,
-                            capture_output=True, text=True, timeout=120)
+    online = subprocess.run(
+        [sys.executable, "-m", "lumbung", "pull", f"hf:{REPO}"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert online.returncode == 1 and "refused (the process must be offline)" in online.stderr
     assert "socket.getaddrinfo" in log.read_text() or "socket.connect" in log.read_text()
     log.unlink()
-    offline = subprocess.run([sys.executable, "-m", "lumbung", "pull", "--offline", f"hf:{REPO}"], env=environ,
-                             capture_output=True, text=True, timeout=120)
+    offline = subprocess.run(
+        [sys.executable, "-m", "lumbung", "pull", "--offline", f"hf:{REPO}"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert offline.returncode == 1 and "not in the store and lumbung is offline" in offline.stderr
     assert not log.exists()
-    shown = subprocess.run([sys.executable, "-m", "lumbung", "list", "--json"], env=environ, capture_output=True,
-                           text=True, timeout=60)
+    shown = subprocess.run(
+        [sys.executable, "-m", "lumbung", "list", "--json"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert json.loads(shown.stdout) == [] and not log.exists()

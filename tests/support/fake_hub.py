@@ -108,7 +108,9 @@ class FakeRepo:
 
 @dataclass
 class Faults:
-    cut: dict[str, list[int]] = field(default_factory=dict)  # path -> byte counts to cut after, one per request
+    cut: dict[str, list[int]] = field(
+        default_factory=dict
+    )  # path -> byte counts to cut after, one per request
     corrupt: set[str] = field(default_factory=set)  # paths whose byte in the middle is flipped
     ignore_range: bool = False
     delay: float = 0.0  # seconds before each body block (a slow link)
@@ -133,8 +135,15 @@ class FakeHub:
         self._commits = 0
 
     # -- content -------------------------------------------------------------------------
-    def commit(self, repo_id: str, files: list[FakeFile], *, branches: tuple[str, ...] = ("main", "master"),
-               tags: tuple[str, ...] = (), license: str | None = "apache-2.0") -> str:
+    def commit(
+        self,
+        repo_id: str,
+        files: list[FakeFile],
+        *,
+        branches: tuple[str, ...] = ("main", "master"),
+        tags: tuple[str, ...] = (),
+        license: str | None = "apache-2.0",
+    ) -> str:
         """Add a commit holding exactly ``files`` on ``branches`` (HF's default branch is main,
         ModelScope's master); returns its sha."""
         repo = self.repos.setdefault(repo_id, FakeRepo(repo_id, license))
@@ -292,8 +301,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _hf_repo(self, repo_id: str) -> FakeRepo | None:
         repo = self.owner.repos.get(repo_id)
         if repo is None:
-            self._json(401, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound",
-                                                                "X-Error-Message": "Repository not found"})
+            self._json(
+                401,
+                {"error": "Repository not found"},
+                {"X-Error-Code": "RepoNotFound", "X-Error-Message": "Repository not found"},
+            )
         return repo
 
     def _hf_info(self, rest: str) -> None:
@@ -349,7 +361,9 @@ class _Handler(BaseHTTPRequestHandler):
         if f.lfs:
             self.send_response(302)
             # The CDN is another host, as on the real Hub (HEAD requests must not follow it).
-            self.send_header("Location", f"{self.owner.url.replace('127.0.0.1', 'localhost')}/fake-cdn/{f.sha256}")
+            self.send_header(
+                "Location", f"{self.owner.url.replace('127.0.0.1', 'localhost')}/fake-cdn/{f.sha256}"
+            )
             self.send_header("X-Repo-Commit", commit.sha)
             self.send_header("X-Linked-Etag", f'"{f.sha256}"')
             self.send_header("X-Linked-Size", str(f.size))
@@ -366,9 +380,23 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(404, {"success": False, "code": "NotFound", "message": f"model {repo_id} not found"})
             return
         owner, name = repo_id.split("/")
-        self._json(200, {"success": True, "request_id": "fake", "data": {
-            "id": repo_id, "owner": owner, "name": name, "license": repo.license, "visibility": 5,
-            "downloads": 0, "likes": 0, "tags": []}})
+        self._json(
+            200,
+            {
+                "success": True,
+                "request_id": "fake",
+                "data": {
+                    "id": repo_id,
+                    "owner": owner,
+                    "name": name,
+                    "license": repo.license,
+                    "visibility": 5,
+                    "downloads": 0,
+                    "likes": 0,
+                    "tags": [],
+                },
+            },
+        )
 
     def _ms_api(self, rest: str, query: dict[str, str]) -> None:
         parts = rest.split("/")
@@ -386,9 +414,19 @@ class _Handler(BaseHTTPRequestHandler):
             files = []
             for f in commit.files.values():
                 changed = repo.last_change(commit, f.path)
-                files.append({"Name": f.path.rsplit("/", 1)[-1], "Path": f.path, "Size": f.size, "Sha256": f.sha256,
-                              "Type": "blob", "Revision": changed.sha, "CommittedDate": changed.date,
-                              "IsLFS": bool(f.lfs), "Mode": "33188"})
+                files.append(
+                    {
+                        "Name": f.path.rsplit("/", 1)[-1],
+                        "Path": f.path,
+                        "Size": f.size,
+                        "Sha256": f.sha256,
+                        "Type": "blob",
+                        "Revision": changed.sha,
+                        "CommittedDate": changed.date,
+                        "IsLFS": bool(f.lfs),
+                        "Mode": "33188",
+                    }
+                )
             self._json(200, {"Code": 200, "Data": {"Files": files}, "Message": "success", "Success": True})
         elif tail == "repo":
             f = commit.files.get(query.get("FilePath", ""))

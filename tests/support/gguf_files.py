@@ -69,10 +69,13 @@ def split_gguf(src: Path, out_dir: Path, prefix: str, parts: int = 2) -> list[Pa
     groups = [info.tensors[i * per : (i + 1) * per] for i in range(parts)]
     paths = []
     for no, group in enumerate(groups):
-        split = (_kv(gguf.Keys.Split.LLM_KV_SPLIT_NO, "<H", gguf.GGUFValueType.UINT16, no)
-                 + _kv(gguf.Keys.Split.LLM_KV_SPLIT_COUNT, "<H", gguf.GGUFValueType.UINT16, parts)
-                 + _kv(gguf.Keys.Split.LLM_KV_SPLIT_TENSORS_COUNT, "<i", gguf.GGUFValueType.INT32,
-                       len(info.tensors)))
+        split = (
+            _kv(gguf.Keys.Split.LLM_KV_SPLIT_NO, "<H", gguf.GGUFValueType.UINT16, no)
+            + _kv(gguf.Keys.Split.LLM_KV_SPLIT_COUNT, "<H", gguf.GGUFValueType.UINT16, parts)
+            + _kv(
+                gguf.Keys.Split.LLM_KV_SPLIT_TENSORS_COUNT, "<i", gguf.GGUFValueType.INT32, len(info.tensors)
+            )
+        )
         metadata = data[24 : info.metadata_end] + split if no == 0 else split
         n_kv = (len(set(info.metadata) | set(info.array_lengths)) + 3) if no == 0 else 3
         infos, body, offset = b"", [], 0

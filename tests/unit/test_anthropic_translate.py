@@ -222,9 +222,13 @@ def test_streamed_call_fragments_fill_one_tool_use_block() -> None:
     chat, opts = _parse()
     w = ant.EventWriter(chat, "m", opts)  # type: ignore[arg-type]
     events = []
-    for chunk in [Chunk(tool_calls=[ToolCall("t1", "f", "")]), Chunk(tool_calls=[ToolCall("", "", '{"x"')]),
-                  Chunk(tool_calls=[ToolCall("", "", ": 1}")]), Chunk(tool_calls=[ToolCall("t2", "g", "{}")]),
-                  Chunk(finish_reason="tool_calls", usage=Usage(3, 5))]:
+    for chunk in [
+        Chunk(tool_calls=[ToolCall("t1", "f", "")]),
+        Chunk(tool_calls=[ToolCall("", "", '{"x"')]),
+        Chunk(tool_calls=[ToolCall("", "", ": 1}")]),
+        Chunk(tool_calls=[ToolCall("t2", "g", "{}")]),
+        Chunk(finish_reason="tool_calls", usage=Usage(3, 5)),
+    ]:
         events += w.events(chunk)
     starts = [d["content_block"] for n, d in events if n == "content_block_start"]
     assert [(b["id"], b["name"]) for b in starts] == [("t1", "f"), ("t2", "g")]

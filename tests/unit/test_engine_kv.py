@@ -62,7 +62,9 @@ def test_share_refuses_a_busy_target_or_a_short_source() -> None:
 
 
 ops = st.lists(
-    st.tuples(st.sampled_from(["extend", "share", "drop"]), st.integers(0, 5), st.integers(0, 5), st.integers(0, 40)),
+    st.tuples(
+        st.sampled_from(["extend", "share", "drop"]), st.integers(0, 5), st.integers(0, 5), st.integers(0, 40)
+    ),
     max_size=60,
 )
 

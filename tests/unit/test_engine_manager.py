@@ -69,7 +69,9 @@ async def test_unknown_model_and_failed_load() -> None:
     assert err.value.retry_after and err.value.status == 503
 
 
-async def test_idle_model_unloads_after_keep_alive_but_not_while_leased(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_idle_model_unloads_after_keep_alive_but_not_while_leased(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr(manager_mod, "SWEEP_SECONDS", 0.01)
     loader = Loader({"a": 1, "b": 1})
     mgr = ModelManager({"a": 0.05, "b": -1}.get, loader)
@@ -131,7 +133,9 @@ async def _gone(mgr: ModelManager, model_id: str, model: FakeModel) -> bool:
     return False
 
 
-async def test_a_requests_keep_alive_holds_for_the_model_from_then_on(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_requests_keep_alive_holds_for_the_model_from_then_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr(manager_mod, "SWEEP_SECONDS", 0.01)
     loader = Loader({"a": 1})
     mgr = ModelManager({"a": 0.05}.get, loader)

@@ -63,7 +63,9 @@ routes:
 
 
 def test_unknown_provider_names_the_line(tmp_path: Path) -> None:
-    msg = error(tmp_path, PROVIDERS + "routes:\n  - name: chat\n    tiers:\n      - [vllm/a]\n      - [nowhere/b]\n")
+    msg = error(
+        tmp_path, PROVIDERS + "routes:\n  - name: chat\n    tiers:\n      - [vllm/a]\n      - [nowhere/b]\n"
+    )
     assert "unknown provider 'nowhere'" in msg and "lumbung.yaml:15" in msg
 
 
@@ -73,19 +75,27 @@ def test_unknown_local_model_is_refused(tmp_path: Path) -> None:
 
 
 def test_egress_of_a_route_is_enforced_at_start_up(tmp_path: Path) -> None:
-    text = PROVIDERS + "routes:\n  - name: chat\n    egress: [ID]\n    tiers:\n      - [vllm/a]\n      - [cloud/b]\n"
+    text = (
+        PROVIDERS
+        + "routes:\n  - name: chat\n    egress: [ID]\n    tiers:\n      - [vllm/a]\n      - [cloud/b]\n"
+    )
     msg = error(tmp_path, text)
     assert "egress policy" in msg and "'cloud/b'" in msg and "'US'" in msg and "lumbung.yaml:16" in msg
 
 
 def test_server_wide_egress_is_enforced(tmp_path: Path) -> None:
-    text = PROVIDERS + "egress: [ID]\nroutes:\n  - name: chat\n    tiers: [[vllm/a, local/default], [cloud/b]]\n"
+    text = (
+        PROVIDERS + "egress: [ID]\nroutes:\n  - name: chat\n    tiers: [[vllm/a, local/default], [cloud/b]]\n"
+    )
     msg = error(tmp_path, text)
     assert "the server may send data only to ['ID']" in msg
 
 
 def test_local_is_always_allowed(tmp_path: Path) -> None:
-    load(tmp_path, PROVIDERS + "egress: [ID]\nroutes:\n  - name: chat\n    tiers: [[vllm/a], [local/default]]\n")
+    load(
+        tmp_path,
+        PROVIDERS + "egress: [ID]\nroutes:\n  - name: chat\n    tiers: [[vllm/a], [local/default]]\n",
+    )
 
 
 def test_remote_provider_needs_a_jurisdiction_and_url(tmp_path: Path) -> None:
@@ -98,7 +108,10 @@ def test_remote_provider_needs_a_jurisdiction_and_url(tmp_path: Path) -> None:
 def test_names_must_be_unique(tmp_path: Path) -> None:
     msg = error(tmp_path, "routes:\n  - name: default\n    tiers: [[local/default]]\n")
     assert "'default' is used twice" in msg
-    msg = error(tmp_path, PROVIDERS + "  - name: vllm\n    kind: openai\n    base_url: http://h\n    jurisdiction: ID\n")
+    msg = error(
+        tmp_path,
+        PROVIDERS + "  - name: vllm\n    kind: openai\n    base_url: http://h\n    jurisdiction: ID\n",
+    )
     assert "'vllm' is used twice" in msg
 
 

@@ -205,7 +205,10 @@ async def test_every_target_rate_limited_gives_429_with_the_soonest_retry_after(
 
 
 async def test_all_failed_names_every_target() -> None:
-    a, b = Scripted("a", default=UpstreamError("a is down")), Scripted("b", default=UpstreamError("b is down"))
+    a, b = (
+        Scripted("a", default=UpstreamError("a is down")),
+        Scripted("b", default=UpstreamError("b is down")),
+    )
     gw, _, _ = gateway([a], [b])
     with pytest.raises(UpstreamError) as err:
         await answer(gw)

@@ -258,7 +258,10 @@ def test_pass_through_sends_the_clients_bytes_when_nothing_must_change() -> None
     assert _as_sent(raw, body, "m1", False, False) is raw  # whole: untouched
     assert _as_sent(raw, body, "other", False, False) is None  # model renamed: re-encoded
     streamed = _as_sent(raw, {**body, "stream": True}, "m1", True, False)
-    assert streamed is not None and json.loads(streamed) == {**body, "stream_options": {"include_usage": True}}
+    assert streamed is not None and json.loads(streamed) == {
+        **body,
+        "stream_options": {"include_usage": True},
+    }
     asked = {**body, "stream_options": {"include_usage": True}}
     assert _as_sent(raw, asked, "m1", True, True) is raw  # usage already on
     assert _as_sent(raw, {**body, "stream_options": {}}, "m1", True, False) is None  # merged, re-encoded

@@ -20,8 +20,19 @@ def _chat(**body: object) -> tuple[object, oll.OllamaCall]:
 
 def test_keep_alive_reads_go_durations_and_seconds() -> None:
     cases: list[tuple[object, float | None]] = [
-        ("5m", 300), ("1.5h", 5400), ("1h30m", 5400), ("2m3.5s", 123.5), ("500ms", 0.5), ("0", 0), ("0s", 0),
-        (300, 300), (2.5, 2.5), (0, 0), ("30", 30), (" 10s ", 10), (None, None),
+        ("5m", 300),
+        ("1.5h", 5400),
+        ("1h30m", 5400),
+        ("2m3.5s", 123.5),
+        ("500ms", 0.5),
+        ("0", 0),
+        ("0s", 0),
+        (300, 300),
+        (2.5, 2.5),
+        (0, 0),
+        ("30", 30),
+        (" 10s ", 10),
+        (None, None),
     ]
     for value, seconds in cases:
         assert oll.keep_alive_seconds(value) == seconds, value
@@ -33,7 +44,20 @@ def test_negative_keep_alive_means_forever() -> None:
 
 
 def test_bad_keep_alive_is_refused_naming_the_field() -> None:
-    for value in ("soon", "5x", "m", "1h 30m", "", "--1s", "1e3s", True, [1], {"m": 5}, float("nan"), float("inf")):
+    for value in (
+        "soon",
+        "5x",
+        "m",
+        "1h 30m",
+        "",
+        "--1s",
+        "1e3s",
+        True,
+        [1],
+        {"m": 5},
+        float("nan"),
+        float("inf"),
+    ):
         with pytest.raises(InvalidRequest) as err:
             oll.keep_alive_seconds(value)
         assert err.value.param == "keep_alive" and "keep_alive" in err.value.message, value
@@ -54,22 +78,33 @@ def test_empty_request_with_keep_alive_zero_is_an_unload() -> None:
     assert call.unload
     writer = oll.LineWriter("m", call, chat=False)
     assert writer.loaded("unload") | {"created_at": ""} == {
-        "model": "m", "created_at": "", "response": "", "done": True, "done_reason": "unload"
+        "model": "m",
+        "created_at": "",
+        "response": "",
+        "done": True,
+        "done_reason": "unload",
     }
 
 
 def test_ps_shows_memory_and_expiry_longest_first() -> None:
     def info(name: str, **details: object) -> ModelInfo:
-        return ModelInfo(id=name, loaded=True, context_length=2048,
-                         details={"memory_bytes": 5 << 20, "size_bytes": 1 << 20, **details})
+        return ModelInfo(
+            id=name,
+            loaded=True,
+            context_length=2048,
+            details={"memory_bytes": 5 << 20, "size_bytes": 1 << 20, **details},
+        )
 
     now = 1_000_000.0
-    body = oll.ps_body([
-        info("idle", expires_at=now + 60, keep_alive=300),
-        info("busy", expires_at=None, keep_alive=300),
-        info("forever", expires_at=None, keep_alive=-1),
-        ModelInfo(id="cold", loaded=False),
-    ], now)
+    body = oll.ps_body(
+        [
+            info("idle", expires_at=now + 60, keep_alive=300),
+            info("busy", expires_at=None, keep_alive=300),
+            info("forever", expires_at=None, keep_alive=-1),
+            ModelInfo(id="cold", loaded=False),
+        ],
+        now,
+    )
     names = [m["name"] for m in body["models"]]
     assert names == ["forever", "busy", "idle"]
     idle = body["models"][2]

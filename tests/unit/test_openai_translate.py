@@ -150,11 +150,14 @@ def test_stream_without_usage_has_no_usage_key() -> None:
 def test_n_choices_are_indexed_and_usage_counts_the_prompt_once() -> None:
     from lumbung.surfaces.openai import choice_requests
 
-    chat, options = parse_chat_request(json.dumps({"model": "m", "messages": [{"role": "user", "content": "x"}],
-                                                   "n": 3, "seed": 7}).encode())
+    chat, options = parse_chat_request(
+        json.dumps({"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 3, "seed": 7}).encode()
+    )
     assert options.n == 3
     assert [r.sampling.seed for r in choice_requests(chat, 3)] == [7, 8, 9]
-    body = completion_body(chat, "m", Completion("a", "stop", Usage(5, 2)), Completion("b", "length", Usage(5, 4)))
+    body = completion_body(
+        chat, "m", Completion("a", "stop", Usage(5, 2)), Completion("b", "length", Usage(5, 4))
+    )
     validate(body, "CreateChatCompletionResponse")
     assert [c["index"] for c in body["choices"]] == [0, 1]
     assert body["usage"]["prompt_tokens"] == 5 and body["usage"]["completion_tokens"] == 6

@@ -53,15 +53,25 @@ def test_pull_list_show_verify_rm(run: object, tmp_path: Path) -> None:
     shown = invoke("show", ref).output
     assert "licence     unknown" in shown and "(local)" in shown and "llama, 384 parameters, Q8_0" in shown
     manifest = json.loads(invoke("show", ref, "--json").output)
-    assert manifest["source"] == {"kind": "file", "repo": None, "revision": None, "commit": None,
-                                  "endpoint": None, "path": str(src)}
+    assert manifest["source"] == {
+        "kind": "file",
+        "repo": None,
+        "revision": None,
+        "commit": None,
+        "endpoint": None,
+        "path": str(src),
+    }
     assert json.loads(invoke("list", "--json").output)[0]["details"]["quantization_level"] == "Q8_0"
     assert invoke("verify").exit_code == 0
     blob = tmp_path / "home" / "models" / "blobs" / f"sha256-{manifest['files'][0]['sha256']}"
     os.chmod(blob, 0o644)
     blob.write_bytes(blob.read_bytes()[:-1] + b"\x01")
     damaged = invoke("verify", ref)
-    assert damaged.exit_code == 1 and "DAMAGED" in damaged.output and "1 model(s) failed verification" in damaged.output
+    assert (
+        damaged.exit_code == 1
+        and "DAMAGED" in damaged.output
+        and "1 model(s) failed verification" in damaged.output
+    )
     removed = invoke("rm", ref)
     assert removed.exit_code == 0 and removed.output.startswith(f"removed {ref} (freed 0.0 MB)")
     assert invoke("list").output.splitlines()[1:] == []
@@ -79,14 +89,18 @@ def test_errors_are_one_clear_line(run: object, tmp_path: Path) -> None:
         (("pull", "--offline", "hf:acme/x"), "not in the store and lumbung is offline"),
     ]:
         result = invoke(*args)
-        assert result.exit_code == 1 and result.output.startswith("Error: ") and message in result.output, result.output
+        assert result.exit_code == 1 and result.output.startswith("Error: ") and message in result.output, (
+            result.output
+        )
         assert "Traceback" not in result.output
     assert invoke("pull").exit_code == 2
 
 
 def test_catalogue_listing(run: object) -> None:
     out = run("pull", "--catalog").output  # type: ignore[operator]
-    assert re.search(r"^qwen2\.5:0\.5b-instruct +hf:Qwen/Qwen2\.5-0\.5B-Instruct-GGUF:q4_k_m +Qwen2\.5", out, re.M)
+    assert re.search(
+        r"^qwen2\.5:0\.5b-instruct +hf:Qwen/Qwen2\.5-0\.5B-Instruct-GGUF:q4_k_m +Qwen2\.5", out, re.M
+    )
     assert "gemma3:270m" in out and "nomic-embed-text:v1.5" in out
 
 
@@ -107,7 +121,9 @@ class Terminal(io.StringIO):
 
 def events(total: int) -> list[Progress]:
     out = [Progress("pulling manifest")]
-    out += [Progress("pulling m.gguf", "m.gguf", "sha256:ab", total, n) for n in range(0, total + 1, total // 40)]
+    out += [
+        Progress("pulling m.gguf", "m.gguf", "sha256:ab", total, n) for n in range(0, total + 1, total // 40)
+    ]
     return [*out, Progress("success")]
 
 
@@ -119,7 +135,10 @@ def test_plain_progress_lines_every_tenth() -> None:
     lines = stream.getvalue().splitlines()
     assert lines[0] == "pulling manifest" and lines[-1] == "success"
     pct = [line for line in lines if line.startswith("pulling m.gguf: ")]
-    assert pct[0] == "pulling m.gguf: 0% (0.0 MB of 4.0 MB)" and pct[-1] == "pulling m.gguf: 100% (4.0 MB of 4.0 MB)"
+    assert (
+        pct[0] == "pulling m.gguf: 0% (0.0 MB of 4.0 MB)"
+        and pct[-1] == "pulling m.gguf: 100% (4.0 MB of 4.0 MB)"
+    )
     assert len(pct) <= 12
 
 

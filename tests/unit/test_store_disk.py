@@ -46,8 +46,14 @@ def test_local_file_is_copied_checked_and_described(store: ModelStore, tmp_path:
     assert store.blob_path(m.files[0].sha256).read_bytes() == (tmp_path / "tiny-Q4_K_M.gguf").read_bytes()
     details = model_details(store.root.parent, m.name)
     assert details is not None
-    assert details["details"] == {"parent_model": "", "format": "gguf", "family": "llama", "families": ["llama"],
-                                  "parameter_size": "384", "quantization_level": "Q4_K_M"}
+    assert details["details"] == {
+        "parent_model": "",
+        "format": "gguf",
+        "family": "llama",
+        "families": ["llama"],
+        "parameter_size": "384",
+        "quantization_level": "Q4_K_M",
+    }
     assert details["model_info"]["llama.context_length"] == 8192
     assert details["digest"] == m.digest and details["size"] == m.size
     assert model_details(store.root.parent, "nope") is None
@@ -167,15 +173,24 @@ def test_a_bundle_with_a_flipped_byte_is_refused(good_bundle: Path, tmp_path: Pa
     target = ModelStore(tmp_path / "t")
     with pytest.raises(IntegrityError, match="sha256 mismatch"):
         import_bundle(target, bad)
-    assert target.models() == [] and not list(target.blobs.iterdir()) and not list(target.partial.glob("*.part"))
+    assert (
+        target.models() == [] and not list(target.blobs.iterdir()) and not list(target.partial.glob("*.part"))
+    )
 
 
 @pytest.mark.parametrize(
     ("name", "kind"),
-    [("../../evil", tarfile.REGTYPE), ("/etc/evil", tarfile.REGTYPE), ("blobs/sha256-x", tarfile.REGTYPE),
-     ("manifests/link.json", tarfile.SYMTYPE), ("blobs", tarfile.DIRTYPE)],
+    [
+        ("../../evil", tarfile.REGTYPE),
+        ("/etc/evil", tarfile.REGTYPE),
+        ("blobs/sha256-x", tarfile.REGTYPE),
+        ("manifests/link.json", tarfile.SYMTYPE),
+        ("blobs", tarfile.DIRTYPE),
+    ],
 )
-def test_a_bundle_with_a_hostile_member_is_refused(good_bundle: Path, tmp_path: Path, name: str, kind: bytes) -> None:
+def test_a_bundle_with_a_hostile_member_is_refused(
+    good_bundle: Path, tmp_path: Path, name: str, kind: bytes
+) -> None:
     info = tarfile.TarInfo(name)
     info.type = kind
     if kind == tarfile.SYMTYPE:
@@ -188,7 +203,9 @@ def test_a_bundle_with_a_hostile_member_is_refused(good_bundle: Path, tmp_path: 
     assert target.models() == [] and not (tmp_path / "evil").exists()
 
 
-def test_a_bundle_missing_a_blob_or_with_a_hostile_manifest_is_refused(good_bundle: Path, tmp_path: Path) -> None:
+def test_a_bundle_missing_a_blob_or_with_a_hostile_manifest_is_refused(
+    good_bundle: Path, tmp_path: Path
+) -> None:
     members = _members(good_bundle)
     target = ModelStore(tmp_path / "t")
     with pytest.raises(IntegrityError, match="which the bundle does not hold"):

@@ -53,7 +53,9 @@ def test_every_truncation_is_refused(good: Path, tmp_path: Path) -> None:
 def test_truncated_tensor_data_names_the_sizes(good: Path, tmp_path: Path) -> None:
     cut = tmp_path / "cut.gguf"
     cut.write_bytes(good.read_bytes()[:-10])
-    with pytest.raises(InvalidModelFile, match=r"truncated, the tensor data needs \d+ bytes but the file has"):
+    with pytest.raises(
+        InvalidModelFile, match=r"truncated, the tensor data needs \d+ bytes but the file has"
+    ):
         read_gguf(cut)
 
 
@@ -76,7 +78,9 @@ def _patched(good: Path, tmp_path: Path, offset: int, value: bytes) -> Path:
         (24, struct.pack("<Q", 1 << 62), "is 4611686018427387904 bytes long"),
     ],
 )
-def test_malformed_headers_are_refused(good: Path, tmp_path: Path, offset: int, value: bytes, message: str) -> None:
+def test_malformed_headers_are_refused(
+    good: Path, tmp_path: Path, offset: int, value: bytes, message: str
+) -> None:
     with pytest.raises(InvalidModelFile, match=message):
         read_gguf(_patched(good, tmp_path, offset, value))
 
@@ -115,7 +119,10 @@ def test_not_a_gguf_at_all(tmp_path: Path) -> None:
 
 
 def test_split_parts_must_be_numbered_in_order(tmp_path: Path) -> None:
-    parts = [read_gguf(write_gguf(tmp_path / f"m-0000{i + 1}-of-00002.gguf", split=(i, 2), seed=i)) for i in range(2)]
+    parts = [
+        read_gguf(write_gguf(tmp_path / f"m-0000{i + 1}-of-00002.gguf", split=(i, 2), seed=i))
+        for i in range(2)
+    ]
     check_split(parts)
     assert facts(parts).parameters == sum(p.n_parameters for p in parts)
     assert facts(parts).split_count == 2

@@ -50,8 +50,9 @@ def downloads(hub: FakeHub) -> list[str]:
     return [s.path for s in hub.seen("GET") if "/fake-cdn/" in s.path or "/repo?" in s.path]
 
 
-def test_hf_pull_records_commit_licence_sizes_hashes_and_facts(hub: FakeHub, store: ModelStore,
-                                                               options: PullOptions, tmp_path: Path) -> None:
+def test_hf_pull_records_commit_licence_sizes_hashes_and_facts(
+    hub: FakeHub, store: ModelStore, options: PullOptions, tmp_path: Path
+) -> None:
     f = gguf_file(tmp_path, "tiny-Q4_K_M.gguf", file_type=15, chat_template="{{ m }}")
     commit = hub.commit(REPO, [f, FakeFile("README.md", data=b"# tiny\n")], license="mit")
     events: list[Progress] = []
@@ -61,12 +62,23 @@ def test_hf_pull_records_commit_licence_sizes_hashes_and_facts(hub: FakeHub, sto
     assert m.license == "mit" and m.format == "gguf"
     [stored] = m.files
     assert (stored.path, stored.size, stored.sha256, stored.checked_against) == (
-        "tiny-Q4_K_M.gguf", f.size, f.sha256, "hub-sha256")
+        "tiny-Q4_K_M.gguf",
+        f.size,
+        f.sha256,
+        "hub-sha256",
+    )
     assert store.blob_path(f.sha256).read_bytes() == f.data
     assert m.gguf is not None and (m.gguf.architecture, m.gguf.quantization, m.gguf.chat_template) == (
-        "llama", "Q4_K_M", True)
+        "llama",
+        "Q4_K_M",
+        True,
+    )
     assert [e.status for e in events if e.file is None] == [
-        "pulling manifest", "verifying sha256 digest", "writing manifest", "success"]
+        "pulling manifest",
+        "verifying sha256 digest",
+        "writing manifest",
+        "success",
+    ]
     assert events[-2].status == "writing manifest"
     assert any(e.completed == e.total == f.size for e in events if e.file)
     # The file was fetched at the resolved commit, not at the moving branch.
@@ -75,29 +87,41 @@ def test_hf_pull_records_commit_licence_sizes_hashes_and_facts(hub: FakeHub, sto
     assert store.load_path(m.name).name == "tiny-Q4_K_M.gguf"
 
 
-def test_small_files_are_checked_against_the_git_blob_id(hub: FakeHub, store: ModelStore,
-                                                         options: PullOptions, tmp_path: Path) -> None:
+def test_small_files_are_checked_against_the_git_blob_id(
+    hub: FakeHub, store: ModelStore, options: PullOptions, tmp_path: Path
+) -> None:
     weights = FakeFile("model.safetensors", data=_safetensors(tmp_path))
-    hub.commit(REPO, [weights, FakeFile("config.json", data=b'{"a": 1}'), FakeFile("model.bin", data=b"pickle")])
+    hub.commit(
+        REPO, [weights, FakeFile("config.json", data=b'{"a": 1}'), FakeFile("model.bin", data=b"pickle")]
+    )
     m = pull(store, f"hf:{REPO}", options)
     assert m.format == "safetensors"
     assert {(f.path, f.checked_against) for f in m.files} == {
-        ("model.safetensors", "hub-sha256"), ("config.json", "git-sha1")}
+        ("model.safetensors", "hub-sha256"),
+        ("config.json", "git-sha1"),
+    }
 
 
-def test_modelscope_pull_resolves_the_newest_commit(hub: FakeHub, store: ModelStore,
-                                                    options: PullOptions, tmp_path: Path) -> None:
+def test_modelscope_pull_resolves_the_newest_commit(
+    hub: FakeHub, store: ModelStore, options: PullOptions, tmp_path: Path
+) -> None:
     old = gguf_file(tmp_path, "m-Q8_0.gguf", seed=1)
     first = hub.commit(REPO, [old], license="apache-2.0")
     second = hub.commit(REPO, [old, FakeFile("README.md", data=b"v2")])
     m = pull(store, f"ms:{REPO}", options)
-    assert (m.source.kind, m.source.revision, m.source.commit, m.license) == ("ms", "master", second, "apache-2.0")
+    assert (m.source.kind, m.source.revision, m.source.commit, m.license) == (
+        "ms",
+        "master",
+        second,
+        "apache-2.0",
+    )
     assert first != second and m.files[0].sha256 == old.sha256
     assert hub.seen("GET", "/api/v1/models/acme/tiny-GGUF/repo/files?Revision=master")
 
 
-def test_pinned_revision_gets_that_revision(hub: FakeHub, store: ModelStore, options: PullOptions,
-                                            tmp_path: Path) -> None:
+def test_pinned_revision_gets_that_revision(
+    hub: FakeHub, store: ModelStore, options: PullOptions, tmp_path: Path
+) -> None:
     v1 = gguf_file(tmp_path, "m-Q4_K_M.gguf", seed=1)
     c1 = hub.commit(REPO, [v1], tags=("v1.0",))
     v2 = gguf_file(tmp_path, "m-Q4_K_M.gguf", seed=2)
@@ -114,8 +138,9 @@ def test_pinned_revision_gets_that_revision(hub: FakeHub, store: ModelStore, opt
         pull(store, f"hf:{REPO}@v9", options)
 
 
-def test_resume_after_the_connection_is_cut(hub: FakeHub, store: ModelStore, options: PullOptions,
-                                            tmp_path: Path) -> None:
+def test_resume_after_the_connection_is_cut(
+    hub: FakeHub, store: ModelStore, options: PullOptions, tmp_path: Path
+) -> None:
     # 24 MiB: huggingface_hub writes in 10 MiB chunks, so a resume point exists after the first drop.
     f = gguf_file(tmp_path, "m-Q4_K_M.gguf", shape=(256, 8192))
     hub.commit(REPO, [f])
@@ -127,8 +152,9 @@ def test_resume_after_the_connection_is_cut(hub: FakeHub, store: ModelStore, opt
     assert store.blob_path(f.sha256 or "").read_bytes() == f.data
 
 
-def test_modelscope_download_resumes_after_a_cut(hub: FakeHub, store: ModelStore, options: PullOptions,
-                                                 tmp_path: Path) -> None:
+def test_modelscope_download_resumes_after_a_cut(
+    hub: FakeHub, store: ModelStore, options: PullOptions, tmp_path: Path
+) -> None:
     f = gguf_file(tmp_path, "m-Q4_K_M.gguf", shape=(256, 8192))
     hub.commit(REPO, [f])
     hub.faults.cut[f.path] = [12_000_000]
@@ -138,8 +164,9 @@ def test_modelscope_download_resumes_after_a_cut(hub: FakeHub, store: ModelStore
     assert store.blob_path(f.sha256 or "").read_bytes() == f.data
 
 
-def test_a_corrupted_byte_is_detected_and_nothing_is_stored(hub: FakeHub, store: ModelStore,
-                                                            options: PullOptions, tmp_path: Path) -> None:
+def test_a_corrupted_byte_is_detected_and_nothing_is_stored(
+    hub: FakeHub, store: ModelStore, options: PullOptions, tmp_path: Path
+) -> None:
     f = gguf_file(tmp_path, "m-Q4_K_M.gguf")
     hub.commit(REPO, [f])
     hub.faults.corrupt.add(f.path)
@@ -152,8 +179,9 @@ def test_a_corrupted_byte_is_detected_and_nothing_is_stored(hub: FakeHub, store:
     assert pull(store, f"hf:{REPO}", options).files[0].sha256 == f.sha256
 
 
-def test_malformed_and_truncated_ggufs_from_the_hub_are_refused(hub: FakeHub, store: ModelStore,
-                                                                options: PullOptions, tmp_path: Path) -> None:
+def test_malformed_and_truncated_ggufs_from_the_hub_are_refused(
+    hub: FakeHub, store: ModelStore, options: PullOptions, tmp_path: Path
+) -> None:
     good = gguf_file(tmp_path, "m-Q4_K_M.gguf")
     assert good.data is not None
     hub.commit("acme/truncated", [FakeFile("m-Q4_K_M.gguf", data=good.data[:-100])])
@@ -165,8 +193,9 @@ def test_malformed_and_truncated_ggufs_from_the_hub_are_refused(hub: FakeHub, st
     assert store.models() == [] and not list(store.blobs.iterdir())
 
 
-def test_a_hostile_file_name_is_refused_before_any_download(hub: FakeHub, store: ModelStore,
-                                                            options: PullOptions, tmp_path: Path) -> None:
+def test_a_hostile_file_name_is_refused_before_any_download(
+    hub: FakeHub, store: ModelStore, options: PullOptions, tmp_path: Path
+) -> None:
     evil = gguf_file(tmp_path, "../../../escape-Q4_K_M.gguf")
     hub.commit("acme/evil", [evil])
     with pytest.raises(UnsafeFile, match=r"refusing hub file name '../../../escape-Q4_K_M.gguf'"):
@@ -178,7 +207,10 @@ def test_a_hostile_file_name_is_refused_before_any_download(hub: FakeHub, store:
 
 
 def test_pickle_weights_are_never_downloaded(hub: FakeHub, store: ModelStore, options: PullOptions) -> None:
-    hub.commit("acme/torch", [FakeFile("pytorch_model.bin", data=b"\x80\x04pickle"), FakeFile("config.json", data=b"{}")])
+    hub.commit(
+        "acme/torch",
+        [FakeFile("pytorch_model.bin", data=b"\x80\x04pickle"), FakeFile("config.json", data=b"{}")],
+    )
     with pytest.raises(UnsafeFile, match="only pickle-based weights"):
         pull(store, "hf:acme/torch", options)
     assert downloads(hub) == []
@@ -191,8 +223,9 @@ def test_unknown_repository_is_a_clear_hub_error(store: ModelStore, options: Pul
         pull(store, "ms:nobody/nothing", options)
 
 
-def test_stored_blobs_are_not_downloaded_again(hub: FakeHub, store: ModelStore, options: PullOptions,
-                                               tmp_path: Path) -> None:
+def test_stored_blobs_are_not_downloaded_again(
+    hub: FakeHub, store: ModelStore, options: PullOptions, tmp_path: Path
+) -> None:
     hub.commit(REPO, [gguf_file(tmp_path, "m-Q4_K_M.gguf")])
     pull(store, f"hf:{REPO}", options)
     before = len(downloads(hub))
@@ -201,8 +234,9 @@ def test_stored_blobs_are_not_downloaded_again(hub: FakeHub, store: ModelStore, 
     assert len(downloads(hub)) == before == 1
 
 
-def test_offline_makes_no_network_call_at_all(hub: FakeHub, store: ModelStore, options: PullOptions,
-                                              tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_offline_makes_no_network_call_at_all(
+    hub: FakeHub, store: ModelStore, options: PullOptions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     hub.commit(REPO, [gguf_file(tmp_path, "m-Q4_K_M.gguf")])
     pulled = pull(store, f"hf:{REPO}", options)
     hub.requests.clear()
@@ -225,9 +259,12 @@ def test_offline_makes_no_network_call_at_all(hub: FakeHub, store: ModelStore, o
     assert any("127.0.0.2" in a for a in attempts) and any("127.0.0.3" in a for a in attempts)
 
 
-def test_split_gguf_is_stored_whole_with_its_part_names(hub: FakeHub, store: ModelStore,
-                                                        options: PullOptions, tmp_path: Path) -> None:
-    parts = [gguf_file(tmp_path, f"big-Q4_K_M-0000{i + 1}-of-00002.gguf", seed=i, split=(i, 2)) for i in range(2)]
+def test_split_gguf_is_stored_whole_with_its_part_names(
+    hub: FakeHub, store: ModelStore, options: PullOptions, tmp_path: Path
+) -> None:
+    parts = [
+        gguf_file(tmp_path, f"big-Q4_K_M-0000{i + 1}-of-00002.gguf", seed=i, split=(i, 2)) for i in range(2)
+    ]
     hub.commit(REPO, [*parts, gguf_file(tmp_path, "big-Q8_0.gguf", seed=9)])
     m = pull(store, f"hf:{REPO}:Q4_K_M", options)
     assert [f.path for f in m.files] == [p.path for p in parts]
@@ -237,23 +274,29 @@ def test_split_gguf_is_stored_whole_with_its_part_names(hub: FakeHub, store: Mod
     assert (first.parent / parts[1].path).read_bytes() == parts[1].data  # llama.cpp finds part 2 by name
 
 
-def test_two_parts_that_disagree_are_refused(hub: FakeHub, store: ModelStore, options: PullOptions,
-                                             tmp_path: Path) -> None:
-    parts = [gguf_file(tmp_path, f"big-Q4_K_M-0000{i + 1}-of-00002.gguf", seed=i, split=(0, 2)) for i in range(2)]
+def test_two_parts_that_disagree_are_refused(
+    hub: FakeHub, store: ModelStore, options: PullOptions, tmp_path: Path
+) -> None:
+    parts = [
+        gguf_file(tmp_path, f"big-Q4_K_M-0000{i + 1}-of-00002.gguf", seed=i, split=(0, 2)) for i in range(2)
+    ]
     hub.commit(REPO, parts)
     with pytest.raises(InvalidModelFile, match="part 0 of 2, but it is part 1 of 2"):
         pull(store, f"hf:{REPO}", options)
     assert store.models() == []
 
 
-def test_a_full_disk_mid_pull_leaves_no_blob_and_the_pull_resumes(hub: FakeHub, options: PullOptions,
-                                                                  tmp_path: Path) -> None:
+def test_a_full_disk_mid_pull_leaves_no_blob_and_the_pull_resumes(
+    hub: FakeHub, options: PullOptions, tmp_path: Path
+) -> None:
     """A real filesystem filling up (a small tmpfs; needs root to mount) while the file arrives."""
     mount = tmp_path / "small-disk"
     mount.mkdir()
     if os.geteuid() != 0 or os.system(f"mount -t tmpfs -o size=12m tmpfs {mount} 2>/dev/null") != 0:
-        pytest.skip("cannot mount a tmpfs here (not root); tests/e2e/test_store_cli.py covers a full disk "
-                    "with RLIMIT_FSIZE instead")
+        pytest.skip(
+            "cannot mount a tmpfs here (not root); tests/e2e/test_store_cli.py covers a full disk "
+            "with RLIMIT_FSIZE instead"
+        )
     try:
         store = ModelStore(mount / "home")
         f = gguf_file(tmp_path, "m-Q4_K_M.gguf", shape=(256, 6144), tensors=1)  # 6 MiB
@@ -263,7 +306,10 @@ def test_a_full_disk_mid_pull_leaves_no_blob_and_the_pull_resumes(hub: FakeHub, 
         def fill_the_disk() -> None:
             """Something else fills the disk once the first MiB of the model is on it."""
             deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and sum(p.stat().st_size for p in store.partial.glob("*.part")) < 1 << 20:
+            while (
+                time.monotonic() < deadline
+                and sum(p.stat().st_size for p in store.partial.glob("*.part")) < 1 << 20
+            ):
                 time.sleep(0.01)
             os.system(f"dd if=/dev/zero of={filler} bs=1M 2>/dev/null")
 

@@ -21,7 +21,10 @@ from lumbung.store.refs import check_relative_path, parse_reference
         ("hf:Qwen/Qwen2.5-0.5B-Instruct-GGUF:Q4_K_M", "hf:Qwen/Qwen2.5-0.5B-Instruct-GGUF:q4_k_m"),
         ("HF:org/repo@v1.0:q8_0", "hf:org/repo@v1.0:q8_0"),
         ("hf:org/repo@refs/pr/1:sub/Model-Q4_K_M.gguf", "hf:org/repo@refs/pr/1:sub/Model-Q4_K_M.gguf"),
-        ("hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M", "hf:bartowski/Llama-3.2-1B-Instruct-GGUF:q4_k_m"),
+        (
+            "hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M",
+            "hf:bartowski/Llama-3.2-1B-Instruct-GGUF:q4_k_m",
+        ),
         ("huggingface.co/org/repo", "hf:org/repo"),
         ("ms:Qwen/Qwen2.5-0.5B-Instruct-GGUF@master", "ms:Qwen/Qwen2.5-0.5B-Instruct-GGUF@master"),
         ("modelscope.cn/Qwen/Qwen3-0.6B-GGUF:Q8_0", "ms:Qwen/Qwen3-0.6B-GGUF:q8_0"),
@@ -67,7 +70,19 @@ def test_unknown_short_name_suggests_close_ones() -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    ["", "hf:", "hf:noslash", "hf:a/b/c", "hf:../x", "hf:a/..", "hf:a/b@", "hf:a/b@..:x", "hf:a/b:", "hf:a/b:$(rm)", "file:"],
+    [
+        "",
+        "hf:",
+        "hf:noslash",
+        "hf:a/b/c",
+        "hf:../x",
+        "hf:a/..",
+        "hf:a/b@",
+        "hf:a/b@..:x",
+        "hf:a/b:",
+        "hf:a/b:$(rm)",
+        "file:",
+    ],
 )
 def test_bad_references_are_refused(raw: str) -> None:
     with pytest.raises((BadReference, UnsafeFile)):
@@ -75,7 +90,8 @@ def test_bad_references_are_refused(raw: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "selector", ["../../etc/passwd.gguf", "/etc/x.gguf", "a/../../x.gguf", "a\\..\\x.gguf", "a//x.gguf", "x\x00.gguf"]
+    "selector",
+    ["../../etc/passwd.gguf", "/etc/x.gguf", "a/../../x.gguf", "a\\..\\x.gguf", "a//x.gguf", "x\x00.gguf"],
 )
 def test_hostile_file_selectors_are_refused(selector: str) -> None:
     with pytest.raises(UnsafeFile, match="refusing file name"):

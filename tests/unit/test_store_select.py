@@ -40,7 +40,9 @@ def test_quant_picks_all_parts_of_a_split_model() -> None:
 
 def test_quant_match_is_exact_not_a_prefix() -> None:
     assert chosen(QWEN, "hf:Qwen/X:q4_k_s") == ["qwen2.5-7b-instruct-q4_k_s.gguf"]
-    with pytest.raises(BadReference, match="no GGUF with quantisation 'q4_k'; available: q4_k_m, q4_k_s, q8_0"):
+    with pytest.raises(
+        BadReference, match="no GGUF with quantisation 'q4_k'; available: q4_k_m, q4_k_s, q8_0"
+    ):
         chosen(QWEN, "hf:Qwen/X:q4_k")
 
 
@@ -66,14 +68,26 @@ def test_quant_names_in_the_wild() -> None:
     assert quant_of("Qwen3-0.6B-UD-Q4_K_XL.gguf") == "UD-Q4_K_XL"
     assert quant_of("Llama-3.2-1B-Instruct-f16.gguf") == "F16"
     assert quant_of("qwen2.5-7b-instruct-q4_k_m-00001-of-00002.gguf") == "Q4_K_M"
-    assert chosen(files("nomic-embed-text-v1.5.Q4_K_M.gguf", "nomic-embed-text-v1.5.f16.gguf"), "hf:o/r:q4_k_m")
+    assert chosen(
+        files("nomic-embed-text-v1.5.Q4_K_M.gguf", "nomic-embed-text-v1.5.f16.gguf"), "hf:o/r:q4_k_m"
+    )
 
 
 def test_safetensors_repo_takes_weights_and_their_config() -> None:
-    listing = files("config.json", "tokenizer.json", "model-00001-of-00002.safetensors",
-                    "model-00002-of-00002.safetensors", "pytorch_model.bin", "README.md", "train.py")
+    listing = files(
+        "config.json",
+        "tokenizer.json",
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+        "pytorch_model.bin",
+        "README.md",
+        "train.py",
+    )
     assert chosen(listing, "hf:o/r") == [
-        "config.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "tokenizer.json"
+        "config.json",
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+        "tokenizer.json",
     ]
 
 

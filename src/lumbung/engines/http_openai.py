@@ -204,7 +204,9 @@ DONE = b"data: [DONE]\n\n"
 _USAGE_ON = b'{"stream_options":{"include_usage":true},'
 
 
-def _as_sent(raw: bytes | None, body: dict[str, Any], model: str, stream: bool, client_usage: bool) -> bytes | None:
+def _as_sent(
+    raw: bytes | None, body: dict[str, Any], model: str, stream: bool, client_usage: bool
+) -> bytes | None:
     """The client's bytes, when they already say what the upstream must get (re-encoding costs more
     than the rest of the relay's request side); usage is switched on by adding the one key it needs."""
     if raw is None or body.get("model") != model or json.detect_encoding(raw) != "utf-8":
@@ -366,7 +368,10 @@ class OpenAIHTTPBackend:
         if payload is None:
             body = {**body, "model": model}
             if stream:
-                body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+                body["stream_options"] = {
+                    **(options if isinstance(options, dict) else {}),
+                    "include_usage": True,
+                }
             payload = dumps(body)
         through = PassThrough(self.name, model, public, client_usage)
         relay.append(through)

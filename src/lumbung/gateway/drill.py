@@ -111,7 +111,9 @@ async def run_drill(
             proxies[p.name] = proxy
             p = p.model_copy(update={"base_url": proxy.url + url.path.rstrip("/")})
         providers.append(p)
-    drill_settings = settings.model_copy(update={"providers": providers, "api_keys": [], "admin_api_keys": []})
+    drill_settings = settings.model_copy(
+        update={"providers": providers, "api_keys": [], "admin_api_keys": []}
+    )
     engine = LlamaCppBackend(local_specs(settings), request_timeout=settings.request_timeout)
     local = FaultyBackend(engine)
     gateway = build_gateway(drill_settings, local)

@@ -40,7 +40,9 @@ MAX_JSON = 16 << 20
 OnBytes = Callable[[int], None]
 
 
-def export(store: ModelStore, names: list[str], out: Path, on_bytes: OnBytes = lambda n: None) -> list[Manifest]:
+def export(
+    store: ModelStore, names: list[str], out: Path, on_bytes: OnBytes = lambda n: None
+) -> list[Manifest]:
     """Write the named models to ``out`` (via a temporary file, renamed when complete)."""
     manifests = list({m.reference: m for m in (store.find(n) for n in names)}.values())
     for m in manifests:
@@ -115,8 +117,14 @@ def import_bundle(store: ModelStore, path: Path, on_bytes: OnBytes = lambda n: N
                     elif m := _BLOB.match(name):
                         staged[m.group(1)] = _stage_blob(store, tar, member, m.group(1), on_bytes)
                     else:
-                        raise UnsafeFile(f"{path.name}: refusing member {name!r}: not part of a lumbung bundle")
-            if not isinstance(index, dict) or index.get("format") != FORMAT or index.get("version") != VERSION:
+                        raise UnsafeFile(
+                            f"{path.name}: refusing member {name!r}: not part of a lumbung bundle"
+                        )
+            if (
+                not isinstance(index, dict)
+                or index.get("format") != FORMAT
+                or index.get("version") != VERSION
+            ):
                 raise StoreError(f"{path.name}: not a lumbung bundle (no {INDEX} of version {VERSION})")
             if not manifests:
                 raise StoreError(f"{path.name}: the bundle holds no models")
@@ -126,7 +134,10 @@ def import_bundle(store: ModelStore, path: Path, on_bytes: OnBytes = lambda n: N
                     store.commit_blob(part, sha)
             saved = []
             for manifest in manifests:
-                files = [f.model_copy(update={"mtime_ns": store.blob_stat(f.sha256).mtime_ns}) for f in manifest.files]
+                files = [
+                    f.model_copy(update={"mtime_ns": store.blob_stat(f.sha256).mtime_ns})
+                    for f in manifest.files
+                ]
                 saved.append(store.save(manifest.model_copy(update={"files": files})))
             return saved
         except tarfile.TarError as exc:
@@ -162,7 +173,9 @@ def _manifest(tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path) -> Mani
     return manifest
 
 
-def _stage_blob(store: ModelStore, tar: tarfile.TarFile, member: tarfile.TarInfo, sha: str, on_bytes: OnBytes) -> Path:
+def _stage_blob(
+    store: ModelStore, tar: tarfile.TarFile, member: tarfile.TarInfo, sha: str, on_bytes: OnBytes
+) -> Path:
     part_path = store.partial / f"import-{sha}.part"
     src = tar.extractfile(member)
     assert src is not None
@@ -181,11 +194,15 @@ def _check(store: ModelStore, manifests: list[Manifest], staged: dict[str, Path]
         for f in m.files:
             part = staged.get(f.sha256)
             if part is None and not store.has_blob(f.sha256, f.size):
-                raise IntegrityError(f"{bundle}: model {m.name!r} needs {f.path} (sha256 {f.sha256}), "
-                                     "which the bundle does not hold")
+                raise IntegrityError(
+                    f"{bundle}: model {m.name!r} needs {f.path} (sha256 {f.sha256}), "
+                    "which the bundle does not hold"
+                )
             source = part if part is not None else store.blob_path(f.sha256)
             if source.stat().st_size != f.size:
-                raise IntegrityError(f"{bundle}: {f.path} has {source.stat().st_size} bytes, the manifest says {f.size}")
+                raise IntegrityError(
+                    f"{bundle}: {f.path} has {source.stat().st_size} bytes, the manifest says {f.size}"
+                )
             try:
                 formats.validate(source, f.kind, f.path)
             except InvalidModelFile as exc:

@@ -22,7 +22,9 @@ BLOCK = 1 << 20
 
 
 class PartFile:
-    def __init__(self, path: Path, *, git_size: int | None = None, on_size: Callable[[int], None] | None = None):
+    def __init__(
+        self, path: Path, *, git_size: int | None = None, on_size: Callable[[int], None] | None = None
+    ):
         """``git_size``: also compute git's blob sha1 (which needs the size up front). ``on_size`` hears
         the number of bytes held after every write (progress)."""
         self.path = path
@@ -49,7 +51,9 @@ class PartFile:
         fh.seek(self.size)
         return self
 
-    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def close(self) -> None:

@@ -43,7 +43,9 @@ def _assemble(store: ModelStore, name: str, sha256: str, chunks: list[Path]) -> 
         try:
             part.finish(size=sum(c.stat().st_size for c in chunks), sha256=sha256, git_oid=None, display=name)
         except IntegrityError as exc:
-            raise EngineError(f"the embedded model's chunks do not match their published sha256: {exc}") from exc
+            raise EngineError(
+                f"the embedded model's chunks do not match their published sha256: {exc}"
+            ) from exc
     store.commit_blob(part_path, sha256)
 
 
@@ -68,8 +70,16 @@ def register_embedded(store: ModelStore) -> Manifest:
         from lumbung.store.pull import gguf_summary
 
         st = store.blob_stat(sha256)
-        files = [StoredFile(path=name, kind="gguf", size=st.size, sha256=sha256, mtime_ns=st.mtime_ns,
-                            checked_against="package-sha256")]
+        files = [
+            StoredFile(
+                path=name,
+                kind="gguf",
+                size=st.size,
+                sha256=sha256,
+                mtime_ns=st.mtime_ns,
+                checked_against="package-sha256",
+            )
+        ]
         summary, _ = gguf_summary(store, files)
         manifest = Manifest(
             name=EMBEDDED.name,

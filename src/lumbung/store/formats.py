@@ -14,7 +14,19 @@ from lumbung.errors import InvalidModelFile, UnsafeFile
 
 FileKind = Literal["gguf", "safetensors", "metadata"]
 
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib", ".npy", ".npz", ".h5", ".msgpack")
+PICKLE_SUFFIXES = (
+    ".bin",
+    ".pt",
+    ".pth",
+    ".ckpt",
+    ".pkl",
+    ".pickle",
+    ".joblib",
+    ".npy",
+    ".npz",
+    ".h5",
+    ".msgpack",
+)
 METADATA_NAMES = frozenset(
     {
         "config.json",

@@ -180,7 +180,9 @@ def _tensor_bytes(cur: _Cursor, name: str, shape: tuple[int, ...], ttype: int) -
         if n_elements >= 1 << 62:
             raise cur.fail(f"tensor {name!r} is impossibly large")
     if shape[0] % block:
-        raise cur.fail(f"tensor {name!r}: first dimension {shape[0]} is not a multiple of {qtype.name}'s block {block}")
+        raise cur.fail(
+            f"tensor {name!r}: first dimension {shape[0]} is not a multiple of {qtype.name}'s block {block}"
+        )
     return n_elements, n_elements // block * type_size
 
 
@@ -252,7 +254,9 @@ def _parse(cur: _Cursor) -> GgufFile:
                 f"{cur.display}: not a valid GGUF file: truncated, the tensor data needs {end} bytes "
                 f"but the file has {cur.size}"
             )
-    return GgufFile(cur.path, version, metadata, tensors, alignment, data_offset, cur.size, metadata_end, lengths)
+    return GgufFile(
+        cur.path, version, metadata, tensors, alignment, data_offset, cur.size, metadata_end, lengths
+    )
 
 
 @dataclass

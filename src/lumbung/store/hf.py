@@ -55,7 +55,9 @@ def _hub_error(exc: Exception, what: str) -> HubError:
 
     first = _summary(exc)
     if isinstance(exc, errors.GatedRepoError):
-        return HubError(f"{what}: the repository is gated; accept its terms on the Hub and set HF_TOKEN ({first})")
+        return HubError(
+            f"{what}: the repository is gated; accept its terms on the Hub and set HF_TOKEN ({first})"
+        )
     if isinstance(exc, errors.RepositoryNotFoundError):
         return HubError(f"{what}: repository not found (or private without a token): {first}")
     if isinstance(exc, errors.RevisionNotFoundError):

@@ -32,9 +32,7 @@ class StoredFile(BaseModel):
     size: int = Field(ge=0)
     sha256: str = Field(pattern=_SHA256)
     mtime_ns: int = Field(default=0, description="The blob's mtime when last verified: the cheap check.")
-    checked_against: Checked = Field(
-        description="What the sha256 was proven against when the file arrived."
-    )
+    checked_against: Checked = Field(description="What the sha256 was proven against when the file arrived.")
 
 
 class Source(BaseModel):

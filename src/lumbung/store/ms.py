@@ -88,14 +88,28 @@ class MsHub:
                 if file.size is None or out.size >= file.size:
                     return
                 raise requests.ConnectionError(f"connection closed after {out.size} of {file.size} bytes")
-            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+            except (
+                requests.ConnectionError,
+                requests.Timeout,
+                requests.exceptions.ChunkedEncodingError,
+            ) as exc:
                 if attempt == ATTEMPTS:
                     raise HubError(f"ms:{listing.repo}: {file.path}: {_first_line(exc)}") from exc
-                log.warning("ms:%s: %s: %s; resuming from byte %d", listing.repo, file.path, _first_line(exc), out.size)
+                log.warning(
+                    "ms:%s: %s: %s; resuming from byte %d",
+                    listing.repo,
+                    file.path,
+                    _first_line(exc),
+                    out.size,
+                )
                 time.sleep(min(2 ** (attempt - 1), 8) * 0.5)
             except OSError as exc:
                 if exc.errno is not None:
                     raise  # a local write failed (a full disk): the caller keeps the part for resuming
-                raise HubError(f"ms:{listing.repo}: {file.path}: {type(exc).__name__}: {_first_line(exc)}") from exc
+                raise HubError(
+                    f"ms:{listing.repo}: {file.path}: {type(exc).__name__}: {_first_line(exc)}"
+                ) from exc
             except Exception as exc:
-                raise HubError(f"ms:{listing.repo}: {file.path}: {type(exc).__name__}: {_first_line(exc)}") from exc
+                raise HubError(
+                    f"ms:{listing.repo}: {file.path}: {type(exc).__name__}: {_first_line(exc)}"
+                ) from exc

@@ -141,8 +141,14 @@ def _fetch(store: ModelStore, hub: HubClient, listing: Listing, f: RemoteFile, r
     if f.sha256 and store.has_blob(f.sha256, f.size):
         report(Progress(status, f.path, digest, f.size, f.size))
         st = store.blob_stat(f.sha256)
-        return StoredFile(path=f.path, kind=kind, size=st.size, sha256=f.sha256.lower(), mtime_ns=st.mtime_ns,
-                          checked_against="hub-sha256")
+        return StoredFile(
+            path=f.path,
+            kind=kind,
+            size=st.size,
+            sha256=f.sha256.lower(),
+            mtime_ns=st.mtime_ns,
+            checked_against="hub-sha256",
+        )
     part_path = store.partial / f"{_part_key(listing, f)}.part"
     # One download of a file at a time, across processes too (two clients pulling the same model).
     progress = Progress(status, f.path, digest, f.size, 0)
@@ -172,7 +178,9 @@ def _fetch(store: ModelStore, hub: HubClient, listing: Listing, f: RemoteFile, r
                     sha = part.finish(size=f.size, sha256=f.sha256, git_oid=f.git_oid, display=f.path)
                 except IntegrityError:
                     if resumed and attempt == 1:  # stale bytes from an earlier run: start over once
-                        log.warning("%s: the resumed download did not check out; downloading it again", f.path)
+                        log.warning(
+                            "%s: the resumed download did not check out; downloading it again", f.path
+                        )
                         part_path.unlink(missing_ok=True)
                         continue
                     raise
@@ -184,7 +192,9 @@ def _fetch(store: ModelStore, hub: HubClient, listing: Listing, f: RemoteFile, r
             raise
         st = store.commit_blob(part_path, sha)
     checked: Checked = "hub-sha256" if f.sha256 else "git-sha1" if f.git_oid else "local"
-    return StoredFile(path=f.path, kind=kind, size=st.size, sha256=sha, mtime_ns=st.mtime_ns, checked_against=checked)
+    return StoredFile(
+        path=f.path, kind=kind, size=st.size, sha256=sha, mtime_ns=st.mtime_ns, checked_against=checked
+    )
 
 
 def gguf_summary(store: ModelStore, files: list[StoredFile]) -> tuple[GgufSummary, str | None]:
@@ -192,15 +202,26 @@ def gguf_summary(store: ModelStore, files: list[StoredFile]) -> tuple[GgufSummar
     check_split(parts)
     got = facts(parts)
     summary = GgufSummary(
-        architecture=got.architecture, name=got.name, parameters=got.parameters, quantization=got.quantization,
-        context_length=got.context_length, chat_template=got.chat_template, embedding=got.embedding,
-        size_label=got.size_label, split_count=got.split_count,
+        architecture=got.architecture,
+        name=got.name,
+        parameters=got.parameters,
+        quantization=got.quantization,
+        context_length=got.context_length,
+        chat_template=got.chat_template,
+        embedding=got.embedding,
+        size_label=got.size_label,
+        split_count=got.split_count,
     )
     return summary, got.license
 
 
 def _manifest(
-    store: ModelStore, ref: Reference, raw: str, existing: Manifest | None, listing: Listing, stored: list[StoredFile]
+    store: ModelStore,
+    ref: Reference,
+    raw: str,
+    existing: Manifest | None,
+    listing: Listing,
+    stored: list[StoredFile],
 ) -> Manifest:
     fmt: Literal["gguf", "safetensors"] = "gguf" if any(f.kind == "gguf" for f in stored) else "safetensors"
     summary, gguf_license = gguf_summary(store, stored) if fmt == "gguf" else (None, None)
@@ -211,8 +232,13 @@ def _manifest(
         name=name,
         reference=ref.canonical(),
         aliases=aliases,
-        source=Source(kind=listing.hub, repo=listing.repo, revision=listing.revision, commit=listing.commit,
-                      endpoint=listing.endpoint),
+        source=Source(
+            kind=listing.hub,
+            repo=listing.repo,
+            revision=listing.revision,
+            commit=listing.commit,
+            endpoint=listing.endpoint,
+        ),
         license=listing.license or gguf_license,
         format=fmt,
         files=stored,
@@ -255,8 +281,16 @@ def add_file(store: ModelStore, ref: Reference, report: Report = lambda p: None)
             part_path.unlink(missing_ok=True)
             raise
         st = store.commit_blob(part_path, sha)
-        stored = [StoredFile(path=src.name, kind=kind, size=st.size, sha256=sha, mtime_ns=st.mtime_ns,
-                             checked_against="local")]
+        stored = [
+            StoredFile(
+                path=src.name,
+                kind=kind,
+                size=st.size,
+                sha256=sha,
+                mtime_ns=st.mtime_ns,
+                checked_against="local",
+            )
+        ]
         summary, lic = gguf_summary(store, stored) if kind == "gguf" else (None, None)
         existing = store.find_by_reference(ref.canonical())
         manifest = Manifest(

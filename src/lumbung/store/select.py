@@ -114,7 +114,9 @@ def _choose(files: list[RemoteFile], ref: Reference) -> list[RemoteFile]:
         if len(hits) == 1:
             key, parts = next(iter(hits.items()))
             return _complete(key, parts)
-        raise BadReference(f"{what}: the repository has several GGUF models; pick one with :QUANT ({_describe(models)})")
+        raise BadReference(
+            f"{what}: the repository has several GGUF models; pick one with :QUANT ({_describe(models)})"
+        )
     weights = [f for f in files if kind_of(f.path) == "safetensors"]
     if weights:
         return sorted(weights + [f for f in files if kind_of(f.path) == "metadata"], key=lambda f: f.path)

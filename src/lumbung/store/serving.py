@@ -58,8 +58,13 @@ def details(manifest: Manifest | None) -> dict[str, Any]:
         "format": manifest.format,
     }
     if g is not None:
-        out |= {"architecture": g.architecture, "parameters": g.parameters, "quantization": g.quantization,
-                "context_length_trained": g.context_length, "embedding": g.embedding}
+        out |= {
+            "architecture": g.architecture,
+            "parameters": g.parameters,
+            "quantization": g.quantization,
+            "context_length_trained": g.context_length,
+            "embedding": g.embedding,
+        }
     return out
 
 
@@ -80,7 +85,9 @@ def config_manifest(store: ModelStore, model: ModelConfig) -> Manifest:
         ) from exc
 
 
-def served_manifests(settings: Settings, store: ModelStore, taken: set[str]) -> list[tuple[Manifest, list[str]]]:
+def served_manifests(
+    settings: Settings, store: ModelStore, taken: set[str]
+) -> list[tuple[Manifest, list[str]]]:
     """Stored GGUF models to serve besides the config's, each with the names still free for it."""
     claimed = {config_manifest(store, m).reference for m in settings.models if m.ref}
     out = []
@@ -91,7 +98,9 @@ def served_manifests(settings: Settings, store: ModelStore, taken: set[str]) -> 
             log.warning("not serving stored model %r: the name is taken by a configured model", manifest.name)
             continue
         aliases = [
-            n for n in dict.fromkeys([manifest.reference, *manifest.aliases]) if n not in taken and n != manifest.name
+            n
+            for n in dict.fromkeys([manifest.reference, *manifest.aliases])
+            if n not in taken and n != manifest.name
         ]
         taken.update([manifest.name, *aliases])
         out.append((manifest, aliases))
@@ -112,7 +121,9 @@ class StoreService:
 
     async def pull(self, raw: str, report: Callable[[Progress], None]) -> Manifest:
         if parse_reference(raw).kind == "file":  # API clients must not make the server read its own files
-            raise BadReference("file: references can only be added with `lumbung pull` on the server's machine")
+            raise BadReference(
+                "file: references can only be added with `lumbung pull` on the server's machine"
+            )
         s = self.settings
         options = PullOptions(s.offline, s.hf_endpoint, s.modelscope_endpoint)
         manifest = await asyncio.to_thread(pull, self.store, raw, options, report)

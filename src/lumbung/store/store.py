@@ -138,7 +138,9 @@ class ModelStore:
             for m in manifests:
                 if ref.canonical() in m.names() or (ref.catalog_name and ref.catalog_name in m.names()):
                     return m
-        raise ModelNotInStore(f"model {name!r} is not in the store (`lumbung list` shows what is; `lumbung pull` adds)")
+        raise ModelNotInStore(
+            f"model {name!r} is not in the store (`lumbung list` shows what is; `lumbung pull` adds)"
+        )
 
     def find_by_reference(self, reference: str) -> Manifest | None:
         path = self.manifest_path(reference)
@@ -151,8 +153,13 @@ class ModelStore:
         if manifest.name in taken:
             raise StoreError(f"another stored model already answers to {manifest.name!r}")
         manifest = manifest.model_copy(
-            update={"aliases": [a for a in dict.fromkeys(manifest.aliases) if a not in taken and a not in
-                                (manifest.name, manifest.reference)]}
+            update={
+                "aliases": [
+                    a
+                    for a in dict.fromkeys(manifest.aliases)
+                    if a not in taken and a not in (manifest.name, manifest.reference)
+                ]
+            }
         )
         self.build_view(manifest)
         mf.write_atomic(self.manifest_path(manifest.reference), mf.dump(manifest))
@@ -192,9 +199,10 @@ class ModelStore:
         for stored in manifest.files:
             check_relative_path(stored.path)
             link = base / stored.path
-            if not Path(os.path.normpath(link)).is_relative_to(base) or link.parent.resolve() != (
-                base.resolve() / stored.path
-            ).parent:  # no '..' and no planted directory symlink: the link stays in the view
+            if (
+                not Path(os.path.normpath(link)).is_relative_to(base)
+                or link.parent.resolve() != (base.resolve() / stored.path).parent
+            ):  # no '..' and no planted directory symlink: the link stays in the view
                 raise StoreError(f"file {stored.path!r} would leave the model's directory")
             link.parent.mkdir(parents=True, exist_ok=True)
             target = os.path.relpath(self.blob_path(stored.sha256), link.parent)
@@ -249,8 +257,10 @@ class ModelStore:
             actual = sha256_file(blob, on_bytes)
             st = blob.stat()
             if actual != stored.sha256 or st.st_size != stored.size:
-                problems.append(f"{stored.path}: sha256 {actual} ({st.st_size} bytes), expected "
-                                f"{stored.sha256} ({stored.size} bytes)")
+                problems.append(
+                    f"{stored.path}: sha256 {actual} ({st.st_size} bytes), expected "
+                    f"{stored.sha256} ({stored.size} bytes)"
+                )
                 refreshed.append(stored)
             else:
                 refreshed.append(stored.model_copy(update={"mtime_ns": st.st_mtime_ns}))
@@ -263,7 +273,9 @@ class ModelStore:
         """The path llama.cpp should open for a stored GGUF model, after the cheap check."""
         manifest = self.find(name)
         if manifest.format != "gguf":
-            raise StoreError(f"model {manifest.name!r} is {manifest.format}; the local engine loads GGUF only")
+            raise StoreError(
+                f"model {manifest.name!r} is {manifest.format}; the local engine loads GGUF only"
+            )
         self.cheap_check(manifest)
         self.build_view(manifest)
         return self.view_path(manifest, manifest.weights[0])

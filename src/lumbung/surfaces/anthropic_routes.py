@@ -63,7 +63,9 @@ async def messages(request: Request, entry: RequestLog) -> Response:
         return sse_event("error", ant.error_body(exc))
 
     head = [sse_event(name, data) for name, data in writer.start(input_tokens)]
-    return _with_request_id(sse_response(relay(interleave([stream], [first]), render, fail, entry, head=head)), entry)
+    return _with_request_id(
+        sse_response(relay(interleave([stream], [first]), render, fail, entry, head=head)), entry
+    )
 
 
 @anthropic_endpoint

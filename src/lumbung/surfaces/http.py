@@ -41,7 +41,11 @@ Preload = Callable[[], Any]
 # How uvicorn runs this app, for `lumbung serve` and the drill's in-process server alike: a response's
 # writes leave together (surfaces/corked.py); no access log (RequestLog writes its own line); no
 # proxy-header parsing (nothing reads the client's address, and the check cost every request).
-SERVER_OPTIONS: dict[str, Any] = {"http": CorkedHttpToolsProtocol, "access_log": False, "proxy_headers": False}
+SERVER_OPTIONS: dict[str, Any] = {
+    "http": CorkedHttpToolsProtocol,
+    "access_log": False,
+    "proxy_headers": False,
+}
 
 
 async def health(request: Request) -> Response:
@@ -83,7 +87,9 @@ def create_app(
     on_shutdown: Callable[[], None] | None = None,
 ) -> Starlette:
     """``preload`` loads the default model in the background; /health answers 503 until it is done."""
-    state = AppState(settings=settings, gateway=gateway, keys=KeyRing(settings.api_keys, settings.admin_api_keys))
+    state = AppState(
+        settings=settings, gateway=gateway, keys=KeyRing(settings.api_keys, settings.admin_api_keys)
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

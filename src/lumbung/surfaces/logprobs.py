@@ -12,14 +12,21 @@ def _bytes(text: str) -> list[int]:
 
 
 def _token(t: TokenLogprob) -> dict[str, Any]:
-    return {"token": t.token, "logprob": t.logprob, "bytes": t.bytes if t.bytes is not None else _bytes(t.token)}
+    return {
+        "token": t.token,
+        "logprob": t.logprob,
+        "bytes": t.bytes if t.bytes is not None else _bytes(t.token),
+    }
 
 
 def openai_chat(tokens: list[TokenLogprob]) -> dict[str, Any]:
     """Chat Completions' ``choices[].logprobs`` (and each streamed chunk's)."""
     return {
         "content": [
-            {**_token(t), "top_logprobs": [{"token": s, "logprob": lp, "bytes": _bytes(s)} for s, lp in t.top]}
+            {
+                **_token(t),
+                "top_logprobs": [{"token": s, "logprob": lp, "bytes": _bytes(s)} for s, lp in t.top],
+            }
             for t in tokens
         ],
         "refusal": None,

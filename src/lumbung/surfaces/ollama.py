@@ -94,7 +94,7 @@ def keep_alive_seconds(value: object) -> float | None:
             seconds = -total if text.startswith("-") else total
     if seconds is None or not math.isfinite(seconds):
         raise InvalidRequest(
-            f"invalid keep_alive: {json.dumps(value, default=str)[:80]} (use a duration such as \"5m\" or "
+            f'invalid keep_alive: {json.dumps(value, default=str)[:80]} (use a duration such as "5m" or '
             '"1h30m", or seconds as a number; negative keeps the model loaded forever)',
             param="keep_alive",
         )
@@ -160,6 +160,7 @@ class OllamaCall:
     def unload(self) -> bool:
         """Ollama's unload request: no prompt or messages, and keep_alive 0."""
         return self.load_only and self.keep_alive == 0
+
     started: float = field(default_factory=time.perf_counter)
     extra_fields: list[str] = field(default_factory=list)
 

@@ -117,10 +117,16 @@ async def pull(request: Request, entry: RequestLog) -> Response:
 
     def report(p: Progress) -> None:  # called on the pull's worker thread
         now = time.monotonic()
-        if p.file is not None and p.completed != p.total and now - last.get(p.status, 0.0) < PROGRESS_INTERVAL:
+        if (
+            p.file is not None
+            and p.completed != p.total
+            and now - last.get(p.status, 0.0) < PROGRESS_INTERVAL
+        ):
             return
         last[p.status] = now
-        loop.call_soon_threadsafe(queue.put_nowait, Progress(p.status, p.file, p.digest, p.total, p.completed))
+        loop.call_soon_threadsafe(
+            queue.put_nowait, Progress(p.status, p.file, p.digest, p.total, p.completed)
+        )
 
     async def run() -> None:
         try:

@@ -348,7 +348,9 @@ class ChunkWriter:
     ) -> dict[str, Any]:
         body = {
             **self.base,
-            "choices": [{"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}],
+            "choices": [
+                {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}
+            ],
         }
         if self.include_usage:
             body["usage"] = None

@@ -88,7 +88,9 @@ class ResponseEventWriter:
             where = {"item_id": item["id"], "output_index": index, "content_index": 0}
             if item["type"] == "message":
                 out.append(
-                    self._event("response.output_text.done", **where, text=part["text"], logprobs=part["logprobs"])
+                    self._event(
+                        "response.output_text.done", **where, text=part["text"], logprobs=part["logprobs"]
+                    )
                 )
             else:
                 out.append(self._event("response.reasoning_text.done", **where, text=part["text"]))

@@ -37,7 +37,14 @@ def model_body(info: ModelInfo) -> dict[str, Any]:
         "context_length": info.context_length,
         "loaded": info.loaded,
     }
-    for key in ("active_requests", "queued_requests", "parallel", "memory_bytes", "expires_at", "prefix_cache"):
+    for key in (
+        "active_requests",
+        "queued_requests",
+        "parallel",
+        "memory_bytes",
+        "expires_at",
+        "prefix_cache",
+    ):
         if key in info.details:
             body[key] = info.details[key]
     return body
@@ -85,7 +92,12 @@ async def chat_completions(request: Request, entry: RequestLog) -> Response:
 
     # After the first byte, errors travel inside the stream; a stream never ends in silence.
     events = relay(
-        interleave(streams, firsts), render, fail, entry, tail=b"data: [DONE]\n\n", choices_per_prompt=options.n
+        interleave(streams, firsts),
+        render,
+        fail,
+        entry,
+        tail=b"data: [DONE]\n\n",
+        choices_per_prompt=options.n,
     )
     return sse_response(events)
 

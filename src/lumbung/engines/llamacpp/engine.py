@@ -123,9 +123,7 @@ class Engine:
         self.mem = llama_cpp.llama_get_memory(self.ctx)
         self.batch = llama_cpp.llama_batch_init(self.batch_size, 0, self.ids_per_handle)
         self.ledger = KvLedger()
-        self.cache = PrefixCache(
-            self.ledger, cache_cells if cache_on else 0, handles - config.parallel
-        )
+        self.cache = PrefixCache(self.ledger, cache_cells if cache_on else 0, handles - config.parallel)
         self.memory_bytes = model.size_bytes + self.n_ctx * model.kv_bytes_per_cell
         self._free = list(range(handles - 1, -1, -1))
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -324,8 +322,10 @@ class Engine:
             put(seq.last_token, seq.n_past, seq.handle, True)
             added.append((seq, 1))
         shares = prefill_shares(
-            len(generating), [len(s.prompt) - s.n_past for s in prefilling],
-            self.batch_size, self.config.prefill_chunk,
+            len(generating),
+            [len(s.prompt) - s.n_past for s in prefilling],
+            self.batch_size,
+            self.config.prefill_chunk,
         )
         for seq, take in zip(prefilling, shares, strict=True):
             if not take:
@@ -361,7 +361,9 @@ class Engine:
         if self.model.is_eog(token) or token in seq.stop_tokens:
             self._finish(seq, "", "stop")
             return
-        piece = self.model.token_text(token).encode() if token in seq.shown_tokens else self.model.piece(token)
+        piece = (
+            self.model.token_text(token).encode() if token in seq.shown_tokens else self.model.piece(token)
+        )
         if seq.params.logprobs is not None:
             seq.logprobs.append(self._logprob(token, piece, index, seq.params.logprobs))
         text = seq.utf8.feed(piece)
@@ -386,7 +388,9 @@ class Engine:
         self._service_time = 0.8 * self._service_time + 0.2 * elapsed
         self._release(seq)  # first, so a client that sees the end finds the slot free
         seq.emit(
-            Chunk(text=text, finish_reason=reason, usage=usage, stop_sequence=stop, logprobs=_take(seq.logprobs))
+            Chunk(
+                text=text, finish_reason=reason, usage=usage, stop_sequence=stop, logprobs=_take(seq.logprobs)
+            )
         )
 
     def _release(self, seq: Sequence, keep: bool = True) -> None:

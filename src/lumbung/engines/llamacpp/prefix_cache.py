@@ -55,7 +55,9 @@ class PrefixCache:
         """Cells held by cache entries and by no running sequence."""
         return self.ledger.held_only_by(self._entries)
 
-    def match(self, prompt: Sequence[int], running: Iterable[tuple[int, Sequence[int]]] = ()) -> tuple[int, int]:
+    def match(
+        self, prompt: Sequence[int], running: Iterable[tuple[int, Sequence[int]]] = ()
+    ) -> tuple[int, int]:
         """The handle (cache entry or running sequence) sharing the longest prefix with ``prompt``,
         and that length; (-1, 0) if none. A matched entry becomes the most recently used."""
         best, best_len = -1, 0
