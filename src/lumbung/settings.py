@@ -9,6 +9,7 @@ defaults, the YAML config file, ``LUMBUNG_*`` environment variables, command-lin
 from __future__ import annotations
 
 import os
+import types
 import typing
 from pathlib import Path
 from typing import Any
@@ -183,13 +184,27 @@ ENV_PREFIX = "LUMBUNG_"
 
 def _env_value(name: str, annotation: Any, raw: str) -> Any:
     """Decode one environment variable: lists are comma-separated, objects are JSON."""
-    origin = typing.get_origin(annotation)
-    if origin is list:
-        args = typing.get_args(annotation)
-        if args and args[0] is str:
-            return [part.strip() for part in raw.split(",") if part.strip()]
-        return yaml.safe_load(raw)
-    return raw
+    shape = _list_shape(annotation)
+    if shape is None:
+        return raw
+    args = typing.get_args(shape)
+    if not args or args[0] is str:
+        return [part.strip() for part in raw.split(",") if part.strip()]
+    return yaml.safe_load(raw)
+
+
+def _list_shape(annotation: Any) -> Any:
+    """The list type a setting accepts, also inside ``X | None`` or ``Annotated`` (None: no list)."""
+    if annotation is list or typing.get_origin(annotation) is list:
+        return annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType, typing.Annotated):
+        arms = typing.get_args(annotation)
+        if typing.get_origin(annotation) is typing.Annotated:
+            arms = arms[:1]
+        for arm in arms:
+            if (shape := _list_shape(arm)) is not None:
+                return shape
+    return None
 
 
 def _load_yaml(path: Path) -> tuple[dict[str, Any], dict[tuple[Any, ...], int]]:

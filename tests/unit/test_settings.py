@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 
 import pytest
 
 from lumbung.config_docs import render
 from lumbung.errors import ConfigError
-from lumbung.settings import load_settings
+from lumbung.settings import _env_value, load_settings
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 
@@ -68,3 +69,29 @@ def test_unreadable_and_invalid_yaml(tmp_path: Path) -> None:
 
 def test_configuration_docs_are_generated_from_the_code() -> None:
     assert DOCS.read_text() == render(), "run: python -m lumbung.config_docs > docs/configuration.md"
+
+
+def test_optional_list_setting_is_split_from_the_environment() -> None:
+    settings, sources = load_settings(None, environ={"LUMBUNG_EGRESS": "ID, US"})
+    assert settings.egress == ["ID", "US"] and sources["egress"] == "env LUMBUNG_EGRESS"
+
+
+@pytest.mark.parametrize(
+    "annotation",
+    [
+        list[str],
+        list,
+        list[str] | None,
+        None | list[str],
+        typing.Optional[list[str]],  # noqa: UP045 - the spelling under test
+        typing.Union[int, list[str]],  # noqa: UP007 - the spelling under test
+        typing.Annotated[list[str] | None, "doc"],
+    ],
+)
+def test_every_list_shaped_annotation_is_comma_separated(annotation: object) -> None:
+    assert _env_value("x", annotation, "a, b,,c ") == ["a", "b", "c"]
+
+
+def test_lists_of_objects_in_a_union_are_read_as_json() -> None:
+    assert _env_value("x", list[dict[str, int]] | None, '[{"a": 1}]') == [{"a": 1}]
+    assert _env_value("x", str | None, "a,b") == "a,b"
