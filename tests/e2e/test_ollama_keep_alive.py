@@ -132,6 +132,14 @@ def test_an_empty_embed_loads_the_model_with_its_keep_alive(client: ollama.Clien
     assert _seconds_left(_running(client)[MODEL]) > 200 * 365 * 86400
 
 
+def test_a_keep_alive_beyond_any_date_is_forever_and_ps_still_answers(client: ollama.Client) -> None:
+    for value in (1e30, 10**40, "99999999999999h"):
+        loaded = client.generate(model="default", prompt="", keep_alive=value)  # type: ignore[arg-type]
+        assert loaded.done_reason == "load"
+        assert _seconds_left(_running(client)[MODEL]) > 200 * 365 * 86400  # /api/ps answers: forever
+    client.generate(model="default", prompt="", keep_alive=0)
+
+
 def test_bad_keep_alive_is_a_400_in_ollamas_envelope(
     client: ollama.Client, own_server: ServerProcess
 ) -> None:

@@ -43,6 +43,13 @@ def test_negative_keep_alive_means_forever() -> None:
         assert oll.keep_alive_seconds(value) == oll.FOREVER, value
 
 
+def test_keep_alive_longer_than_any_clock_means_forever() -> None:
+    # 1e30 seconds once reached /api/ps as a date past year 9999: OverflowError, a 500 for everyone.
+    for value in (1e30, 10**400, -(10**400), -1e308, "99999999999999h", 2**63, oll.FOREVER_SECONDS + 1):
+        assert oll.keep_alive_seconds(value) == oll.FOREVER, value
+    assert oll.keep_alive_seconds(86400 * 365 * 100) == 86400 * 365 * 100  # a century is a duration
+
+
 def test_bad_keep_alive_is_refused_naming_the_field() -> None:
     for value in (
         "soon",
@@ -111,6 +118,18 @@ def test_ps_shows_memory_and_expiry_longest_first() -> None:
     assert idle["size"] == 5 << 20 and idle["size_vram"] == 0 and idle["context_length"] == 2048
     assert idle["expires_at"] == oll.iso(now + 60) and body["models"][1]["expires_at"] == oll.iso(now + 300)
     assert int(body["models"][0]["expires_at"][:4]) > 2200  # about 292 years on, as Ollama shows it
+
+
+def test_ps_never_shows_a_date_past_forever() -> None:
+    # A configured keep_alive is any float: /api/ps shows forever for it rather than failing.
+    now = 1_000_000.0
+    models = [
+        ModelInfo(id="far", loaded=True, details={"expires_at": 1e30, "keep_alive": 1e30}),
+        ModelInfo(id="busy-far", loaded=True, details={"expires_at": None, "keep_alive": 1e30}),
+        ModelInfo(id="nan", loaded=True, details={"expires_at": float("nan"), "keep_alive": float("nan")}),
+    ]
+    body = oll.ps_body(models, now)
+    assert {m["expires_at"] for m in body["models"]} == {oll.iso(now + oll.FOREVER_SECONDS)}
 
 
 def test_options_map_onto_sampling_with_ollamas_defaults() -> None:

@@ -74,17 +74,22 @@ _PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 _UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)")
 FOREVER = -1.0
+# What Ollama shows for a model kept forever: now plus the longest Go duration (about 292 years).
+FOREVER_SECONDS = (2**63 - 1) / 1e9
 
 
 def keep_alive_seconds(value: object) -> float | None:
     """Ollama's keep_alive in seconds: a Go duration string ("5m", "1h30m", "0"), or seconds as a
     number; negative means forever (``FOREVER``). A string of bare seconds ("300") is accepted too,
-    which Ollama refuses. Anything else is a 400 naming the field."""
+    which Ollama refuses. Longer than Go's longest duration (about 292 years) is forever too: no
+    clock or date can hold it. Anything else is a 400 naming the field."""
     if value is None:
         return None
     seconds: float | None = None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        seconds = float(max(-(2**63), min(2**63, value)))  # a JSON integer of any length: no OverflowError
+    elif isinstance(value, float):
+        seconds = value
     elif isinstance(value, str):
         text = value.strip()
         if _NUMBER.fullmatch(text):
@@ -98,7 +103,7 @@ def keep_alive_seconds(value: object) -> float | None:
             '"1h30m", or seconds as a number; negative keeps the model loaded forever)',
             param="keep_alive",
         )
-    return FOREVER if seconds < 0 else seconds
+    return FOREVER if seconds < 0 or seconds > FOREVER_SECONDS else seconds
 
 
 def _refuse(param: str, why: str) -> UnsupportedParameter:
@@ -439,18 +444,17 @@ def show_body(info: ModelInfo) -> dict[str, Any]:
     }
 
 
-# What Ollama shows for a model kept forever: now plus the longest Go duration (about 292 years).
-FOREVER_SECONDS = (2**63 - 1) / 1e9
-
-
 def expires_at(info: ModelInfo, now: float) -> float:
     """When an idle keep-alive unloads the model. Kept forever: far in the future, as Ollama shows
     it. In use: as if its last request ended now (the keep-alive counts from then)."""
     at = info.details.get("expires_at")
-    if at is not None:
-        return float(at)
+    forever = now + FOREVER_SECONDS
+    if at is not None:  # a configured keep_alive may be any float: never past what a date can show
+        return min(float(at), forever) if math.isfinite(float(at)) else forever
     keep_alive = float(info.details.get("keep_alive", FOREVER))
-    return now + (FOREVER_SECONDS if keep_alive < 0 else keep_alive)
+    if keep_alive < 0 or not math.isfinite(keep_alive):
+        return forever
+    return now + min(keep_alive, FOREVER_SECONDS)
 
 
 def ps_body(models: list[ModelInfo], now: float) -> dict[str, Any]:
