@@ -248,3 +248,36 @@ def test_non_loopback_without_keys_is_refused(lumbung_home: Any) -> None:
     )
     assert result.returncode != 0
     assert "--allow-no-auth" in result.stderr and "0.0.0.0" in result.stderr
+
+
+def test_choices_refused_midway_get_a_429_in_the_envelope_and_leave_nothing_behind(
+    start_server: Callable[..., ServerProcess], closing: Closing
+) -> None:
+    # Two slots, no queue: with one taken, a streamed n=2 (or two prompts) has one choice admitted and
+    # one refused. Closing the admitted one while it still waited for its first token was a 500.
+    proc = start_server(config={"parallel": 2, "max_queue": 0, "prefix_cache_mb": 0})
+    client = closing(openai.OpenAI(base_url=proc.base_url + "/v1", api_key="x", max_retries=0))
+    blocker = client.chat.completions.create(
+        model="default",
+        messages=[{"role": "user", "content": "Count to a thousand."}],
+        max_tokens=4000,
+        stream=True,
+    )
+    next(iter(blocker))  # holds one slot from now on
+    refused: list[httpx.Response] = []
+    with httpx.Client(base_url=proc.base_url, timeout=120) as raw:
+        refused.append(raw.post(URL, json={**OK_BODY, "n": 2, "stream": True}))
+        body = {"model": "default", "prompt": ["One", "Two"], "max_tokens": 2, "stream": True}
+        refused.append(raw.post("/v1/completions", json=body))
+    for response in refused:
+        assert_error(response, 429)
+        assert response.headers.get("retry-after")
+    blocker.close()
+    deadline = time.monotonic() + 60  # the engine frees the hung-up stream's slot on its next step
+    while httpx.get(proc.base_url + "/v1/models/default", timeout=10).json().get("active_requests"):
+        assert time.monotonic() < deadline, "a slot stayed taken"
+        time.sleep(0.1)
+    for _ in range(2):  # both slots free again: nothing leaked
+        stream = client.chat.completions.create(**OK_BODY, n=2, stream=True)
+        assert {c.choices[0].index for c in stream if c.choices} == {0, 1}
+    assert "already running" not in proc.logs() and "Traceback" not in proc.logs()

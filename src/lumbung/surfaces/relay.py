@@ -67,9 +67,15 @@ async def relay(
 
 
 async def open_all(request: Request, streams: Sequence[AsyncGenerator[Chunk, None]]) -> list[Chunk]:
-    """The first chunk of every stream (n > 1, several prompts); one failure closes them all."""
+    """The first chunk of every stream (n > 1, several prompts); one failure closes them all, with
+    its own error. The others are stopped and waited for before they are closed: a generator still
+    waiting for its first chunk cannot be closed (``aclose()``: "already running")."""
+    firsts: list[Chunk]
     try:
-        firsts: list[Chunk] = await unless_disconnected(request, asyncio.gather(*(anext(s) for s in streams)))
+        if len(streams) == 1:  # the common case, without a task per stream
+            firsts = [await unless_disconnected(request, anext(streams[0]))]
+        else:
+            firsts = await unless_disconnected(request, gather_or_cancel(anext(s) for s in streams))
     except StopAsyncIteration as exc:
         await _close_all(streams)
         raise InternalError("the backend produced no output") from exc
