@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from lumbung import __version__, cli_gateway, cli_ps, cli_store
+from lumbung import __version__, cli_gateway, cli_ps, cli_run, cli_store
 from lumbung.errors import LumbungError
 from lumbung.settings import Settings, load_settings
 
@@ -115,3 +115,4 @@ main.add_command(cli_store.verify)
 main.add_command(cli_store.export_models)
 main.add_command(cli_store.import_models)
 main.add_command(cli_ps.ps)
+main.add_command(cli_run.run)

@@ -121,15 +121,22 @@ def check_exposure(settings: Settings) -> None:
         )
 
 
-def build_app(settings: Settings) -> Starlette:
-    check_exposure(settings)
-    apply_offline(settings)
-    store = ModelStore(settings.home)
+def build_local(settings: Settings, store: ModelStore) -> tuple[LlamaCppBackend, list[LocalModelSpec]]:
+    """The in-process backend over every local model, and the configured ones among them."""
     fixed = configured_specs(settings, store)
     specs = fixed + store_specs(settings, store, names_of(fixed))
     local = LlamaCppBackend(
         specs, request_timeout=settings.request_timeout, memory_budget=settings.memory_budget_mb * 2**20
     )
+    return local, fixed
+
+
+def build_app(settings: Settings) -> Starlette:
+    check_exposure(settings)
+    apply_offline(settings)
+    store = ModelStore(settings.home)
+    local, fixed = build_local(settings, store)
+    specs = list(local.specs.values())
     gateway = build_gateway(settings, local)
     from_store = {spec.id for spec in specs[len(fixed) :]}
 
