@@ -267,12 +267,25 @@ def export_models(models: tuple[str, ...], output: Path, config: Path | None) ->
 
 @click.command("import")
 @click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--as",
+    "rename",
+    default=None,
+    metavar="NAME",
+    help="Import the bundle's one model under this name (when its own name is taken here).",
+)
 @CONFIG
-def import_models(bundle: Path, config: Path | None) -> None:
+def import_models(bundle: Path, rename: str | None, config: Path | None) -> None:
     """Add the models of a bundle to the store, re-hashing and checking every file first."""
+    from lumbung.settings import DEFAULT_MODEL_ALIASES, DEFAULT_MODEL_ID
     from lumbung.store.bundle import import_bundle
 
-    store = ModelStore(_settings(config).home)
+    settings = _settings(config)
+    # Names the server gives models that are not in the store's manifests: an import must not take them.
+    reserved = {name for model in settings.models for name in (model.id, *model.aliases)}
+    if settings.serve_default_model:
+        reserved |= {DEFAULT_MODEL_ID, *DEFAULT_MODEL_ALIASES}
+    store = ModelStore(settings.home)
     with _errors():
-        done = import_bundle(store, bundle)
+        done = import_bundle(store, bundle, reserved=reserved, rename=rename)
     click.echo(f"imported {', '.join(m.name for m in done)}")

@@ -7,7 +7,9 @@
 Import never extracts blindly: only those three kinds of member are accepted (regular files with
 those exact name shapes: no links, devices, absolute paths or ``..``); every blob is re-hashed as
 it streams in and must match its name and the manifests; every GGUF/safetensors file passes its
-structure check; only then do blobs move into the store and manifests get written.
+structure check; no model may take a name, reference or alias another model (the embedded default
+included) already answers to; only then do blobs move into the store and manifests get written. A
+failure at any point leaves nothing behind: no blob, no manifest, no ``.part`` file.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pydantic import ValidationError
 from lumbung.errors import IntegrityError, InvalidModelFile, StoreError, UnsafeFile
 from lumbung.store import formats
 from lumbung.store import manifest as mf
+from lumbung.store.catalog import EMBEDDED
 from lumbung.store.download import PartFile
 from lumbung.store.manifest import Manifest
 from lumbung.store.refs import check_relative_path
@@ -45,6 +48,11 @@ def export(
 ) -> list[Manifest]:
     """Write the named models to ``out`` (via a temporary file, renamed when complete)."""
     manifests = list({m.reference: m for m in (store.find(n) for n in names)}.values())
+    for m in manifests:
+        if _is_embedded(m):
+            raise StoreError(
+                f"{m.name!r} is the embedded default: every lumbung ships it, so it is not exported"
+            )
     for m in manifests:
         store.cheap_check(m)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.part")
@@ -93,8 +101,17 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def import_bundle(store: ModelStore, path: Path, on_bytes: OnBytes = lambda n: None) -> list[Manifest]:
-    """Check and add every model in the bundle at ``path``; all or nothing for manifests."""
+def import_bundle(
+    store: ModelStore,
+    path: Path,
+    on_bytes: OnBytes = lambda n: None,
+    *,
+    reserved: set[str] | frozenset[str] = frozenset(),
+    rename: str | None = None,
+) -> list[Manifest]:
+    """Check and add every model in the bundle at ``path``; all or nothing. ``reserved``: names the
+    server gives other models (the default's aliases, configured models); ``rename``: the name to
+    import a one-model bundle under instead of its own (``lumbung import --as``)."""
     if not path.is_file():
         raise StoreError(f"{path}: no such bundle")
     staged: dict[str, Path] = {}
@@ -128,6 +145,9 @@ def import_bundle(store: ModelStore, path: Path, on_bytes: OnBytes = lambda n: N
                 raise StoreError(f"{path.name}: not a lumbung bundle (no {INDEX} of version {VERSION})")
             if not manifests:
                 raise StoreError(f"{path.name}: the bundle holds no models")
+            if rename is not None:
+                manifests = [_renamed(manifests, rename, path.name)]
+            _check_names(store, manifests, reserved, path.name)
             _check(store, manifests, staged, path.name)
             for sha, part in staged.items():
                 if any(f.sha256 == sha for m in manifests for f in m.files) and not store.has_blob(sha):
@@ -156,6 +176,8 @@ def _json(tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path) -> dict[str
         data = json.loads(fh.read())
     except ValueError as exc:
         raise StoreError(f"{path.name}: {member.name} is not JSON") from exc
+    except RecursionError as exc:  # a manifest is a few levels deep; thousands of brackets are hostile
+        raise StoreError(f"{path.name}: {member.name} is nested too deeply to be a manifest") from exc
     if not isinstance(data, dict):
         raise StoreError(f"{path.name}: {member.name} is not a JSON object")
     return data
@@ -176,16 +198,70 @@ def _manifest(tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path) -> Mani
 def _stage_blob(
     store: ModelStore, tar: tarfile.TarFile, member: tarfile.TarInfo, sha: str, on_bytes: OnBytes
 ) -> Path:
-    part_path = store.partial / f"import-{sha}.part"
+    # One name per process: two imports of one blob at once must not write into the same file.
+    part_path = store.partial / f"import-{sha}-{os.getpid()}.part"
     src = tar.extractfile(member)
     assert src is not None
-    with PartFile(part_path) as part:
-        part.restart()
-        while block := src.read(1 << 20):
-            part.write(block)
-            on_bytes(len(block))
-        part.finish(size=member.size, sha256=sha, git_oid=None, display=member.name)
+    try:
+        with PartFile(part_path) as part:
+            part.restart()
+            while block := src.read(1 << 20):
+                part.write(block)
+                on_bytes(len(block))
+            part.finish(size=member.size, sha256=sha, git_oid=None, display=member.name)
+    except BaseException:  # a truncated bundle, a full disk, a wrong hash: an import never resumes
+        part_path.unlink(missing_ok=True)
+        raise
     return part_path
+
+
+def _is_embedded(m: Manifest) -> bool:
+    return m.reference == EMBEDDED.reference or m.source.kind == "embedded"
+
+
+def _renamed(manifests: list[Manifest], name: str, bundle: str) -> Manifest:
+    if len(manifests) != 1:
+        raise StoreError(f"{bundle}: --as names one model, and the bundle holds {len(manifests)}")
+    if not name.strip() or name != name.strip():
+        raise StoreError(f"--as {name!r}: a model name must not be empty or start or end with spaces")
+    # Its aliases were names on the machine it came from; here it answers to the name given.
+    return manifests[0].model_copy(update={"name": name, "aliases": []})
+
+
+def _check_names(
+    store: ModelStore, manifests: list[Manifest], reserved: set[str] | frozenset[str], bundle: str
+) -> None:
+    """No model may take a name another answers to: an imported ``gemma3:270m`` would stop the
+    embedded default from registering (and the server from starting). A model already stored under
+    the same reference may come again only with the same files."""
+    stored = {m.reference: m for m in store.models()}
+    owner: dict[str, str] = {n: "the embedded default" for n in (EMBEDDED.name, EMBEDDED.reference)}
+    owner |= {n: "a model the server serves" for n in reserved}
+    for m in stored.values():
+        owner |= {n: f"the stored model {m.name!r}" for n in m.names()}
+    seen: dict[str, str] = {}
+    for m in manifests:
+        if _is_embedded(m):
+            raise StoreError(
+                f"{bundle}: model {m.name!r} claims to be the embedded default ({EMBEDDED.reference}), "
+                "which ships with lumbung and is never imported"
+            )
+        same = stored.get(m.reference)
+        if same is not None and same.digest != m.digest:
+            raise StoreError(
+                f"{bundle}: {m.reference} is already stored with other files; "
+                f"`lumbung rm {same.name}` first to replace it"
+            )
+        mine = set(same.names()) if same is not None else set()
+        for n in dict.fromkeys(m.names()):
+            taken_by = seen.get(n) or (None if n in mine else owner.get(n))
+            if taken_by is not None:
+                raise StoreError(
+                    f"{bundle}: model {m.name!r} wants the name {n!r}, which {taken_by} already answers "
+                    "to; nothing was imported (`lumbung import --as NEW_NAME` imports one model under "
+                    "another name)"
+                )
+            seen[n] = f"the bundle's model {m.name!r}"
 
 
 def _check(store: ModelStore, manifests: list[Manifest], staged: dict[str, Path], bundle: str) -> None:
