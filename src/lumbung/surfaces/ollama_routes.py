@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncGenerator
 from typing import Any
 
 from starlette.requests import Request
@@ -55,9 +54,9 @@ async def _answer(
     if call.load_only:
         await state.gateway.count_tokens(core)  # loads the model, as Ollama does for an empty request
         return JSONResponse(writer.loaded())
-    stream = state.gateway.stream(core)
     if not call.stream:
-        return JSONResponse(await unless_disconnected(request, _whole(stream, writer, entry)))
+        return JSONResponse(await unless_disconnected(request, _whole(state, core, writer, entry)))
+    stream = state.gateway.stream(core)
     firsts = await open_all(request, [stream])
     entry.stream = True
 
@@ -74,13 +73,19 @@ async def _answer(
 
 
 async def _whole(
-    stream: AsyncGenerator[Chunk, None], writer: oll.LineWriter, entry: RequestLog
+    state: AppState, core: ChatRequest | CompletionRequest, writer: oll.LineWriter, entry: RequestLog
 ) -> dict[str, Any]:
-    collector = Collector()
-    async for chunk in stream:
+    if state.gateway.resolve(core.model).guarded:
+        # A route: the gateway may fail over at any point before the answer is whole, so the time of
+        # its first token is not known here (the timings count it all as generation).
         writer.timer.mark()
-        collector.add(chunk)
-    done = collector.result()
+        done = await state.gateway.complete(core)
+    else:  # a local model: its stream, for Ollama's prompt/generation timings
+        collector = Collector()
+        async for chunk in state.gateway.stream(core):
+            writer.timer.mark()
+            collector.add(chunk)
+        done = collector.result()
     entry.prompt_tokens = done.usage.prompt_tokens
     entry.completion_tokens = done.usage.completion_tokens
     whole = Chunk(

@@ -18,7 +18,7 @@ from lumbung.surfaces.common import (
     state_of,
     unless_disconnected,
 )
-from lumbung.surfaces.relay import collect_all, interleave, open_all, relay
+from lumbung.surfaces.relay import interleave, open_all, relay
 from lumbung.types import Chunk
 
 openai_endpoint = endpoint(oai.error_body)
@@ -32,13 +32,13 @@ async def completions(request: Request, entry: RequestLog) -> Response:
     state.note_extra_fields("openai.completions", call.extra_fields)
     model = state.gateway.resolve(call.requests[0].model).model
     entry.model = model
-    streams = [state.gateway.stream(r) for r in call.requests]
-    if not call.stream:
-        results = await unless_disconnected(request, collect_all(streams))
+    if not call.stream:  # whole answers: the gateway may fail over at any point before they are done
+        results = await unless_disconnected(request, state.gateway.complete_all(call.requests))
         answer = oc.completion_body(call, model, results)
         entry.prompt_tokens = answer["usage"]["prompt_tokens"]
         entry.completion_tokens = answer["usage"]["completion_tokens"]
         return JSONResponse(answer)
+    streams = [state.gateway.stream(r) for r in call.requests]
     firsts = await open_all(request, streams)
     entry.stream = True
     writer = oc.CompletionChunkWriter(call, model)

@@ -14,7 +14,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from lumbung.engines.base import collect
 from lumbung.errors import ApiError, InvalidRequest, NotFound
 from lumbung.state.db import Database
 from lumbung.state.responses import ResponseStore
@@ -77,9 +76,8 @@ async def create(request: Request, entry: RequestLog) -> Response:
     entry.model = model
     history = await _history(request, call)
     chat = call.with_history(history)
-    stream = state.gateway.stream(chat)
-    if not call.stream:
-        done = await unless_disconnected(request, collect(stream))
+    if not call.stream:  # a whole answer: the gateway may fail over at any point before it is done
+        done = await unless_disconnected(request, state.gateway.complete(chat))
         entry.prompt_tokens = done.usage.prompt_tokens
         entry.completion_tokens = done.usage.completion_tokens
         status, reason = orr.status_of(done.finish_reason)
@@ -97,6 +95,7 @@ async def create(request: Request, entry: RequestLog) -> Response:
             )
         return JSONResponse(answer)
     store = await store_of(request) if call.store else None
+    stream = state.gateway.stream(chat)
     firsts = await open_all(request, [stream])
     entry.stream = True
     writer = ResponseEventWriter(call, model)
