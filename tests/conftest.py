@@ -8,6 +8,18 @@ import pytest
 
 from tests.support.server import ServerProcess
 
+E2E = Path(__file__).parent / "e2e"
+# Fixtures that load the real model (a server process, or llama.cpp reading its vocabulary): a test
+# using one is marked ``e2e`` wherever it lives, so that ``pytest -m "not e2e"`` needs no model.
+MODEL_FIXTURES = {"server", "start_server", "lumbung_home", "vocab", "compiler"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        under_e2e = item.path.is_relative_to(E2E)
+        if under_e2e or MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
+
 
 @pytest.fixture(scope="session")
 def lumbung_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
