@@ -267,3 +267,42 @@ def test_unenforceable_tool_schema_is_refused_by_name(client: openai.OpenAI) -> 
     body = err.value.body
     assert isinstance(body, dict)
     assert body["param"] == "tools[0].function.parameters" and "not" in body["message"]
+
+
+DEEP_ARGUMENTS = "[" * 1100 + "]" * 1100  # Python's json recurses past its limit on this
+
+
+def test_deeply_nested_arguments_of_an_earlier_call_are_rendered_not_a_500(client: openai.OpenAI) -> None:
+    """The earlier call's arguments reach the template as the client's text (chat and Responses)."""
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": DEEP_ARGUMENTS},
+    }
+    done = client.chat.completions.create(
+        model="default",
+        messages=[
+            *ASK,
+            {"role": "assistant", "content": None, "tool_calls": [call]},  # type: ignore[list-item]
+            {"role": "tool", "tool_call_id": "call_1", "content": "31C"},
+        ],
+        tools=TOOLS,
+        max_tokens=2,
+    )
+    assert done.choices[0].finish_reason in {"stop", "length", "tool_calls"}
+    answer = client.responses.create(
+        model="default",
+        input=[
+            *ASK,  # type: ignore[list-item]
+            {
+                "type": "function_call",
+                "call_id": "call_1",
+                "name": "get_weather",
+                "arguments": DEEP_ARGUMENTS,
+            },
+            {"type": "function_call_output", "call_id": "call_1", "output": "31C"},
+        ],
+        tools=[{"type": "function", "name": "get_weather", "parameters": WEATHER}],  # type: ignore[list-item]
+        max_output_tokens=2,
+    )
+    assert answer.status in {"completed", "incomplete"}

@@ -93,3 +93,28 @@ def test_broken_template_is_a_config_error() -> None:
         ChatTemplate("{% for %}", bos_token="", eos_token="")
     with pytest.raises(ConfigError):
         builtin_source("nope")
+
+
+DEEP = "[" * 5000 + "]" * 5000  # json.loads raises RecursionError on this
+
+
+def test_deeply_nested_earlier_arguments_render_as_the_clients_text() -> None:
+    source = (
+        "{% for m in messages %}{% for c in m.tool_calls or [] %}"
+        "{% if c.function.arguments is string %}S:{{ c.function.arguments }}"
+        "{% else %}J:{{ c.function.arguments | tojson }}{% endif %}{% endfor %}{% endfor %}"
+    )
+    tpl = ChatTemplate(source, bos_token="", eos_token="")
+    deep = tpl.render([Message("assistant", None, tool_calls=[ToolCall("c1", "f", DEEP)])])
+    assert deep == "S:" + DEEP
+    # Deep enough to stress re-serialising, shallow enough to parse: still the client's text.
+    nested = "[" * 900 + "]" * 900
+    assert tpl.render([Message("assistant", None, tool_calls=[ToolCall("c1", "f", nested)])]) == "S:" + nested
+    plain = tpl.render([Message("assistant", None, tool_calls=[ToolCall("c1", "f", '{"a": [[1]]}')])])
+    assert plain == 'J:{"a": [[1]]}'
+
+
+def test_a_template_that_recurses_without_end_is_a_400() -> None:
+    tpl = ChatTemplate("{% macro f(x) %}{{ f(x) }}{% endmacro %}{{ f(1) }}", bos_token="", eos_token="")
+    with pytest.raises(InvalidRequest, match="recursed"):
+        tpl.render([Message("user", "x")])

@@ -19,6 +19,7 @@ from lumbung.engines.http_common import (
 )
 from lumbung.errors import UnsupportedParameter, UpstreamError
 from lumbung.gateway.config import ProviderConfig
+from lumbung.toolcalls.arguments import arguments_value
 from lumbung.types import ChatRequest, Chunk, CompletionRequest, FinishReason, ModelInfo, ToolCall, Usage
 
 API_VERSION = "2023-06-01"
@@ -49,11 +50,15 @@ def messages_body(request: ChatRequest) -> dict[str, Any]:
             if msg.content:
                 content.append({"type": "text", "text": msg.content})
             for call in msg.tool_calls:
-                try:
-                    args = json.loads(call.arguments or "{}")
-                except ValueError:
-                    args = {}
-                content.append({"type": "tool_use", "id": call.id, "name": call.name, "input": args})
+                args = arguments_value(call.arguments or "{}")
+                content.append(
+                    {
+                        "type": "tool_use",
+                        "id": call.id,
+                        "name": call.name,
+                        "input": args if isinstance(args, dict) else {},
+                    }
+                )
         if messages and messages[-1]["role"] == role:  # Anthropic wants alternating turns
             messages[-1]["content"].extend(content)
         else:

@@ -7,18 +7,15 @@ text in the family's syntax, so the model sees the conversation as it would have
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 
+from lumbung.toolcalls.arguments import arguments_value
 from lumbung.toolcalls.base import ToolFormat
 from lumbung.types import ChatRequest, Message, Tool
 
 
 def _arguments(text: str) -> dict[str, object]:
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return {"arguments": text}
+    value = arguments_value(text)
     return value if isinstance(value, dict) else {"arguments": value}
 
 

@@ -17,6 +17,7 @@ from jinja2.ext import loopcontrols
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from lumbung.errors import ConfigError, InvalidRequest
+from lumbung.toolcalls.arguments import arguments_value
 from lumbung.types import Message, Tool
 
 BUILTIN = ("gemma", "chatml")
@@ -50,13 +51,6 @@ _env.globals["raise_exception"] = _raise
 _env.globals["strftime_now"] = _strftime_now
 
 
-def _arguments(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
 def message_dict(message: Message) -> dict[str, Any]:
     out: dict[str, Any] = {"role": message.role, "content": message.content}
     if message.name:
@@ -66,7 +60,7 @@ def message_dict(message: Message) -> dict[str, Any]:
             {
                 "id": call.id,
                 "type": "function",
-                "function": {"name": call.name, "arguments": _arguments(call.arguments)},
+                "function": {"name": call.name, "arguments": arguments_value(call.arguments)},
             }
             for call in message.tool_calls
         ]
@@ -119,6 +113,8 @@ class ChatTemplate:
             return self._template.render(context)
         except TemplateError as exc:
             raise InvalidRequest(f"the model's chat template refused these messages: {exc}") from exc
+        except RecursionError as exc:  # a template's recursive macro on a deeply nested message
+            raise InvalidRequest("the model's chat template recursed too deeply on these messages") from exc
 
 
 def select_template(
