@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 from starlette.applications import Starlette
 
+from lumbung.clock import TimerClock, monotonic
 from lumbung.engines.base import Backend
 from lumbung.gateway.build import build_gateway, default_backend
-from lumbung.gateway.clock import Clock, monotonic
 from lumbung.gateway.config import ProviderConfig
 from lumbung.gateway.router import Gateway
 from lumbung.settings import Settings
@@ -68,7 +68,7 @@ async def in_process(
     providers: Mapping[str, Backend | str] | None = None,
     provider_options: Mapping[str, dict[str, Any]] | None = None,
     routes: list[dict[str, Any]] | None = None,
-    clock: Clock = monotonic,
+    clock: TimerClock = monotonic,
     **settings: Any,
 ) -> AsyncIterator[InProcess]:
     """``providers``: name -> a backend, or a base URL for a real OpenAI HTTP backend."""

@@ -1,4 +1,5 @@
-"""Model manager: load on first use, keep-alive unload, memory budget with LRU unload, leases."""
+"""Model manager: load on first use, keep-alive unload, memory budget with LRU unload, leases.
+Keep-alives run on a fake clock: a test moves it on and sweeps, it never waits for them."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import time
 
 import pytest
 
+from lumbung.clock import FakeClock
 from lumbung.engines.llamacpp import manager as manager_mod
 from lumbung.engines.llamacpp.manager import ModelManager
 from lumbung.errors import EngineError, ModelNotFound, Overloaded
@@ -15,11 +17,11 @@ from lumbung.errors import EngineError, ModelNotFound, Overloaded
 class FakeModel:
     """Stands in for a loaded GGUF: it has a size, may be busy, and records being closed."""
 
-    def __init__(self, name: str, size: int) -> None:
+    def __init__(self, name: str, size: int, now: float) -> None:
         self.name = name
         self.memory_bytes = size
         self.busy = False
-        self.last_used = time.monotonic()
+        self.last_used = now
         self.closed = False
         self.close_seconds = 0.0
 
@@ -29,8 +31,9 @@ class FakeModel:
 
 
 class Loader:
-    def __init__(self, sizes: dict[str, int]) -> None:
+    def __init__(self, sizes: dict[str, int], clock: FakeClock | None = None) -> None:
         self.sizes = sizes
+        self.clock = clock or FakeClock()
         self.loads: list[str] = []
         self.made: list[FakeModel] = []
 
@@ -39,7 +42,7 @@ class Loader:
         if self.sizes[model_id] < 0:
             raise EngineError("not a GGUF")
         time.sleep(0.01)  # loading takes a while: concurrent requests must share one load
-        model = FakeModel(model_id, self.sizes[model_id])
+        model = FakeModel(model_id, self.sizes[model_id], self.clock())
         self.made.append(model)
         return model
 
@@ -69,27 +72,28 @@ async def test_unknown_model_and_failed_load() -> None:
     assert err.value.retry_after and err.value.status == 503
 
 
-async def test_idle_model_unloads_after_keep_alive_but_not_while_leased(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(manager_mod, "SWEEP_SECONDS", 0.01)
-    loader = Loader({"a": 1, "b": 1})
-    mgr = ModelManager({"a": 0.05, "b": -1}.get, loader)
+async def test_idle_model_unloads_after_keep_alive_but_not_while_leased() -> None:
+    clock = FakeClock()
+    loader = Loader({"a": 1, "b": 1}, clock)
+    mgr = ModelManager({"a": 0.05, "b": -1}.get, loader, clock=clock)
     async with mgr.lease("b"):
         pass
     async with mgr.lease("a"):
-        await asyncio.sleep(0.2)  # leased: kept however long it runs
+        clock.advance(0.2)  # leased: kept however long it runs
+        await mgr.unload_expired()
         assert "a" in mgr.slots
     a = mgr.slots["a"].model
     a.busy = True  # a request still queued in its engine
-    await asyncio.sleep(0.2)
+    clock.advance(0.2)
+    await mgr.unload_expired()
     assert "a" in mgr.slots
     a.busy = False
-    a.last_used = time.monotonic()
-    for _ in range(100):
-        if "a" not in mgr.slots:
-            break
-        await asyncio.sleep(0.02)
+    a.last_used = clock()
+    clock.advance(0.04)
+    await mgr.unload_expired()
+    assert "a" in mgr.slots  # idle for less than its keep-alive
+    clock.advance(0.02)
+    await mgr.unload_expired()
     assert "a" not in mgr.slots and loader.made[1].closed
     assert "b" in mgr.slots  # keep_alive < 0: forever
     async with mgr.lease("a"):  # and a later request loads it again
@@ -124,31 +128,23 @@ async def test_a_model_that_cannot_fit_beside_busy_ones_is_refused() -> None:
     mgr.close()
 
 
-async def _gone(mgr: ModelManager, model_id: str, model: FakeModel) -> bool:
-    """Unloaded and closed (the close runs on a worker thread after the slot is gone)."""
-    for _ in range(200):
-        if model_id not in mgr.slots and model.closed:
-            return True
-        await asyncio.sleep(0.01)
-    return False
-
-
-async def test_a_requests_keep_alive_holds_for_the_model_from_then_on(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(manager_mod, "SWEEP_SECONDS", 0.01)
-    loader = Loader({"a": 1})
-    mgr = ModelManager({"a": 0.05}.get, loader)
+async def test_a_requests_keep_alive_holds_for_the_model_from_then_on() -> None:
+    clock = FakeClock()
+    loader = Loader({"a": 1}, clock)
+    mgr = ModelManager({"a": 0.05}.get, loader, clock=clock)
     mgr.set_keep_alive("a", -1)  # before it loads: applies when it does
     async with mgr.lease("a"):
         pass
-    assert mgr.slots["a"].keep_alive == -1 and mgr.slots["a"].expires_in(time.monotonic()) is None
-    await asyncio.sleep(0.1)
+    assert mgr.slots["a"].keep_alive == -1 and mgr.slots["a"].expires_in(clock()) is None
+    clock.advance(0.1)
+    await mgr.unload_expired()
     assert "a" in mgr.slots  # kept past the configured 0.05 s
     mgr.set_keep_alive("a", 0.02)
     async with mgr.lease("a"):
         pass
-    assert await _gone(mgr, "a", loader.made[0])
+    clock.advance(0.02)
+    await mgr.unload_expired()
+    assert "a" not in mgr.slots and loader.made[0].closed
     async with mgr.lease("a"):  # a reload starts again from the configured keep-alive
         assert mgr.slots["a"].keep_alive == 0.05
     mgr.set_keep_alive("nope", 10)  # an unknown model: nothing to remember
@@ -156,29 +152,31 @@ async def test_a_requests_keep_alive_holds_for_the_model_from_then_on(
     mgr.close()
 
 
-async def test_unload_request_waits_for_requests_in_flight(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(manager_mod, "SWEEP_SECONDS", 0.01)
-    loader = Loader({"a": 1, "b": 1})
-    mgr = ModelManager({"a": -1, "b": -1}.get, loader)
+async def test_unload_request_waits_for_requests_in_flight() -> None:
+    clock = FakeClock()
+    loader = Loader({"a": 1, "b": 1}, clock)
+    mgr = ModelManager({"a": -1, "b": -1}.get, loader, clock=clock)
     async with mgr.lease("b"):
         pass
     await mgr.unload_when_idle("b")  # idle: unloaded before the answer
     assert "b" not in mgr.slots and loader.made[0].closed
     async with mgr.lease("a") as a:
         await mgr.unload_when_idle("a")
-        await asyncio.sleep(0.1)
+        clock.advance(1)
+        await mgr.unload_expired()
         assert "a" in mgr.slots and not loader.made[1].closed  # in use: it finishes first
         async with mgr.lease("a") as again:  # a request arriving meanwhile is served by it
             assert again is a
-    assert await _gone(mgr, "a", loader.made[1])
+    await mgr.unload_expired()  # the sweeper's next round after the last request ended
+    assert "a" not in mgr.slots and loader.made[1].closed
     await mgr.unload_when_idle("a")  # not loaded: nothing to do
     mgr.close()
 
 
-async def test_unload_request_during_a_load_unloads_after_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(manager_mod, "SWEEP_SECONDS", 0.01)
-    loader = Loader({"a": 1})
-    mgr = ModelManager({"a": -1}.get, loader)
+async def test_unload_request_during_a_load_unloads_after_it() -> None:
+    clock = FakeClock()
+    loader = Loader({"a": 1}, clock)
+    mgr = ModelManager({"a": -1}.get, loader, clock=clock)
 
     async def use() -> None:
         async with mgr.lease("a"):
@@ -188,7 +186,8 @@ async def test_unload_request_during_a_load_unloads_after_it(monkeypatch: pytest
     await asyncio.sleep(0)  # the load is under way
     await mgr.unload_when_idle("a")
     await first
-    assert await _gone(mgr, "a", loader.made[0])
+    await mgr.unload_expired()
+    assert "a" not in mgr.slots and loader.made[0].closed
     mgr.close()
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from lumbung.clock import FakeClock
 from lumbung.gateway.breaker import Breaker, BreakerPolicy, BreakerState
-from lumbung.gateway.clock import FakeClock
 
 
 def make() -> tuple[Breaker, FakeClock]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from lumbung.gateway.clock import FakeClock
+from lumbung.clock import FakeClock
 from lumbung.gateway.retry import Deadline, RetryBudget, backoff
 
 

@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import pytest
 
+from lumbung.clock import FakeClock
 from lumbung.engines.base import Embeddings, collect
 from lumbung.errors import (
     ApiError,
@@ -21,12 +23,13 @@ from lumbung.errors import (
     UpstreamTimeout,
 )
 from lumbung.gateway.breaker import BreakerPolicy, BreakerState
-from lumbung.gateway.clock import FakeClock
 from lumbung.gateway.config import Timeouts
 from lumbung.gateway.retry import RetryBudget
 from lumbung.gateway.router import Gateway
 from lumbung.gateway.state import Member, ProviderState, Route, new_target
 from lumbung.types import ChatRequest, Chunk, CompletionRequest, Message, ModelInfo, Usage
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -38,6 +41,7 @@ class Scripted:
     default: object = "ok"
     calls: int = 0
     closed: int = 0
+    waiting: int = 0  # streams hanging or stalled right now
 
     def models(self) -> list[ModelInfo]:
         return []
@@ -49,16 +53,23 @@ class Scripted:
             if isinstance(step, ApiError):
                 raise step
             if step == "hang":
-                await asyncio.sleep(3600)
+                await self._wait()
             for i in range(3):
                 if step == f"break@{i}":
                     raise UpstreamError(f"{self.name} broke")
                 if step == f"stall@{i}":
-                    await asyncio.sleep(3600)
+                    await self._wait()
                 yield Chunk(text=f"{self.name}{i} ")
             yield Chunk(finish_reason="stop", usage=Usage(1, 3))
         finally:
             self.closed += 1
+
+    async def _wait(self) -> None:
+        self.waiting += 1
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self.waiting -= 1
 
     async def embed(self, model: str, inputs: list[str]) -> Embeddings:
         return Embeddings([[1.0]], 1)
@@ -99,12 +110,32 @@ async def answer(gw: Gateway) -> str:
     return (await collect(gw.stream(req()))).text
 
 
+async def until(condition: Callable[[], object]) -> None:
+    """Let the loop run until ``condition()`` holds (a state to reach, never a duration)."""
+    for _ in range(10_000):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("the condition was never reached")
+
+
+async def stepped(clock: FakeClock, backend: Scripted, work: Awaitable[T], seconds: float) -> T:
+    """Run ``work``; each time ``backend`` stalls, move the clock on by ``seconds``."""
+    task = asyncio.ensure_future(work)
+    while not task.done():
+        await until(lambda: task.done() or backend.waiting)
+        if not task.done():
+            clock.advance(seconds)
+            await until(lambda: task.done() or not backend.waiting)
+    return task.result()
+
+
 async def test_each_failure_before_the_first_token_moves_on() -> None:
     a, b = Scripted("a"), Scripted("b")
-    gw, _, _ = gateway([a], [b])
+    gw, clock, _ = gateway([a], [b])
     for failure in (UpstreamError("500"), "hang", "break@0", Overloaded("busy", retry_after=0.1)):
         a.script = [failure]
-        assert await answer(gw) == "b0 b1 b2 "
+        assert await stepped(clock, a, answer(gw), 0.31) == "b0 b1 b2 "  # past the first-token timeout
     assert a.closed == a.calls  # every abandoned upstream stream was closed
 
 
@@ -276,22 +307,28 @@ async def test_closing_the_stream_closes_the_upstream() -> None:
 
 async def test_silence_after_the_first_token_times_out_without_a_retry() -> None:
     a, b = Scripted("a", script=["stall@1"]), Scripted("b")
-    gw, _, _ = gateway([a], [b])
+    gw, clock, _ = gateway([a], [b])
     stream = gw.stream(req())
     assert (await anext(stream)).text == "a0 "
+    next_one = asyncio.ensure_future(anext(stream))
+    await until(lambda: a.waiting)
+    clock.advance(0.29)  # within the idle timeout (0.3 s): still waiting
+    await until(lambda: clock.pending)
+    assert not next_one.done()
+    clock.advance(0.02)
     with pytest.raises(UpstreamTimeout, match="next token"):
-        await anext(stream)
+        await next_one
     assert b.calls == 0 and a.closed == 1
     assert gw.resolve("chat").tiers[0][0].state.failures == 1
 
 
 async def test_a_slow_client_is_not_a_silent_provider() -> None:
     a = Scripted("a")
-    gw, _, _ = gateway([a])
+    gw, clock, _ = gateway([a])
     got = []
     async for chunk in gw.stream(req()):
         got.append(chunk)
-        await asyncio.sleep(0.5)  # longer than the idle timeout (0.3 s), spent on our side
+        clock.advance(0.5)  # longer than the idle timeout (0.3 s), spent on our side
     assert [c.text for c in got[:3]] == ["a0 ", "a1 ", "a2 "] and got[-1].finish_reason == "stop"
 
 
@@ -301,7 +338,7 @@ async def test_a_genuine_cancellation_is_not_taken_for_a_timeout() -> None:
     stream = gw.stream(req())
     await anext(stream)
     task = asyncio.ensure_future(anext(stream))
-    await asyncio.sleep(0.05)
+    await until(lambda: a.waiting)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

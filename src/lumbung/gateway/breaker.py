@@ -7,7 +7,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from lumbung.gateway.clock import Clock, monotonic
+from lumbung.clock import Clock, monotonic
 
 
 class BreakerState(enum.Enum):

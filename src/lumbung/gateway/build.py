@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 
+from lumbung.clock import TimerClock, monotonic
 from lumbung.engines.base import Backend
 from lumbung.errors import ConfigError
 from lumbung.gateway.breaker import BreakerPolicy
-from lumbung.gateway.clock import Clock, monotonic
 from lumbung.gateway.config import LOCAL_PROVIDER, ProviderConfig, Timeouts, jurisdiction_of
 from lumbung.gateway.retry import RetryBudget
 from lumbung.gateway.router import Gateway
@@ -49,7 +49,7 @@ def build_gateway(
     *,
     make_backend: BackendFactory = default_backend,
     environ: Mapping[str, str] | None = None,
-    clock: Clock = monotonic,
+    clock: TimerClock = monotonic,
     breaker: BreakerPolicy | None = None,
 ) -> Gateway:
     environ = os.environ if environ is None else environ

@@ -1,29 +1,6 @@
-"""Time as a parameter: the gateway's primitives take a ``Clock`` so tests drive them with a fake one."""
+"""The clock moved to ``lumbung.clock`` (a leaf the engine imports too); this name stays for imports
+that still use it."""
 
-from __future__ import annotations
+from lumbung.clock import Clock, FakeClock, Monotonic, TimerClock, monotonic
 
-import time
-from typing import Protocol
-
-
-class Clock(Protocol):
-    def __call__(self) -> float:
-        """Seconds on a monotonic scale."""
-        ...
-
-
-def monotonic() -> float:
-    return time.monotonic()
-
-
-class FakeClock:
-    """A clock that moves only when told (tests)."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+__all__ = ["Clock", "FakeClock", "Monotonic", "TimerClock", "monotonic"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from collections import deque
 
-from lumbung.gateway.clock import Clock, monotonic
+from lumbung.clock import Clock, monotonic
 
 
 class Deadline:

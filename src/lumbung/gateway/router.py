@@ -19,6 +19,7 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from lumbung.aio import gather_or_cancel
+from lumbung.clock import TimerClock, monotonic
 from lumbung.engines.base import Backend, Collector, Embeddings, Resident, collect
 from lumbung.errors import (
     ApiError,
@@ -35,7 +36,6 @@ from lumbung.errors import (
 )
 from lumbung.gateway.balancer import affinity_key, by_affinity, least_outstanding
 from lumbung.gateway.breaker import Breaker, BreakerState
-from lumbung.gateway.clock import Clock, monotonic
 from lumbung.gateway.config import LOCAL_JURISDICTION, Timeouts, allowed
 from lumbung.gateway.retry import Deadline, backoff
 from lumbung.gateway.state import Member, ProviderState, Route, TargetState
@@ -102,7 +102,7 @@ class Gateway:
         routes: list[Route] | None = None,
         egress: list[str] | None = None,
         request_timeout: float = 600.0,
-        clock: Clock = monotonic,
+        clock: TimerClock = monotonic,
         rng: random.Random | None = None,
     ) -> None:
         self.backends = backends
@@ -287,7 +287,7 @@ class Gateway:
             state.requests += 1
             stream = start(state)
             # One timer rather than ``asyncio.timeout`` (a fraction of the cost, see watchdog.py).
-            first = IdleWatchdog(max(0.0, first_limit), asyncio.get_running_loop().time() + first_limit)
+            first = IdleWatchdog(max(0.0, first_limit), self.clock() + first_limit, self.clock)
             try:
                 first.waiting()
                 try:
@@ -320,11 +320,7 @@ class Gateway:
             # stream, never retried. A consumer that closes this generator (the client went away)
             # lands in ``finally``, which closes the upstream call at once.
             watchdog = (
-                None
-                if is_last(item)
-                else IdleWatchdog(
-                    provider.timeouts.idle, asyncio.get_running_loop().time() + attempt_end - self.clock()
-                )
+                None if is_last(item) else IdleWatchdog(provider.timeouts.idle, attempt_end, self.clock)
             )
             try:
                 while not is_last(item):

@@ -7,9 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from lumbung.clock import Clock
 from lumbung.engines.base import Backend
 from lumbung.gateway.breaker import Breaker, BreakerPolicy, BreakerState
-from lumbung.gateway.clock import Clock
 from lumbung.gateway.config import Timeouts
 from lumbung.gateway.retry import RetryBudget
 

@@ -5,19 +5,19 @@ A request holds a *lease* on its model for as long as it runs (``async with mana
 a leased model, or one with requests in its engine, is never unloaded. A request may change its
 model's keep-alive from then on (``set_keep_alive``, Ollama's ``keep_alive``) or ask for it to unload
 once idle (``unload_when_idle``); a reload starts again from the configured keep-alive. The loader is
-a parameter, so tests swap in a fake (no patching).
+a parameter, so tests swap in a fake (no patching); so is the clock, so tests step through keep-alives.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
+from lumbung.clock import Clock, monotonic
 from lumbung.errors import EngineError, ModelNotFound, Overloaded
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ class Loadable(Protocol):
     def busy(self) -> bool: ...  # requests running or queued in its engine
 
     @property
-    def last_used(self) -> float: ...  # time.monotonic() of its engine's last activity
+    def last_used(self) -> float: ...  # its engine's last activity, on the manager's clock
 
     def close(self) -> None: ...
 
@@ -46,8 +46,8 @@ class Slot:
 
     model: Loadable
     keep_alive: float
+    released: float  # when its last lease ended (or it loaded)
     leases: int = 0
-    released: float = field(default_factory=time.monotonic)
 
     def idle_since(self) -> float:
         return max(self.released, self.model.last_used)
@@ -71,10 +71,12 @@ class ModelManager:
         loader: Callable[[str], Loadable],
         *,
         memory_budget: int | None = None,
+        clock: Clock = monotonic,
     ) -> None:
         self.keep_alive = keep_alive  # model id -> seconds (negative: forever); None: no such model
         self._loader = loader
         self.memory_budget = memory_budget
+        self.clock = clock
         self.slots: dict[str, Slot] = {}
         self._loading: dict[str, asyncio.Task[Loadable]] = {}
         self._next_keep_alive: dict[str, float] = {}  # set while not loaded: applies when it loads
@@ -90,7 +92,7 @@ class ModelManager:
             yield slot.model
         finally:
             slot.leases -= 1
-            slot.released = time.monotonic()
+            slot.released = self.clock()
 
     async def _acquire(self, model_id: str) -> Slot:
         slot = self.slots.get(model_id)
@@ -118,7 +120,7 @@ class ModelManager:
         # The first of the waiters installs it, leased before any await so that no sweep or unload
         # request sees it idle before it served anyone.
         keep_alive = self._next_keep_alive.pop(model_id, keep_alive)
-        slot = self.slots[model_id] = Slot(model, keep_alive, leases=1)
+        slot = self.slots[model_id] = Slot(model, keep_alive, self.clock(), leases=1)
         self._start_sweeper()
         await self._fit(model_id)
         return slot
@@ -182,9 +184,13 @@ class ModelManager:
     async def _sweep(self) -> None:
         while self.slots:
             await asyncio.sleep(SWEEP_SECONDS)
-            # One at a time, checked again after each unload: a request may lease a model meanwhile.
-            while expired := self.expired(time.monotonic()):
-                await self.unload(expired[0])
+            await self.unload_expired()
+
+    async def unload_expired(self) -> None:
+        """Unload the models whose keep-alive has run out (the sweeper, every ``SWEEP_SECONDS``)."""
+        # One at a time, checked again after each unload: a request may lease a model meanwhile.
+        while expired := self.expired(self.clock()):
+            await self.unload(expired[0])
 
     def close(self) -> None:
         if self._sweeper is not None:
