@@ -235,3 +235,47 @@ def test_forced_function_call_whole_and_streamed(client: openai.OpenAI) -> None:
     deltas = "".join(e.delta for e in events if e.type == "response.function_call_arguments.delta")
     finals = [e for e in events if e.type == "response.function_call_arguments.done"]
     assert finals and finals[0].arguments == deltas and isinstance(json.loads(deltas)["city"], str)
+
+
+def test_a_stored_response_belongs_to_the_key_that_made_it(start_server: object) -> None:
+    # Key B could read, continue and delete key A's stored responses: they had no owner.
+    srv = start_server(  # type: ignore[operator]
+        env={"LUMBUNG_API_KEYS": "sk-alice,sk-bob", "LUMBUNG_ADMIN_API_KEYS": "sk-operator"}
+    )
+
+    def sdk(key: str) -> openai.OpenAI:
+        return openai.OpenAI(base_url=srv.base_url + "/v1", api_key=key, max_retries=0)
+
+    with sdk("sk-alice") as alice, sdk("sk-bob") as bob, sdk("sk-operator") as operator:
+        whole = alice.responses.create(model="default", input="hi", max_output_tokens=3, temperature=0)
+        with alice.responses.stream(model="default", input="hi", max_output_tokens=3) as stream:
+            last = list(stream)[-1]
+        assert last.type == "response.incomplete"  # cut by max_output_tokens
+        streamed = last.response
+        for done in (whole, streamed):
+            with pytest.raises(openai.NotFoundError) as err:
+                bob.responses.retrieve(done.id)
+            assert err.value.status_code == 404 and err.value.body["type"] == "not_found_error"  # type: ignore[index]
+            with pytest.raises(openai.NotFoundError):
+                bob.responses.input_items.list(done.id)
+            with pytest.raises(openai.BadRequestError) as continued:
+                bob.responses.create(model="default", input="and?", previous_response_id=done.id)
+            assert continued.value.code == "previous_response_not_found"
+            with pytest.raises(openai.NotFoundError):
+                bob.responses.delete(done.id)
+            assert alice.responses.retrieve(done.id).output_text == done.output_text  # untouched
+            assert alice.responses.input_items.list(done.id).data
+            assert operator.responses.retrieve(done.id).id == done.id  # operators see every key's
+        follow = alice.responses.create(
+            model="default", input="and?", previous_response_id=whole.id, max_output_tokens=2
+        )
+        assert follow.previous_response_id == whole.id
+        mine = bob.responses.create(model="default", input="hi", max_output_tokens=2)
+        with pytest.raises(openai.NotFoundError):
+            alice.responses.retrieve(mine.id)  # and the other way round
+        alice.responses.delete(whole.id)
+        operator.responses.delete(streamed.id)  # an operator may delete any
+        for gone in (whole, streamed):
+            with pytest.raises(openai.NotFoundError):
+                alice.responses.retrieve(gone.id)
+    assert "sk-alice" not in srv.logs() and "sk-bob" not in srv.logs()

@@ -66,3 +66,14 @@ def test_operator_keys_are_api_keys_and_only_they_pass_admin_checks() -> None:
     KeyRing([]).check(None, admin=True)  # no keys at all: open, like everything else
     with pytest.raises(ConfigError, match="admin_api_keys"):
         KeyRing([], ["sha256:nothex"])
+
+
+def test_check_says_who_is_calling_by_digest_only() -> None:
+    ring = KeyRing(["sk-user"], ["sk-admin"])
+    user, admin = ring.check("sk-user"), ring.check("sk-admin", admin=True)
+    assert user.owner == hashlib.sha256(b"sk-user").hexdigest() and not user.sees_all
+    assert admin.sees_all and admin.owner == hashlib.sha256(b"sk-admin").hexdigest()
+    assert user.may_see(user.owner) and not user.may_see(admin.owner) and not user.may_see(None)
+    assert admin.may_see(user.owner) and admin.may_see(None)
+    open_ = KeyRing([]).check(None)
+    assert open_.owner is None and open_.may_see(user.owner) and open_.may_see(None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from dataclasses import dataclass
 
 from lumbung.errors import AuthenticationError, ConfigError, PermissionDenied
 
@@ -34,6 +35,25 @@ def _known(candidate: str, digests: tuple[str, ...]) -> bool:
     return ok
 
 
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who sent a request, as far as what it owns goes: the sha256 digest of its key (never the key),
+    and whether it may see what every key owns (an operator key, or a server with no keys at all)."""
+
+    owner: str | None
+    sees_all: bool
+
+    def may_see(self, owner: str | None) -> bool:
+        """Whether this caller may read or change something ``owner`` created (None: created before
+        owners were kept, or with no keys configured: operators only)."""
+        if self.sees_all:
+            return True
+        return owner is not None and self.owner is not None and hmac.compare_digest(owner, self.owner)
+
+
+OPEN = Caller(owner=None, sees_all=True)
+
+
 class KeyRing:
     """The configured keys: API keys, and operator (admin) keys, which are API keys too. Entries are raw
     keys or ``sha256:HEX`` digests; raw ones are hashed at once."""
@@ -46,11 +66,12 @@ class KeyRing:
     def enabled(self) -> bool:
         return bool(self._digests)
 
-    def check(self, presented: str | None, *, admin: bool = False) -> None:
-        """Raise unless ``presented`` is a configured key (or none are configured); with ``admin``,
-        unless it is an operator key: 401 for no key or an unknown one, 403 for an API key."""
+    def check(self, presented: str | None, *, admin: bool = False) -> Caller:
+        """Who is calling. Raise unless ``presented`` is a configured key (or none are configured);
+        with ``admin``, unless it is an operator key: 401 for no key or an unknown one, 403 for an
+        API key."""
         if not self._digests:
-            return
+            return OPEN
         if not presented:
             raise AuthenticationError(
                 "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'.",
@@ -59,12 +80,14 @@ class KeyRing:
         candidate = digest(presented)
         if not _known(candidate, self._digests):
             raise AuthenticationError("Incorrect API key provided.")
-        if admin and not _known(candidate, self._admin):
+        operator = _known(candidate, self._admin)
+        if admin and not operator:
             raise PermissionDenied(
                 "This action needs an operator key (admin_api_keys / LUMBUNG_ADMIN_API_KEYS); "
                 "the key sent is an API key.",
                 code="admin_key_required",
             )
+        return Caller(owner=candidate, sees_all=operator)
 
 
 def presented_key(authorization: str | None, x_api_key: str | None) -> str | None:

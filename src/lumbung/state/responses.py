@@ -1,5 +1,9 @@
 """Stored Responses (OpenAI ``/v1/responses`` with ``store: true``): the response object as returned,
-its input items, and the conversation it ends, so that ``previous_response_id`` continues it."""
+its input items, and the conversation it ends, so that ``previous_response_id`` continues it.
+
+Each belongs to the key that created it (kept as the key's sha256 digest, never the key): other keys
+find no such response, as OpenAI answers across projects; operator keys see all (docs/security.md).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from typing import Any
 from sqlalchemy import Integer, String, Text, delete
 from sqlalchemy.orm import Mapped, mapped_column
 
+from lumbung.accounts.keys import Caller
 from lumbung.state.db import Base, Database
 from lumbung.types import Message, ToolCall
 
@@ -25,6 +30,8 @@ class StoredResponseRow(Base):
     body: Mapped[str] = mapped_column(Text)  # the response object, JSON
     input_items: Mapped[str] = mapped_column(Text)  # JSON list
     conversation: Mapped[str] = mapped_column(Text)  # JSON list of messages, instructions excluded
+    # The creating key's sha256 digest; NULL for no keys configured, and in rows older than owners.
+    owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 @dataclass(slots=True)
@@ -68,6 +75,7 @@ class ResponseStore:
         body: dict[str, Any],
         input_items: list[dict[str, Any]],
         conversation: list[Message],
+        caller: Caller,
     ) -> None:
         row = StoredResponseRow(
             id=body["id"],
@@ -77,14 +85,16 @@ class ResponseStore:
             body=json.dumps(body, ensure_ascii=False),
             input_items=json.dumps(input_items, ensure_ascii=False),
             conversation=json.dumps([message_to_dict(m) for m in conversation], ensure_ascii=False),
+            owner=caller.owner,
         )
         async with self.db.session() as session, session.begin():
             await session.merge(row)
 
-    async def get(self, response_id: str) -> StoredResponse | None:
+    async def get(self, response_id: str, caller: Caller) -> StoredResponse | None:
+        """The response, or None when there is none that ``caller`` may see."""
         async with self.db.session() as session:
             row = await session.get(StoredResponseRow, response_id)
-        if row is None:
+        if row is None or not caller.may_see(row.owner):
             return None
         return StoredResponse(
             id=row.id,
@@ -93,9 +103,11 @@ class ResponseStore:
             conversation=[message_from_dict(d) for d in json.loads(row.conversation)],
         )
 
-    async def delete(self, response_id: str) -> bool:
+    async def delete(self, response_id: str, caller: Caller) -> bool:
+        """Delete the response if ``caller`` may see it; False when there is none it may see."""
         async with self.db.session() as session, session.begin():
-            result = await session.execute(
-                delete(StoredResponseRow).where(StoredResponseRow.id == response_id)
-            )
-        return bool(getattr(result, "rowcount", 0))
+            row = await session.get(StoredResponseRow, response_id)
+            if row is None or not caller.may_see(row.owner):
+                return False
+            await session.execute(delete(StoredResponseRow).where(StoredResponseRow.id == response_id))
+        return True

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive
 
-from lumbung.accounts.keys import KeyRing, presented_key
+from lumbung.accounts.keys import Caller, KeyRing, presented_key
 from lumbung.errors import ApiError, InternalError, InvalidRequest, PayloadTooLarge
 from lumbung.gateway.router import Gateway
 from lumbung.settings import Settings
@@ -129,10 +129,19 @@ async def receive_body(receive: Receive, declared: str | bytes | None, limit: in
             return b"".join(chunks)
 
 
-def authenticate(request: Request, *, admin: bool = False) -> None:
-    state_of(request).keys.check(
+def authenticate(request: Request, *, admin: bool = False) -> Caller:
+    """Check the request's key; who sent it is kept on the request for ``caller_of``."""
+    caller = state_of(request).keys.check(
         presented_key(request.headers.get("authorization"), request.headers.get("x-api-key")), admin=admin
     )
+    request.state.caller = caller
+    return caller
+
+
+def caller_of(request: Request) -> Caller:
+    """Who sent an authenticated request (what it may see of stored state)."""
+    caller = getattr(request.state, "caller", None)
+    return caller if isinstance(caller, Caller) else authenticate(request)
 
 
 ErrorRenderer = Callable[[ApiError], dict[str, Any]]

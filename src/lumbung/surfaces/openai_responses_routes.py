@@ -21,6 +21,7 @@ from lumbung.surfaces import openai as oai
 from lumbung.surfaces import openai_responses as orr
 from lumbung.surfaces.common import (
     RequestLog,
+    caller_of,
     endpoint,
     read_body,
     sse_event,
@@ -56,8 +57,8 @@ async def _history(request: Request, call: orr.ResponsesCall) -> list[Message]:
     previous = call.wire.previous_response_id
     if previous is None:
         return []
-    stored = await (await store_of(request)).get(previous)
-    if stored is None:
+    stored = await (await store_of(request)).get(previous, caller_of(request))
+    if stored is None:  # another key's response is not found either
         raise InvalidRequest(
             f"Previous response with id '{previous}' not found.",
             param="previous_response_id",
@@ -91,10 +92,11 @@ async def create(request: Request, entry: RequestLog) -> Response:
         )
         if call.store:
             await (await store_of(request)).save(
-                answer, call.input_items, orr.conversation_after(call, history, done)
+                answer, call.input_items, orr.conversation_after(call, history, done), caller_of(request)
             )
         return JSONResponse(answer)
     store = await store_of(request) if call.store else None
+    caller = caller_of(request)
     stream = state.gateway.stream(chat)
     firsts = await open_all(request, [stream])
     entry.stream = True
@@ -119,7 +121,7 @@ async def create(request: Request, entry: RequestLog) -> Response:
             done = writer.completion()
             conversation = orr.conversation_after(call, history, done)
             try:
-                await store.save(writer.final_body(), call.input_items, conversation)
+                await store.save(writer.final_body(), call.input_items, conversation, caller)
             except Exception:  # the client has the whole answer already; only the stored copy is missing
                 log.exception("response %s was streamed but could not be stored", call.id)
 
@@ -128,7 +130,7 @@ async def create(request: Request, entry: RequestLog) -> Response:
 
 @openai_endpoint
 async def retrieve(request: Request, entry: RequestLog) -> Response:
-    stored = await (await store_of(request)).get(request.path_params["response_id"])
+    stored = await (await store_of(request)).get(request.path_params["response_id"], caller_of(request))
     if stored is None:
         raise NotFound(f"Response with id '{request.path_params['response_id']}' not found.")
     return JSONResponse(stored.body)
@@ -137,14 +139,14 @@ async def retrieve(request: Request, entry: RequestLog) -> Response:
 @openai_endpoint
 async def remove(request: Request, entry: RequestLog) -> Response:
     response_id = request.path_params["response_id"]
-    if not await (await store_of(request)).delete(response_id):
+    if not await (await store_of(request)).delete(response_id, caller_of(request)):
         raise NotFound(f"Response with id '{response_id}' not found.")
     return JSONResponse(orr.deleted_body(response_id))
 
 
 @openai_endpoint
 async def input_items(request: Request, entry: RequestLog) -> Response:
-    stored = await (await store_of(request)).get(request.path_params["response_id"])
+    stored = await (await store_of(request)).get(request.path_params["response_id"], caller_of(request))
     if stored is None:
         raise NotFound(f"Response with id '{request.path_params['response_id']}' not found.")
     return JSONResponse(orr.input_items_body(stored.input_items))
