@@ -101,9 +101,6 @@ class FakeBackend:
             raise self.embed_error
         return Embeddings([[float(len(text)), 1.0] for text in inputs], prompt_tokens=len(inputs))
 
-    async def tokenize(self, model: str, text: str) -> list[int]:
-        return [ord(c) for c in text]
-
     async def count_tokens(self, request: ChatRequest | CompletionRequest) -> int:
         return 2
 

@@ -74,9 +74,6 @@ class Scripted:
     async def embed(self, model: str, inputs: list[str]) -> Embeddings:
         return Embeddings([[1.0]], 1)
 
-    async def tokenize(self, model: str, text: str) -> list[int]:
-        return [1]
-
     async def count_tokens(self, request: ChatRequest | CompletionRequest) -> int:
         return 1
 

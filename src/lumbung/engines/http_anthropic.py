@@ -214,9 +214,6 @@ class AnthropicHTTPBackend:
     async def embed(self, model: str, inputs: list[str]) -> Embeddings:
         raise UnsupportedParameter(f"provider {self.name!r} (Anthropic) has no embeddings", param="model")
 
-    async def tokenize(self, model: str, text: str) -> list[int]:
-        raise UnsupportedParameter(f"provider {self.name!r} does not tokenize", param="model")
-
     async def count_tokens(self, request: ChatRequest | CompletionRequest) -> int:
         if not isinstance(request, ChatRequest):
             raise UnsupportedParameter("Anthropic providers take chat requests only", param="prompt")

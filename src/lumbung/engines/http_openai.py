@@ -410,9 +410,6 @@ class OpenAIHTTPBackend:
         vectors = [item["embedding"] for item in sorted(data["data"], key=lambda d: d.get("index", 0))]
         return Embeddings(vectors, int((data.get("usage") or {}).get("prompt_tokens") or 0))
 
-    async def tokenize(self, model: str, text: str) -> list[int]:
-        raise UnsupportedParameter(f"provider {self.name!r} does not tokenize", param="model")
-
     async def count_tokens(self, request: ChatRequest | CompletionRequest) -> int:
         raise UnsupportedParameter(f"provider {self.name!r} cannot count tokens", param="model")
 

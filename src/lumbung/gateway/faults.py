@@ -144,9 +144,6 @@ class FaultyBackend:
     async def embed(self, model: str, inputs: list[str]) -> Embeddings:
         return await self.inner.embed(model, inputs)
 
-    async def tokenize(self, model: str, text: str) -> list[int]:
-        return await self.inner.tokenize(model, text)
-
     async def count_tokens(self, request: ChatRequest | CompletionRequest) -> int:
         return await self.inner.count_tokens(request)
 

@@ -450,11 +450,6 @@ class Gateway:
                 last = exc
         raise last or Overloaded(f"no target of route {route.name!r} is available now", retry_after=1.0)
 
-    async def tokenize(self, name: str, text: str) -> list[int]:
-        route = self.resolve(name)
-        member = route.tiers[0][0]
-        return await member.state.provider.backend.tokenize(member.state.model, text)
-
     async def count_tokens(self, request: Request) -> int:
         """Counted by the first available target that can count (the local engine, Anthropic)."""
         route = self.resolve(request.model)

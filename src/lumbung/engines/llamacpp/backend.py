@@ -323,9 +323,6 @@ class LlamaCppBackend:
             )
         return out
 
-    def is_loaded(self, model_id: str) -> bool:
-        return model_id in self.manager.slots
-
     def set_keep_alive(self, model_id: str, seconds: float) -> None:
         self.manager.set_keep_alive(model_id, seconds)
 
@@ -349,10 +346,6 @@ class LlamaCppBackend:
         async with self._using(request.model) as model, aclosing(model.stream(request)) as chunks:
             async for chunk in chunks:
                 yield chunk
-
-    async def tokenize(self, model: str, text: str) -> list[int]:
-        async with self._using(model) as loaded:
-            return loaded.model.tokenize(text, add_special=False, parse_special=False)
 
     async def count_tokens(self, request: ChatRequest | CompletionRequest) -> int:
         async with self._using(request.model) as loaded:
