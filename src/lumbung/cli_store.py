@@ -281,8 +281,10 @@ def import_models(bundle: Path, rename: str | None, config: Path | None) -> None
     from lumbung.store.bundle import import_bundle
 
     settings = _settings(config)
-    # Names the server gives models that are not in the store's manifests: an import must not take them.
+    # Names the server gives models and routes that are not in the store's manifests: an import must
+    # not take them (a name served twice stops the server from starting).
     reserved = {name for model in settings.models for name in (model.id, *model.aliases)}
+    reserved |= {name for route in settings.routes for name in (route.name, *route.aliases)}
     if settings.serve_default_model:
         reserved |= {DEFAULT_MODEL_ID, *DEFAULT_MODEL_ALIASES}
     store = ModelStore(settings.home)

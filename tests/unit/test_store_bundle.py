@@ -246,6 +246,23 @@ def test_cli_refuses_the_default_models_names_in_one_line(good: list[Member], tm
     assert [m.name for m in ModelStore(home).models()] == ["tiny"]
 
 
+def test_cli_refuses_the_names_of_configured_models_and_routes(good: list[Member], tmp_path: Path) -> None:
+    config = tmp_path / "lumbung.yaml"
+    config.write_text(
+        "providers:\n"
+        "  - {name: vllm, kind: openai, base_url: 'http://10.0.0.5:8000/v1', jurisdiction: ID}\n"
+        "routes:\n"
+        "  - {name: assistant, aliases: [helper], tiers: [[vllm/qwen]]}\n"
+        f"models:\n  - {{id: mine, aliases: [my-alias], path: '{write_gguf(tmp_path / 'mine.gguf')}'}}\n"
+    )
+    env = {"LUMBUNG_HOME": str(tmp_path / "home")}
+    for name in ("assistant", "helper", "mine", "my-alias"):
+        bundle = write_bundle(tmp_path / "b.tar", with_manifest(good, rename(name)))
+        result = CliRunner().invoke(main, ["import", str(bundle), "--config", str(config)], env=env)
+        assert result.exit_code == 1 and f"wants the name '{name}'" in result.output, result.output
+    assert ModelStore(tmp_path / "home").models() == []
+
+
 def test_the_embedded_default_is_not_exported(tmp_path: Path) -> None:
     from lumbung.store.manifest import Source, StoredFile
 
