@@ -118,3 +118,75 @@ def test_a_template_that_recurses_without_end_is_a_400() -> None:
     tpl = ChatTemplate("{% macro f(x) %}{{ f(x) }}{% endmacro %}{{ f(1) }}", bos_token="", eos_token="")
     with pytest.raises(InvalidRequest, match="recursed"):
         tpl.render([Message("user", "x")])
+
+
+def _calls_template(body: str) -> ChatTemplate:
+    return ChatTemplate(
+        "{% for m in messages %}[{{ m.role }}]{{ m.content }}{% for c in m.tool_calls or [] %}"
+        + body
+        + "{% endfor %}{% endfor %}",
+        bos_token="",
+        eos_token="",
+    )
+
+
+def test_template_that_needs_text_content_gets_empty_text_for_null() -> None:
+    tpl = ChatTemplate(
+        "{% for m in messages %}{{ m.role + ':' + m.content }}{{ m.tool_calls | tojson }}{% endfor %}",
+        bos_token="",
+        eos_token="",
+    )
+    call = ToolCall("c1", "f", '{"a": 1}')
+    assert tpl.render([Message("assistant", None, tool_calls=[call])]).startswith("assistant:[")
+
+
+def test_template_that_concatenates_arguments_gets_json_text() -> None:
+    tpl = _calls_template("{{ '<' + c.function.arguments + '>' }}")
+    text = tpl.render([Message("assistant", None, tool_calls=[ToolCall("c1", "f", '{"a": 1}')])])
+    assert text.endswith('<{"a": 1}>')
+
+
+def test_template_printing_a_mapping_gets_json_text_not_pythons_repr() -> None:
+    tpl = _calls_template("{{ c.function.arguments }}")
+    text = tpl.render([Message("assistant", None, tool_calls=[ToolCall("c1", "f", '{"a": "b"}')])])
+    assert text.endswith('{"a": "b"}')
+
+
+def test_template_refusing_system_gets_it_in_the_first_user_turn() -> None:
+    tpl = ChatTemplate(
+        "{% for m in messages %}{% if m.role == 'system' %}{{ raise_exception('System role not supported') }}"
+        "{% endif %}[{{ m.role }}]{{ m.content }}{% endfor %}",
+        bos_token="",
+        eos_token="",
+    )
+    assert tpl.render([Message("system", "Rules"), Message("user", "Hi")]) == "[user]Rules\n\nHi"
+
+
+def test_template_helpers_tojson_options_generation_blocks_and_mutable_lists() -> None:
+    tpl = ChatTemplate(
+        "{% set seen = [] %}{% for m in messages %}{% generation %}{{ m.content }}{% endgeneration %}"
+        "{% set _ = seen.append(m.role) %}{% endfor %}|{{ seen | tojson }}"
+        "|{{ {'b': 1, 'a': [1, 2]} | tojson(sort_keys=true, separators=(',', ':')) }}"
+        "|{{ messages | map(attribute='role') | tojson }}",
+        bos_token="",
+        eos_token="",
+    )
+    text = tpl.render([Message("user", "Hi"), Message("assistant", "Yo")])
+    assert text == 'HiYo|["user", "assistant"]|{"a":[1,2],"b":1}|["user", "assistant"]'
+
+
+def test_a_template_failing_in_its_own_code_is_a_400_not_a_500() -> None:
+    tpl = ChatTemplate("{{ messages[0].content + 1 }}", bos_token="", eos_token="")
+    with pytest.raises(InvalidRequest, match="TypeError"):
+        tpl.render([Message("user", "x")])
+
+
+def test_a_template_cannot_change_the_requests_tool_schema() -> None:
+    tpl = ChatTemplate(
+        "{% for t in tools %}{% set _ = t.function.parameters.update({'x': 1}) %}{% endfor %}ok",
+        bos_token="",
+        eos_token="",
+    )
+    tool = Tool("f", None, {"type": "object"})
+    assert tpl.render([Message("user", "x")], tools=[tool]) == "ok"
+    assert tool.parameters == {"type": "object"}

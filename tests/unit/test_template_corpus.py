@@ -1,0 +1,83 @@
+"""Every chat template in llama.cpp's corpus (fetched from PyPI at test time, see
+``tests/support/template_corpus.py``) renders a conversation with a system prompt, tools, parallel
+calls with null content, their results and reasoning, through lumbung's own rendering, and loses
+nothing of it."""
+
+from __future__ import annotations
+
+import pytest
+
+from lumbung.engines.llamacpp import template_fixes
+from lumbung.engines.llamacpp.templates import ChatTemplate
+from lumbung.types import Message, ToolCall
+from tests.support import template_conversation, template_corpus
+
+
+@pytest.fixture(scope="module")
+def corpus() -> dict[str, str]:
+    found = template_corpus.templates()
+    if found is None:
+        pytest.skip("the package registry cannot be reached: no template corpus")
+    return found
+
+
+def test_the_corpus_is_there(corpus: dict[str, str]) -> None:
+    assert len(corpus) >= 70
+    wanted = ("Qwen-Qwen3-0.6B", "openai-gpt-oss-120b", "google-gemma-4-31B-it", "moonshotai-Kimi-K2")
+    assert all(name in corpus for name in wanted)
+
+
+def test_every_template_renders_the_whole_conversation(corpus: dict[str, str]) -> None:
+    failures = {}
+    for name, source in corpus.items():
+        try:
+            lost = template_conversation.missing(template_conversation.rendered(source))
+        except Exception as exc:  # collected, so one run names every template that fails
+            failures[name] = f"{type(exc).__name__}: {exc}"
+            continue
+        if lost:
+            failures[name] = f"lost {lost}"
+    assert not failures, failures
+
+
+def test_qwen3_renders_a_tool_call_turn_with_null_content(corpus: dict[str, str]) -> None:
+    """The reported bug: ``'</think>' in message.content`` raised TypeError on ``content: null``."""
+    qwen3 = ChatTemplate(corpus["Qwen-Qwen3-0.6B"], bos_token="", eos_token="")
+    call = ToolCall("call_1", "get_weather", '{"city": "Jakarta"}')
+    text = qwen3.render([Message("user", "Hi"), Message("assistant", None, tool_calls=[call])])
+    assert '{"name": "get_weather", "arguments": {"city": "Jakarta"}}' in text
+    assert template_fixes.Fix.NULL_CONTENT in qwen3.fixes
+
+
+def test_templates_that_render_everything_as_given_get_no_fixes(corpus: dict[str, str]) -> None:
+    for name in ("Qwen-Qwen2.5-7B-Instruct", "Qwen3-Coder", "deepseek-ai-DeepSeek-V3.1"):
+        assert ChatTemplate(corpus[name], bos_token="", eos_token="").fixes == frozenset(), name
+
+
+def test_mistral_gets_nine_character_ids_matching_between_call_and_result(corpus: dict[str, str]) -> None:
+    nemo = ChatTemplate(corpus["mistralai-Mistral-Nemo-Instruct-2407"], bos_token="", eos_token="")
+    call = ToolCall("call_abc", "get_weather", '{"city": "Jakarta"}')
+    text = nemo.render(
+        [
+            Message("user", "Hi"),
+            Message("assistant", None, tool_calls=[call]),
+            Message("tool", "31C", tool_call_id="call_abc"),
+        ]
+    )
+    short = template_fixes.short_id("call_abc")
+    assert len(short) == 9 and short.isalnum()
+    assert text.count(short) == 2
+
+
+def test_llama3_gets_one_call_per_turn_each_followed_by_its_result(corpus: dict[str, str]) -> None:
+    llama = ChatTemplate(corpus["meta-llama-Llama-3.1-8B-Instruct"], bos_token="", eos_token="")
+    calls = [ToolCall("a", "f", '{"x": 1}'), ToolCall("b", "g", '{"y": 2}')]
+    text = llama.render(
+        [
+            Message("user", "Hi"),
+            Message("assistant", None, tool_calls=calls),
+            Message("tool", "RESULT-B", tool_call_id="b"),
+            Message("tool", "RESULT-A", tool_call_id="a"),
+        ]
+    )
+    assert text.index('"x": 1') < text.index("RESULT-A") < text.index('"y": 2') < text.index("RESULT-B")
