@@ -190,3 +190,8 @@ def test_a_template_cannot_change_the_requests_tool_schema() -> None:
     tool = Tool("f", None, {"type": "object"})
     assert tpl.render([Message("user", "x")], tools=[tool]) == "ok"
     assert tool.parameters == {"type": "object"}
+
+
+def test_null_content_printed_by_a_template_is_empty_not_none() -> None:
+    tpl = ChatTemplate("{% for m in messages %}[{{ m.content }}]{% endfor %}", bos_token="", eos_token="")
+    assert tpl.render([Message("assistant", None, tool_calls=[ToolCall("c", "f", "{}")])]) == "[]"

@@ -86,7 +86,15 @@ class _Generation(Extension):
         return parser.parse_statements(("name:endgeneration",), drop_needle=True)
 
 
-_env = SandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols, _Generation])
+def _finalize(value: Any) -> Any:
+    return (
+        "" if value is None else value
+    )  # ``{{ message.content }}`` of a null content prints nothing, not "None"
+
+
+_env = SandboxedEnvironment(
+    trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols, _Generation], finalize=_finalize
+)
 _env.filters["tojson"] = _tojson
 _env.globals["raise_exception"] = _raise
 _env.globals["strftime_now"] = _strftime_now
