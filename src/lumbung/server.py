@@ -9,16 +9,23 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 
-from lumbung.engines.llamacpp.backend import LlamaCppBackend, LocalModelSpec
+from lumbung.engines.llamacpp.backend import AdapterSpec, LlamaCppBackend, LocalModelSpec
 from lumbung.engines.llamacpp.engine import EngineConfig
-from lumbung.errors import ConfigError
+from lumbung.errors import ConfigError, ModelNotInStore
 from lumbung.gateway.build import build_gateway
 from lumbung.settings import DEFAULT_MODEL_ALIASES, DEFAULT_MODEL_ID, ModelConfig, Settings
 from lumbung.store import serving as stored
 from lumbung.store.catalog import EMBEDDED
 from lumbung.store.embedded import embedded_model_path
 from lumbung.store.offline import apply_offline
-from lumbung.store.serving import StoreService, checked_gguf, config_manifest, stored_model_path
+from lumbung.store.serving import (
+    StoreService,
+    checked_adapter,
+    checked_gguf,
+    config_manifest,
+    stored_adapter_path,
+    stored_model_path,
+)
 from lumbung.store.store import ModelStore
 from lumbung.surfaces.http import create_app
 
@@ -87,9 +94,35 @@ def configured_specs(settings: Settings, store: ModelStore) -> list[LocalModelSp
                 embedding=model.embedding or bool(manifest and manifest.gguf and manifest.gguf.embedding),
                 details=stored.details(manifest),
                 created=stored.created(manifest),
+                adapters=adapter_specs(store, model),
             )
         )
     return specs
+
+
+def adapter_specs(store: ModelStore, model: ModelConfig) -> list[AdapterSpec]:
+    out = []
+    for adapter in model.adapters:
+        path: Callable[[], Path]
+        facts = {}
+        if adapter.ref is not None:
+            try:
+                manifest = store.find(adapter.ref)
+            except ModelNotInStore as exc:
+                raise ConfigError(
+                    f"model {model.id!r}: adapter {adapter.ref!r} is not in the store; "
+                    f"run `lumbung pull {adapter.ref}` first"
+                ) from exc
+            path = partial(stored_adapter_path, store, manifest.reference)
+            facts = {k: v for k, v in stored.details(manifest).items() if k in ADAPTER_FACTS}
+        else:
+            assert adapter.path is not None
+            path = partial(checked_adapter, adapter.path.expanduser(), adapter.sha256)
+        out.append(AdapterSpec(adapter.name, model.adapter_id(adapter), path, adapter.scale, facts))
+    return out
+
+
+ADAPTER_FACTS = {"reference", "license", "digest", "size_bytes"}
 
 
 def store_specs(settings: Settings, store: ModelStore, taken: set[str]) -> list[LocalModelSpec]:

@@ -38,6 +38,32 @@ def _default_threads() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
 
+class AdapterConfig(BaseModel):
+    """A LoRA adapter (GGUF) over a local model, served as a model of its own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="The adapter's name; it is served as `MODEL+NAME` unless `id` is set.")
+    id: str | None = Field(default=None, description="Public model id for the base model with this adapter.")
+    path: Path | None = Field(default=None, description="Path of the LoRA GGUF file.")
+    ref: str | None = Field(
+        default=None, description="An adapter in the store, by reference or name (`lumbung pull` it first)."
+    )
+    sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-fA-F]{64}$",
+        description="The file's sha256, checked before loading (for `path`; stored adapters are "
+        "always checked against their manifest).",
+    )
+    scale: float = Field(default=1.0, ge=0, description="How strongly the adapter applies (0: not at all).")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> AdapterConfig:
+        if (self.path is None) == (self.ref is None):
+            raise ValueError(f"adapter {self.name!r}: set exactly one of `path` and `ref`")
+        return self
+
+
 class ModelConfig(BaseModel):
     """A local GGUF model served by the in-process engine."""
 
@@ -67,6 +93,13 @@ class ModelConfig(BaseModel):
     max_queue: int | None = Field(default=None, ge=0, description="Requests waiting beyond `parallel`.")
     prefix_cache_mb: float | None = Field(default=None, ge=0, description="Prefix cache memory (MiB).")
     embedding: bool = Field(default=False, description="An embedding model (pooling on).")
+    adapters: list[AdapterConfig] = Field(
+        default_factory=list,
+        description="LoRA adapters over this model, each served as its own model id (`MODEL+NAME`).",
+    )
+
+    def adapter_id(self, adapter: AdapterConfig) -> str:
+        return adapter.id or f"{self.id}+{adapter.name}"
 
 
 class Settings(BaseModel):
@@ -169,6 +202,7 @@ class Settings(BaseModel):
     @model_validator(mode="after")
     def _gateway(self) -> Settings:
         local = {m for spec in self.models for m in (spec.id, *spec.aliases)}
+        local |= {spec.adapter_id(a) for spec in self.models for a in spec.adapters}
         if self.serve_default_model:
             local |= {DEFAULT_MODEL_ID, *DEFAULT_MODEL_ALIASES}
         check_gateway(self.providers, self.routes, self.egress, local)

@@ -72,3 +72,17 @@ def test_entry_limit_and_pop_lru() -> None:
     assert cache.add(2, [3]) == [0]
     assert cache.pop_lru() == 1
     assert cache.clear() == [2] and cache.pop_lru() is None
+
+
+def test_entries_match_only_prompts_under_their_own_adapter_set() -> None:
+    kv = KvLedger()
+    cache = PrefixCache(kv, 1000, 8)
+    lora = (("test", 1.0),)
+    kv.extend(0, 4)
+    cache.add(0, [1, 2, 3, 4])
+    kv.extend(1, 3)
+    cache.add(1, [1, 2, 3], lora)  # same tokens, other KV: not redundant with entry 0
+    assert len(cache) == 2
+    assert cache.match([1, 2, 3, 4, 5]) == (0, 4)
+    assert cache.match([1, 2, 3, 4, 5], key=lora) == (1, 3)
+    assert cache.match([1, 2, 3, 4, 5], key=(("other", 1.0),)) == (-1, 0)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lumbung.engines.llamacpp.scheduler import prefill_shares
+from lumbung.engines.llamacpp.scheduler import adapter_turn, prefill_shares
 
 
 def test_alone_a_prompt_gets_the_whole_batch() -> None:
@@ -21,3 +21,13 @@ def test_oldest_prompt_first_and_nothing_beyond_the_batch() -> None:
 
 def test_short_prompts_share_one_step() -> None:
     assert prefill_shares(2, [5, 7, 9], 512, 256) == [5, 7, 9]
+
+
+def test_adapter_sets_take_steps_in_turn_oldest_first() -> None:
+    base, a, b = (), (("a", 1.0),), (("b", 0.5),)
+    running = [a, base, a, b]
+    assert [adapter_turn(running, t) for t in range(4)] == [a, base, b, a]
+
+
+def test_one_adapter_set_takes_every_step() -> None:
+    assert {adapter_turn([(), ()], t) for t in range(3)} == {()}

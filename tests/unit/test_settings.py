@@ -95,3 +95,30 @@ def test_every_list_shaped_annotation_is_comma_separated(annotation: object) -> 
 def test_lists_of_objects_in_a_union_are_read_as_json() -> None:
     assert _env_value("x", list[dict[str, int]] | None, '[{"a": 1}]') == [{"a": 1}]
     assert _env_value("x", str | None, "a,b") == "a,b"
+
+
+def test_adapters_are_local_model_names_routes_can_target(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "models:\n"
+        "  - id: base\n    path: /m.gguf\n    adapters:\n"
+        "      - {name: sql, path: /sql.gguf, scale: 0.5}\n"
+        "      - {name: chat, id: chat-bot, ref: 'hf:o/r:chat.gguf'}\n"
+        "routes:\n  - {name: sql, tiers: [[local/base+sql], [local/chat-bot]]}\n"
+    )
+    settings, _ = load_settings(config, environ={})
+    model = settings.models[0]
+    assert [model.adapter_id(a) for a in model.adapters] == ["base+sql", "chat-bot"]
+    assert model.adapters[0].scale == 0.5
+
+
+@pytest.mark.parametrize(
+    "adapter",
+    ["{name: x}", "{name: x, path: /a.gguf, ref: 'hf:o/r'}", "{name: x, path: /a.gguf, sha256: nothex}"],
+)
+def test_an_adapter_needs_one_source_and_a_real_sha256(tmp_path: Path, adapter: str) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(f"models:\n  - id: base\n    path: /m.gguf\n    adapters:\n      - {adapter}\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(config, environ={})
+    assert "models.0.adapters.0" in str(err.value) and f"{config}:5" in str(err.value)

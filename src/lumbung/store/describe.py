@@ -43,7 +43,7 @@ def describe(manifest: Manifest) -> dict[str, Any]:
             model_info["general.name"] = g.name
         if g.context_length is not None and g.architecture:
             model_info[f"{g.architecture}.context_length"] = g.context_length
-    capabilities = ["embedding"] if g and g.embedding else ["completion"]
+    capabilities = ["adapter"] if g and g.adapter else ["embedding"] if g and g.embedding else ["completion"]
     return {
         "name": manifest.name,
         "model": manifest.name,

@@ -273,6 +273,7 @@ class GgufFacts:
     size_label: str | None
     license: str | None
     split_count: int
+    adapter: bool = False  # a LoRA adapter (general.type=adapter), not a model of its own
 
 
 def quantization_name(file_type: Any) -> str | None:
@@ -309,6 +310,7 @@ def facts(parts: list[GgufFile]) -> GgufFacts:
         size_label=text(gguf.Keys.General.SIZE_LABEL),
         license=text(gguf.Keys.General.LICENSE),
         split_count=split if isinstance(split, int) and split > 0 else 1,
+        adapter=text(gguf.Keys.General.TYPE) == "adapter",
     )
 
 

@@ -58,6 +58,7 @@ class GgufSummary(BaseModel):
     embedding: bool = False
     size_label: str | None = None
     split_count: int = 1
+    adapter: bool = False  # a LoRA adapter: served over its base model (config `adapters:`), not alone
 
 
 class Manifest(BaseModel):

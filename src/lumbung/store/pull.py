@@ -211,6 +211,7 @@ def gguf_summary(store: ModelStore, files: list[StoredFile]) -> tuple[GgufSummar
         embedding=got.embedding,
         size_label=got.size_label,
         split_count=got.split_count,
+        adapter=got.adapter,
     )
     return summary, got.license
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lumbung.errors import BadReference, ConfigError, EngineError, ModelNotInStore, StoreError
+from lumbung.errors import BadReference, ConfigError, EngineError, IntegrityError, ModelNotInStore, StoreError
 from lumbung.settings import ModelConfig, Settings
 from lumbung.store.manifest import Manifest
 from lumbung.store.pull import Progress, PullOptions, pull
@@ -32,6 +32,42 @@ def stored_model_path(store: ModelStore, reference: str) -> Path:
         return store.load_path(reference)
     except StoreError as exc:
         raise EngineError(str(exc)) from exc
+
+
+def stored_adapter_path(store: ModelStore, reference: str) -> Path:
+    """A stored LoRA adapter's path, after a full sha256 check against its manifest (adapters are
+    small: megabytes, hashed in milliseconds), so a changed file is refused even with its old mtime."""
+    try:
+        manifest = store.find(reference)
+        if manifest.gguf is None or not manifest.gguf.adapter:
+            raise StoreError(
+                f"{manifest.name!r} is not a LoRA adapter (its GGUF says general.type is not adapter)"
+            )
+        problems = store.verify(manifest)
+        if problems:
+            raise IntegrityError(
+                f"adapter {manifest.name!r} does not match its manifest: {'; '.join(problems)}. "
+                f"Refusing to load it: pull it again"
+            )
+        return store.load_path(reference)
+    except StoreError as exc:
+        raise EngineError(str(exc)) from exc
+
+
+def checked_adapter(path: Path, sha256: str | None) -> Path:
+    """An adapter named by path in the config: a LoRA GGUF, with the sha256 the config pins, if any."""
+    from lumbung.store.gguf_info import read_gguf
+    from lumbung.store.store import sha256_file
+
+    try:
+        info = read_gguf(path)
+    except StoreError as exc:
+        raise EngineError(str(exc)) from exc
+    if info.get("general.type") != "adapter":
+        raise EngineError(f"{path}: not a LoRA adapter (its GGUF says general.type is not adapter)")
+    if sha256 is not None and (actual := sha256_file(path)) != sha256.lower():
+        raise EngineError(f"{path}: sha256 is {actual}, the config pins {sha256}; refusing to load it")
+    return path
 
 
 def checked_gguf(path: Path) -> Path:
@@ -93,6 +129,8 @@ def served_manifests(
     out = []
     for manifest in store.models():
         if manifest.format != "gguf" or manifest.source.kind == "embedded" or manifest.reference in claimed:
+            continue
+        if manifest.gguf is not None and manifest.gguf.adapter:  # served over a base model, not alone
             continue
         if manifest.name in taken:
             log.warning("not serving stored model %r: the name is taken by a configured model", manifest.name)

@@ -44,6 +44,9 @@ def model_body(info: ModelInfo) -> dict[str, Any]:
         "memory_bytes",
         "expires_at",
         "prefix_cache",
+        "adapters",  # a local model's LoRA adapters, each also served as a model
+        "base_model",  # an adapter's model: the model it runs on, and the adapter
+        "adapter",
     ):
         if key in info.details:
             body[key] = info.details[key]

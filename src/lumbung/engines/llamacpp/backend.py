@@ -1,7 +1,9 @@
 """The local backend: GGUF models served in process by llama.cpp, loaded on first use.
 
 ``LocalModel`` turns a core request into prompt tokens (chat template, tokenizer, context check)
-and a ``Sequence`` for its ``Engine``; ``LlamaCppBackend`` holds the configured models.
+and a ``Sequence`` for its ``Engine``; ``LlamaCppBackend`` holds the configured models. A model's
+LoRA adapters are served as models of their own (``AdapterSpec.id``): a request for one runs on the
+base model's engine with the adapter applied to its sequence (lora.py).
 """
 
 from __future__ import annotations
@@ -22,13 +24,16 @@ from lumbung.engines.llamacpp.amx import use_extra_buffers
 from lumbung.engines.llamacpp.embedder import Embedder, EmbedderConfig, pooling_for
 from lumbung.engines.llamacpp.engine import Engine, EngineConfig, Sequence
 from lumbung.engines.llamacpp.grammar import GrammarCompiler, MaskSampler, Trigger, request_grammar
+from lumbung.engines.llamacpp.lora import Adapter, LoraSet
 from lumbung.engines.llamacpp.manager import ModelManager
 from lumbung.engines.llamacpp.model import LlamaModel
 from lumbung.engines.llamacpp.templates import ChatTemplate, select_template
 from lumbung.errors import (
     ContextLengthExceeded,
+    EngineError,
     InternalError,
     InvalidRequest,
+    Overloaded,
     UnsupportedParameter,
 )
 from lumbung.toolcalls.output import OutputShaper
@@ -37,6 +42,21 @@ from lumbung.toolcalls.render import adapt_messages
 from lumbung.types import ChatRequest, Chunk, CompletionRequest, ModelInfo
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class AdapterSpec:
+    """A LoRA adapter (GGUF) over a local model, served as the model ``id``. ``path`` may be a
+    callable that checks and produces the file (the store's integrity check)."""
+
+    name: str
+    id: str
+    path: Path | Callable[[], Path]
+    scale: float = 1.0
+    details: dict[str, Any] = field(default_factory=dict)  # the store's manifest facts (licence, digest)
+
+    def resolve_path(self) -> Path:
+        return self.path() if callable(self.path) else self.path
 
 
 @dataclass
@@ -53,6 +73,7 @@ class LocalModelSpec:
     embedding: bool = False  # an embedding model: pooled vectors only, no text generation
     created: int = field(default_factory=lambda: int(time.time()))
     details: dict[str, Any] = field(default_factory=dict)  # known before loading (the store's manifest)
+    adapters: list[AdapterSpec] = field(default_factory=list)
 
     def resolve_path(self) -> Path:
         return self.path() if callable(self.path) else self.path
@@ -103,6 +124,23 @@ class LocalModel:
         self.loaded_at = time.time()
         self._embedder: Embedder | None = None
         self._embedder_lock = threading.Lock()
+        self.adapters: dict[str, Adapter] = {}  # loaded on first use
+        self._adapter_lock = threading.Lock()
+
+    def lora(self, adapter: AdapterSpec) -> LoraSet:
+        """The adapter loaded over this model (on first use; blocking: call from a worker thread).
+        A file that fails its check or does not fit the model is refused; the base model serves on."""
+        with self._adapter_lock:
+            loaded = self.adapters.get(adapter.name)
+            if loaded is None:
+                try:
+                    loaded = Adapter(self.model, adapter.name, adapter.resolve_path())
+                except EngineError as exc:
+                    raise Overloaded(
+                        f"model {adapter.id!r} could not be loaded: {exc}", retry_after=5
+                    ) from exc
+                self.adapters[adapter.name] = loaded
+            return LoraSet((loaded,), (adapter.scale,))
 
     def embedder(self) -> Embedder:
         """The model's embedding context, created on first use (blocking: call from a worker thread)."""
@@ -126,8 +164,9 @@ class LocalModel:
 
     @property
     def memory_bytes(self) -> int:
-        """Weights plus the KV cache the engine allocated (the embedding context, if any, aside)."""
-        return self.engine.memory_bytes
+        """Weights, the KV cache the engine allocated and the loaded adapters (the embedding context,
+        if any, aside)."""
+        return self.engine.memory_bytes + sum(a.size_bytes for a in self.adapters.values())
 
     @property
     def busy(self) -> bool:
@@ -145,6 +184,8 @@ class LocalModel:
         self.engine.close()
         if self._embedder is not None:
             self._embedder.close()
+        for adapter in self.adapters.values():
+            adapter.close()
         self.model.close()
 
     def prompt_tokens(self, request: ChatRequest | CompletionRequest) -> tuple[list[int], list[str]]:
@@ -198,7 +239,9 @@ class LocalModel:
                 param="chat_template_kwargs.enable_thinking",
             )
 
-    async def stream(self, request: ChatRequest | CompletionRequest) -> AsyncGenerator[Chunk, None]:
+    async def stream(
+        self, request: ChatRequest | CompletionRequest, adapter: AdapterSpec | None = None
+    ) -> AsyncGenerator[Chunk, None]:
         if self.spec.embedding:
             raise InvalidRequest(
                 f"The model `{self.spec.id}` is an embedding model and does not generate text; "
@@ -209,6 +252,7 @@ class LocalModel:
         if isinstance(request, ChatRequest):
             self._check_think(request)
             constraint = await asyncio.to_thread(self._constraint, request)
+        lora = None if adapter is None else await asyncio.to_thread(self.lora, adapter)
         tokens, stops = await asyncio.to_thread(self.prompt_tokens, request)
         shaper = self._shaper(request, tokens) if isinstance(request, ChatRequest) else None
         limit = self.context_size
@@ -235,6 +279,7 @@ class LocalModel:
             stop_tokens=self.stop_tokens,
             sampler_pre=(constraint,) if constraint is not None else (),
             shown_tokens=self.shown_tokens if shaper is not None else frozenset(),
+            lora=lora,
         )
         self.engine.submit(seq)
         finished = False
@@ -277,12 +322,22 @@ class LlamaCppBackend:
             memory_budget=memory_budget,
         )
 
+    def _resolve(self, model_id: str) -> tuple[str, AdapterSpec | None]:
+        """The id of the model that runs ``model_id``, and the adapter it names (None: the model)."""
+        if model_id not in self.specs:
+            for spec in self.specs.values():
+                for adapter in spec.adapters:
+                    if adapter.id == model_id:
+                        return spec.id, adapter
+        return model_id, None  # unknown ids go on to the manager's 404
+
     def models(self) -> list[ModelInfo]:
         out = []
         now = time.monotonic()
         for spec in self.specs.values():
             slot = self.manager.slots.get(spec.id)
             details: dict[str, Any] = {}
+            loaded: LocalModel | None = None
             if slot is not None:
                 loaded = cast(LocalModel, slot.model)
                 stats = loaded.engine.stats()
@@ -311,6 +366,9 @@ class LlamaCppBackend:
                 }
             details |= spec.details  # the store's facts win: the file's size, not the tensors'
             details["embedding"] = spec.embedding or bool(details.get("embedding"))
+            adapters = [_adapter_facts(a, loaded) for a in spec.adapters]
+            if adapters:
+                details["adapters"] = adapters
             out.append(
                 ModelInfo(
                     id=spec.id,
@@ -321,16 +379,32 @@ class LlamaCppBackend:
                     details=details,
                 )
             )
+            for adapter, facts in zip(spec.adapters, adapters, strict=True):
+                variant = {k: v for k, v in details.items() if k not in {"adapters", "memory_bytes"}}
+                # The adapter's own memory: the base model's is counted once, on its own row.
+                variant |= {"base_model": spec.id, "adapter": facts, "memory_bytes": facts["memory_bytes"]}
+                out.append(
+                    ModelInfo(
+                        id=adapter.id,
+                        created=spec.created,
+                        context_length=spec.engine.context_size,
+                        loaded=bool(facts["loaded"]),
+                        details=variant,
+                    )
+                )
         return out
 
     def set_keep_alive(self, model_id: str, seconds: float) -> None:
-        self.manager.set_keep_alive(model_id, seconds)
+        self.manager.set_keep_alive(self._resolve(model_id)[0], seconds)
 
     async def unload_when_idle(self, model_id: str) -> None:
-        await self.manager.unload_when_idle(model_id)
+        await self.manager.unload_when_idle(self._resolve(model_id)[0])
 
     async def load(self, model_id: str) -> None:
-        await self.get(model_id)
+        base, adapter = self._resolve(model_id)
+        loaded = await self.get(base)
+        if adapter is not None:
+            await asyncio.to_thread(loaded.lora, adapter)
 
     async def get(self, model_id: str) -> LocalModel:
         """Load a model (if needed) without holding it: for preloading at start-up."""
@@ -339,11 +413,12 @@ class LlamaCppBackend:
 
     @asynccontextmanager
     async def _using(self, model_id: str) -> AsyncIterator[LocalModel]:
-        async with self.manager.lease(model_id) as model:
+        async with self.manager.lease(self._resolve(model_id)[0]) as model:
             yield cast(LocalModel, model)
 
     async def stream(self, request: ChatRequest | CompletionRequest) -> AsyncGenerator[Chunk, None]:
-        async with self._using(request.model) as model, aclosing(model.stream(request)) as chunks:
+        adapter = self._resolve(request.model)[1]
+        async with self._using(request.model) as model, aclosing(model.stream(request, adapter)) as chunks:
             async for chunk in chunks:
                 yield chunk
 
@@ -364,3 +439,16 @@ class LlamaCppBackend:
 
     def close(self) -> None:
         self.manager.close()
+
+
+def _adapter_facts(adapter: AdapterSpec, model: LocalModel | None) -> dict[str, Any]:
+    """An adapter as /v1/models and `lumbung ps` show it: its names, scale, store facts and memory."""
+    loaded = model.adapters.get(adapter.name) if model is not None else None
+    return {
+        "name": adapter.name,
+        "id": adapter.id,
+        "scale": adapter.scale,
+        **adapter.details,
+        "loaded": loaded is not None,
+        "memory_bytes": loaded.size_bytes if loaded is not None else None,
+    }

@@ -13,6 +13,10 @@ cells, it copies nothing), from a cache entry or from a sequence still running. 
 models (Gemma 3) let llama.cpp overwrite cells that fell out of their sequence's window; cells held
 by two sequence ids never are, so there every handle is a pair of ids written together (a "pin"),
 which keeps every cached prefix whole.
+
+LoRA adapters apply to the whole context (lora.py): a step decodes the sequences of one adapter set,
+taking the sets in turn when several run (scheduler.py: ``adapter_turn``), and a prefix is reused
+only under the adapter set that computed it.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import llama_cpp
 
@@ -31,10 +35,11 @@ from lumbung.engines.llamacpp.amx import AmxMode
 from lumbung.engines.llamacpp.detok import StopMatcher
 from lumbung.engines.llamacpp.kv import KvLedger
 from lumbung.engines.llamacpp.logprobs import token_logprobs
+from lumbung.engines.llamacpp.lora import BASE, LoraKey, apply
 from lumbung.engines.llamacpp.model import LlamaModel
 from lumbung.engines.llamacpp.prefix_cache import PrefixCache, common_prefix
 from lumbung.engines.llamacpp.sampler import Sampler
-from lumbung.engines.llamacpp.scheduler import prefill_shares
+from lumbung.engines.llamacpp.scheduler import adapter_turn, prefill_shares
 from lumbung.engines.llamacpp.sequence import Sequence
 from lumbung.errors import ApiError, EngineError, InternalError, RateLimited
 from lumbung.types import Chunk, FinishReason, TokenLogprob, Usage
@@ -134,6 +139,8 @@ class Engine:
         self._queued = 0  # submitted, not yet running
         self._kv_snapshot = (0, 0, 0)  # (cells used, cells held by the cache alone, cache entries)
         self._service_time = 2.0  # running average of a request's seconds in a slot (Retry-After)
+        self._lora: LoraKey = BASE  # the adapter set on the context now
+        self._turn = 0  # steps taken while sequences with different adapter sets ran
         self.last_used = time.monotonic()
         self._thread = threading.Thread(target=self._run, name=f"engine-{name}", daemon=True)
         self._thread.start()
@@ -244,8 +251,8 @@ class Engine:
                 self._release(seq)
                 seq.emit(_timeout())
 
-    def _running_prefixes(self) -> list[tuple[int, list[int]]]:
-        return [(s.handle, s.kv_tokens()) for s in self._active if s.n_past]
+    def _running_prefixes(self, key: LoraKey) -> list[tuple[int, list[int]]]:
+        return [(s.handle, s.kv_tokens()) for s in self._active if s.n_past and s.lora_key == key]
 
     def _admit(self) -> None:
         i = 0
@@ -263,10 +270,14 @@ class Engine:
         if not self.cache.enabled:
             return False
         usable = len(seq.prompt) - 1
-        soon = max((common_prefix(seq.prompt, s.prompt) for s in self._active if s.prefilling), default=0)
+        key = seq.lora_key
+        soon = max(
+            (common_prefix(seq.prompt, s.prompt) for s in self._active if s.prefilling and s.lora_key == key),
+            default=0,
+        )
         if min(soon, usable) < SHARE_WAIT_TOKENS:
             return False
-        now = max((common_prefix(seq.prompt, t) for _, t in self._running_prefixes()), default=0)
+        now = max((common_prefix(seq.prompt, t) for _, t in self._running_prefixes(key)), default=0)
         return min(soon, usable) - now >= SHARE_WAIT_TOKENS
 
     def _start(self, seq: Sequence) -> None:
@@ -285,7 +296,8 @@ class Engine:
         seq.stops = StopMatcher(seq.params.stop)
         seq.started = time.monotonic()
         if self.cache.enabled:
-            src, shared = self.cache.match(seq.prompt, self._running_prefixes())
+            key = seq.lora_key
+            src, shared = self.cache.match(seq.prompt, self._running_prefixes(key), key)
             shared = min(shared, len(seq.prompt) - RECOMPUTE_TOKENS)
             if shared > 0:
                 for dst in self._ids(seq.handle):
@@ -315,8 +327,9 @@ class Engine:
             batch.logits[n] = logits
             n += 1
 
-        generating = [s for s in self._active if not s.prefilling]
-        prefilling = [s for s in self._active if s.prefilling]
+        group = self._adapter_group()
+        generating = [s for s in group if not s.prefilling]
+        prefilling = [s for s in group if s.prefilling]
         for seq in generating:
             readers.append((seq, n))
             put(seq.last_token, seq.n_past, seq.handle, True)
@@ -344,6 +357,21 @@ class Engine:
         for seq, index in readers:
             assert seq.sampler is not None
             self._on_token(seq, seq.sampler.sample(self.ctx, index), index)
+
+    def _adapter_group(self) -> list[Sequence]:
+        """The running sequences this step decodes: those of one adapter set (all, when none uses
+        one), with that set applied to the context."""
+        keys = [s.lora_key for s in self._active]
+        group = self._active
+        key = BASE
+        if any(keys):
+            key = cast(LoraKey, adapter_turn(keys, self._turn))
+            self._turn += 1
+            group = [s for s in self._active if s.lora_key == key]
+        if key != self._lora:
+            apply(self.ctx, group[0].lora)
+            self._lora = key
+        return group
 
     def _decode(self) -> None:
         rc = llama_cpp.llama_decode(self.ctx, self.batch)
@@ -401,7 +429,7 @@ class Engine:
             seq.sampler = None
         handle, seq.handle = seq.handle, -1
         if keep and self.cache.enabled and seq.n_past > 0:
-            freed = self.cache.add(handle, seq.kv_tokens())
+            freed = self.cache.add(handle, seq.kv_tokens(), seq.lora_key)
         else:
             self._forget(handle)
             freed = self.cache.shrink()  # cells it shared may now be held by the cache alone

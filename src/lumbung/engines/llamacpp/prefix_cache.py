@@ -4,13 +4,14 @@ same tokens (a shared system prompt, a growing chat) reuses them instead of reco
 Pure bookkeeping: entries are KV sequence handles with the tokens their cells hold; the engine does
 the llama.cpp calls. The budget counts cells held by cache entries alone (cells also used by a
 running sequence cost the cache nothing), measured by the ``KvLedger``; past it, or past the most
-entries, the least recently used entry goes.
+entries, the least recently used entry goes. Entries carry a key (the LoRA adapter set whose KV
+they hold, lora.py): a prompt only reuses cells computed under its own key.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 
 from lumbung.engines.llamacpp.kv import KvLedger
 
@@ -37,6 +38,7 @@ class PrefixCache:
         self.budget_cells = budget_cells
         self.max_entries = max_entries
         self._entries: OrderedDict[int, list[int]] = OrderedDict()
+        self._keys: dict[int, Hashable] = {}  # an entry's adapter set, when not the base model's
         self.hits = 0
         self.misses = 0
         self.reused_tokens = 0
@@ -56,12 +58,14 @@ class PrefixCache:
         return self.ledger.held_only_by(self._entries)
 
     def match(
-        self, prompt: Sequence[int], running: Iterable[tuple[int, Sequence[int]]] = ()
+        self, prompt: Sequence[int], running: Iterable[tuple[int, Sequence[int]]] = (), key: Hashable = ()
     ) -> tuple[int, int]:
-        """The handle (cache entry or running sequence) sharing the longest prefix with ``prompt``,
-        and that length; (-1, 0) if none. A matched entry becomes the most recently used."""
+        """The handle (an entry with ``key``, or a running sequence: the caller passes those of its
+        key) sharing the longest prefix with ``prompt``, and that length; (-1, 0) if none. A matched
+        entry becomes the most recently used."""
         best, best_len = -1, 0
-        for handle, tokens in [*self._entries.items(), *running]:
+        mine = [(h, t) for h, t in self._entries.items() if self._keys.get(h, ()) == key]
+        for handle, tokens in [*mine, *running]:
             n = common_prefix(prompt, tokens)
             if n > best_len:
                 best, best_len = handle, n
@@ -74,16 +78,23 @@ class PrefixCache:
             self.misses += 1
         return best, best_len
 
-    def add(self, handle: int, tokens: list[int]) -> list[int]:
-        """Keep ``handle``'s cells as an entry. Returns the handles the cache let go of: entries made
-        redundant by this one, then the least recently used ones beyond the budget."""
+    def add(self, handle: int, tokens: list[int], key: Hashable = ()) -> list[int]:
+        """Keep ``handle``'s cells (computed under ``key``) as an entry. Returns the handles the cache
+        let go of: entries made redundant by this one, then the least recently used ones beyond the
+        budget."""
         freed = []
         for old, old_tokens in list(self._entries.items()):
+            if self._keys.get(old, ()) != key:
+                continue
             # An entry whose tokens this one extends, and whose cells it holds too, adds nothing.
             extended = len(old_tokens) <= len(tokens) and tokens[: len(old_tokens)] == old_tokens
             if extended and self.ledger.held_only_by([old]) == 0:
                 freed.append(self._remove(old))
         self._entries[handle] = tokens
+        if key != ():
+            self._keys[handle] = key
+        else:
+            self._keys.pop(handle, None)
         return freed + self.shrink()
 
     def shrink(self, extra_cells: int = 0) -> list[int]:
@@ -104,5 +115,6 @@ class PrefixCache:
 
     def _remove(self, handle: int) -> int:
         del self._entries[handle]
+        self._keys.pop(handle, None)
         self.ledger.drop(handle)
         return handle

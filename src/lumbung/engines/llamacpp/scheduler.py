@@ -8,7 +8,7 @@ running streams by one chunk's compute per token, never by the whole prompt.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 
 
 def prefill_shares(
@@ -24,3 +24,15 @@ def prefill_shares(
         shares.append(take)
         room -= take
     return shares
+
+
+def adapter_turn(keys: Sequence[Hashable], turn: int) -> Hashable:
+    """Which adapter set decodes this step, given each running sequence's set (oldest first).
+
+    llama.cpp applies LoRA adapters per context, so one step can only serve one set: with k sets
+    running, steps take them in turn (in order of their oldest sequence), and each sequence advances
+    every k-th step. That is the price of mixing adapters: per-stream speed divided by k, and
+    smaller batches; requests of one set still batch together.
+    """
+    distinct = list(dict.fromkeys(keys))
+    return distinct[turn % len(distinct)]

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lumbung.engines.llamacpp.detok import StopMatcher, Utf8Stream
+from lumbung.engines.llamacpp.lora import BASE, LoraKey, LoraSet
 from lumbung.engines.llamacpp.sampler import Sampler
 from lumbung.types import Chunk, SamplingParams, TokenLogprob
 
@@ -17,7 +18,8 @@ class Sequence:
     """Built on the event loop by the backend; owned by the engine thread once submitted.
 
     ``sampler_pre`` holds extra llama.cpp sampler stages (grammars for constrained decoding) that
-    run before the sampling chain built from ``params``.
+    run before the sampling chain built from ``params``. ``lora`` is the LoRA adapter set it
+    decodes with (None: the base model).
     """
 
     prompt: list[int]
@@ -29,6 +31,7 @@ class Sequence:
     stop_tokens: frozenset[int] = frozenset()
     sampler_pre: tuple[Any, ...] = ()
     shown_tokens: frozenset[int] = frozenset()  # special tokens written as text (tool-call markers)
+    lora: LoraSet | None = None
     cancelled: bool = False
     submitted: float = field(default_factory=time.monotonic)
     # Engine-thread state below.
@@ -48,6 +51,10 @@ class Sequence:
             self.loop.call_soon_threadsafe(self.out.put_nowait, item)
         except RuntimeError:  # the event loop is gone: nobody is listening any more
             self.cancelled = True
+
+    @property
+    def lora_key(self) -> LoraKey:
+        return self.lora.key if self.lora is not None else BASE
 
     @property
     def prefilling(self) -> bool:
