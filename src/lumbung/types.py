@@ -134,6 +134,9 @@ class Chunk:
     usage: Usage | None = None
     logprobs: list[TokenLogprob] = field(default_factory=list)
     stop_sequence: str | None = None  # the stop string that ended the answer (Anthropic reports it)
+    # On the first chunk, where the backend knows them then: the prompt's tokens and how many came
+    # from the prefix cache (completion_tokens 0), so a stream can report its input up front.
+    prompt_usage: Usage | None = None
 
 
 @dataclass(slots=True)

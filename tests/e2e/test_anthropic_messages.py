@@ -234,6 +234,68 @@ def test_claude_code_style_request(client: anthropic.Anthropic) -> None:
             assert block.name.startswith("tool_") and isinstance(block.input, dict)
 
 
+def test_claude_code_2_1_request_shape(server: ServerProcess) -> None:
+    """What Claude Code 2.1 sends: system messages inside ``messages`` (beta
+    mid-conversation-system-2026-04-07, here last, as it sends them), adaptive thinking,
+    context_management, effort, cache_control on blocks, betas in a header and the query."""
+    body = {
+        "model": "default",
+        "max_tokens": 8,
+        "stream": True,
+        "system": [{"type": "text", "text": "You are an agent.", "cache_control": {"type": "ephemeral"}}],
+        "messages": [
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "Say hi", "cache_control": {"type": "ephemeral"}}],
+            },
+            {"role": "system", "content": "Available agent types: none."},
+        ],
+        "thinking": {"type": "adaptive"},
+        "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+        "output_config": {"effort": "high"},
+        "metadata": {"user_id": '{"device_id":"d","session_id":"s"}'},
+    }
+    headers = {**HEADERS, "anthropic-beta": "claude-code-20250219,mid-conversation-system-2026-04-07"}
+    r = httpx.post(server.base_url + "/v1/messages?beta=true", json=body, headers=headers, timeout=120)
+    assert r.status_code == 200, r.text
+    names = [name for name, _ in _sse(r.text)]
+    assert names[0] == "message_start" and names[-1] == "message_stop"
+
+
+def test_errors_name_the_anthropic_field(server: ServerProcess) -> None:
+    """A tool schema the engine cannot enforce is named as the client sent it (``input_schema``),
+    not by the core request's OpenAI path."""
+    tools = [
+        {"name": "ok", "input_schema": {"type": "object"}},
+        {"name": "f", "input_schema": {"type": "object", "properties": {"a": {"$ref": "#/nowhere"}}}},
+    ]
+    body = {"model": "default", "max_tokens": 5, "messages": HELLO, "tools": tools}
+    r = httpx.post(server.base_url + "/v1/messages", json=body, headers=HEADERS, timeout=60)
+    assert r.status_code == 400, r.text
+    message = r.json()["error"]["message"]
+    assert "tools.1.input_schema" in message and "function" not in message, message
+
+
+def test_stream_usage_is_the_same_at_start_and_end(start_server: object) -> None:
+    """With the prefix cache on, the second request reads most of its prompt from the cache:
+    message_start says so, and message_delta repeats the same input figures."""
+    srv = start_server()  # type: ignore[operator]
+    body = {
+        "model": "default",
+        "max_tokens": 3,
+        "stream": True,
+        "messages": HELLO,
+        "system": "Be terse. " * 20,
+    }
+    for _ in range(2):
+        r = httpx.post(srv.base_url + "/v1/messages", json=body, headers=HEADERS, timeout=120)
+        events = _sse(r.text)
+        start = events[0][1]["message"]["usage"]  # type: ignore[index]
+        end = events[-2][1]["usage"]
+        assert start == {**end, "output_tokens": 0}, (start, end)  # type: ignore[dict-item]
+    assert start["cache_read_input_tokens"] > 0 and start["input_tokens"] > 0
+
+
 def test_refusals_use_the_anthropic_envelope(server: ServerProcess) -> None:
     url = server.base_url + "/v1/messages"
     cases = [

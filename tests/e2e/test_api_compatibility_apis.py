@@ -95,7 +95,10 @@ ANTHROPIC: dict[str, dict[str, Any]] = {
     "output_config": {"output_config": {"effort": "high"}},
     "service_tier": {"service_tier": "standard_only"},
     "speed": {"speed": "standard"},
-    "thinking": {"thinking": {"type": "disabled"}},
+    "thinking": {"thinking": {"type": "adaptive"}},
+    "context_management": {
+        "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]}
+    },
     "metadata": {"metadata": {"user_id": "u"}},
     "cache_control": {"cache_control": {"type": "ephemeral"}},
     "diagnostics": {"diagnostics": {}},
@@ -208,7 +211,7 @@ SURFACES: dict[str, tuple[str, dict[str, dict[str, Any]], str, dict[str, Any], s
         "/v1/messages",
         {"model": "default", "max_tokens": 2, "messages": [{"role": "user", "content": "Hi"}]},
         set(anthropic_params.MessageCreateParamsBase.__annotations__)
-        | {"stream", "temperature", "top_p", "top_k", "mcp_servers"},
+        | {"stream", "temperature", "top_p", "top_k", "mcp_servers", "context_management"},
     ),
     "ollama.chat": (
         "ollama.chat",

@@ -110,7 +110,8 @@ def test_output_config_format_is_a_strict_json_schema() -> None:
         ({"thinking": {"type": "enabled", "budget_tokens": 2000}}, "max_tokens"),
         ({"container": "c"}, "container"),
         ({"speed": "fast"}, "speed"),
-        ({"messages": [{"role": "system", "content": "x"}]}, "messages.0.role"),
+        ({"messages": [{"role": "system", "content": "x"}]}, "at least one user message"),
+        ({"messages": [{"role": "tool", "content": "x"}]}, "messages.0.role"),
         ({"top_k": "3"}, "top_k"),
     ],
 )
@@ -120,6 +121,92 @@ def test_refusals_name_the_parameter(body: dict[str, object], word: str) -> None
     with pytest.raises(InvalidRequest) as err:
         ant.parse_messages_request(json.dumps(raw).encode())
     assert word in err.value.message
+
+
+def test_system_messages_mid_conversation_keep_their_place() -> None:
+    """Claude Code 2.1 sends system messages inside ``messages`` (beta
+    mid-conversation-system-2026-04-07): text or text blocks, with cache_control."""
+    chat, _ = _parse(
+        system="top",
+        messages=[
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}],
+            },
+            {"role": "system", "content": "reminder"},
+            {"role": "assistant", "content": "hello"},
+            {"role": "system", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+            {"role": "system", "content": "c"},
+            {"role": "user", "content": "again"},
+        ],
+    )
+    roles = [(m.role, m.content) for m in chat.messages]  # type: ignore[attr-defined]
+    assert roles == [
+        ("system", "top"),
+        ("user", "hi"),
+        ("system", "reminder"),
+        ("assistant", "hello"),
+        ("system", "a\n\nb\n\nc"),
+        ("user", "again"),
+    ]
+    # The last message may be a system one: the model answers after it.
+    chat, _ = _parse(messages=[{"role": "user", "content": "hi"}, {"role": "system", "content": "x"}])
+    assert [m.role for m in chat.messages] == ["user", "system"]  # type: ignore[attr-defined]
+    with pytest.raises(UnsupportedParameter) as err:
+        _parse(
+            messages=[
+                {"role": "user", "content": [{"type": "text", "text": "hi"}]},
+                {"role": "system", "content": [{"type": "image", "source": {}}]},
+            ]
+        )
+    assert "messages.1.content.0.type" in err.value.message
+
+
+def test_claude_code_fields_are_accepted() -> None:
+    """What Claude Code 2.1 sends besides the messages: adaptive thinking, context management,
+    effort, cache_control on blocks and tools, and a metadata user_id that is a JSON string."""
+    chat, options = _parse(
+        thinking={"type": "adaptive"},
+        context_management={"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+        output_config={"effort": "high"},
+        metadata={"user_id": '{"device_id":"d","session_id":"s"}'},
+        tools=[
+            {
+                "name": "Read",
+                "description": "r",
+                "input_schema": {"type": "object"},
+                "cache_control": {"type": "ephemeral"},
+            }
+        ],
+        system=[{"type": "text", "text": "s", "cache_control": {"type": "ephemeral", "ttl": "1h"}}],
+        stream=True,
+    )
+    assert options.thinking and options.stream
+    assert [t.name for t in chat.tools] == ["Read"]  # type: ignore[attr-defined]
+
+
+def test_errors_name_anthropic_fields_not_openai_ones() -> None:
+    """The engine names a tool schema it cannot enforce by the core (OpenAI) path; an Anthropic
+    client is told the field it sent."""
+    exc = UnsupportedParameter(
+        "Unsupported schema keyword(s) in 'tools[14].function.parameters': not",
+        param="tools[14].function.parameters",
+    )
+    assert (
+        ant.error_body(exc)["error"]["message"]
+        == "Unsupported schema keyword(s) in 'tools.14.input_schema': not"
+    )
+    exc = UnsupportedParameter("The schema in 'response_format.json_schema.schema' cannot be enforced")
+    assert "'output_config.format.schema'" in ant.error_body(exc)["error"]["message"]
+
+
+def test_stream_reports_the_same_input_usage_at_start_and_end() -> None:
+    chat, opts = _parse()
+    w = ant.EventWriter(chat, "m", opts)  # type: ignore[arg-type]
+    start = w.start(Usage(30, 0, 28))[0][1]["message"]["usage"]
+    end = w.events(Chunk(text="x", finish_reason="stop", usage=Usage(30, 1, 28)))[-2][1]["usage"]
+    assert start == {**end, "output_tokens": 0}
+    assert (start["input_tokens"], start["cache_read_input_tokens"]) == (2, 28)
 
 
 def test_version_header_accepts_dated_versions_only() -> None:
@@ -170,7 +257,7 @@ def test_non_stream_body_has_thinking_text_and_tool_use_blocks() -> None:
 def test_stream_opens_and_closes_blocks_in_order() -> None:
     chat, opts = _parse(thinking={"type": "adaptive"})
     w = ant.EventWriter(chat, "m", opts)  # type: ignore[arg-type]
-    events = w.start(10)
+    events = w.start(Usage(10))
     for chunk in [
         Chunk(reasoning="r"),
         Chunk(text="a"),

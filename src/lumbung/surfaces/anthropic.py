@@ -62,8 +62,25 @@ def error_type(status: int) -> str:
     return _ERROR_TYPES.get(status, "invalid_request_error" if status < 500 else "api_error")
 
 
+# Lower layers (the engine's grammar compiler) name the parameters of the core request in OpenAI's
+# words; an Anthropic client is told the field it sent.
+_OPENAI_PATHS = (
+    (re.compile(r"\btools\[(\d+)\]\.function\.parameters\b"), r"tools.\1.input_schema"),
+    (re.compile(r"\bresponse_format\.json_schema\.schema\b"), "output_config.format.schema"),
+    (re.compile(r"\bresponse_format\b"), "output_config.format"),
+)
+
+
+def anthropic_path(text: str) -> str:
+    """``text`` with the core request's (OpenAI) field paths renamed to the Messages API's."""
+    for pattern, replacement in _OPENAI_PATHS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
 def error_body(exc: ApiError) -> dict[str, Any]:
-    return {"type": "error", "error": {"type": error_type(exc.status), "message": exc.message}}
+    message = anthropic_path(exc.message)
+    return {"type": "error", "error": {"type": error_type(exc.status), "message": message}}
 
 
 @dataclass(slots=True)
@@ -157,23 +174,33 @@ def _assistant_turn(msg: MessageIn, i: int) -> Message:
     )
 
 
+def _system_text(content: str | list[Block], where: str) -> str:
+    if isinstance(content, str):
+        return content
+    return "\n\n".join(_block_text(b, f"{where}.{k}") for k, b in enumerate(content))
+
+
 def _messages(wire: CountTokensIn) -> list[Message]:
     out: list[Message] = []
     if wire.system is not None:
-        system = wire.system
-        if not isinstance(system, str):
-            system = "\n\n".join(_block_text(b, f"system.{k}") for k, b in enumerate(system))
+        system = _system_text(wire.system, "system")
         if system:
             out.append(Message(role="system", content=system))
     for i, msg in enumerate(wire.messages):
-        turn = _user_turn(msg, i) if msg.role == "user" else [_assistant_turn(msg, i)]
+        if msg.role == "system":
+            # A system message mid-conversation keeps its place (the core, like OpenAI, allows it).
+            turn = [Message(role="system", content=_system_text(msg.content, f"messages.{i}.content"))]
+        elif msg.role == "user":
+            turn = _user_turn(msg, i)
+        else:
+            turn = [_assistant_turn(msg, i)]
         for m in turn:
             prev = out[-1] if out else None
             # Consecutive turns of one role are combined into one, as Anthropic does.
             if (
                 prev is not None
                 and prev.role == m.role
-                and m.role in ("user", "assistant")
+                and m.role in ("user", "assistant", "system")
                 and not prev.tool_calls
                 and not m.tool_calls
                 and not m.reasoning
@@ -186,6 +213,8 @@ def _messages(wire: CountTokensIn) -> list[Message]:
             f"messages.{len(wire.messages) - 1}",
             "a final assistant message (prefill) is not supported: end with a user message.",
         )
+    if not any(m.role != "system" for m in out):
+        raise InvalidRequest("messages: at least one user message is required", param="messages")
     return out
 
 
@@ -365,7 +394,8 @@ class EventWriter:
         self.index = -1
         self.open: str | None = None  # the kind of the open block: thinking, text
 
-    def start(self, input_tokens: int) -> list[Event]:
+    def start(self, prompt: Usage) -> list[Event]:
+        """``prompt``: the input as known before the answer (``message_delta`` has the final count)."""
         message: dict[str, Any] = {
             "id": self.request.id,
             "type": "message",
@@ -374,12 +404,7 @@ class EventWriter:
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": {
-                "input_tokens": input_tokens,
-                "cache_creation_input_tokens": 0,
-                "cache_read_input_tokens": 0,
-                "output_tokens": 0,
-            },
+            "usage": usage_body(Usage(prompt.prompt_tokens, 0, prompt.cached_tokens)),
         }
         return [("message_start", {"type": "message_start", "message": message}), ("ping", {"type": "ping"})]
 

@@ -18,7 +18,7 @@ from lumbung.surfaces.common import (
     unless_disconnected,
 )
 from lumbung.surfaces.relay import first_chunk, interleave, relay
-from lumbung.types import Chunk
+from lumbung.types import Chunk, Usage
 
 anthropic_endpoint = endpoint(ant.error_body)
 
@@ -46,15 +46,21 @@ async def messages(request: Request, entry: RequestLog) -> Response:
         entry.prompt_tokens = completion.usage.prompt_tokens
         entry.completion_tokens = completion.usage.completion_tokens
         return _with_request_id(JSONResponse(ant.message_body(chat, model, completion, options)), entry)
-    # message_start reports the input size before any output exists, so it is counted first.
-    try:
-        input_tokens = await state.gateway.count_tokens(chat)
-    except UnsupportedParameter:
-        input_tokens = 0  # a route whose providers cannot count: message_delta carries the real usage
     stream = state.gateway.stream(chat)
     first = await first_chunk(request, stream)
     entry.stream = True
     writer = ant.EventWriter(chat, model, options)
+    # message_start reports the input before any output: the local engine says it (cache reuse
+    # included) on the first chunk; for other backends it is counted.
+    prompt = first.prompt_usage
+    if prompt is None:
+        try:
+            prompt = Usage(await state.gateway.count_tokens(chat))
+        except UnsupportedParameter:
+            prompt = Usage()  # a route whose providers cannot count: message_delta has the usage
+        except BaseException:
+            await stream.aclose()
+            raise
 
     def render(index: int, chunk: Chunk) -> list[bytes]:
         return [sse_event(name, data) for name, data in writer.events(chunk)]
@@ -62,7 +68,7 @@ async def messages(request: Request, entry: RequestLog) -> Response:
     def fail(exc: ApiError) -> bytes:
         return sse_event("error", ant.error_body(exc))
 
-    head = [sse_event(name, data) for name, data in writer.start(input_tokens)]
+    head = [sse_event(name, data) for name, data in writer.start(prompt)]
     return _with_request_id(
         sse_response(relay(interleave([stream], [first]), render, fail, entry, head=head)), entry
     )

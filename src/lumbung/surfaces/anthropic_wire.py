@@ -36,7 +36,9 @@ class Block(_Wire):
 
 
 class MessageIn(_Wire):
-    role: Literal["user", "assistant"]
+    # "system": a system message mid-conversation (Claude Code sends them, beta
+    # mid-conversation-system-2026-04-07)
+    role: Literal["user", "assistant", "system"]
     content: str | list[Block]
 
 
@@ -85,6 +87,7 @@ class CountTokensIn(_Wire):
     output_config: OutputConfigIn | None = None
     mcp_servers: list[dict[str, Any]] | None = None
     container: str | dict[str, Any] | None = None
+    context_management: dict[str, Any] | None = None
 
 
 class MessagesRequestIn(CountTokensIn):

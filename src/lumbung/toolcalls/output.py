@@ -54,4 +54,6 @@ class OutputShaper:
             finish_reason=reason,
             usage=chunk.usage,
             logprobs=chunk.logprobs,
+            stop_sequence=chunk.stop_sequence,
+            prompt_usage=chunk.prompt_usage,
         )

@@ -39,7 +39,7 @@ from lumbung.errors import (
 from lumbung.toolcalls.output import OutputShaper
 from lumbung.toolcalls.reasoning import ThinkSplitter
 from lumbung.toolcalls.render import adapt_messages
-from lumbung.types import ChatRequest, Chunk, CompletionRequest, ModelInfo
+from lumbung.types import ChatRequest, Chunk, CompletionRequest, ModelInfo, Usage
 
 log = logging.getLogger(__name__)
 
@@ -283,12 +283,16 @@ class LocalModel:
         )
         self.engine.submit(seq)
         finished = False
+        first = True
         try:
             while True:
                 item = await seq.out.get()
                 if isinstance(item, BaseException):
                     finished = True
                     raise item
+                if first:  # admitted: the engine has counted the prefix it reused
+                    item.prompt_usage = Usage(len(tokens), 0, seq.n_cached)
+                    first = False
                 if item.finish_reason is not None:
                     finished = True
                     if constraint is not None and constraint.failed:  # never a silent invalid answer
