@@ -118,14 +118,17 @@ def test_stream_cut_inside_json_ends_with_length(client: openai.OpenAI) -> None:
         ({"type": "object", "properties": {"a": {"if": {"type": "string"}, "then": {"minLength": 2}}}}, "if"),
     ],
 )
-def test_unenforceable_schema_keyword_is_refused_by_name(
+def test_unenforceable_schema_keyword_is_refused_by_name_when_strict(
     client: openai.OpenAI, schema: dict[str, object], keyword: str
 ) -> None:
     with pytest.raises(openai.BadRequestError) as err:
         client.chat.completions.create(
             model="default",
             messages=ASK,
-            response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": schema}},
+            response_format={
+                "type": "json_schema",
+                "json_schema": {"name": "x", "schema": schema, "strict": True},
+            },
             max_tokens=5,
         )
     body = err.value.body
@@ -133,6 +136,41 @@ def test_unenforceable_schema_keyword_is_refused_by_name(
     assert body["param"] == "response_format.json_schema.schema" and body["code"] == "unsupported_parameter"
     assert keyword in body["message"]
     validate({"error": body}, "ErrorResponse")
+
+
+def test_a_non_strict_schema_is_best_effort_and_the_answer_still_follows_what_can_be_enforced(
+    client: openai.OpenAI,
+) -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "crops": {
+                "type": "array",
+                "items": {"type": "string", "maxLength": 12},
+                "uniqueItems": True,
+                "maxItems": 3,
+            },
+            "prices": {
+                "type": "object",
+                "propertyNames": {"type": "string"},
+                "additionalProperties": {"type": "integer", "minimum": 0, "maximum": 100000},
+                "maxProperties": 2,
+            },
+        },
+        "required": ["crops", "prices"],
+        "additionalProperties": False,
+    }
+    answer = client.chat.completions.create(
+        model="default",
+        messages=ASK,
+        response_format={"type": "json_schema", "json_schema": {"name": "farm", "schema": schema}},
+        max_tokens=200,
+        temperature=0,
+    )
+    assert answer.choices[0].finish_reason == "stop", answer.choices[0].message.content
+    value = json.loads(answer.choices[0].message.content or "")
+    enforced = {**schema, "properties": {**schema["properties"], "crops": {"type": "array", "maxItems": 3}}}
+    jsonschema.validate(value, enforced)  # all but uniqueItems, which is checked and flagged in the log
 
 
 def test_json_schema_without_schema_is_invalid(server: ServerProcess) -> None:

@@ -255,10 +255,14 @@ def test_named_function_that_is_not_offered_is_a_400(client: openai.OpenAI) -> N
     assert isinstance(err.value.body, dict) and err.value.body["param"] == "tool_choice"
 
 
-def test_unenforceable_tool_schema_is_refused_by_name(client: openai.OpenAI) -> None:
+def test_unenforceable_tool_schema_is_refused_by_name_when_strict(client: openai.OpenAI) -> None:
     bad = {
         "type": "function",
-        "function": {"name": "f", "parameters": {"type": "object", "not": {"required": ["a"]}}},
+        "function": {
+            "name": "f",
+            "strict": True,
+            "parameters": {"type": "object", "not": {"required": ["a"]}},
+        },
     }
     with pytest.raises(openai.BadRequestError) as err:
         client.chat.completions.create(
@@ -306,3 +310,52 @@ def test_deeply_nested_arguments_of_an_earlier_call_are_rendered_not_a_500(clien
         max_output_tokens=2,
     )
     assert answer.status in {"completed", "incomplete"}
+
+
+# Claude Code's tools and zod's z.record(...) (Vercel AI SDK) carry propertyNames; pydantic's set[str]
+# carries uniqueItems. OpenAI accepts them without strict, so lumbung does: enforced where the grammar
+# can, checked after generation where it cannot.
+NON_STRICT = {
+    "type": "object",
+    "properties": {
+        "env": {
+            "type": "object",
+            "propertyNames": {"type": "string"},
+            "additionalProperties": {"type": "string"},
+        },
+        "tags": {"type": "array", "items": {"type": "string"}, "uniqueItems": True, "maxItems": 3},
+        "labels": {"type": "object", "propertyNames": {"pattern": "^[a-z]+$"}, "maxProperties": 2},
+    },
+    "required": ["env", "tags"],
+}
+
+
+def test_a_non_strict_tool_schema_with_unenforceable_keywords_is_called(client: openai.OpenAI) -> None:
+    tool = {"type": "function", "function": {"name": "run", "parameters": NON_STRICT}}
+    answer = client.chat.completions.create(
+        model="default", messages=ASK, tools=[tool], tool_choice="required", max_tokens=60
+    )
+    choice = answer.choices[0]
+    assert choice.message.tool_calls, choice
+    call = choice.message.tool_calls[0]
+    assert call.type == "function" and call.function.name == "run"
+    if choice.finish_reason == "tool_calls":
+        args = json.loads(call.function.arguments)
+        assert isinstance(args["env"], dict) and isinstance(args["tags"], list)
+
+
+def test_a_required_recursive_schema_is_a_400_not_a_500(client: openai.OpenAI) -> None:
+    loop = {
+        "$ref": "#/$defs/node",
+        "$defs": {
+            "node": {"type": "object", "properties": {"next": {"$ref": "#/$defs/node"}}, "required": ["next"]}
+        },
+    }
+    tool = {"type": "function", "function": {"name": "walk", "parameters": loop}}
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(
+            model="default", messages=ASK, tools=[tool], tool_choice="required", max_tokens=5
+        )
+    body = err.value.body
+    assert isinstance(body, dict) and body["param"] == "tools[0].function.parameters"
+    assert "#/$defs/node" in body["message"]

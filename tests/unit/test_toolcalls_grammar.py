@@ -223,21 +223,57 @@ def test_named_tool_choice_must_name_a_tool() -> None:
     ("schema", "keyword"),
     [({"not": {"type": "string"}}, "not"), ({"type": "object", "if": {"required": ["a"]}, "then": {}}, "if")],
 )
-def test_unenforceable_keywords_are_refused_by_name(schema: dict[str, object], keyword: str) -> None:
+def test_unenforceable_keywords_are_refused_by_name_when_strict(
+    schema: dict[str, object], keyword: str
+) -> None:
     with pytest.raises(UnsupportedParameter) as err:
         json_schema_grammar(schema, "response_format.json_schema.schema")
     assert keyword in err.value.message and err.value.param == "response_format.json_schema.schema"
     with pytest.raises(UnsupportedParameter) as err:
         request_grammar(
-            request(tools=[Tool("f", None, schema)], tool_choice="required"), toolcalls.get("gemma"), LIT
+            request(tools=[Tool("f", None, schema, strict=True)], tool_choice="required"),
+            toolcalls.get("gemma"),
+            LIT,
         )
     assert err.value.param == "tools[0].function.parameters"
 
 
-def test_qwen3_coder_refuses_string_constraints_it_cannot_write() -> None:
-    tool = Tool("f", None, {"type": "object", "properties": {"s": {"type": "string", "pattern": "^a+$"}}})
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "object", "not": {"required": ["a"]}},
+        {
+            "type": "object",
+            "properties": {"tags": {"type": "array", "items": {"type": "string"}, "uniqueItems": True}},
+        },
+        {
+            "type": "object",
+            "propertyNames": {"pattern": "^[a-z]+$"},
+            "additionalProperties": {"type": "number"},
+        },
+    ],
+)
+def test_unenforceable_keywords_of_a_non_strict_schema_are_checked_after_generation(
+    schema: dict[str, object],
+) -> None:
+    plan = request_grammar(
+        request(tools=[Tool("f", None, schema)], tool_choice="required"), toolcalls.get("gemma"), LIT
+    )
+    assert plan is not None and plan.check is not None and "f" in plan.check.tools
+    form = ResponseFormat(type="json_schema", schema=schema)
+    plan = request_grammar(request(response_format=form), toolcalls.get("gemma"), LIT)
+    assert plan is not None and plan.check is not None and plan.check.answer is not None
+
+
+def test_qwen3_coder_refuses_string_constraints_it_cannot_write_when_strict() -> None:
+    schema = {"type": "object", "properties": {"s": {"type": "string", "pattern": "^a+$"}}}
     with pytest.raises(UnsupportedParameter, match="pattern"):
-        toolcalls.get("qwen3_coder").grammar([tool], max_calls=1, lit=LIT, json_rule=lark_json)
+        toolcalls.get("qwen3_coder").grammar(
+            [Tool("f", None, schema, strict=True)], max_calls=1, lit=LIT, json_rule=lark_json
+        )
+    assert "<function=f>" in toolcalls.get("qwen3_coder").grammar(
+        [Tool("f", None, schema)], max_calls=1, lit=LIT, json_rule=lark_json
+    )
 
 
 def test_a_token_the_grammar_rejects_leaves_only_the_end_tokens(compiler: GrammarCompiler) -> None:

@@ -148,7 +148,7 @@ def response_format(fmt: str | dict[str, Any] | None) -> ResponseFormat:
     if fmt == "json":
         return ResponseFormat(type="json_object")
     if isinstance(fmt, dict):
-        return ResponseFormat(type="json_schema", schema=fmt, strict=True)
+        return ResponseFormat(type="json_schema", schema=fmt)  # best effort, as in Ollama
     raise InvalidRequest(f'invalid format: {fmt!r} (use "json" or a JSON schema)', param="format")
 
 

@@ -133,7 +133,7 @@ class Qwen3CoderFormat(ToolFormat):
                 opening = lark_string(f"<parameter={key}>\n")
                 if sub.get("type") == "string":  # written raw, so only text and enums can be enforced
                     extra = sorted(set(sub) - {"type", "description", "title", "enum"})
-                    if extra:
+                    if extra and tool.strict:  # not strict: checked after generation instead
                         raise UnsupportedParameter(
                             f"Unsupported schema keyword(s) for parameter '{key}' of '{tool.name}' in this "
                             f"model's XML tool-call format: {', '.join(extra)}",

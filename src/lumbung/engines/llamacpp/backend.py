@@ -23,7 +23,14 @@ from lumbung.engines.base import Embeddings
 from lumbung.engines.llamacpp.amx import use_extra_buffers
 from lumbung.engines.llamacpp.embedder import Embedder, EmbedderConfig, pooling_for
 from lumbung.engines.llamacpp.engine import Engine, EngineConfig, Sequence
-from lumbung.engines.llamacpp.grammar import GrammarCompiler, MaskSampler, Trigger, request_grammar
+from lumbung.engines.llamacpp.grammar import (
+    GrammarCompiler,
+    MaskSampler,
+    Plan,
+    Trigger,
+    grammar_failure,
+    request_grammar,
+)
 from lumbung.engines.llamacpp.lora import Adapter, LoraSet
 from lumbung.engines.llamacpp.manager import ModelManager
 from lumbung.engines.llamacpp.model import LlamaModel
@@ -31,7 +38,6 @@ from lumbung.engines.llamacpp.templates import ChatTemplate, select_template
 from lumbung.errors import (
     ContextLengthExceeded,
     EngineError,
-    InternalError,
     InvalidRequest,
     Overloaded,
     UnsupportedParameter,
@@ -203,7 +209,7 @@ class LocalModel:
             tokens = self.model.tokenize(request.prompt, add_special=self.model.add_bos, parse_special=False)
         return tokens, stops
 
-    def _constraint(self, request: ChatRequest) -> MaskSampler | None:
+    def _constraint(self, request: ChatRequest) -> tuple[MaskSampler, Plan] | None:
         """Compile the request's grammar (a few ms; the vocabulary view once per model, ~2 s)."""
         plan = request_grammar(request, self.tool_format, self.grammars.literal)
         if plan is None:
@@ -211,7 +217,7 @@ class LocalModel:
         trigger = None
         if plan.trigger:
             trigger = Trigger(plan.trigger, self._token_text, self._tokenize_special)
-        return self.grammars.sampler(self.grammars.matcher(plan.grammar, plan.where), trigger)
+        return self.grammars.sampler(self.grammars.matcher(plan.grammar, plan.where), trigger), plan
 
     def _token_text(self, token: int) -> str:
         if token in self.shown_tokens:
@@ -249,9 +255,11 @@ class LocalModel:
                 param="model",
             )
         constraint: MaskSampler | None = None
+        plan: Plan | None = None
         if isinstance(request, ChatRequest):
             self._check_think(request)
-            constraint = await asyncio.to_thread(self._constraint, request)
+            if compiled := await asyncio.to_thread(self._constraint, request):
+                constraint, plan = compiled
         lora = None if adapter is None else await asyncio.to_thread(self.lora, adapter)
         tokens, stops = await asyncio.to_thread(self.prompt_tokens, request)
         shaper = self._shaper(request, tokens) if isinstance(request, ChatRequest) else None
@@ -295,9 +303,12 @@ class LocalModel:
                     first = False
                 if item.finish_reason is not None:
                     finished = True
-                    if constraint is not None and constraint.failed:  # never a silent invalid answer
-                        raise InternalError("constrained decoding failed; the answer would not be valid")
-                yield shaper.shape(item) if shaper is not None else item
+                    if constraint is not None and plan is not None and constraint.failed:
+                        raise grammar_failure(plan, constraint)  # never a silent invalid answer
+                out = shaper.shape(item) if shaper is not None else item
+                if plan is not None and plan.check is not None:
+                    plan.check.observe(out)
+                yield out
                 if finished:
                     return
         finally:

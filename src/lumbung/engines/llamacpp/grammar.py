@@ -16,10 +16,9 @@ from __future__ import annotations
 import ctypes
 import json
 import logging
-import re
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import llama_cpp
@@ -27,48 +26,29 @@ import llguidance
 import numpy as np
 
 from lumbung.engines.llamacpp.model import LlamaModel
-from lumbung.errors import InvalidRequest, UnsupportedParameter
+from lumbung.engines.llamacpp.schemas import (
+    JSON_OPTIONS,
+    AnswerCheck,
+    brief,
+    no_valid_value,
+    prepare,
+)
+from lumbung.errors import ApiError, InternalError, InvalidRequest, UnsupportedParameter
 from lumbung.toolcalls.base import Literal, ToolFormat, schema_of
 from lumbung.types import ChatRequest, Tool
 
 log = logging.getLogger(__name__)
 
-# Compact JSON: no free whitespace, so a small model cannot loop on newlines inside an object.
-JSON_OPTIONS: Any = {"whitespace_flexible": False}
 _TOKEN_DATA = np.dtype([("id", "<i4"), ("logit", "<f4"), ("p", "<f4")])
-_UNIMPLEMENTED = re.compile(r"Unimplemented keys: \[([^\]]*)\]")
-
-
-def json_schema_grammar(schema: dict[str, Any], where: str) -> str:
-    """A llguidance grammar for one JSON schema; a keyword it cannot enforce is refused (400)."""
-    try:
-        grammar = llguidance.LLMatcher.grammar_from_json_schema(schema, defaults=JSON_OPTIONS)
-    except ValueError as exc:
-        raise UnsupportedParameter(f"Invalid schema for '{where}': {exc}", param=where) from exc
-    check_grammar(grammar, where)
-    return grammar
-
-
-def check_grammar(grammar: str, where: str) -> None:
-    error = llguidance.LLMatcher.validate_grammar(grammar)
-    if not error or error.startswith("WARNING"):
-        return
-    found = _UNIMPLEMENTED.search(error)
-    if found:
-        keys = [k.strip().strip('"') for k in found.group(1).split(",") if k.strip()]
-        raise UnsupportedParameter(
-            f"Unsupported schema keyword(s) in '{where}': {', '.join(keys)}; lumbung enforces schemas "
-            "by constrained decoding and refuses keywords it cannot enforce.",
-            param=where,
-        )
-    raise UnsupportedParameter(
-        f"The schema in '{where}' cannot be enforced: {error.splitlines()[0]}", param=where
-    )
 
 
 def lark_json(schema: dict[str, Any]) -> str:
-    """A JSON schema embedded in a Lark grammar (llguidance's ``%json`` directive)."""
-    options = {**schema, "x-guidance": JSON_OPTIONS}
+    """A JSON schema embedded in a Lark grammar (llguidance's ``%json`` directive).
+
+    ``lenient``: keywords the compiler cannot enforce are skipped. Only schemas that went through
+    ``schemas.prepare`` get here, which refused such keywords where the client asked for strictness.
+    """
+    options = {**schema, "x-guidance": {**JSON_OPTIONS, "lenient": True}}
     return "%json " + json.dumps(options, ensure_ascii=False)
 
 
@@ -105,14 +85,25 @@ class GrammarCompiler:
         matcher = llguidance.LLMatcher(self.tokenizer, grammar, log_level=0)
         if matcher.is_error():
             message = matcher.get_error()
-            log.info("grammar for %s rejected: %s", where, message)
+            # Bounded: the message may quote the grammar, and with it the client's schema.
+            log.info("grammar for %s (%d bytes) rejected: %s", where, len(grammar), brief(message))
+            if "Unsatisfiable" in message:
+                raise no_valid_value(where, message)
             raise UnsupportedParameter(
-                f"'{where}' cannot be enforced: {message.splitlines()[0]}", param=where
+                f"The schema in '{where}' cannot be enforced: {brief(message)}", param=where
             )
         return matcher
 
     def sampler(self, matcher: llguidance.LLMatcher, trigger: Trigger | None = None) -> MaskSampler:
         return MaskSampler(matcher, self.model.n_vocab, self.end_tokens, trigger)
+
+
+def _reason(matcher: llguidance.LLMatcher) -> str:
+    """Why the matcher stopped, in the client's terms: never llguidance's internal limits by name."""
+    error = matcher.get_error()
+    if "TooComplex" in error or "Too many" in error or "fuel" in error or "limit" in error:
+        return "the schema is too complex to follow while writing (deep recursion or a very large pattern)"
+    return brief(error.split("Error:", 1)[-1]) if error else "the answer left the schema"
 
 
 def _is_special(model: LlamaModel, token: int, text: bytes) -> bool:
@@ -220,6 +211,7 @@ class MaskSampler:
         self.end_tokens = np.array(end_tokens, dtype=np.int64)
         self.mask = np.full((n_vocab + 31) // 32, -1, dtype=np.int32)
         self.failed = False
+        self.reason = ""  # why it failed, for the client (see ``_reason``)
         self._iface = llama_cpp.llama_sampler_i()
         self._apply = llama_cpp.llama_sampler_i_apply(self._on_apply)
         self._accept = llama_cpp.llama_sampler_i_accept(self._on_accept)
@@ -241,7 +233,7 @@ class MaskSampler:
             self._mask(cur_p.contents)
         except Exception:  # an exception cannot cross into C: end the answer rather than run free
             log.exception("constrained decoding: masking failed")
-            self.failed = True
+            self._fail("internal error while masking")
             data = np.ctypeslib.as_array(cur_p.contents.data, shape=(int(cur_p.contents.size),))
             ends = np.isin(data["id"], self.end_tokens)
             data["logit"][~ends] = -np.inf
@@ -253,6 +245,8 @@ class MaskSampler:
         )
         data = np.frombuffer(memoryview(raw), dtype=_TOKEN_DATA)
         if self.failed or self.matcher.is_error():  # never emit garbage: only an end token remains
+            if not self.failed:
+                self._fail(_reason(self.matcher))
             self.mask[:] = 0
             self.mask.view(np.uint8)[:] = np.packbits(
                 np.isin(np.arange(self.mask.size * 32), self.end_tokens), bitorder="little"
@@ -274,20 +268,24 @@ class MaskSampler:
         else:
             data["logit"][_set_bits(~self.mask, self.n_vocab)] = -np.inf
 
+    def _fail(self, reason: str) -> None:
+        self.failed = True
+        self.reason = reason
+        log.warning("constrained decoding stopped: %s (%s)", reason, brief(self.matcher.get_error()))
+
     def _on_accept(self, _smpl: Any, token: int) -> None:
         try:
             self._accept_token(token)
         except Exception:
             log.exception("constrained decoding: accepting token %d failed", token)
-            self.failed = True
+            self._fail("internal error while accepting a token")
 
     def _accept_token(self, token: int) -> None:
         if not self.active:
             self._watch(int(token))
             return
         if not self.matcher.consume_token(int(token)) and not self.failed:
-            self.failed = True
-            log.warning("constrained decoding: token %d rejected: %s", token, self.matcher.get_error())
+            self._fail(_reason(self.matcher))
 
     def _watch(self, token: int) -> None:
         assert self.trigger is not None
@@ -297,8 +295,7 @@ class MaskSampler:
             return
         self.active = True
         if not self.matcher.consume_tokens(self.trigger.tokenize(self.tail[start:])):
-            self.failed = True
-            log.warning("constrained decoding: call opening rejected: %s", self.matcher.get_error())
+            self._fail(_reason(self.matcher))
 
 
 @dataclass(slots=True)
@@ -308,19 +305,35 @@ class Plan:
     grammar: str
     where: str
     trigger: str | None = None  # None: from the first token
+    check: AnswerCheck | None = None  # what is validated once written (keywords the grammar skipped)
 
 
-def _named_tools(request: ChatRequest) -> list[Tool]:
+def grammar_failure(plan: Plan, sampler: MaskSampler) -> ApiError:
+    """The error that ends an answer the grammar could not see through (never a silent invalid one)."""
+    if sampler.reason.startswith("internal"):
+        return InternalError("constrained decoding failed; the answer would not be valid")
+    return InvalidRequest(
+        f"The answer could not be completed under the schema in '{plan.where}': {sampler.reason}.",
+        param=plan.where,
+    )
+
+
+def _named_tools(tools: list[Tool], request: ChatRequest) -> list[Tool]:
     choice = request.tool_choice
     if choice == "required":
-        return request.tools
+        return tools
     name = choice.get("name") if isinstance(choice, dict) else None
-    chosen = [t for t in request.tools if t.name == name]
+    chosen = [t for t in tools if t.name == name]
     if not chosen:
         raise InvalidRequest(
             f"Invalid value for 'tool_choice': no function named {name!r} in 'tools'.", param="tool_choice"
         )
     return chosen
+
+
+def json_schema_grammar(schema: dict[str, Any], where: str, *, strict: bool = True) -> str:
+    """The Lark rule for one client schema (see ``schemas.prepare``: 400 for what cannot be honoured)."""
+    return lark_json(prepare(schema, strict=strict, where=where).schema)
 
 
 def request_grammar(request: ChatRequest, fmt: ToolFormat, lit: Literal) -> Plan | None:
@@ -330,28 +343,42 @@ def request_grammar(request: ChatRequest, fmt: ToolFormat, lit: Literal) -> Plan
     ``response_format`` constrains it to JSON (or, with tools on ``auto``, JSON or calls). Tools on
     ``auto`` alone leave the text free, but a call, once opened, must be well formed.
     """
+    check = AnswerCheck(request.id)
+    tools: list[Tool] = []
     for i, tool in enumerate(request.tools):  # every schema is checked, so a 400 names its keyword
-        json_schema_grammar(schema_of(tool), f"tools[{i}].function.parameters")
+        where = f"tools[{i}].function.parameters"
+        ready = prepare(schema_of(tool), strict=tool.strict, where=where)
+        tools.append(replace(tool, parameters=ready.schema) if ready.schema != tool.parameters else tool)
+        if not tool.strict:  # a non-strict schema may also be skipped by a family's raw values
+            check.tools[tool.name] = (where, ready)
     rf = request.response_format
     answer: str | None = None
     if rf.type == "json_object":
         answer = lark_json({"type": "object"})
     elif rf.type == "json_schema":
-        schema = rf.schema if rf.schema is not None else {}
-        json_schema_grammar(schema, "response_format.json_schema.schema")
-        answer = lark_json(schema)
+        where = "response_format.json_schema.schema"
+        ready = prepare(rf.schema if rf.schema is not None else {}, strict=rf.strict, where=where)
+        if ready.unenforced:
+            check.answer = (where, ready)
+        answer = lark_json(ready.schema)
     use_tools = bool(request.tools) and request.tool_choice != "none"
     forced = use_tools and request.tool_choice != "auto"
     if not use_tools:
-        return None if answer is None else Plan(f"start: answer\nanswer: {answer}\n", "response_format")
-    tools = _named_tools(request) if forced else request.tools
+        check.tools.clear()
+        if answer is None:
+            return None
+        return Plan(f"start: answer\nanswer: {answer}\n", "response_format", check=check or None)
+    if forced:
+        tools = _named_tools(tools, request)
     # Named: one call, as OpenAI does. Otherwise at most one call per tool offered: a small model
     # left free to add calls may repeat them until max_tokens.
     most = len(tools) if request.parallel_tool_calls and request.tool_choice in ("required", "auto") else 1
     calls = fmt.grammar(tools, max_calls=most, lit=lit, json_rule=lark_json)
     if forced:
-        return Plan(calls, "tools")
+        return Plan(calls, "tools", check=check or None)
     if answer is None:
-        return Plan(calls, "tools", trigger=fmt.trigger) if fmt.trigger else None
+        return Plan(calls, "tools", trigger=fmt.trigger, check=check or None) if fmt.trigger else None
     calls = calls.replace("start:", "tool_calls:", 1)
-    return Plan(f"start: answer | tool_calls\nanswer: {answer}\n{calls}", "response_format")
+    return Plan(
+        f"start: answer | tool_calls\nanswer: {answer}\n{calls}", "response_format", check=check or None
+    )
