@@ -131,8 +131,12 @@ def pull(references: tuple[str, ...], offline: bool | None, show_catalog: bool, 
 
         name_w = max(len(e.name) for e in CATALOG)
         ref_w = max(len(e.reference) for e in CATALOG)
+        lic_w = max(len(e.license or "?") for e in CATALOG)
         for e in CATALOG:
-            click.echo(f"{e.name:<{name_w}}  {e.reference:<{ref_w}}  {e.description}")
+            tags = f" [{', '.join(e.tags)}]" if e.tags else ""
+            click.echo(
+                f"{e.name:<{name_w}}  {e.reference:<{ref_w}}  {e.license or '?':<{lic_w}}  {e.description}{tags}"
+            )
         return
     if not references:
         raise click.UsageError("name at least one model to pull (or --catalog to list short names)")
@@ -169,44 +173,6 @@ def list_models(as_json: bool, config: Path | None) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=False)) + "  " + r[4])
-
-
-@click.command()
-@click.argument("model")
-@JSON
-@CONFIG
-def show(model: str, as_json: bool, config: Path | None) -> None:
-    """Show a stored model: source, resolved commit, licence, files with sha256, GGUF facts."""
-    from lumbung.store.describe import describe
-
-    store = ModelStore(_settings(config).home)
-    with _errors():
-        m = store.find(model)
-    if as_json:
-        click.echo(json.dumps(m.model_dump(mode="json"), indent=2))
-        return
-    d = describe(m)
-    src = m.source
-    lines = [
-        f"name        {m.name}",
-        f"reference   {m.reference}",
-        f"aliases     {', '.join(m.aliases) or '-'}",
-        f"source      {src.kind}:{src.repo or src.path or ''}"
-        + (f" @ {src.revision}" if src.revision else "")
-        + (f" -> commit {src.commit}" if src.commit else ""),
-        f"licence     {m.license or 'unknown'}",
-        f"format      {m.format}, {_mb(m.size)}",
-    ]
-    if m.gguf:
-        g = m.gguf
-        lines += [
-            f"model       {g.architecture}, {d['details']['parameter_size']} parameters, {g.quantization or '?'}",
-            f"context     {g.context_length or '?'} tokens; chat template {'yes' if g.chat_template else 'no'}"
-            + ("; embedding model" if g.embedding else ""),
-        ]
-    lines.append("files")
-    lines += [f"  {f.path}  {_mb(f.size)}  sha256:{f.sha256}  ({f.checked_against})" for f in m.files]
-    click.echo("\n".join(lines))
 
 
 @click.command()

@@ -99,9 +99,12 @@ def test_errors_are_one_clear_line(run: object, tmp_path: Path) -> None:
 def test_catalogue_listing(run: object) -> None:
     out = run("pull", "--catalog").output  # type: ignore[operator]
     assert re.search(
-        r"^qwen2\.5:0\.5b-instruct +hf:Qwen/Qwen2\.5-0\.5B-Instruct-GGUF:q4_k_m +Qwen2\.5", out, re.M
+        r"^qwen2\.5:0\.5b-instruct +hf:Qwen/Qwen2\.5-0\.5B-Instruct-GGUF:q4_k_m +apache-2\.0 +Qwen2\.5",
+        out,
+        re.M,
     )
     assert "gemma3:270m" in out and "nomic-embed-text:v1.5" in out
+    assert re.search(r"^sea-lion3:8b +hf:aisingapore/\S+ +llama3\.1 +SEA-LION.*\[regional\]$", out, re.M)
 
 
 def test_export_import_by_command(run: object, tmp_path: Path) -> None:

@@ -216,6 +216,14 @@ def gguf_summary(store: ModelStore, files: list[StoredFile]) -> tuple[GgufSummar
     return summary, got.license
 
 
+def _catalog_license(ref: Reference) -> str | None:
+    """The licence the catalogue records for a short name: for hubs that declare none."""
+    from lumbung.store.catalog import entry
+
+    found = entry(ref.catalog_name) if ref.catalog_name else None
+    return found.license if found else None
+
+
 def _manifest(
     store: ModelStore,
     ref: Reference,
@@ -240,7 +248,7 @@ def _manifest(
             commit=listing.commit,
             endpoint=listing.endpoint,
         ),
-        license=listing.license or gguf_license,
+        license=listing.license or gguf_license or _catalog_license(ref),
         format=fmt,
         files=stored,
         gguf=summary,

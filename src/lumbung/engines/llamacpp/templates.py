@@ -34,6 +34,11 @@ _TURN_END = {"gemma": ["<end_of_turn>"], "chatml": ["<|im_end|>"]}
 _ARCH_DEFAULT = {"gemma": "gemma", "gemma2": "gemma", "gemma3": "gemma", "gemma3n": "gemma"}
 
 
+def default_builtin(architecture: str) -> str:
+    """The built-in template a model without its own gets (``select_template``'s last two steps)."""
+    return _ARCH_DEFAULT.get(architecture, "chatml")
+
+
 def builtin_source(name: str) -> str:
     if name not in BUILTIN:
         raise ConfigError(f"unknown built-in chat template {name!r}; built-in: {', '.join(BUILTIN)}")
@@ -198,5 +203,5 @@ def select_template(
         return ChatTemplate(override, bos_token=bos_token, eos_token=eos_token, name="config")
     if gguf_template:
         return ChatTemplate(gguf_template, bos_token=bos_token, eos_token=eos_token, name="gguf")
-    name = _ARCH_DEFAULT.get(architecture, "chatml")
+    name = default_builtin(architecture)
     return ChatTemplate(builtin_source(name), bos_token=bos_token, eos_token=eos_token, name=name)
