@@ -5,6 +5,7 @@ layer: no model, no sockets. Each call to ``stream`` takes the next step of ``sc
     Fail(e, k)      ``k`` chunks of text, then raises ``e`` (k=0: before the first chunk)
     Hang(k)         ``k`` chunks of text, then waits forever (until closed or cancelled)
     Crash(k)        ``k`` chunks of text, then raises a non-API exception (a bug in the backend)
+    Say(texts)      one chunk per text, then a finish chunk with usage
     "empty"         ends without a single chunk
     "truncated"     one chunk of text, then ends without a finish reason
 
@@ -39,7 +40,12 @@ class Crash:
     after: int = 0
 
 
-Step = str | Fail | Hang | Crash
+@dataclass(frozen=True)
+class Say:
+    texts: tuple[str, ...]
+
+
+Step = str | Fail | Hang | Crash | Say
 
 
 @dataclass
@@ -72,6 +78,13 @@ class FakeBackend:
         self.opened += 1
         try:
             if step == "empty":
+                return
+            if isinstance(step, Say):
+                for text in step.texts:
+                    yield Chunk(text=text)
+                yield Chunk(
+                    finish_reason="stop", usage=Usage(prompt_tokens=2, completion_tokens=len(step.texts))
+                )
                 return
             count = self.words
             if isinstance(step, Fail | Hang | Crash):

@@ -36,6 +36,7 @@ def sse_events(raw: bytes) -> list[Event]:
 
 
 def ndjson_events(raw: bytes) -> list[Event]:
+    """Lines as the ollama Python client reads them (httpx's iter_lines: str.splitlines semantics)."""
     return [{"event": None, "data": json.loads(line)} for line in raw.decode().splitlines() if line.strip()]
 
 
@@ -68,6 +69,7 @@ class Surface:
     is_error_envelope: Callable[[Any], bool]  # a plain HTTP error's body
     is_error_event: Callable[[Event], bool]  # an error inside a started stream
     is_done: Callable[[list[Event]], bool]  # the stream ended as a success does
+    text_of: Callable[[list[Event]], str]  # the answer's text, joined from its stream's events
     headers: dict[str, str] = field(default_factory=dict)
     streams_by_default: bool = False
 
@@ -87,6 +89,25 @@ def _openai_error_event(event: Event) -> bool:
     return openai_error(event["data"])
 
 
+def _joined(events: list[Event], pick: Callable[[Event], Any]) -> str:
+    out = []
+    for event in events:
+        try:
+            piece = pick(event)
+        except (KeyError, IndexError, TypeError):
+            continue
+        if isinstance(piece, str):
+            out.append(piece)
+    return "".join(out)
+
+
+def _anthropic_text(event: Event) -> Any:
+    delta = event["data"]["delta"]
+    return (
+        delta["text"] if event["event"] == "content_block_delta" and delta["type"] == "text_delta" else None
+    )
+
+
 OPENAI_CHAT = Surface(
     "openai.chat",
     "/v1/chat/completions",
@@ -95,6 +116,7 @@ OPENAI_CHAT = Surface(
     openai_error,
     _openai_error_event,
     _openai_done,
+    lambda events: _joined(events, lambda e: e["data"]["choices"][0]["delta"]["content"]),
 )
 OPENAI_COMPLETIONS = Surface(
     "openai.completions",
@@ -104,6 +126,7 @@ OPENAI_COMPLETIONS = Surface(
     openai_error,
     _openai_error_event,
     _openai_done,
+    lambda events: _joined(events, lambda e: e["data"]["choices"][0]["text"]),
 )
 OPENAI_RESPONSES = Surface(
     "openai.responses",
@@ -113,6 +136,9 @@ OPENAI_RESPONSES = Surface(
     openai_error,
     lambda e: e["event"] in ("error", "response.failed"),
     lambda events: bool(events) and events[-1]["event"] == "response.completed",
+    lambda events: _joined(
+        events, lambda e: e["data"]["delta"] if e["event"] == "response.output_text.delta" else None
+    ),
 )
 ANTHROPIC_MESSAGES = Surface(
     "anthropic.messages",
@@ -122,6 +148,7 @@ ANTHROPIC_MESSAGES = Surface(
     anthropic_error,
     lambda e: e["event"] == "error" and anthropic_error(e["data"]),
     lambda events: bool(events) and events[-1]["event"] == "message_stop",
+    lambda events: _joined(events, _anthropic_text),
     headers={"anthropic-version": "2023-06-01"},
 )
 OLLAMA_CHAT = Surface(
@@ -132,6 +159,7 @@ OLLAMA_CHAT = Surface(
     ollama_error,
     lambda e: ollama_error(e["data"]),
     lambda events: bool(events) and events[-1]["data"].get("done") is True,
+    lambda events: _joined(events, lambda e: e["data"]["message"]["content"]),
     streams_by_default=True,
 )
 OLLAMA_GENERATE = Surface(
@@ -142,6 +170,7 @@ OLLAMA_GENERATE = Surface(
     ollama_error,
     lambda e: ollama_error(e["data"]),
     lambda events: bool(events) and events[-1]["data"].get("done") is True,
+    lambda events: _joined(events, lambda e: e["data"]["response"]),
     streams_by_default=True,
 )
 

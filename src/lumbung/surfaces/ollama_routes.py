@@ -24,8 +24,12 @@ from lumbung.types import ChatRequest, Chunk, CompletionRequest, ModelInfo
 ollama_endpoint = endpoint(oll.error_body)
 
 
+# Python clients read NDJSON with str.splitlines semantics (httpx's iter_lines, which the ollama client
+# uses): these break a line there, so inside JSON strings they go escaped (as Go's encoder does for two).
 def _line(body: dict[str, Any]) -> bytes:
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029").replace("\x85", "\\u0085")
+    return text.encode() + b"\n"
 
 
 def _model_info(state: AppState, name: str) -> ModelInfo:
