@@ -60,8 +60,16 @@ def provider(name: str, base_url: str = "http://127.0.0.1:9/v1", **options: Any)
     return {"name": name, "kind": "openai", "base_url": base_url, "jurisdiction": "ID", **options}
 
 
-@contextlib.asynccontextmanager
-async def in_process(
+@dataclass
+class Built:
+    app: Starlette
+    gateway: Gateway
+    settings: Settings
+    local: FakeBackend
+    providers: dict[str, Backend]
+
+
+def build(
     home: Path,
     *,
     local: FakeBackend | None = None,
@@ -70,8 +78,8 @@ async def in_process(
     routes: list[dict[str, Any]] | None = None,
     clock: TimerClock = monotonic,
     **settings: Any,
-) -> AsyncIterator[InProcess]:
-    """``providers``: name -> a backend, or a base URL for a real OpenAI HTTP backend."""
+) -> Built:
+    """The app, not started (``in_process`` starts it; schemathesis starts it on its own)."""
     local = local or FakeBackend("local", [MODEL])
     providers = dict(providers or {})
     configs = [
@@ -93,10 +101,17 @@ async def in_process(
         return built[cfg.name]
 
     gateway = build_gateway(config, local, make_backend=make_backend, environ={}, clock=clock)
-    app = create_app(config, gateway)
-    transport = StreamingTransport(app)
+    return Built(create_app(config, gateway), gateway, config, local, built)
+
+
+@contextlib.asynccontextmanager
+async def in_process(home: Path, **options: Any) -> AsyncIterator[InProcess]:
+    """The app of ``build(home, **options)``, started, with a client; stopped after the block.
+    ``providers``: name -> a backend, or a base URL for a real OpenAI HTTP backend."""
+    it = build(home, **options)
+    transport = StreamingTransport(it.app)
     async with (
-        lifespan(app),
+        lifespan(it.app),
         httpx.AsyncClient(transport=transport, base_url="http://lumbung.test") as client,
     ):
-        yield InProcess(app, gateway, config, client, local, built)
+        yield InProcess(it.app, it.gateway, it.settings, client, it.local, it.providers)

@@ -66,3 +66,16 @@ def test_held_text_is_released_when_it_is_not_a_stop() -> None:
 
 def test_no_stops_passes_text_through() -> None:
     assert StopMatcher([]).feed("anything") == ("anything", False)
+
+
+@given(
+    data=st.binary(max_size=64) | st.text(max_size=20).map(str.encode),
+    cuts=st.lists(st.integers(min_value=0, max_value=64), max_size=16),
+)
+def test_any_bytes_cut_anywhere_decode_as_the_whole_does(data: bytes, cuts: list[int]) -> None:
+    """Token pieces split UTF-8 anywhere (and a model may emit invalid bytes): the streamed text is the
+    whole decode, invalid bytes as U+FFFD, never an exception."""
+    stream = Utf8Stream()
+    bounds = sorted({0, len(data), *(c for c in cuts if c <= len(data))})
+    text = "".join(stream.feed(data[a:b]) for a, b in itertools.pairwise(bounds)) + stream.flush()
+    assert text == data.decode("utf-8", errors="replace")

@@ -28,6 +28,7 @@ from lumbung.surfaces import (
     openai_embeddings_routes,
     openai_responses_routes,
     openai_routes,
+    openapi,
 )
 from lumbung.surfaces.common import AppState, state_of
 from lumbung.surfaces.corked import CorkedHttpToolsProtocol
@@ -123,6 +124,7 @@ def create_app(
         state,
         routes=[
             Route("/health", health, methods=["GET"]),
+            Route("/openapi.json", openapi.openapi, methods=["GET"]),
             *openai_routes.routes(),
             *anthropic_routes.routes(),
             *admin_routes.routes(),
