@@ -190,3 +190,31 @@ def test_in_process_when_no_server_answers(server: ServerProcess, lumbung_home: 
     finally:
         child.close()
     assert child.exitstatus == 0
+
+
+def test_ctrl_c_stops_the_answer_not_the_session(server: ServerProcess, lumbung_home: Path) -> None:
+    long_prompt = "Count from 1 to 1000, one number per line."
+    body = {"model": "default", "messages": [{"role": "user", "content": long_prompt}], "temperature": 0}
+    done = httpx.post(server.base_url + "/v1/chat/completions", json={**body, "max_tokens": 120}, timeout=300)
+    assert done.json()["choices"][0]["finish_reason"] == "length"  # it would run on: there is time to stop it
+    child = spawn(run_env(lumbung_home, server.base_url), "--max-tokens", "120", "--verbose")
+    try:
+        child.expect_exact(">>> ")
+        child.sendline(long_prompt)
+        child.expect_exact(long_prompt + "\r\n")
+        child.expect(r"\S")  # the answer has started
+        child.sendintr()
+        child.expect_exact(">>> ")
+        assert "eval rate" not in str(child.before)  # stopped: no timings for an answer cut short
+        # The cut answer is not part of the conversation: the next one is the answer without history.
+        child.sendline("Say hello.")
+        child.expect_exact("Say hello.\r\n")
+        child.expect_exact("eval rate")
+        answer = str(child.before).replace("\r\n", "\n").split("\n\ntotal duration")[0].strip("\n")
+        expected = greedy(server, [{"role": "user", "content": "Say hello."}]).strip()
+        assert answer.startswith(expected[:20])
+        child.sendline("/bye")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0

@@ -135,3 +135,9 @@ async def test_an_adapter_for_another_model_is_refused_and_the_base_serves_on(
         assert text
     finally:
         b.close()
+
+
+async def test_embeddings_of_an_adapter_model_are_refused(local: LlamaCppBackend) -> None:
+    with pytest.raises(ApiError) as err:
+        await local.embed(f"{BASE}+test", ["hello"])
+    assert err.value.status == 400 and err.value.param == "model"

@@ -443,6 +443,12 @@ class LlamaCppBackend:
             return len(tokens)
 
     async def embed(self, model: str, inputs: list[str]) -> Embeddings:
+        if self._resolve(model)[1] is not None:  # the embedding context has no adapters: never silently
+            raise InvalidRequest(
+                f"The model `{model}` is a LoRA adapter; adapters apply to text generation only, "
+                "not to embeddings.",
+                param="model",
+            )
         async with self._using(model) as loaded:
             embedder = await asyncio.to_thread(loaded.embedder)
             tokens = await asyncio.to_thread(embedder.tokenize, inputs)
