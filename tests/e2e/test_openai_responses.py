@@ -135,7 +135,8 @@ def test_delete_and_store_false(client: openai.OpenAI, server: ServerProcess) ->
 
 def test_refusals_and_function_tools(client: openai.OpenAI) -> None:
     for kwargs, param in [
-        ({"tools": [{"type": "web_search"}]}, "tools[0].type"),
+        ({"tools": [{"type": "web_search"}], "tool_choice": {"type": "web_search"}}, "tool_choice"),
+        ({"tools": [{"type": "custom", "name": "apply_patch"}]}, "tools[0].type"),
         ({"background": True}, "background"),
         ({"truncation": "auto"}, "truncation"),
         (
@@ -279,3 +280,28 @@ def test_a_stored_response_belongs_to_the_key_that_made_it(start_server: object)
             with pytest.raises(openai.NotFoundError):
                 alice.responses.retrieve(gone.id)
     assert "sk-alice" not in srv.logs() and "sk-bob" not in srv.logs()
+
+
+def test_server_log_stays_clean_after_streamed_responses(start_server: object) -> None:
+    """Clients hang up as soon as they read the final event (Codex CLI does). The response was stored
+    before that event went out, so a previous_response_id sent at once finds it, and no save is cut
+    short: SQLAlchemy logged "Exception during reset ... CancelledError" and asyncio "Task was
+    destroyed but it is pending" for aiosqlite's connection."""
+    srv = start_server()  # type: ignore[operator]
+    body = {"model": "default", "input": "hi", "max_output_tokens": 3, "stream": True}
+    with httpx.Client(base_url=srv.base_url, timeout=120) as http:
+        for _ in range(4):
+            with http.stream("POST", "/v1/responses", json=body) as r:
+                for line in r.iter_lines():
+                    if line.startswith("data: ") and '"response.incomplete"' in line:
+                        response_id = json.loads(line[6:])["response"]["id"]
+                        break
+            again = {**body, "stream": False, "previous_response_id": response_id}
+            assert http.post("/v1/responses", json=again).status_code == 200
+    client = openai.OpenAI(base_url=srv.base_url + "/v1", api_key="x", max_retries=0)
+    with client, client.responses.stream(model="default", input="hi", max_output_tokens=3) as stream:
+        assert list(stream)[-1].type == "response.incomplete"
+    srv.stop()
+    log = srv.logs()
+    for noise in ("Traceback", "Task was destroyed", "Exception during reset", "ERROR"):
+        assert noise not in log, log

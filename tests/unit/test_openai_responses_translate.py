@@ -66,7 +66,13 @@ def test_sampling_format_and_tool_choice() -> None:
 @pytest.mark.parametrize(
     ("body", "param"),
     [
-        ({"tools": [{"type": "file_search"}]}, "tools[0].type"),
+        ({"tools": [{"type": "custom", "name": "apply_patch"}]}, "tools[0].type"),
+        ({"tools": [{"type": "web_search"}], "tool_choice": {"type": "web_search"}}, "tool_choice"),
+        ({"tools": [{"type": "file_search"}], "tool_choice": "required"}, "tool_choice"),
+        (
+            {"tools": [{"type": "namespace", "name": "n", "tools": [{"type": "custom", "name": "x"}]}]},
+            "tools[0].tools[0].type",
+        ),
         ({"background": True}, "background"),
         ({"conversation": "conv_1"}, "conversation"),
         ({"input": [{"type": "item_reference", "id": "x"}]}, "input[0].type"),
@@ -85,7 +91,7 @@ def test_body_validates_and_carries_function_calls() -> None:
     call = _call()
     done = Completion("", "tool_calls", Usage(5, 3), tool_calls=[ToolCall("call_1", "f", '{"a":1}')])
     body = orr.response_body(
-        call, "m", status="completed", output=orr.output_items(done, False), usage=done.usage
+        call, "m", status="completed", output=orr.output_items(done, False, call.tools), usage=done.usage
     )
     validate(body, "Response")
     assert [i["type"] for i in body["output"]] == ["function_call"]
@@ -162,3 +168,116 @@ def test_streamed_call_fragments_fill_one_function_call_item() -> None:
     )
     final = events[-1][1]["response"]
     assert [(i["call_id"], i["arguments"]) for i in final["output"]] == [("c1", '{"a":2}')]  # type: ignore[index]
+
+
+CODEX_TOOLS = [
+    {"type": "function", "name": "exec_command", "parameters": {"type": "object"}, "strict": False},
+    {
+        "type": "namespace",
+        "name": "multi_agent_v1",
+        "description": "Sub-agents.",
+        "tools": [
+            {"type": "function", "name": "spawn_agent", "parameters": {"type": "object"}},
+            {"type": "function", "name": "exec_command", "parameters": {"type": "object"}},
+        ],
+    },
+    {"type": "web_search", "external_web_access": False},
+]
+
+
+def test_namespace_tools_are_flattened_and_calls_report_their_namespace() -> None:
+    """Codex CLI 0.171 groups its sub-agent tools in a namespace and offers web_search: the model
+    sees the functions (a name two places use is qualified by its namespace), web_search is left
+    out, and a call comes back with the namespace and the function's own name, as OpenAI's does."""
+    call = _call(tools=CODEX_TOOLS, tool_choice="auto")
+    assert [t.name for t in call.request.tools] == [
+        "exec_command",
+        "spawn_agent",
+        "multi_agent_v1__exec_command",
+    ]
+    done = Completion(
+        "",
+        "tool_calls",
+        Usage(5, 3),
+        tool_calls=[ToolCall("c1", "spawn_agent", "{}"), ToolCall("c2", "exec_command", "{}")],
+    )
+    output = orr.output_items(done, False, call.tools)
+    assert [(i.get("namespace"), i["name"]) for i in output] == [
+        ("multi_agent_v1", "spawn_agent"),
+        (None, "exec_command"),
+    ]
+    body = orr.response_body(call, "m", status="completed", output=output, usage=done.usage)
+    assert [t["type"] for t in body["tools"]] == ["function", "namespace", "web_search"]
+    # The call comes back as an input item with its namespace: the model sees its own call again.
+    again = _call(
+        tools=CODEX_TOOLS,
+        input=[
+            {"role": "user", "content": "go"},
+            {
+                "type": "function_call",
+                "call_id": "c1",
+                "namespace": "multi_agent_v1",
+                "name": "exec_command",
+                "arguments": "{}",
+            },
+            {"type": "function_call_output", "call_id": "c1", "output": "done"},
+        ],
+    )
+    assert again.messages[1].tool_calls[0].name == "multi_agent_v1__exec_command"
+    writer = ResponseEventWriter(call, "m")
+    events = _run(
+        writer,
+        [
+            Chunk(tool_calls=[ToolCall("c1", "spawn_agent", "{}")]),
+            Chunk(finish_reason="tool_calls", usage=Usage(3, 2)),
+        ],
+    )
+    added = [b["item"] for k, b in events if k == "response.output_item.added"]
+    assert added[0]["namespace"] == "multi_agent_v1" and added[0]["name"] == "spawn_agent"  # type: ignore[index]
+
+
+def test_a_call_cut_by_max_output_tokens_is_incomplete_whole_and_streamed() -> None:
+    call = _call(tools=CODEX_TOOLS)
+    done = Completion("", "length", Usage(5, 3), tool_calls=[ToolCall("c1", "exec_command", '{"cmd":"l')])
+    whole = orr.output_items(done, False, call.tools)
+    writer = ResponseEventWriter(call, "m")
+    events = _run(
+        writer,
+        [
+            Chunk(tool_calls=[ToolCall("c1", "exec_command", '{"cmd":"l')]),
+            Chunk(finish_reason="length", usage=Usage(5, 3)),
+        ],
+    )
+    streamed = events[-1][1]["response"]["output"]  # type: ignore[index]
+    assert [i["status"] for i in whole] == [i["status"] for i in streamed] == ["incomplete"]  # type: ignore[union-attr]
+    # Only the item that was cut: what came before it was done.
+    done = Completion("Let me look.", "length", Usage(5, 3), tool_calls=[ToolCall("c1", "exec_command", "{")])
+    assert [i["status"] for i in orr.output_items(done, False, call.tools)] == ["completed", "incomplete"]
+
+
+def test_output_item_added_announces_an_empty_message() -> None:
+    """The first text arrives as a delta after the announcement; announced inside the item too, a
+    client that accumulates the deltas onto the announced item shows it twice."""
+    writer = ResponseEventWriter(_call(), "m")
+    events = writer.start() + writer.events(Chunk(text="Hello"))
+    wire = [json.loads(json.dumps(b)) for _, b in events]  # as serialised, after the events were made
+    added = [b for b in wire if b["type"] == "response.output_item.added"]
+    assert added[0]["item"]["content"] == []
+    assert [b["delta"] for b in wire if b["type"] == "response.output_text.delta"] == ["Hello"]
+
+
+def test_errors_name_the_field_the_client_sent() -> None:
+    from lumbung.errors import UnsupportedParameter
+    from lumbung.surfaces.openai_responses_tools import in_wire_terms
+
+    call = _call(tools=CODEX_TOOLS)
+    exc = in_wire_terms(
+        UnsupportedParameter(
+            "Unsupported schema keyword(s) in 'tools[1].function.parameters': not",
+            param="tools[1].function.parameters",
+        ),
+        call.tools,
+    )
+    assert exc.param == "tools[1].tools[0].parameters" and "'tools[1].tools[0].parameters'" in exc.message
+    exc = in_wire_terms(UnsupportedParameter("bad", param="response_format.json_schema.schema"), call.tools)
+    assert exc.param == "text.format.schema"

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from lumbung.errors import ApiError, InvalidRequest, UnsupportedParameter
 from lumbung.surfaces import logprobs as lp
 from lumbung.surfaces.openai import validation_error
+from lumbung.surfaces.openai_responses_tools import ToolMap, tool_choice, tool_map, tools_body
 from lumbung.surfaces.openai_responses_wire import ContentPartIn, CreateResponseIn, ItemIn
 from lumbung.types import (
     ChatRequest,
@@ -24,7 +25,6 @@ from lumbung.types import (
     Message,
     ResponseFormat,
     SamplingParams,
-    Tool,
     ToolCall,
     Usage,
 )
@@ -48,6 +48,7 @@ class ResponsesCall:
     messages: list[Message]  # this request's input, instructions excluded
     input_items: list[dict[str, Any]]
     request: ChatRequest  # without the previous conversation until ``with_history``
+    tools: ToolMap = field(default_factory=ToolMap)
     store: bool = True
     stream: bool = False
     logprobs: bool = False
@@ -79,7 +80,7 @@ def _item_dict(item: ItemIn) -> dict[str, Any]:
     return item.model_dump(exclude_none=True, by_alias=True)
 
 
-def _messages(wire: CreateResponseIn) -> tuple[list[Message], list[dict[str, Any]]]:
+def _messages(wire: CreateResponseIn, tools: ToolMap) -> tuple[list[Message], list[dict[str, Any]]]:
     raw = wire.input
     if raw is None:
         raise InvalidRequest(
@@ -109,7 +110,7 @@ def _messages(wire: CreateResponseIn) -> tuple[list[Message], list[dict[str, Any
                 raise InvalidRequest(
                     f"Missing required parameter: '{where}.call_id' or '{where}.name'.", param=where
                 )
-            call = ToolCall(item.call_id, item.name, item.arguments or "{}")
+            call = ToolCall(item.call_id, tools.core_name(item.namespace, item.name), item.arguments or "{}")
             prev = out[-1] if out else None
             if prev is not None and prev.role == "assistant":
                 prev.tool_calls.append(call)  # one assistant turn holds its text and its calls
@@ -141,20 +142,6 @@ def _messages(wire: CreateResponseIn) -> tuple[list[Message], list[dict[str, Any
     return out, items
 
 
-def _tools(wire: CreateResponseIn) -> list[Tool]:
-    tools = []
-    for i, tool in enumerate(wire.tools or []):
-        if tool.type != "function":
-            raise _refuse(
-                f"tools[{i}].type",
-                f"'{tool.type}' is not supported: only function tools are (lumbung runs no hosted tools).",
-            )
-        if not tool.name:
-            raise InvalidRequest(f"Missing required parameter: 'tools[{i}].name'.", param=f"tools[{i}].name")
-        tools.append(Tool(tool.name, tool.description, tool.parameters or {}, bool(tool.strict)))
-    return tools
-
-
 def _check_refusals(wire: CreateResponseIn) -> None:
     for name in ("context_management", "moderation"):
         if (wire.model_extra or {}).get(name) is not None:
@@ -173,14 +160,6 @@ def _check_refusals(wire: CreateResponseIn) -> None:
         raise _refuse("service_tier", "may only be 'auto' or 'default'.")
     if wire.text is not None and wire.text.verbosity not in (None, "medium"):
         raise _refuse("text", "verbosity is not supported.")
-    if (
-        wire.tool_choice is not None
-        and not isinstance(wire.tool_choice, str)
-        and wire.tool_choice.type != "function"
-    ):
-        raise _refuse(
-            "tool_choice", f"type '{wire.tool_choice.type}' is not supported: only function tools are."
-        )
 
 
 def _response_format(wire: CreateResponseIn) -> ResponseFormat:
@@ -200,13 +179,9 @@ def parse_create(body: bytes) -> ResponsesCall:
     except ValidationError as exc:
         raise validation_error(exc) from exc
     _check_refusals(wire)
-    messages, items = _messages(wire)
+    tools = tool_map(wire)
+    messages, items = _messages(wire, tools)
     logprobs = LOGPROBS_INCLUDE in (wire.include or []) or wire.top_logprobs is not None
-    tool_choice: str | dict[str, Any] = "auto"
-    if isinstance(wire.tool_choice, str):
-        tool_choice = wire.tool_choice
-    elif wire.tool_choice is not None:
-        tool_choice = {"type": "function", "name": wire.tool_choice.name}
     response_id = item_id("resp")
     request = ChatRequest(
         model=wire.model,
@@ -218,8 +193,8 @@ def parse_create(body: bytes) -> ResponsesCall:
             logprobs=(wire.top_logprobs or 0) if logprobs else None,
         ),
         response_format=_response_format(wire),
-        tools=_tools(wire),
-        tool_choice=tool_choice,
+        tools=tools.tools,
+        tool_choice=tool_choice(wire, tools),
         parallel_tool_calls=wire.parallel_tool_calls is not False,
         user=wire.user,
         metadata=dict(wire.metadata or {}),
@@ -232,6 +207,7 @@ def parse_create(body: bytes) -> ResponsesCall:
         messages=messages,
         input_items=items,
         request=request,
+        tools=tools,
         store=wire.store is not False,
         stream=bool(wire.stream),
         logprobs=logprobs,
@@ -247,19 +223,6 @@ def usage_body(usage: Usage) -> dict[str, Any]:
         "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": usage.total_tokens,
     }
-
-
-def _tools_body(call: ResponsesCall) -> list[dict[str, Any]]:
-    return [
-        {
-            "type": "function",
-            "name": t.name,
-            "description": t.description,
-            "parameters": t.parameters,
-            "strict": t.strict,
-        }
-        for t in call.request.tools
-    ]
 
 
 def _text_body(call: ResponsesCall) -> dict[str, Any]:
@@ -283,7 +246,7 @@ def response_body(
     wire = call.wire
     tool_choice: Any = call.request.tool_choice
     if isinstance(tool_choice, dict):
-        tool_choice = {"type": "function", "name": tool_choice["name"]}
+        tool_choice = {"type": "function", **call.tools.call_fields(tool_choice["name"])}
     body: dict[str, Any] = {
         "id": call.id,
         "object": "response",
@@ -305,7 +268,7 @@ def response_body(
         "temperature": call.request.sampling.temperature,
         "text": _text_body(call),
         "tool_choice": tool_choice,
-        "tools": _tools_body(call),
+        "tools": tools_body(wire),
         "top_logprobs": wire.top_logprobs,
         "top_p": call.request.sampling.top_p,
         "truncation": "disabled",
@@ -331,9 +294,11 @@ def status_of(reason: str) -> tuple[str, str | None]:
     return "completed", None
 
 
-def output_items(done: Completion, logprobs: bool) -> list[dict[str, Any]]:
+def output_items(done: Completion, logprobs: bool, tools: ToolMap) -> list[dict[str, Any]]:
+    """The answer's items; cut by ``max_output_tokens``, the last one is ``incomplete`` (as the
+    stream closes it: the items before it were done)."""
     items: list[dict[str, Any]] = []
-    status = "incomplete" if done.finish_reason == "length" else "completed"
+    status = "completed"
     if done.reasoning:
         items.append(
             {
@@ -366,11 +331,13 @@ def output_items(done: Completion, logprobs: bool) -> list[dict[str, Any]]:
                 "type": "function_call",
                 "id": item_id("fc"),
                 "call_id": c.id,
-                "name": c.name,
+                **tools.call_fields(c.name),
                 "arguments": c.arguments,
                 "status": "completed",
             }
         )
+    if done.finish_reason == "length":
+        items[-1]["status"] = "incomplete"
     return items
 
 

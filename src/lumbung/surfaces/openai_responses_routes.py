@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -30,6 +31,7 @@ from lumbung.surfaces.common import (
     unless_disconnected,
 )
 from lumbung.surfaces.openai_responses_stream import ResponseEventWriter
+from lumbung.surfaces.openai_responses_tools import in_wire_terms
 from lumbung.surfaces.relay import interleave, open_all, relay
 from lumbung.types import Chunk, Message
 
@@ -67,16 +69,45 @@ async def _history(request: Request, call: orr.ResponsesCall) -> list[Message]:
     return stored.conversation
 
 
+_saving: set[asyncio.Task[None]] = set()  # saves under way (the loop keeps only weak references)
+
+
+async def _save(store: ResponseStore, response_id: str, *args: Any) -> None:
+    """Store a response; not cut short by a client that hangs up meanwhile (a save cancelled midway
+    leaves the database connection half closed: SQLAlchemy and aiosqlite log errors)."""
+
+    async def save() -> None:
+        try:
+            await store.save(*args)
+        except Exception:  # the client has (or gets) the whole answer; only the stored copy is missing
+            log.exception("response %s could not be stored", response_id)
+
+    task = asyncio.ensure_future(save())
+    _saving.add(task)
+    task.add_done_callback(_saving.discard)
+    await asyncio.shield(task)
+
+
 @openai_endpoint
 async def create(request: Request, entry: RequestLog) -> Response:
     state = state_of(request)
     body = await read_body(request, state.settings.max_body_bytes)
     call = orr.parse_create(body)
     state.note_extra_fields("openai.responses", call.extra_fields)
+    try:
+        return await _answer(request, entry, call)
+    except ApiError as exc:
+        in_wire_terms(exc, call.tools)
+        raise
+
+
+async def _answer(request: Request, entry: RequestLog, call: orr.ResponsesCall) -> Response:
+    state = state_of(request)
     model = state.gateway.resolve(call.request.model).model
     entry.model = model
     history = await _history(request, call)
     chat = call.with_history(history)
+    caller = caller_of(request)
     if not call.stream:  # a whole answer: the gateway may fail over at any point before it is done
         done = await unless_disconnected(request, state.gateway.complete(chat))
         entry.prompt_tokens = done.usage.prompt_tokens
@@ -86,26 +117,30 @@ async def create(request: Request, entry: RequestLog) -> Response:
             call,
             model,
             status=status,
-            output=orr.output_items(done, call.logprobs),
+            output=orr.output_items(done, call.logprobs, call.tools),
             usage=done.usage,
             incomplete=reason,
         )
         if call.store:
-            await (await store_of(request)).save(
-                answer, call.input_items, orr.conversation_after(call, history, done), caller_of(request)
-            )
+            conversation = orr.conversation_after(call, history, done)
+            await _save(await store_of(request), call.id, answer, call.input_items, conversation, caller)
         return JSONResponse(answer)
     store = await store_of(request) if call.store else None
-    caller = caller_of(request)
     stream = state.gateway.stream(chat)
     firsts = await open_all(request, [stream])
     entry.stream = True
     writer = ResponseEventWriter(call, model)
+    last: list[tuple[str, dict[str, Any]]] = []  # the closing event, held until the response is stored
 
     def render(index: int, chunk: Chunk) -> list[bytes]:
-        return [sse_event(name, data) for name, data in writer.events(chunk)]
+        events = writer.events(chunk)
+        if store is not None and chunk.finish_reason is not None:
+            last[:] = events[-1:]
+            events = events[:-1]
+        return [sse_event(name, data) for name, data in events]
 
     def fail(exc: ApiError) -> bytes:
+        in_wire_terms(exc, call.tools)
         return b"".join(sse_event(name, data) for name, data in writer.failed(exc))
 
     async def events() -> AsyncIterator[bytes]:
@@ -117,13 +152,12 @@ async def create(request: Request, entry: RequestLog) -> Response:
             head=[sse_event(n, d) for n, d in writer.start()],
         ):
             yield piece
-        if store is not None and writer.collector.last is not None:
-            done = writer.completion()
-            conversation = orr.conversation_after(call, history, done)
-            try:
-                await store.save(writer.final_body(), call.input_items, conversation, caller)
-            except Exception:  # the client has the whole answer already; only the stored copy is missing
-                log.exception("response %s was streamed but could not be stored", call.id)
+        if store is not None and last:
+            # Stored before the client hears it is done, so a previous_response_id sent right
+            # after finds it.
+            conversation = orr.conversation_after(call, history, writer.completion())
+            await _save(store, call.id, writer.final_body(), call.input_items, conversation, caller)
+            yield sse_event(*last[0])
 
     return sse_response(events())
 

@@ -47,11 +47,12 @@ class ResponseEventWriter:
         out = self._close()
         self.open = item
         index = len(self.items)
-        out.append(
-            self._event(
-                "response.output_item.added", output_index=index, item={**item, "status": "in_progress"}
-            )
-        )
+        # Announced empty: the item's text grows by the deltas that follow (a client that
+        # accumulates them would otherwise see the first text twice).
+        announced = {**item, "status": "in_progress"}
+        if "content" in announced:
+            announced["content"] = []
+        out.append(self._event("response.output_item.added", output_index=index, item=announced))
         if item["type"] == "message":
             part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
             out.append(
@@ -168,7 +169,7 @@ class ResponseEventWriter:
                     "type": "function_call",
                     "id": orr.item_id("fc"),
                     "call_id": call.id or orr.item_id("call"),
-                    "name": call.name,
+                    **self.call.tools.call_fields(call.name),
                     "arguments": "",
                 }
                 out += self._begin(item)

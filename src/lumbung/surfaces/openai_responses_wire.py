@@ -31,6 +31,7 @@ class ItemIn(_Wire):
     call_id: str | None = None
     name: str | None = None
     arguments: str | None = None
+    namespace: str | None = None  # a function call's namespace tool, as the answer reported it
     output: str | list[ContentPartIn] | None = None
     summary: list[ContentPartIn] | None = None
 
@@ -41,6 +42,7 @@ class ToolIn(_Wire):
     description: str | None = None
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
+    tools: list[ToolIn] | None = None  # a namespace's function tools
 
 
 class NamedToolChoiceIn(_Wire):
