@@ -64,6 +64,7 @@ class SamplingParams:
     max_tokens: int | None = None
     stop: list[str] = field(default_factory=list)
     logprobs: int | None = None  # None: off; N >= 0: the chosen token's logprob and the N most likely
+    logit_bias: dict[int, float] = field(default_factory=dict)  # token id -> added logit, -100..100
 
 
 @dataclass(slots=True)

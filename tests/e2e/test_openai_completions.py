@@ -104,7 +104,7 @@ def test_stop_and_best_of_and_refusals(client: openai.OpenAI, server: ServerProc
         ({"suffix": "end"}, "suffix"),
         ({"best_of": 3}, "best_of"),
         ({"prompt": [1, 2, 3]}, "prompt"),
-        ({"logit_bias": {"1": 2}}, "logit_bias"),
+        ({"logit_bias": {"x": 2}}, "logit_bias"),
         ({"echo": True, "logprobs": 1}, "echo"),
     ]:
         body = {"model": "default", "prompt": PROMPT, "max_tokens": 2, **extra}

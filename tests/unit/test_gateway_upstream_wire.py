@@ -11,7 +11,14 @@ from lumbung.engines.base import Collector
 from lumbung.engines.http_anthropic import EventReader, messages_body
 from lumbung.engines.http_common import retry_after, status_error
 from lumbung.engines.http_openai import DONE, ChunkReader, PassThrough, _as_sent, request_body
-from lumbung.errors import InvalidRequest, ProviderCutOff, RateLimited, UpstreamError, UpstreamTimeout
+from lumbung.errors import (
+    InvalidRequest,
+    ProviderCutOff,
+    RateLimited,
+    UnsupportedParameter,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from lumbung.types import ChatRequest, Message, SamplingParams, Tool, ToolCall
 
 
@@ -29,7 +36,15 @@ def test_openai_body_sends_only_what_differs_from_the_defaults() -> None:
     }
     body = request_body(chat(sampling=SamplingParams(temperature=0.2, max_tokens=5, stop=["x"], top_k=4)))
     assert (body["temperature"], body["max_tokens"], body["stop"], body["top_k"]) == (0.2, 5, ["x"], 4)
-    assert "top_p" not in body and "seed" not in body
+    assert "top_p" not in body and "seed" not in body and "logit_bias" not in body
+
+
+def test_logit_bias_goes_upstream_to_openai_providers_and_is_refused_for_anthropic_ones() -> None:
+    request = chat(sampling=SamplingParams(logit_bias={50256: -100.0, 7: 2.5}))
+    assert request_body(request)["logit_bias"] == {"50256": -100.0, "7": 2.5}
+    with pytest.raises(UnsupportedParameter) as err:
+        messages_body(request)
+    assert err.value.param == "logit_bias"
 
 
 def test_openai_tool_calls_stream_once_named_and_a_call_without_arguments_comes_with_the_finish() -> None:

@@ -78,7 +78,6 @@ def test_messages_developer_role_and_text_parts() -> None:
 @pytest.mark.parametrize(
     ("patch", "param"),
     [
-        ({"logit_bias": {"1": 2}}, "logit_bias"),
         ({"audio": {"voice": "x"}}, "audio"),
         ({"store": True}, "store"),
         ({"service_tier": "flex"}, "service_tier"),
@@ -166,3 +165,15 @@ def test_n_choices_are_indexed_and_usage_counts_the_prompt_once() -> None:
     assert [c["choices"][0]["index"] for c in out] == [1, 1, 1] and "usage" not in str(out[-1]["choices"])
     out = writer.bodies(Chunk(text="b", finish_reason="stop", usage=Usage(5, 1)), 0)
     assert out[-1]["choices"] == [] and out[-1]["usage"]["completion_tokens"] == 2
+
+
+def test_logit_bias_maps_token_ids_and_clamps_values_as_openai_does() -> None:
+    request, _ = parse(logit_bias={"15": 3, "7": 250, "99": -400.5})
+    assert request.sampling.logit_bias == {15: 3.0, 7: 100.0, 99: -100.0}
+
+
+@pytest.mark.parametrize("key", ["abc", "-1", "1.5", ""])
+def test_a_logit_bias_key_that_is_not_a_token_id_is_a_400_naming_it(key: str) -> None:
+    with pytest.raises(InvalidRequest) as err:
+        parse(logit_bias={key: 1})
+    assert err.value.param == "logit_bias" and err.value.status == 400

@@ -80,6 +80,8 @@ def messages_body(request: ChatRequest) -> dict[str, Any]:
         body["top_k"] = s.top_k
     if s.stop:
         body["stop_sequences"] = s.stop
+    if s.logit_bias:
+        raise UnsupportedParameter("logit_bias is not supported by Anthropic providers", param="logit_bias")
     if request.response_format.type != "text":
         raise UnsupportedParameter(
             "response_format is not supported by Anthropic providers", param="response_format"

@@ -85,6 +85,8 @@ def request_body(request: ChatRequest | CompletionRequest) -> dict[str, Any]:
             body[key] = value
     if s.stop:
         body["stop"] = s.stop
+    if s.logit_bias:
+        body["logit_bias"] = {str(token): bias for token, bias in s.logit_bias.items()}
     if s.logprobs is not None:
         raise UnsupportedParameter("logprobs are not forwarded to upstream providers yet", param="logprobs")
     if isinstance(request, ChatRequest):

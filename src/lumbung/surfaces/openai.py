@@ -92,14 +92,31 @@ def _refuse(param: str, why: str) -> UnsupportedParameter:
     return UnsupportedParameter(f"Unsupported parameter: '{param}' {why}", param=param)
 
 
+def logit_bias(wire: dict[str, float] | None) -> dict[int, float]:
+    """OpenAI's ``logit_bias``: token ids (as strings) to a bias clamped to [-100, 100], as OpenAI does.
+    Whether an id exists in the vocabulary is the backend's to say (the vocabulary is the model's)."""
+    out: dict[int, float] = {}
+    for key, value in (wire or {}).items():
+        try:
+            token = int(key)
+        except ValueError:
+            token = -1
+        if token < 0 or str(token) != key.strip():
+            raise InvalidRequest(
+                f"Invalid key in 'logit_bias': {key[:40]!r} is not a token id (a non-negative integer).",
+                param="logit_bias",
+                code="invalid_value",
+            )
+        out[token] = min(100.0, max(-100.0, float(value)))
+    return out
+
+
 def _check_refusals(wire: ChatCompletionRequestIn) -> None:
     if wire.top_logprobs is not None and not wire.logprobs:
         raise InvalidRequest(
             "Invalid value for 'top_logprobs': 'logprobs' must be true when 'top_logprobs' is set.",
             param="top_logprobs",
         )
-    if wire.logit_bias:
-        raise _refuse("logit_bias", "is not supported yet.")
     if wire.modalities and any(m != "text" for m in wire.modalities):
         raise _refuse("modalities", "may only be ['text']: audio output is not supported.")
     for name in ("audio", "prediction", "web_search_options", "functions", "function_call", "moderation"):
@@ -203,6 +220,7 @@ def parse_chat_request(body: bytes) -> tuple[ChatRequest, ChatOptions]:
         max_tokens=max_tokens,
         logprobs=(wire.top_logprobs or 0) if wire.logprobs else None,
         stop=stop,
+        logit_bias=logit_bias(wire.logit_bias),
     )
     tool_choice: str | dict[str, Any] = "auto"
     if isinstance(wire.tool_choice, str):

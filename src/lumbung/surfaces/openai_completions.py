@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lumbung.errors import InvalidRequest, UnsupportedParameter
 from lumbung.surfaces import logprobs as lp
-from lumbung.surfaces.openai import fingerprint, validation_error
+from lumbung.surfaces.openai import fingerprint, logit_bias, validation_error
 from lumbung.types import Chunk, Completion, CompletionRequest, SamplingParams, Usage, new_id
 
 DEFAULT_MAX_TOKENS = 16  # OpenAI's default for this endpoint
@@ -97,8 +97,6 @@ def parse_completion_request(body: bytes) -> CompletionsCall:
         raise _refuse("suffix", "is not supported: the served models have no fill-in-the-middle mode.")
     if wire.best_of not in (None, 1, n):
         raise _refuse("best_of", "is supported only equal to 'n': lumbung returns every choice it generates.")
-    if wire.logit_bias:
-        raise _refuse("logit_bias", "is not supported yet.")
     if wire.echo and wire.logprobs is not None:
         raise _refuse(
             "echo", "together with 'logprobs' is not supported: prompt log probabilities are not computed."
@@ -118,6 +116,7 @@ def parse_completion_request(body: bytes) -> CompletionsCall:
         max_tokens=DEFAULT_MAX_TOKENS if wire.max_tokens is None else wire.max_tokens,
         stop=stop,
         logprobs=wire.logprobs,
+        logit_bias=logit_bias(wire.logit_bias),
     )
     call_id = new_id("cmpl")
     requests, texts = [], []

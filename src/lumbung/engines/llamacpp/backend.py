@@ -237,6 +237,16 @@ class LocalModel:
             return None
         return OutputShaper(fmt=self.tool_format if use_tools else None, tools=request.tools, think=think)
 
+    def _check_logit_bias(self, bias: dict[int, float]) -> None:
+        n = self.model.n_vocab
+        if outside := sorted(t for t in bias if t >= n):
+            raise InvalidRequest(
+                f"Invalid value for 'logit_bias': token id {outside[0]} is out of range; this model's "
+                f"vocabulary has ids 0 to {n - 1}.",
+                param="logit_bias",
+                code="invalid_value",
+            )
+
     def _check_think(self, request: ChatRequest) -> None:
         if request.think is not None and "enable_thinking" not in self.template.source:
             raise UnsupportedParameter(
@@ -254,6 +264,7 @@ class LocalModel:
                 "use it with the embeddings endpoints.",
                 param="model",
             )
+        self._check_logit_bias(request.sampling.logit_bias)
         constraint: MaskSampler | None = None
         plan: Plan | None = None
         if isinstance(request, ChatRequest):

@@ -29,6 +29,11 @@ class Sampler:
         self.n_vocab = n_vocab
         penalties = bool(params.presence_penalty or params.frequency_penalty or params.repeat_penalty != 1.0)
         self.argmax = params.temperature <= 0.0 and not pre and not penalties
+        # OpenAI's logit_bias, -100 a ban: -inf, so no logit, however large, brings the token back.
+        tokens = sorted(params.logit_bias)
+        self.bias_ids = np.array(tokens, dtype=np.int64)
+        self.bias = np.array([params.logit_bias[t] for t in tokens], dtype=np.float32)
+        self.bias[self.bias <= -100.0] = -np.inf
         chain_params = llama_cpp.llama_sampler_chain_default_params()
         chain_params.no_perf = True
         self.ptr = llama_cpp.llama_sampler_chain_init(chain_params)
@@ -36,6 +41,11 @@ class Sampler:
         for extra in self._pre:  # constraints (grammars) go first, so later stages see masked logits
             llama_cpp.llama_sampler_chain_add(self.ptr, getattr(extra, "ptr", extra))
         add = self._add
+        if tokens:
+            pairs = (llama_cpp.llama_logit_bias * len(tokens))()
+            for pair, token, bias in zip(pairs, tokens, self.bias.tolist(), strict=True):
+                pair.token, pair.bias = token, bias
+            add(llama_cpp.llama_sampler_init_logit_bias(n_vocab, len(tokens), pairs))  # copies the pairs
         if penalties:
             add(
                 llama_cpp.llama_sampler_init_penalties(
@@ -65,8 +75,26 @@ class Sampler:
     def sample(self, ctx: ctypes.c_void_p, index: int) -> int:
         if self.argmax:
             row = llama_cpp.llama_get_logits_ith(ctx, index)
-            return int(np.argmax(np.ctypeslib.as_array(row, shape=(self.n_vocab,))))
+            return self._argmax(np.ctypeslib.as_array(row, shape=(self.n_vocab,)))
         return int(llama_cpp.llama_sampler_sample(self.ptr, ctx, index))
+
+    def _argmax(self, row: np.ndarray) -> int:
+        """The greedy choice with the biases added, touching only the biased entries of the row (which
+        logprobs read afterwards, unbiased). Ties go to the lowest id, as llama.cpp's greedy sampler."""
+        if not self.bias_ids.size:
+            return int(np.argmax(row))
+        ids = self.bias_ids
+        saved = row[ids].copy()
+        row[ids] = -np.inf
+        try:
+            best = int(np.argmax(row))
+        finally:
+            row[ids] = saved
+        biased = saved + self.bias
+        j = int(np.argmax(biased))  # ids are sorted: the first maximum is the lowest id
+        if biased[j] > row[best] or (biased[j] == row[best] and ids[j] < best) or row[best] == -np.inf:
+            return int(ids[j])
+        return best
 
     def close(self) -> None:
         if self.ptr is not None:
