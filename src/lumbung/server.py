@@ -9,11 +9,12 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 
+from lumbung.config import ModelConfig
 from lumbung.engines.llamacpp.backend import AdapterSpec, LlamaCppBackend, LocalModelSpec
 from lumbung.engines.llamacpp.engine import EngineConfig
 from lumbung.errors import ConfigError, ModelNotInStore
 from lumbung.gateway.build import build_gateway
-from lumbung.settings import DEFAULT_MODEL_ALIASES, DEFAULT_MODEL_ID, ModelConfig, Settings
+from lumbung.settings import DEFAULT_MODEL_ALIASES, DEFAULT_MODEL_ID, Settings
 from lumbung.store import serving as stored
 from lumbung.store.catalog import EMBEDDED
 from lumbung.store.embedded import embedded_model_path

@@ -17,9 +17,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from lumbung.engines.llamacpp.amx import AmxMode
+from lumbung.config import AmxMode, ModelConfig, ProviderConfig, RouteConfig, check_gateway
 from lumbung.errors import ConfigError
-from lumbung.gateway.config import ProviderConfig, RouteConfig, check_gateway
 
 DEFAULT_MODEL_ID = "gemma3:270m"
 DEFAULT_MODEL_ALIASES = ["default"]
@@ -36,70 +35,6 @@ def _default_memory_budget_mb() -> int:
 
 def _default_threads() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
-
-
-class AdapterConfig(BaseModel):
-    """A LoRA adapter (GGUF) over a local model, served as a model of its own."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(description="The adapter's name; it is served as `MODEL+NAME` unless `id` is set.")
-    id: str | None = Field(default=None, description="Public model id for the base model with this adapter.")
-    path: Path | None = Field(default=None, description="Path of the LoRA GGUF file.")
-    ref: str | None = Field(
-        default=None, description="An adapter in the store, by reference or name (`lumbung pull` it first)."
-    )
-    sha256: str | None = Field(
-        default=None,
-        pattern=r"^[0-9a-fA-F]{64}$",
-        description="The file's sha256, checked before loading (for `path`; stored adapters are "
-        "always checked against their manifest).",
-    )
-    scale: float = Field(default=1.0, ge=0, description="How strongly the adapter applies (0: not at all).")
-
-    @model_validator(mode="after")
-    def _one_source(self) -> AdapterConfig:
-        if (self.path is None) == (self.ref is None):
-            raise ValueError(f"adapter {self.name!r}: set exactly one of `path` and `ref`")
-        return self
-
-
-class ModelConfig(BaseModel):
-    """A local GGUF model served by the in-process engine."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    id: str = Field(description="Public model id, as clients send it in `model`.")
-    path: Path | None = Field(default=None, description="Path of the GGUF file.")
-    ref: str | None = Field(
-        default=None,
-        description="A model in the store, by reference (hf:, ms:, file:), short name or name "
-        "(pull it first with `lumbung pull`).",
-    )
-    aliases: list[str] = Field(default_factory=list, description="Other names that reach this model.")
-    chat_template: str | None = Field(
-        default=None,
-        description="A Jinja chat template (text, or a built-in name such as `gemma`), "
-        "overriding the GGUF's own.",
-    )
-    tool_format: str | None = Field(
-        default=None,
-        description="Tool-call format: hermes, qwen3_coder, llama3, mistral, deepseek or gemma "
-        "(default: detected from the chat template, then the architecture).",
-    )
-    context_size: int | None = Field(default=None, ge=64, description="Context tokens per sequence.")
-    parallel: int | None = Field(default=None, ge=1, le=64, description="Concurrent sequences.")
-    keep_alive: float | None = Field(default=None, description="Seconds idle before unloading.")
-    max_queue: int | None = Field(default=None, ge=0, description="Requests waiting beyond `parallel`.")
-    prefix_cache_mb: float | None = Field(default=None, ge=0, description="Prefix cache memory (MiB).")
-    embedding: bool = Field(default=False, description="An embedding model (pooling on).")
-    adapters: list[AdapterConfig] = Field(
-        default_factory=list,
-        description="LoRA adapters over this model, each served as its own model id (`MODEL+NAME`).",
-    )
-
-    def adapter_id(self, adapter: AdapterConfig) -> str:
-        return adapter.id or f"{self.id}+{adapter.name}"
 
 
 class Settings(BaseModel):

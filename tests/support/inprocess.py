@@ -20,9 +20,9 @@ import httpx
 from starlette.applications import Starlette
 
 from lumbung.clock import TimerClock, monotonic
+from lumbung.config import ProviderConfig
 from lumbung.engines.base import Backend
 from lumbung.gateway.build import build_gateway, default_backend
-from lumbung.gateway.config import ProviderConfig
 from lumbung.gateway.router import Gateway
 from lumbung.settings import Settings
 from lumbung.surfaces.http import create_app

@@ -11,6 +11,7 @@ from typing import TypeVar
 import pytest
 
 from lumbung.clock import FakeClock
+from lumbung.config import Timeouts
 from lumbung.engines.base import Embeddings, collect
 from lumbung.errors import (
     ApiError,
@@ -23,7 +24,6 @@ from lumbung.errors import (
     UpstreamTimeout,
 )
 from lumbung.gateway.breaker import BreakerPolicy, BreakerState
-from lumbung.gateway.config import Timeouts
 from lumbung.gateway.retry import RetryBudget
 from lumbung.gateway.router import Gateway
 from lumbung.gateway.state import Member, ProviderState, Route, new_target

@@ -7,6 +7,7 @@ import json
 from collections.abc import AsyncGenerator
 from typing import Any
 
+from lumbung.config import ProviderConfig
 from lumbung.engines.base import Embeddings
 from lumbung.engines.http_common import (
     TRANSPORT_ERRORS,
@@ -18,7 +19,6 @@ from lumbung.engines.http_common import (
     transport_error,
 )
 from lumbung.errors import UnsupportedParameter, UpstreamError
-from lumbung.gateway.config import ProviderConfig
 from lumbung.toolcalls.arguments import arguments_value
 from lumbung.types import ChatRequest, Chunk, CompletionRequest, FinishReason, ModelInfo, ToolCall, Usage
 

@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from lumbung.config import ProviderConfig
 from lumbung.engines import http1
 from lumbung.errors import (
     ApiError,
@@ -24,7 +25,6 @@ from lumbung.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from lumbung.gateway.config import ProviderConfig
 
 # Words providers use when they refuse a region, a country or an account rather than a request
 # (OpenAI: 403 unsupported_country_region_territory; Bedrock: 400 "not allowed from unsupported

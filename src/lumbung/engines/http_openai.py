@@ -13,6 +13,7 @@ import json
 from collections.abc import AsyncGenerator
 from typing import Any
 
+from lumbung.config import ProviderConfig
 from lumbung.engines.base import Embeddings
 from lumbung.engines.http_common import (
     TRANSPORT_ERRORS,
@@ -25,7 +26,6 @@ from lumbung.engines.http_common import (
     transport_error,
 )
 from lumbung.errors import UnsupportedParameter, UpstreamError
-from lumbung.gateway.config import ProviderConfig
 from lumbung.types import (
     ChatRequest,
     Chunk,

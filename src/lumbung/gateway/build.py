@@ -10,10 +10,10 @@ import os
 from collections.abc import Callable, Mapping
 
 from lumbung.clock import TimerClock, monotonic
+from lumbung.config import LOCAL_PROVIDER, ProviderConfig, Timeouts, jurisdiction_of
 from lumbung.engines.base import Backend
 from lumbung.errors import ConfigError
 from lumbung.gateway.breaker import BreakerPolicy
-from lumbung.gateway.config import LOCAL_PROVIDER, ProviderConfig, Timeouts, jurisdiction_of
 from lumbung.gateway.retry import RetryBudget
 from lumbung.gateway.router import Gateway
 from lumbung.gateway.state import Member, ProviderState, Route, TargetState, new_target

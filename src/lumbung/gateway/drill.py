@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import httpx
 import uvicorn
 
+from lumbung.config import LOCAL_PROVIDER, ProviderConfig
 from lumbung.gateway.build import build_gateway
-from lumbung.gateway.config import LOCAL_PROVIDER, ProviderConfig
 from lumbung.gateway.faults import FAULTS, Fault, FaultProxy, FaultyBackend
 from lumbung.gateway.router import Gateway
 from lumbung.settings import Settings

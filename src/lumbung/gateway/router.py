@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from lumbung.aio import gather_or_cancel
 from lumbung.clock import TimerClock, monotonic
+from lumbung.config import LOCAL_JURISDICTION, Timeouts, allowed
 from lumbung.engines.base import Backend, Collector, Embeddings, Resident, collect
 from lumbung.errors import (
     ApiError,
@@ -36,7 +37,6 @@ from lumbung.errors import (
 )
 from lumbung.gateway.balancer import affinity_key, by_affinity, least_outstanding
 from lumbung.gateway.breaker import Breaker, BreakerState
-from lumbung.gateway.config import LOCAL_JURISDICTION, Timeouts, allowed
 from lumbung.gateway.retry import Deadline, backoff
 from lumbung.gateway.state import Member, ProviderState, Route, TargetState
 from lumbung.gateway.status import snapshot

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lumbung.clock import Clock
+from lumbung.config import Timeouts
 from lumbung.engines.base import Backend
 from lumbung.gateway.breaker import Breaker, BreakerPolicy, BreakerState
-from lumbung.gateway.config import Timeouts
 from lumbung.gateway.retry import RetryBudget
 
 

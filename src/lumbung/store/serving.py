@@ -16,8 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lumbung.config import ModelConfig
 from lumbung.errors import BadReference, ConfigError, EngineError, IntegrityError, ModelNotInStore, StoreError
-from lumbung.settings import ModelConfig, Settings
+from lumbung.settings import Settings
 from lumbung.store.manifest import Manifest
 from lumbung.store.pull import Progress, PullOptions, pull
 from lumbung.store.refs import parse_reference

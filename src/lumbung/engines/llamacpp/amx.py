@@ -24,13 +24,13 @@ import sys
 import threading
 from functools import cache
 from pathlib import Path
-from typing import Literal
 
-__all__ = ["AmxMode", "build_has_amx", "probe", "use_extra_buffers"]
+from lumbung.config import AmxMode
+
+__all__ = ["build_has_amx", "probe", "use_extra_buffers"]
 
 log = logging.getLogger(__name__)
 
-AmxMode = Literal["auto", "on", "off"]
 PROBE_TIMEOUT = 300.0  # seconds: a large model's load and repack in the child
 
 _lock = threading.Lock()

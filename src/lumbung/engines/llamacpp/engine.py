@@ -31,7 +31,7 @@ from typing import Any, cast
 
 import llama_cpp
 
-from lumbung.engines.llamacpp.amx import AmxMode
+from lumbung.config import AmxMode
 from lumbung.engines.llamacpp.detok import StopMatcher
 from lumbung.engines.llamacpp.kv import KvLedger
 from lumbung.engines.llamacpp.logprobs import token_logprobs

@@ -1,0 +1,37 @@
+"""Configuration types: providers, routes, timeouts and local models, as parts of the one Settings
+object (``lumbung/settings.py``).
+
+A leaf package: it imports nothing else of lumbung, so engines, the gateway and settings all import
+from it and no lower layer imports a higher one (tests/unit/test_layering.py holds that).
+"""
+
+from __future__ import annotations
+
+from lumbung.config.models import AdapterConfig, AmxMode, ModelConfig
+from lumbung.config.providers import (
+    LOCAL_JURISDICTION,
+    LOCAL_PROVIDER,
+    CircuitConfig,
+    ProviderConfig,
+    Timeouts,
+    allowed,
+    jurisdiction_of,
+)
+from lumbung.config.routes import GatewayConfigError, RouteConfig, TargetConfig, check_gateway
+
+__all__ = [
+    "LOCAL_JURISDICTION",
+    "LOCAL_PROVIDER",
+    "AdapterConfig",
+    "AmxMode",
+    "CircuitConfig",
+    "GatewayConfigError",
+    "ModelConfig",
+    "ProviderConfig",
+    "RouteConfig",
+    "TargetConfig",
+    "Timeouts",
+    "allowed",
+    "check_gateway",
+    "jurisdiction_of",
+]

@@ -1,0 +1,79 @@
+"""Local models: a GGUF served by the in-process engine, its LoRA adapters, and llama.cpp's AMX mode.
+
+Part of the leaf ``lumbung.config`` package (imports nothing of lumbung): the engine reads these types
+without settings importing the engine.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# llama.cpp's AMX kernels: auto (tried once per model in a child process), on, off (engines/llamacpp/amx.py).
+AmxMode = Literal["auto", "on", "off"]
+
+
+class AdapterConfig(BaseModel):
+    """A LoRA adapter (GGUF) over a local model, served as a model of its own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="The adapter's name; it is served as `MODEL+NAME` unless `id` is set.")
+    id: str | None = Field(default=None, description="Public model id for the base model with this adapter.")
+    path: Path | None = Field(default=None, description="Path of the LoRA GGUF file.")
+    ref: str | None = Field(
+        default=None, description="An adapter in the store, by reference or name (`lumbung pull` it first)."
+    )
+    sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-fA-F]{64}$",
+        description="The file's sha256, checked before loading (for `path`; stored adapters are "
+        "always checked against their manifest).",
+    )
+    scale: float = Field(default=1.0, ge=0, description="How strongly the adapter applies (0: not at all).")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> AdapterConfig:
+        if (self.path is None) == (self.ref is None):
+            raise ValueError(f"adapter {self.name!r}: set exactly one of `path` and `ref`")
+        return self
+
+
+class ModelConfig(BaseModel):
+    """A local GGUF model served by the in-process engine."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(description="Public model id, as clients send it in `model`.")
+    path: Path | None = Field(default=None, description="Path of the GGUF file.")
+    ref: str | None = Field(
+        default=None,
+        description="A model in the store, by reference (hf:, ms:, file:), short name or name "
+        "(pull it first with `lumbung pull`).",
+    )
+    aliases: list[str] = Field(default_factory=list, description="Other names that reach this model.")
+    chat_template: str | None = Field(
+        default=None,
+        description="A Jinja chat template (text, or a built-in name such as `gemma`), "
+        "overriding the GGUF's own.",
+    )
+    tool_format: str | None = Field(
+        default=None,
+        description="Tool-call format: hermes, qwen3_coder, llama3, mistral, deepseek or gemma "
+        "(default: detected from the chat template, then the architecture).",
+    )
+    context_size: int | None = Field(default=None, ge=64, description="Context tokens per sequence.")
+    parallel: int | None = Field(default=None, ge=1, le=64, description="Concurrent sequences.")
+    keep_alive: float | None = Field(default=None, description="Seconds idle before unloading.")
+    max_queue: int | None = Field(default=None, ge=0, description="Requests waiting beyond `parallel`.")
+    prefix_cache_mb: float | None = Field(default=None, ge=0, description="Prefix cache memory (MiB).")
+    embedding: bool = Field(default=False, description="An embedding model (pooling on).")
+    adapters: list[AdapterConfig] = Field(
+        default_factory=list,
+        description="LoRA adapters over this model, each served as its own model id (`MODEL+NAME`).",
+    )
+
+    def adapter_id(self, adapter: AdapterConfig) -> str:
+        return adapter.id or f"{self.id}+{adapter.name}"
