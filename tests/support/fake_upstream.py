@@ -96,6 +96,10 @@ class FakeUpstream:
     disconnects: list[float] = field(default_factory=list)
     completed: int = 0
     connections: int = 0  # TCP connections accepted (keep-alive reuse shows as few)
+    # A scripted agent turn: with tools offered, a call of ``agent_tool`` with ``agent_arguments``;
+    # once a tool's result is in the conversation, text quoting it (see ``tool_result``).
+    agent_tool: str | None = None
+    agent_arguments: dict[str, Any] = field(default_factory=dict)
 
     # -- running -------------------------------------------------------------------------------------
 
@@ -316,13 +320,46 @@ class FakeUpstream:
         writer.write(b"%x\r\n%s\r\n" % (len(data), data))
         await writer.drain()
 
+    @staticmethod
+    def tool_result(body: dict[str, Any]) -> str | None:
+        """The text of the last tool result in a request's conversation (either API), or None."""
+        found: str | None = None
+
+        def text(content: Any) -> str:
+            if isinstance(content, str):
+                return content
+            return "".join(part.get("text", "") for part in content or [] if isinstance(part, dict))
+
+        for message in body.get("messages", []):
+            if message.get("role") == "tool":
+                found = text(message.get("content"))
+            elif isinstance(message.get("content"), list):
+                for block in message["content"]:
+                    if isinstance(block, dict) and block.get("type") == "tool_result":
+                        found = text(block.get("content"))
+        return found
+
     def _events(self, body: dict[str, Any], anthropic: bool) -> tuple[list[bytes], list[bytes], list[bytes]]:
         """(opening, content, closing) SSE events of a normal answer: a call to the first tool offered
         when the request offers tools (its arguments in several pieces, as providers stream them),
-        else text."""
+        else text. Scripted as an agent (``agent_tool``): a call of that tool, then text quoting
+        the tool's result once it is back."""
+        if self.agent_tool is not None:
+            result = self.tool_result(body)
+            if result is None and body.get("tools"):
+                arguments = json.dumps(self.agent_arguments)
+                third = max(1, len(arguments) // 3)
+                pieces = tuple(arguments[i : i + third] for i in range(0, len(arguments), third))
+                return self._tool_events(body, anthropic, self.agent_tool, pieces)
+            if result is not None:
+                return self._text_events(body, anthropic, ["The tool", " said: ", result.strip()[:200]])
         if body.get("tools"):
             return self._tool_events(body, anthropic)
-        words = self._text(body)
+        return self._text_events(body, anthropic, self._text(body))
+
+    def _text_events(
+        self, body: dict[str, Any], anthropic: bool, words: list[str]
+    ) -> tuple[list[bytes], list[bytes], list[bytes]]:
         if anthropic:
             opening = [
                 _message_start(body.get("model")),
@@ -348,11 +385,16 @@ class FakeUpstream:
     TOOL_ARGUMENTS = ('{"city"', ': "Jak', 'arta", ', '"days": ', "3}")
 
     def _tool_events(
-        self, body: dict[str, Any], anthropic: bool
+        self,
+        body: dict[str, Any],
+        anthropic: bool,
+        name: str | None = None,
+        pieces: tuple[str, ...] = TOOL_ARGUMENTS,
     ) -> tuple[list[bytes], list[bytes], list[bytes]]:
         tool = body["tools"][0]
         if anthropic:
-            block = {"type": "tool_use", "id": "toolu_fake", "name": tool["name"], "input": {}}
+            name = name or tool["name"]
+            block: dict[str, Any] = {"type": "tool_use", "id": "toolu_fake", "name": name, "input": {}}
             opening = [
                 _message_start(body.get("model")),
                 ev("content_block_start", {"index": 0, "content_block": block}),
@@ -362,7 +404,7 @@ class FakeUpstream:
                     "content_block_delta",
                     {"index": 0, "delta": {"type": "input_json_delta", "partial_json": p}},
                 )
-                for p in self.TOOL_ARGUMENTS
+                for p in pieces
             ]
             closing = _message_end("tool_use", 9)
             return opening, content, closing
@@ -370,7 +412,7 @@ class FakeUpstream:
         def chunk(delta: dict[str, Any], finish: str | None = None, usage: Any = None) -> bytes:
             return _chunk(body.get("model"), delta, finish, usage)
 
-        name = tool["function"]["name"]
+        name = name or tool["function"]["name"]
         opening = [chunk({"role": "assistant", "content": None})]
         head = {
             "index": 0,
@@ -379,7 +421,7 @@ class FakeUpstream:
             "function": {"name": name, "arguments": ""},
         }
         content = [chunk({"tool_calls": [head]})] + [
-            chunk({"tool_calls": [{"index": 0, "function": {"arguments": p}}]}) for p in self.TOOL_ARGUMENTS
+            chunk({"tool_calls": [{"index": 0, "function": {"arguments": p}}]}) for p in pieces
         ]
         usage = {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14}
         closing = [chunk({}, "tool_calls"), chunk({}, None, usage), b"data: [DONE]\n\n"]

@@ -1,0 +1,62 @@
+"""Codex CLI 0.171, unmodified, against lumbung: ``codex exec`` with a custom model provider
+(``wire_api = "responses"``, ``base_url`` at lumbung).
+
+Installed from npm (tests/support/agents.py). A tool round trip runs on a route whose target is
+a scripted fake provider (it calls Codex's ``exec_command`` tool, then
+answers with text quoting the tool's output), so the agent's loop crosses lumbung's Responses <->
+core <-> OpenAI translation both ways. Codex offers a ``namespace`` tool and ``web_search`` with
+every request: both must pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.agents import codex_exec
+from tests.support.fake_upstream import FakeUpstream
+from tests.support.server import ServerProcess
+
+SECRET = "lumbung-rice-barn-42"
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    path = tmp_path / "project"
+    path.mkdir()
+    (path / "notes.txt").write_text(f"The password is {SECRET}.\n")
+    return path
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeUpstream]:
+    upstream = FakeUpstream(name="scripted").start()
+    yield upstream
+    upstream.stop()
+
+
+def test_tool_round_trip_through_a_route(fake: FakeUpstream, start_server: object, workdir: Path) -> None:
+    fake.agent_tool = "exec_command"
+    fake.agent_arguments = {"cmd": "cat notes.txt"}
+    config = {
+        "serve_default_model": False,
+        "providers": [
+            {"name": "scripted", "kind": "openai", "base_url": fake.base_url, "jurisdiction": "ID"}
+        ],
+        "routes": [{"name": "agent", "tiers": [["scripted/m1"]]}],
+    }
+    srv: ServerProcess = start_server(config=config)  # type: ignore[operator]
+    run = codex_exec(srv.base_url, "agent", "What does notes.txt say?", workdir=workdir, timeout=300)
+    assert run.returncode == 0, run
+    turns = [s.body for s in fake.seen if s.path.endswith("/chat/completions") and s.body.get("tools")]
+    assert len(turns) >= 2, [s.path for s in fake.seen]
+    names = {t["function"]["name"] for t in turns[0]["tools"]}
+    assert "exec_command" in names and "spawn_agent" in names  # namespace tools, flattened
+    assert FakeUpstream.tool_result(turns[0]) is None
+    result = FakeUpstream.tool_result(turns[-1])
+    assert result is not None and SECRET in result, turns[-1]["messages"][-3:]
+    assert "The tool said" in run.stdout and SECRET in run.stdout, run
+    log = srv.logs()
+    assert "Traceback" not in log and "Task was destroyed" not in log, log
