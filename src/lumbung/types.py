@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+# Texts, or token ids (OpenAI's embeddings accept both; a backend may refuse ids).
+EmbeddingInputs = list[str] | list[list[int]]
 Role = Literal["system", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "cancelled", "error"]
 
@@ -87,8 +89,11 @@ class ChatRequest:
     think: bool | None = None  # reasoning on/off where the template has a switch; None: its default
     user: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
-    id: str = field(default_factory=lambda: new_id("req"))
+    id: str = field(default_factory=lambda: new_id("req"))  # shared by the choices of one API request
     created: int = field(default_factory=lambda: int(time.time()))
+    fanout: int = (
+        1  # sequences its API request runs at once (n choices); an engine refuses more than it holds
+    )
 
 
 @dataclass(slots=True)
@@ -98,8 +103,9 @@ class CompletionRequest:
     model: str
     prompt: str
     sampling: SamplingParams = field(default_factory=SamplingParams)
-    id: str = field(default_factory=lambda: new_id("req"))
+    id: str = field(default_factory=lambda: new_id("req"))  # shared by the choices of one API request
     created: int = field(default_factory=lambda: int(time.time()))
+    fanout: int = 1  # sequences its API request runs at once (prompts x n choices)
 
 
 @dataclass(slots=True)

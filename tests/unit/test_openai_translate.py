@@ -177,3 +177,41 @@ def test_a_logit_bias_key_that_is_not_a_token_id_is_a_400_naming_it(key: str) ->
     with pytest.raises(InvalidRequest) as err:
         parse(logit_bias={key: 1})
     assert err.value.param == "logit_bias" and err.value.status == 400
+
+
+def test_choices_and_prompts_carry_how_many_run_at_once() -> None:
+    from lumbung.surfaces.openai import choice_requests
+    from lumbung.surfaces.openai_completions import parse_completion_request
+
+    chat, _ = parse_chat_request(
+        json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    )
+    assert [r.fanout for r in choice_requests(chat, 3)] == [3, 3, 3]
+    assert choice_requests(chat, 1)[0].fanout == 1
+    call = parse_completion_request(json.dumps({"model": "m", "prompt": ["a", "b"], "n": 3}).encode())
+    assert [r.fanout for r in call.requests] == [6] * 6
+    assert len({r.id for r in call.requests}) == 1  # one API request: its sequences are siblings
+
+
+@pytest.mark.parametrize(
+    ("wire", "inputs"),
+    [
+        ("hello", ["hello"]),
+        (["a", "b"], ["a", "b"]),
+        ([1, 2, 3], [[1, 2, 3]]),  # one input as token ids
+        ([[1, 2], [3]], [[1, 2], [3]]),  # several
+    ],
+)
+def test_embedding_input_as_text_or_token_ids(wire: object, inputs: object) -> None:
+    from lumbung.surfaces.openai_embeddings import parse_embedding_request
+
+    assert parse_embedding_request(json.dumps({"model": "m", "input": wire}).encode()).inputs == inputs
+
+
+@pytest.mark.parametrize("wire", [[], ["a", 1], [[1], "a"], [[1], [2.5]], [True]])
+def test_embedding_input_mixtures_and_empties_are_400(wire: object) -> None:
+    from lumbung.surfaces.openai_embeddings import parse_embedding_request
+
+    with pytest.raises(InvalidRequest) as err:
+        parse_embedding_request(json.dumps({"model": "m", "input": wire}).encode())
+    assert err.value.param is not None and err.value.param.startswith("input")

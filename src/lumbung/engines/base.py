@@ -10,7 +10,16 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from lumbung.errors import InternalError
-from lumbung.types import ChatRequest, Chunk, Completion, CompletionRequest, ModelInfo, TokenLogprob, ToolCall
+from lumbung.types import (
+    ChatRequest,
+    Chunk,
+    Completion,
+    CompletionRequest,
+    EmbeddingInputs,
+    ModelInfo,
+    TokenLogprob,
+    ToolCall,
+)
 
 
 @dataclass(slots=True)
@@ -29,7 +38,7 @@ class Backend(Protocol):
         """Generate; the last chunk carries ``finish_reason`` and ``usage``. Errors are raised."""
         ...
 
-    async def embed(self, model: str, inputs: list[str]) -> Embeddings: ...
+    async def embed(self, model: str, inputs: EmbeddingInputs) -> Embeddings: ...
 
     async def count_tokens(self, request: ChatRequest | CompletionRequest) -> int:
         """The prompt tokens ``request`` would use (chat template and tools included), generating nothing."""

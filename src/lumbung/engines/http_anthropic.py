@@ -20,7 +20,16 @@ from lumbung.engines.http_common import (
 )
 from lumbung.errors import UnsupportedParameter, UpstreamError
 from lumbung.toolcalls.arguments import arguments_value
-from lumbung.types import ChatRequest, Chunk, CompletionRequest, FinishReason, ModelInfo, ToolCall, Usage
+from lumbung.types import (
+    ChatRequest,
+    Chunk,
+    CompletionRequest,
+    EmbeddingInputs,
+    FinishReason,
+    ModelInfo,
+    ToolCall,
+    Usage,
+)
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; OpenAI-style clients often omit it
@@ -213,7 +222,7 @@ class AnthropicHTTPBackend:
             raise transport_error(self.name, exc) from exc
         yield reader.last()
 
-    async def embed(self, model: str, inputs: list[str]) -> Embeddings:
+    async def embed(self, model: str, inputs: EmbeddingInputs) -> Embeddings:
         raise UnsupportedParameter(f"provider {self.name!r} (Anthropic) has no embeddings", param="model")
 
     async def count_tokens(self, request: ChatRequest | CompletionRequest) -> int:

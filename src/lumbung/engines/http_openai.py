@@ -30,6 +30,7 @@ from lumbung.types import (
     ChatRequest,
     Chunk,
     CompletionRequest,
+    EmbeddingInputs,
     FinishReason,
     Message,
     ModelInfo,
@@ -400,7 +401,7 @@ class OpenAIHTTPBackend:
             raise transport_error(self.name, exc) from exc
         raise UpstreamError(f"provider {self.name!r}: the stream ended before the answer was complete")
 
-    async def embed(self, model: str, inputs: list[str]) -> Embeddings:
+    async def embed(self, model: str, inputs: EmbeddingInputs) -> Embeddings:
         try:
             async with self.http.post("/embeddings", dumps({"model": model, "input": inputs})) as response:
                 body = await response.read()

@@ -17,7 +17,7 @@ import httpx
 
 from lumbung.engines.base import Backend, Embeddings
 from lumbung.errors import ProviderCutOff, UpstreamError
-from lumbung.types import ChatRequest, Chunk, CompletionRequest, ModelInfo
+from lumbung.types import ChatRequest, Chunk, CompletionRequest, EmbeddingInputs, ModelInfo
 
 Fault = Literal["pass", "cut_off", "hang", "error_500", "slow"]
 FAULTS: tuple[Fault, ...] = ("cut_off", "hang", "error_500", "slow")
@@ -141,7 +141,7 @@ class FaultyBackend:
         finally:
             await inner.aclose()
 
-    async def embed(self, model: str, inputs: list[str]) -> Embeddings:
+    async def embed(self, model: str, inputs: EmbeddingInputs) -> Embeddings:
         return await self.inner.embed(model, inputs)
 
     async def count_tokens(self, request: ChatRequest | CompletionRequest) -> int:

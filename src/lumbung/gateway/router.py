@@ -41,7 +41,7 @@ from lumbung.gateway.retry import Deadline, backoff
 from lumbung.gateway.state import Member, ProviderState, Route, TargetState
 from lumbung.gateway.status import snapshot
 from lumbung.gateway.watchdog import IdleWatchdog
-from lumbung.types import ChatRequest, Chunk, Completion, CompletionRequest, ModelInfo
+from lumbung.types import ChatRequest, Chunk, Completion, CompletionRequest, EmbeddingInputs, ModelInfo
 
 log = logging.getLogger(__name__)
 Request = ChatRequest | CompletionRequest
@@ -432,7 +432,7 @@ class Gateway:
 
     # -- embeddings and tokens: first available target, in tier order ---------------------------------
 
-    async def embed(self, name: str, inputs: list[str]) -> Embeddings:
+    async def embed(self, name: str, inputs: EmbeddingInputs) -> Embeddings:
         route = self.resolve(name)
         last: ApiError | None = None
         for member in route.members():

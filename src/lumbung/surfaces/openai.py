@@ -261,7 +261,9 @@ def choice_requests(request: ChatRequest, n: int) -> list[ChatRequest]:
         return [request]
     seed = request.sampling.seed
     return [
-        replace(request, sampling=replace(request.sampling, seed=None if seed is None else seed + i))
+        replace(
+            request, sampling=replace(request.sampling, seed=None if seed is None else seed + i), fanout=n
+        )
         for i in range(n)
     ]
 

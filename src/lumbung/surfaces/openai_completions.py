@@ -123,7 +123,11 @@ def parse_completion_request(body: bytes) -> CompletionsCall:
     for prompt in prompts:
         for i in range(n):
             seed = None if wire.seed is None else wire.seed + i
-            requests.append(CompletionRequest(wire.model, prompt, replace(sampling, seed=seed), id=call_id))
+            requests.append(
+                CompletionRequest(
+                    wire.model, prompt, replace(sampling, seed=seed), id=call_id, fanout=len(prompts) * n
+                )
+            )
             texts.append(prompt)
     return CompletionsCall(
         id=call_id,

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from lumbung.engines.base import Embeddings
 from lumbung.errors import InvalidRequest, UnsupportedParameter
 from lumbung.surfaces.openai import validation_error
+from lumbung.types import EmbeddingInputs
 
 MAX_INPUTS = 2048  # OpenAI's limit per request
 
@@ -29,7 +30,7 @@ class EmbeddingRequestIn(BaseModel):
 @dataclass(slots=True)
 class EmbeddingCall:
     model: str
-    inputs: list[str]
+    inputs: EmbeddingInputs  # texts, or token ids (one list per input)
     encoding: str = "float"
     dimensions: int | None = None
     extra_fields: list[str] = field(default_factory=list)
@@ -41,16 +42,17 @@ def parse_embedding_request(body: bytes) -> EmbeddingCall:
     except ValidationError as exc:
         raise validation_error(exc) from exc
     raw = wire.input
+    inputs: EmbeddingInputs
     if isinstance(raw, str):
         inputs = [raw]
-    elif raw and all(isinstance(x, str) for x in raw):
-        inputs = [x for x in raw if isinstance(x, str)]
     elif not raw:
         raise InvalidRequest("Invalid value for 'input': the list is empty.", param="input")
-    else:
-        raise UnsupportedParameter(
-            "Unsupported parameter: 'input' as token ids is not supported: send text.", param="input"
-        )
+    elif all(isinstance(x, str) for x in raw):
+        inputs = [x for x in raw if isinstance(x, str)]
+    elif all(isinstance(x, int) for x in raw):  # one input as token ids
+        inputs = [[x for x in raw if isinstance(x, int)]]
+    else:  # several inputs as token ids (the wire model allows no mixture)
+        inputs = [x for x in raw if isinstance(x, list)]
     if len(inputs) > MAX_INPUTS:
         raise InvalidRequest(f"Invalid 'input': at most {MAX_INPUTS} inputs per request.", param="input")
     return EmbeddingCall(

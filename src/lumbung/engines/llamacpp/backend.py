@@ -12,6 +12,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -21,7 +22,7 @@ from typing import Any, cast
 from lumbung import toolcalls
 from lumbung.engines.base import Embeddings
 from lumbung.engines.llamacpp.amx import use_extra_buffers
-from lumbung.engines.llamacpp.embedder import Embedder, EmbedderConfig, pooling_for
+from lumbung.engines.llamacpp.embedder import Embedder, EmbedderConfig, pooling_for, run_stoppable
 from lumbung.engines.llamacpp.engine import Engine, EngineConfig, Sequence
 from lumbung.engines.llamacpp.grammar import (
     GrammarCompiler,
@@ -45,7 +46,7 @@ from lumbung.errors import (
 from lumbung.toolcalls.output import OutputShaper
 from lumbung.toolcalls.reasoning import ThinkSplitter
 from lumbung.toolcalls.render import adapt_messages
-from lumbung.types import ChatRequest, Chunk, CompletionRequest, ModelInfo, Usage
+from lumbung.types import ChatRequest, Chunk, CompletionRequest, EmbeddingInputs, ModelInfo, Usage
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,10 @@ class LocalModel:
         self._embedder_lock = threading.Lock()
         self.adapters: dict[str, Adapter] = {}  # loaded on first use
         self._adapter_lock = threading.Lock()
+        # One embedding request's batches at a time; the others wait here, on the event loop, not
+        # in a worker thread each.
+        self._embedding_turn = asyncio.Lock()
+        self._in_flight: Counter[str] = Counter()  # sequences per API request id (its n choices)
 
     def lora(self, adapter: AdapterSpec) -> LoraSet:
         """The adapter loaded over this model (on first use; blocking: call from a worker thread).
@@ -176,7 +181,7 @@ class LocalModel:
 
     @property
     def busy(self) -> bool:
-        return self.engine.active > 0 or self.engine.queued > 0
+        return self.engine.active > 0 or self.engine.queued > 0 or self.engine.outside > 0
 
     @property
     def last_used(self) -> float:
@@ -265,6 +270,7 @@ class LocalModel:
                 param="model",
             )
         self._check_logit_bias(request.sampling.logit_bias)
+        self._check_fanout(request)
         constraint: MaskSampler | None = None
         plan: Plan | None = None
         if isinstance(request, ChatRequest):
@@ -300,7 +306,8 @@ class LocalModel:
             shown_tokens=self.shown_tokens if shaper is not None else frozenset(),
             lora=lora,
         )
-        self.engine.submit(seq)
+        self.engine.submit(seq, siblings=self._in_flight[request.id])
+        self._in_flight[request.id] += 1
         finished = False
         first = True
         try:
@@ -325,6 +332,38 @@ class LocalModel:
         finally:
             if not finished:  # the client went away, or the consumer stopped early
                 self.engine.cancel(seq)
+            self._in_flight[request.id] -= 1
+            if not self._in_flight[request.id]:
+                del self._in_flight[request.id]
+
+    def _check_fanout(self, request: ChatRequest | CompletionRequest) -> None:
+        """A request whose choices can never all be admitted at once is the client's to change:
+        400 naming the limit, not a 429 that retrying cannot cure."""
+        engine = self.spec.engine
+        if request.fanout > engine.parallel + engine.max_queue:
+            raise InvalidRequest(
+                f"This request runs {request.fanout} sequences at once (n choices x prompts), more "
+                f"than model `{self.spec.id}` ever takes: parallel ({engine.parallel}) + max_queue "
+                f"({engine.max_queue}) = {engine.parallel + engine.max_queue}. Ask for fewer choices "
+                "or prompts, or raise the model's `parallel` or `max_queue`.",
+                param="n",
+            )
+
+    async def embed(self, inputs: EmbeddingInputs) -> Embeddings:
+        """Pooled vectors; the request holds one of the engine's places while it waits and runs
+        (429 beyond them), and a caller that is cancelled (the client left) stops it between batches."""
+        self.engine.reserve()
+        try:
+            embedder = await asyncio.to_thread(self.embedder)
+            if all(isinstance(x, str) for x in inputs):
+                tokens = await asyncio.to_thread(embedder.tokenize, cast(list[str], inputs))
+            else:
+                tokens = embedder.check_tokens(cast(list[list[int]], inputs))
+            async with self._embedding_turn:
+                vectors = await run_stoppable(embedder.embed_tokens, tokens)
+        finally:
+            self.engine.unreserve()
+        return Embeddings(vectors, sum(len(t) for t in tokens))
 
 
 class LlamaCppBackend:
@@ -453,7 +492,7 @@ class LlamaCppBackend:
             tokens, _ = await asyncio.to_thread(loaded.prompt_tokens, request)
             return len(tokens)
 
-    async def embed(self, model: str, inputs: list[str]) -> Embeddings:
+    async def embed(self, model: str, inputs: EmbeddingInputs) -> Embeddings:
         if self._resolve(model)[1] is not None:  # the embedding context has no adapters: never silently
             raise InvalidRequest(
                 f"The model `{model}` is a LoRA adapter; adapters apply to text generation only, "
@@ -461,10 +500,7 @@ class LlamaCppBackend:
                 param="model",
             )
         async with self._using(model) as loaded:
-            embedder = await asyncio.to_thread(loaded.embedder)
-            tokens = await asyncio.to_thread(embedder.tokenize, inputs)
-            vectors = await asyncio.to_thread(embedder.embed_tokens, tokens)
-            return Embeddings(vectors, sum(len(t) for t in tokens))
+            return await loaded.embed(inputs)
 
     async def health(self) -> bool:
         return True

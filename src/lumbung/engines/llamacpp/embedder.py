@@ -2,15 +2,19 @@
 
 Separate from the generation engine's context (engine.py), so embedding never waits for a decode
 step and never touches a generation KV cache; the two share the model weights, which llama.cpp only
-reads. Calls run on a worker thread, one batch at a time (a lock owns the context).
+reads. Calls run on a worker thread, one batch at a time (a lock owns the context); a request's
+``stop`` event, set when its client leaves, ends it before its next batch.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import llama_cpp
 
@@ -19,6 +23,8 @@ from lumbung.errors import ContextLengthExceeded, EngineError, InvalidRequest
 
 # Sequences packed into one decode; more inputs are embedded in several batches.
 MAX_SEQUENCES = 16
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +78,8 @@ class Embedder:
         )
         self.batch = llama_cpp.llama_batch_init(self.n_ctx, 0, MAX_SEQUENCES)
         self.dimensions = model.n_embd
+        self.n_vocab = model.n_vocab
+        self.batches = 0  # decoded so far (a counter for status and tests)
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -100,14 +108,37 @@ class Embedder:
             out.append(tokens)
         return out
 
-    def embed_tokens(self, inputs: list[list[int]]) -> list[list[float]]:
-        """Blocking: call from a worker thread."""
+    def check_tokens(self, inputs: list[list[int]]) -> list[list[int]]:
+        """Token ids sent as input: each in the vocabulary, each input non-empty and within context."""
+        for i, tokens in enumerate(inputs):
+            if not tokens:
+                raise InvalidRequest(
+                    f"Invalid value for 'input[{i}]': an input must not be empty.", param="input"
+                )
+            for j, token in enumerate(tokens):
+                if not 0 <= token < self.n_vocab:
+                    raise InvalidRequest(
+                        f"Invalid value for 'input[{i}][{j}]': token id {token} is not in the model's "
+                        f"vocabulary (0 to {self.n_vocab - 1}).",
+                        param="input",
+                    )
+            if len(tokens) > self.n_ctx:
+                raise ContextLengthExceeded(
+                    f"This model's maximum context length is {self.n_ctx} tokens, however input {i} "
+                    f"has {len(tokens)} tokens. Please reduce the length of the input.",
+                    param="input",
+                )
+        return inputs
+
+    def embed_tokens(self, inputs: list[list[int]], stop: threading.Event | None = None) -> list[list[float]]:
+        """Blocking: call from a worker thread. Once ``stop`` is set, no further batch starts (the
+        vectors so far are returned; the caller has gone and discards them)."""
         vectors: list[list[float]] = []
         with self._lock:
             if not self.ctx:
                 raise EngineError("the embedding context is closed")
             start = 0
-            while start < len(inputs):
+            while start < len(inputs) and not (stop is not None and stop.is_set()):
                 end, total = start, 0
                 while (
                     end < len(inputs)
@@ -135,6 +166,7 @@ class Embedder:
         if self.mem:
             llama_cpp.llama_memory_clear(self.mem, True)
         rc = (llama_cpp.llama_encode if self.encoder_only else llama_cpp.llama_decode)(self.ctx, batch)
+        self.batches += 1
         if rc != 0:
             raise EngineError(f"llama.cpp failed to embed a batch (code {rc})")
         out = []
@@ -150,3 +182,18 @@ class Embedder:
 def _normalise(values: list[float]) -> list[float]:
     norm = math.sqrt(sum(v * v for v in values))
     return [v / norm for v in values] if norm > 0 else list(values)
+
+
+async def run_stoppable(work: Callable[[list[list[int]], threading.Event], T], inputs: list[list[int]]) -> T:
+    """``work(inputs, stop)`` on a worker thread. If the caller is cancelled (its client hung up),
+    ``stop`` is set and the work is waited for, so what it holds is free when the caller is done."""
+    stop = threading.Event()
+    future = asyncio.get_running_loop().run_in_executor(None, work, inputs, stop)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        stop.set()
+        await asyncio.wait([future])  # one batch at most
+        if not future.cancelled():
+            future.exception()  # retrieved: a failure after the client left is nobody's to see
+        raise

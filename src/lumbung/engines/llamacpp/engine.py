@@ -137,6 +137,7 @@ class Engine:
         self._lock = threading.Lock()
         self._close_lock = threading.Lock()
         self._queued = 0  # submitted, not yet running
+        self._outside = 0  # admitted by reserve(): work beside the engine (embeddings)
         self._kv_snapshot = (0, 0, 0)  # (cells used, cells held by the cache alone, cache entries)
         self._service_time = 2.0  # running average of a request's seconds in a slot (Retry-After)
         self._lora: LoraKey = BASE  # the adapter set on the context now
@@ -172,22 +173,52 @@ class Engine:
             cached_tokens=cache.reused_tokens,
         )
 
+    @property
+    def capacity(self) -> int:
+        """The most requests it takes at once, running or waiting; more get 429."""
+        return self.config.parallel + self.config.max_queue
+
     def retry_after(self) -> float:
         """Seconds until a slot is likely free: queue depth times the average time in a slot."""
-        waves = (self._queued + 1) / self.config.parallel
+        waves = (self._queued + self._outside + 1) / self.config.parallel
         return min(60.0, max(1.0, self._service_time * waves))
 
-    def submit(self, seq: Sequence) -> None:
+    def submit(self, seq: Sequence, siblings: int = 0) -> None:
+        """Queue ``seq``, or refuse it with 429 at capacity. ``siblings``: sequences of the same API
+        request already in (its other choices), which are no *other* requests to the client."""
         with self._lock:
-            free = max(0, self.config.parallel - len(self._active))
-            if self._queued >= self.config.max_queue + free:
-                raise RateLimited(
-                    f"model {self.name!r} has {self._queued} requests waiting; try again shortly",
-                    retry_after=self.retry_after(),
-                )
+            self._check_room(siblings)
             self._queued += 1
         self.last_used = time.monotonic()
         self._inbox.put(seq)
+
+    def reserve(self) -> None:
+        """Admit work done beside the engine (an embedding request) within the same capacity as
+        sequences, so no kind of request piles up unbounded; ``unreserve`` gives the place back."""
+        with self._lock:
+            self._check_room(0)
+            self._outside += 1
+        self.last_used = time.monotonic()
+
+    def unreserve(self) -> None:
+        with self._lock:
+            self._outside -= 1
+        self.last_used = time.monotonic()
+
+    @property
+    def outside(self) -> int:
+        """Requests admitted by ``reserve`` and not yet done."""
+        return self._outside
+
+    def _check_room(self, siblings: int) -> None:
+        load = len(self._active) + self._queued + self._outside
+        if load >= self.capacity:
+            raise RateLimited(
+                f"model {self.name!r} is at capacity: {max(0, load - siblings)} other requests are "
+                f"running or waiting, and it takes {self.capacity} at once (parallel "
+                f"{self.config.parallel} + max_queue {self.config.max_queue}); try again shortly",
+                retry_after=self.retry_after(),
+            )
 
     def cancel(self, seq: Sequence) -> None:
         seq.cancelled = True
