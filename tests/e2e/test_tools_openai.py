@@ -359,3 +359,36 @@ def test_a_required_recursive_schema_is_a_400_not_a_500(client: openai.OpenAI) -
     body = err.value.body
     assert isinstance(body, dict) and body["param"] == "tools[0].function.parameters"
     assert "#/$defs/node" in body["message"]
+
+
+def test_a_forced_call_cut_by_max_tokens_is_never_text(client: openai.OpenAI) -> None:
+    """However few tokens max_tokens leaves, a forced call never comes out as the family's raw
+    syntax in the text: a named call cut before its name was whole is that call, incomplete."""
+    for limit in range(1, 7):
+        done = client.chat.completions.create(
+            model="default",
+            messages=ASK,
+            tools=TOOLS,
+            max_tokens=limit,
+            temperature=0,
+            tool_choice={"type": "function", "function": {"name": "get_weather"}},
+        )
+        choice = done.choices[0]
+        assert choice.finish_reason == "length", (limit, choice)
+        assert not choice.message.content, (limit, choice.message.content)
+        calls = choice.message.tool_calls or []
+        assert [c.function.name for c in calls] == ["get_weather"], (limit, calls)  # type: ignore[union-attr]
+        pieces = []
+        with client.chat.completions.create(
+            model="default",
+            messages=ASK,
+            tools=TOOLS,
+            max_tokens=limit,
+            temperature=0,
+            tool_choice={"type": "function", "function": {"name": "get_weather"}},
+            stream=True,
+        ) as stream:
+            for chunk in stream:
+                if chunk.choices:
+                    pieces.append(chunk.choices[0].delta.content or "")
+        assert "".join(pieces) == "", (limit, pieces)

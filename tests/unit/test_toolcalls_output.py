@@ -93,3 +93,45 @@ def test_collector_joins_argument_fragments_by_index() -> None:
         ("call_a", "f", '{"x":1}'),
         ("call_b", "g", "{}"),
     ]
+
+
+WEATHER = Tool("get_weather", None, {"type": "object", "properties": {"city": {"type": "string"}}})
+
+
+def _cut_before_the_name(fmt: toolcalls.ToolFormat, name: str) -> list[str]:
+    """The family's call of ``name`` cut two characters into the name: what max_tokens leaves."""
+    whole = fmt.render_call(name, {"city": "Jakarta"})
+    return pieces_of(whole[: whole.index(name) + 2], [1, 3, 6])
+
+
+def test_a_forced_call_cut_before_its_name_is_never_text() -> None:
+    """Every family: a named call cut by max_tokens inside its opening comes out as that call,
+    incomplete (finish reason length), not as the family's raw syntax in the text."""
+    for name, fmt in toolcalls.FORMATS.items():
+        for forced in ("get_time", "required"):
+            tools = TOOLS if forced == "required" else [*TOOLS, WEATHER]
+            shaper = OutputShaper(fmt=fmt, tools=tools, think=None, forced=forced)
+            result = collect(feed(shaper, _cut_before_the_name(fmt, "get_time"), reason="length")).result()
+            assert result.text == "", (name, result.text)
+            assert [(c.name, c.arguments) for c in result.tool_calls] == [("get_time", "")], name
+            assert result.finish_reason == "length"
+
+
+def test_a_required_call_among_several_tools_cut_before_its_name_is_an_error() -> None:
+    import pytest
+
+    from lumbung.errors import InvalidRequest
+
+    for name, fmt in toolcalls.FORMATS.items():
+        shaper = OutputShaper(fmt=fmt, tools=[*TOOLS, WEATHER], think=None, forced="required")
+        with pytest.raises(InvalidRequest) as err:
+            feed(shaper, _cut_before_the_name(fmt, "get_weather"), reason="length")
+        assert err.value.param == "max_tokens", name
+
+
+def test_a_free_answer_cut_inside_a_call_opening_stays_text() -> None:
+    """tool_choice auto: a block that never named its tool is text, as documented."""
+    fmt = toolcalls.get("hermes")
+    shaper = OutputShaper(fmt=fmt, tools=TOOLS, think=None)
+    result = collect(feed(shaper, _cut_before_the_name(fmt, "get_time"), reason="length")).result()
+    assert result.text.startswith("<tool_call>") and result.tool_calls == []

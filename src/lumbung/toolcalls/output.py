@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import uuid
 
-from lumbung.toolcalls.base import CallParser, Parsed, ToolFormat
+from lumbung.errors import InvalidRequest
+from lumbung.toolcalls.base import CallParser, Parsed, ParsedCall, ToolFormat
 from lumbung.toolcalls.reasoning import ThinkSplitter
 from lumbung.types import Chunk, Tool, ToolCall
 
@@ -20,10 +21,36 @@ def call_id() -> str:
 
 
 class OutputShaper:
-    def __init__(self, *, fmt: ToolFormat | None, tools: list[Tool], think: ThinkSplitter | None) -> None:
+    def __init__(
+        self,
+        *,
+        fmt: ToolFormat | None,
+        tools: list[Tool],
+        think: ThinkSplitter | None,
+        forced: str | None = None,
+    ) -> None:
+        """``forced``: the tool a named ``tool_choice`` names, or "required"; None: the model may
+        answer in text."""
         self.parser: CallParser | None = fmt.parser(tools) if fmt is not None else None
         self.think = think
         self.n_calls = 0
+        self.forced = tools[0].name if forced == "required" and len(tools) == 1 else forced
+
+    def _cut_forced(self, rest: Parsed) -> Parsed:
+        """A forced answer cut by max_tokens inside its call's opening (before the name was whole):
+        the family's syntax is no text. Calls already made stand; a named tool's call comes out
+        incomplete (no arguments), as the finish reason says; with several tools to pick from, the
+        cut one cannot be named."""
+        if self.n_calls or any(c.new for c in rest.calls):
+            return Parsed("", rest.calls)
+        if self.forced == "required":
+            raise InvalidRequest(
+                "max_tokens: the answer was cut before the name of the tool call it must make was "
+                "complete; raise max_tokens.",
+                param="max_tokens",
+            )
+        assert self.forced is not None
+        return Parsed("", [ParsedCall(self.forced, "")])
 
     def shape(self, chunk: Chunk) -> Chunk:
         reasoning, text = self.think.feed(chunk.text) if self.think else ("", chunk.text)
@@ -34,7 +61,11 @@ class OutputShaper:
             text += more_text
         parsed = self.parser.feed(text) if self.parser else Parsed(text)
         if final and self.parser:
-            rest = self.parser.finish(truncated=chunk.finish_reason == "length")
+            truncated = chunk.finish_reason == "length"
+            rest = self.parser.finish(truncated=truncated)
+            if truncated and self.forced is not None and (parsed.text + rest.text).strip():
+                rest = self._cut_forced(Parsed(parsed.text + rest.text, parsed.calls + rest.calls))
+                parsed = Parsed()
             parsed.text += rest.text
             parsed.calls += rest.calls
         calls = []

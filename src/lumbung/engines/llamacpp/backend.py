@@ -240,7 +240,14 @@ class LocalModel:
             think = ThinkSplitter(inside=tail.endswith("<think>"))
         if not use_tools and think is None:
             return None
-        return OutputShaper(fmt=self.tool_format if use_tools else None, tools=request.tools, think=think)
+        choice = request.tool_choice
+        forced = None if choice in ("auto", "none") else choice if isinstance(choice, str) else choice["name"]
+        return OutputShaper(
+            fmt=self.tool_format if use_tools else None,
+            tools=request.tools,
+            think=think,
+            forced=forced if use_tools else None,
+        )
 
     def _check_logit_bias(self, bias: dict[int, float]) -> None:
         n = self.model.n_vocab
