@@ -89,6 +89,7 @@ def test_forced_call_in_each_family_format_comes_back_as_openai_tool_calls(
     deltas = [d for c in chunks if c.choices for d in c.choices[0].delta.tool_calls or []]
     assert deltas[0].id and deltas[0].function and deltas[0].function.name == "get_weather"
     streamed = "".join(d.function.arguments or "" for d in deltas if d.function)
-    assert len([d for d in deltas if d.function and d.function.arguments]) > 1  # not sent whole
+    if toolcalls.get(family).streamer({}) is not None:  # Gemma 4's calls are sent whole, by design
+        assert len([d for d in deltas if d.function and d.function.arguments]) > 1  # not sent whole
     assert streamed == call.function.arguments  # greedy: the same call, streamed
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == ""

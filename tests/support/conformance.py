@@ -26,7 +26,6 @@ from lumbung.store.embedded import embedded_model_path
 from lumbung.toolcalls.base import Parsed, ToolFormat, lark_string
 from lumbung.toolcalls.output import OutputShaper
 from lumbung.toolcalls.parsed import joined
-from lumbung.toolcalls.reasoning import ThinkSplitter
 from lumbung.types import Chunk, Tool, Usage
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "api-compatibility.md"
@@ -56,6 +55,25 @@ TOOLS = [
 W = ("get_weather", {"city": "Jakarta", "days": 3})
 T = ("get_time", {"tz": "WIB"})
 _A = '{"city":"Jakarta","days":3}'
+
+
+def _dsml(wrapper: str) -> dict[str, str]:
+    d = "｜DSML｜"
+    weather = (
+        f'<{d}invoke name="get_weather">\n<{d}parameter name="city" string="true">Jakarta</{d}parameter>\n'
+        f'<{d}parameter name="days" string="false">3</{d}parameter>\n</{d}invoke>'
+    )
+    time = (
+        f'<{d}invoke name="get_time">\n<{d}parameter name="tz" string="true">WIB</{d}parameter>\n</{d}invoke>'
+    )
+    return {
+        "one": f"<{d}{wrapper}>\n{weather}\n</{d}{wrapper}>",
+        "two": f"<{d}{wrapper}>\n{weather}\n{time}\n</{d}{wrapper}>",
+        "bad": f'<{d}{wrapper}>\n<{d}invoke name="get_weather">\n<{d}parameter name="city" string="true">Jak</{d}invoke>',
+        "forced": f"<{d}{wrapper}>\n{weather}\n</{d}{wrapper}>",
+    }
+
+
 # Per family: one call, two calls in one message, a malformed call, and a forced call as its grammar writes it.
 SAMPLES: dict[str, dict[str, str]] = {
     "hermes": {
@@ -98,6 +116,43 @@ SAMPLES: dict[str, dict[str, str]] = {
         "forced": "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather\n```json\n"
         f"{_A}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>",
     },
+    "harmony": {
+        "one": '<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{"city": "Jakarta", "days": 3}<|call|>',
+        "two": "<|channel|>analysis<|message|>Both.<|end|><|start|>assistant to=functions.get_weather<|channel|>commentary json"
+        '<|message|>{"city": "Jakarta", "days": 3}<|call|><|start|>assistant<|channel|>commentary to=functions.get_time '
+        '<|constrain|>json<|message|>{"tz": "WIB"}<|call|>',
+        "bad": '<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{"city": <|call|>',
+        "forced": f"<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{_A}<|call|>",
+    },
+    "gemma4": {
+        "one": '<|tool_call>call:get_weather{city:<|"|>Jakarta<|"|>,days:3}<tool_call|>',
+        "two": '<|tool_call>call:get_weather{city:<|"|>Jakarta<|"|>,days:3}<tool_call|>'
+        '<|tool_call>call:get_time{tz:<|"|>WIB<|"|>}<tool_call|>',
+        "bad": '<|tool_call>call:get_weather{city:<|"|>Jakarta<tool_call|>',
+        "forced": f"<|tool_call>call:get_weather{_A}<tool_call|>",
+    },
+    "glm": {
+        "one": "<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Jakarta</arg_value>\n<arg_key>days</arg_key>\n"
+        "<arg_value>3</arg_value>\n</tool_call>",
+        "two": "<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Jakarta</arg_value>\n<arg_key>days</arg_key>\n"
+        "<arg_value>3</arg_value>\n</tool_call>\n<tool_call>get_time<arg_key>tz</arg_key><arg_value>WIB</arg_value></tool_call>",
+        "bad": "<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Jakarta</tool_call>",
+        "forced": "<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Jakarta</arg_value>\n<arg_key>days</arg_key>\n"
+        "<arg_value>3</arg_value>\n</tool_call>",
+    },
+    "kimi_k2": {
+        "one": "<|tool_calls_section_begin|><|tool_call_begin|>functions.get_weather:0<|tool_call_argument_begin|>"
+        '{"city": "Jakarta", "days": 3}<|tool_call_end|><|tool_calls_section_end|>',
+        "two": "<|tool_calls_section_begin|><|tool_call_begin|>functions.get_weather:0<|tool_call_argument_begin|>"
+        '{"city": "Jakarta", "days": 3}<|tool_call_end|><|tool_call_begin|>functions.get_time:1'
+        '<|tool_call_argument_begin|>{"tz": "WIB"}<|tool_call_end|><|tool_calls_section_end|>',
+        "bad": "<|tool_calls_section_begin|><|tool_call_begin|>functions.get_weather:0<|tool_call_argument_begin|>"
+        '{"city": <|tool_call_end|>',
+        "forced": "<|tool_calls_section_begin|><|tool_call_begin|>functions.get_weather:0<|tool_call_argument_begin|>"
+        f"{_A}<|tool_call_end|><|tool_calls_section_end|>",
+    },
+    "deepseek_v3_2": _dsml("function_calls"),
+    "deepseek_v4": _dsml("tool_calls"),
     "gemma": {
         "one": '```tool_call\n{"name": "get_weather", "arguments": {"city": "Jakarta", "days": 3}}\n```',
         "two": '```tool_call\n{"name": "get_weather", "arguments": {"city": "Jakarta", "days": 3}}\n```\n'
@@ -109,8 +164,16 @@ SAMPLES: dict[str, dict[str, str]] = {
 
 
 def _steps(fmt: ToolFormat, pieces: list[str]) -> list[Parsed]:
+    """The parser's steps, behind the family's own framing splitter where it has one (gpt-oss's
+    channels), as the backend runs them; reasoning is dropped here."""
     parser = fmt.parser(TOOLS)
-    return [*(parser.feed(p) for p in pieces), parser.finish()]
+    framing = fmt.splitter("", "")
+    if framing is None:
+        return [*(parser.feed(p) for p in pieces), parser.finish()]
+    steps = [parser.feed(framing.feed(p)[1]) for p in pieces]
+    rest = parser.feed(framing.finish()[1])
+    end = parser.finish()
+    return [*steps, Parsed(rest.text + end.text, rest.calls + end.calls)]
 
 
 def _run(fmt: ToolFormat, pieces: list[str]) -> Parsed:
@@ -121,6 +184,11 @@ def _run(fmt: ToolFormat, pieces: list[str]) -> Parsed:
 
 def _calls(parsed: Parsed) -> list[tuple[str, object]]:
     return [(c.name, json.loads(c.arguments)) for c in parsed.calls]
+
+
+def parsed_calls(fmt: ToolFormat, text: str) -> list[tuple[str, object]]:
+    """The calls in ``text``, read whole the way the backend reads them."""
+    return _calls(_run(fmt, [text]))
 
 
 def one_call(fmt: ToolFormat, _: GrammarCompiler) -> bool:
@@ -187,14 +255,15 @@ def history_round_trip(fmt: ToolFormat, _: GrammarCompiler) -> bool:
     return _calls(_run(fmt, [fmt.render_call(*T)])) == [T]
 
 
+# How each family's reasoning is framed (``<think>`` unless named here), with the splitter for it.
+REASONING = {"harmony": ("<|channel|>analysis<|message|>", "<|end|><|start|>assistant")}
+
+
 def reasoning_split(fmt: ToolFormat, _: GrammarCompiler) -> bool:
-    text = (
-        "<think>I could call get_time, or write "
-        + SAMPLES[fmt.name]["one"][:12]
-        + "</think>\n"
-        + SAMPLES[fmt.name]["two"]
-    )
-    shaper = OutputShaper(fmt=fmt, tools=TOOLS, think=ThinkSplitter())
+    opening, closing = REASONING.get(fmt.name, ("<think>", "</think>\n"))
+    text = opening + "I could call get_time, or write " + SAMPLES[fmt.name]["one"][:12] + closing
+    text += SAMPLES[fmt.name]["two"]
+    shaper = OutputShaper(fmt=fmt, tools=TOOLS, think=fmt.splitter("<think>", ""))
     chunks = [shaper.shape(Chunk(text=ch)) for ch in text] + [
         shaper.shape(Chunk(finish_reason="stop", usage=Usage()))
     ]
@@ -220,7 +289,7 @@ FEATURES: list[tuple[str, Callable[[ToolFormat, GrammarCompiler], bool | str]]] 
     ("malformed call -> text or error", malformed_safe),
     ("forced call (grammar)", forced_grammar),
     ("history re-rendered", history_round_trip),
-    ("`<think>` split off", reasoning_split),
+    ("reasoning split off", reasoning_split),
 ]
 
 

@@ -10,7 +10,7 @@ import pytest
 from lumbung.engines.llamacpp import template_fixes
 from lumbung.engines.llamacpp.templates import ChatTemplate
 from lumbung.types import Message, ToolCall
-from tests.support import template_conversation, template_corpus
+from tests.support import template_conformance, template_conversation, template_corpus
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +81,46 @@ def test_llama3_gets_one_call_per_turn_each_followed_by_its_result(corpus: dict[
         ]
     )
     assert text.index('"x": 1') < text.index("RESULT-A") < text.index('"y": 2') < text.index("RESULT-B")
+
+
+# The families lumbung claims: each of these templates' calls (and reasoning, where the template
+# writes it into the turn) must come back through lumbung's parsers.
+CLAIMED = (
+    "Qwen-Qwen2.5-7B-Instruct",
+    "Qwen-Qwen3-0.6B",
+    "Qwen-QwQ-32B",
+    "Qwen3-Coder",
+    "Qwen3.5-4B",
+    "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B",
+    "deepseek-ai-DeepSeek-V3.1",
+    "deepseek-ai-DeepSeek-V3.2",
+    "deepseek-ai-DeepSeek-V4",
+    "deepseek-ai-DeepSeek-V4-Flash-0731",
+    "meta-llama-Llama-3.1-8B-Instruct",
+    "meta-llama-Llama-3.2-3B-Instruct",
+    "meta-llama-Llama-3.3-70B-Instruct",
+    "mistralai-Mistral-Nemo-Instruct-2407",
+    "Mistral-Small-3.2-24B-Instruct-2506",
+    "unsloth-mistral-Devstral-Small-2507",
+    "mistralai-Ministral-3-14B-Reasoning-2512",
+    "google-gemma-4-31B-it",
+    "openai-gpt-oss-120b",
+    "moonshotai-Kimi-K2",
+    "Kimi-K2-Thinking",
+    "GLM-4.6",
+    "GLM-4.7-Flash",
+    "HuggingFaceTB-SmolLM3-3B",
+    "NousResearch-Hermes-3-Llama-3.1-8B-tool_use",
+    "ibm-granite-granite-4.0",
+)
+
+
+def test_matrix_in_the_docs_is_current(corpus: dict[str, str]) -> None:
+    generated = template_conformance.matrix(corpus)
+    assert template_conformance.documented() == generated, (
+        "docs/api-compatibility.md is stale: run `.venv/bin/python -m tests.support.template_conformance`"
+    )
+    rows = {line.split("`")[1]: line for line in generated.splitlines() if line.startswith("| `")}
+    assert "**no**" not in "".join(line.split("|")[4] for line in rows.values())  # every template renders
+    wrong = [name for name in CLAIMED if "**no**" in rows[name]]
+    assert not wrong, wrong

@@ -9,7 +9,6 @@ violation. Schema keywords that cannot be enforced are refused with the keyword 
 from __future__ import annotations
 
 import ctypes
-import json
 from collections.abc import Iterator
 
 import llama_cpp
@@ -30,9 +29,8 @@ from lumbung.engines.llamacpp.model import LlamaModel
 from lumbung.errors import InvalidRequest, UnsupportedParameter
 from lumbung.store.embedded import embedded_model_path
 from lumbung.toolcalls.base import lark_string as LIT
-from lumbung.toolcalls.parsed import joined
 from lumbung.types import ChatRequest, Message, ResponseFormat, Tool
-from tests.support.conformance import TOOLS
+from tests.support.conformance import SAMPLES, TOOLS, parsed_calls
 
 ARGS = '{"city":"Jakarta","days":3}'
 # One forced call of get_weather, exactly as each family's grammar writes it.
@@ -45,7 +43,12 @@ FORCED = {
     f"{ARGS}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>",
     "qwen3_coder": "<tool_call>\n<function=get_weather>\n<parameter=city>\nJakarta\n</parameter>\n"
     "<parameter=days>\n3\n</parameter>\n</function>\n</tool_call>",
+    **{
+        f: SAMPLES[f]["forced"]
+        for f in ("harmony", "gemma4", "glm", "kimi_k2", "deepseek_v3_2", "deepseek_v4")
+    },
 }
+RAW_TEXT_VALUES = {"qwen3_coder", "glm", "deepseek_v3_2", "deepseek_v4"}  # a quote is valid there
 
 
 @pytest.fixture(scope="module")
@@ -81,11 +84,7 @@ def test_forced_grammar_accepts_a_valid_call_and_the_parser_reads_it(
     )
     text = FORCED[family]
     assert accepts(compiler, grammar, text)
-    parser = fmt.parser(TOOLS)
-    calls = joined(parser.feed(text).calls + parser.finish().calls)
-    assert [(c.name, json.loads(c.arguments)) for c in calls] == [
-        ("get_weather", {"city": "Jakarta", "days": 3})
-    ]
+    assert parsed_calls(fmt, text) == [("get_weather", {"city": "Jakarta", "days": 3})]
 
 
 @pytest.mark.parametrize("family", sorted(FORCED))
@@ -99,7 +98,7 @@ def test_forced_grammar_rejects_unknown_names_and_invalid_arguments(
     text = FORCED[family]
     assert not accepts(compiler, grammar, text.replace("get_weather", "get_wether"))
     assert not accepts(compiler, grammar, text.replace("3", "0"))  # minimum: 1
-    if family != "qwen3_coder":  # XML values are raw text: a quote is valid there
+    if family not in RAW_TEXT_VALUES:
         assert not accepts(compiler, grammar, text.replace("Jakarta", 'Jakarta"'))
 
 

@@ -53,7 +53,27 @@ TWO: dict[str, str] = {
     "deepseek": "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>write_file\n```json\n"
     '{"path": "a.txt", "content": "hi there"}\n```<｜tool▁call▁end｜>\n<｜tool▁call▁begin｜>get_time'
     '<｜tool▁sep｜>{ "tz" : "WIB" }<｜tool▁call▁end｜><｜tool▁calls▁end｜>',
+    "harmony": 'to=functions.write_file<|message|>{"path": "a.txt", "content": "hi there"}<|call|>'
+    'to=functions.get_time<|message|>{ "tz" : "WIB" }<|call|>',
+    "kimi_k2": "<|tool_calls_section_begin|><|tool_call_begin|>functions.write_file:0<|tool_call_argument_begin|>"
+    '{"path": "a.txt", "content": "hi there"}<|tool_call_end|><|tool_call_begin|>functions.get_time:1'
+    '<|tool_call_argument_begin|>{ "tz" : "WIB" }<|tool_call_end|><|tool_calls_section_end|>',
+    "glm": "<tool_call>write_file\n<arg_key>path</arg_key>\n<arg_value>a.txt</arg_value>\n<arg_key>content</arg_key>\n"
+    "<arg_value>hi there</arg_value>\n</tool_call>\n<tool_call>get_time\n<arg_key>tz</arg_key>\n<arg_value>WIB"
+    "</arg_value>\n</tool_call>",
+    **{
+        name: f'<｜DSML｜{wrapper}>\n<｜DSML｜invoke name="write_file">\n'
+        '<｜DSML｜parameter name="path" string="true">a.txt</｜DSML｜parameter>\n'
+        '<｜DSML｜parameter name="content" string="true">hi there</｜DSML｜parameter>\n</｜DSML｜invoke>\n'
+        '<｜DSML｜invoke name="get_time">\n<｜DSML｜parameter name="tz" string="true">WIB</｜DSML｜parameter>\n'
+        f"</｜DSML｜invoke>\n</｜DSML｜{wrapper}>"
+        for name, wrapper in (("deepseek_v3_2", "function_calls"), ("deepseek_v4", "tool_calls"))
+    },
 }
+# Calls sent whole when their block closes (Gemma 4's notation is not JSON text).
+WHOLE = {"gemma4"}
+# Raw parameter values, typed once whole: these stream a parameter at a time.
+PER_PARAMETER = {"qwen3_coder", "glm", "deepseek_v3_2", "deepseek_v4"}
 EXPECTED = [("write_file", '{"path":"a.txt","content":"hi there"}'), ("get_time", '{"tz":"WIB"}')]
 
 
@@ -75,8 +95,9 @@ def check_shape(events: list[ParsedCall]) -> None:
 
 
 def test_every_family_streams() -> None:
-    assert sorted(TWO) == sorted(toolcalls.FORMATS)
+    assert sorted([*TWO, *WHOLE]) == sorted(toolcalls.FORMATS)
     assert all(toolcalls.get(name).streamer({}) is not None for name in TWO)
+    assert all(toolcalls.get(name).streamer({}) is None for name in WHOLE)
 
 
 @pytest.mark.parametrize("family", sorted(TWO))
@@ -88,7 +109,7 @@ def test_byte_by_byte_arguments_arrive_in_many_fragments_before_the_block_closes
     check_shape(events)
     assert [(c.name, c.arguments) for c in joined(events)] == EXPECTED
     fragments = [e for step in per_step[:-1] for e in step if not e.new]
-    assert len(fragments) > (3 if family == "qwen3_coder" else 20)  # not one piece per call
+    assert len(fragments) > (3 if family in PER_PARAMETER else 20)  # not one piece per call
     first_fragment = next(i for i, step in enumerate(per_step) if any(not e.new for e in step))
     assert first_fragment < text.index("hi there")  # sent while the model is still writing
 

@@ -9,8 +9,13 @@ from __future__ import annotations
 from lumbung.errors import ConfigError
 from lumbung.toolcalls.base import CallParser, Parsed, ParsedCall, ToolFormat
 from lumbung.toolcalls.deepseek import DeepSeekFormat
+from lumbung.toolcalls.deepseek_dsml import DeepSeekV4Format, DeepSeekV32Format
 from lumbung.toolcalls.gemma import GemmaFormat
+from lumbung.toolcalls.gemma4 import Gemma4Format
+from lumbung.toolcalls.glm import GlmFormat
+from lumbung.toolcalls.harmony import HarmonyFormat
 from lumbung.toolcalls.hermes import HermesFormat
+from lumbung.toolcalls.kimi_k2 import KimiK2Format
 from lumbung.toolcalls.llama3 import Llama3Format
 from lumbung.toolcalls.mistral import MistralFormat
 from lumbung.toolcalls.qwen3_coder import Qwen3CoderFormat
@@ -24,16 +29,30 @@ FORMATS: dict[str, ToolFormat] = {
         MistralFormat(),
         DeepSeekFormat(),
         GemmaFormat(),
+        HarmonyFormat(),
+        Gemma4Format(),
+        GlmFormat(),
+        KimiK2Format(),
+        DeepSeekV32Format(),
+        DeepSeekV4Format(),
     )
 }
 # Text found in a chat template, checked in order: the first match names the family.
-_TEMPLATE_SIGNS = (
-    ("<function=", "qwen3_coder"),
-    ("<tool_call>", "hermes"),
-    ("[TOOL_CALLS]", "mistral"),
-    ("tool▁calls▁begin", "deepseek"),
-    ("<|python_tag|>", "llama3"),
-    ("```tool_call", "gemma"),
+# ruff: noqa: RUF001  (DeepSeek's DSML markers use fullwidth bars on purpose)
+_TEMPLATE_SIGNS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("<|channel|>",), "harmony"),
+    (("<|tool_call>",), "gemma4"),
+    (("<|tool_calls_section_begin|>",), "kimi_k2"),
+    (("｜DSML｜", "function_calls>"), "deepseek_v3_2"),
+    (("｜DSML｜",), "deepseek_v4"),
+    (("<arg_key>",), "glm"),
+    (("<function=",), "qwen3_coder"),
+    (("<tool_call>",), "hermes"),
+    (("[TOOL_CALLS]",), "mistral"),
+    (("tool▁calls▁begin",), "deepseek"),
+    (("<|python_tag|>",), "llama3"),
+    (("```tool_call",), "gemma"),
+    (("<|start_header_id|>",), "llama3"),  # Llama 3.2's template names no marker of its calls
 )
 _ARCH_FAMILY = {
     "qwen2": "hermes",
@@ -47,6 +66,9 @@ _ARCH_FAMILY = {
     "gemma2": "gemma",
     "gemma3": "gemma",
     "gemma3n": "gemma",
+    "gemma4": "gemma4",
+    "gpt-oss": "harmony",
+    "glm4moe": "glm",
 }
 
 
@@ -62,8 +84,8 @@ def detect(*, override: str | None, template: str, architecture: str) -> ToolFor
     architecture's, else Hermes (the most common convention among fine-tunes)."""
     if override:
         return get(override)
-    for sign, name in _TEMPLATE_SIGNS:
-        if sign in template:
+    for signs, name in _TEMPLATE_SIGNS:
+        if all(sign in template for sign in signs):
             return FORMATS[name]
     return FORMATS[_ARCH_FAMILY.get(architecture, "hermes")]
 

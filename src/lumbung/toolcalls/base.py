@@ -19,6 +19,8 @@ from typing import Any, ClassVar
 
 from lumbung.toolcalls.parsed import Parsed as Parsed  # re-exported: formats and tests use base
 from lumbung.toolcalls.parsed import ParsedCall as ParsedCall
+from lumbung.toolcalls.parsed import partial_suffix as partial_suffix
+from lumbung.toolcalls.reasoning import Splitter, ThinkSplitter
 from lumbung.toolcalls.stream import CallStreamer
 from lumbung.types import Tool
 
@@ -183,20 +185,16 @@ class ToolFormat:
     def parser(self, tools: list[Tool]) -> CallParser:
         return CallParser(self, tools)
 
+    def splitter(self, template: str, prompt: str) -> Splitter | None:
+        """What splits reasoning off this family's answers, given the chat template and the prompt's
+        end (a prompt ending in the opening marker starts the answer inside the reasoning)."""
+        if "<think>" not in template:
+            return None
+        return ThinkSplitter(inside=prompt.rstrip().endswith("<think>"))
+
     def streamer(self, tools: dict[str, Tool]) -> CallStreamer | None:
         """What streams one block's calls; None: they are sent whole when the block closes."""
         return CallStreamer(self, tools) if self.stream_heads else None
-
-
-def partial_suffix(text: str, markers: tuple[str, ...]) -> int:
-    """Length of the longest end of ``text`` that could begin one of ``markers``."""
-    best = 0
-    for marker in markers:
-        for n in range(min(len(text), len(marker) - 1), best, -1):
-            if marker.startswith(text[-n:]):
-                best = n
-                break
-    return best
 
 
 class CallParser:

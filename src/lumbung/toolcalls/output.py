@@ -12,7 +12,7 @@ import uuid
 
 from lumbung.errors import InvalidRequest
 from lumbung.toolcalls.base import CallParser, Parsed, ParsedCall, ToolFormat
-from lumbung.toolcalls.reasoning import ThinkSplitter
+from lumbung.toolcalls.reasoning import Splitter
 from lumbung.types import Chunk, Tool, ToolCall
 
 
@@ -26,7 +26,7 @@ class OutputShaper:
         *,
         fmt: ToolFormat | None,
         tools: list[Tool],
-        think: ThinkSplitter | None,
+        think: Splitter | None,
         forced: str | None = None,
     ) -> None:
         """``forced``: the tool a named ``tool_choice`` names, or "required"; None: the model may

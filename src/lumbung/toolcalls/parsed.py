@@ -32,3 +32,14 @@ def joined(calls: list[ParsedCall]) -> list[ParsedCall]:
         else:
             out[-1].arguments += call.arguments
     return out
+
+
+def partial_suffix(text: str, markers: tuple[str, ...]) -> int:
+    """Length of the longest end of ``text`` that could begin one of ``markers``."""
+    best = 0
+    for marker in markers:
+        for n in range(min(len(text), len(marker) - 1), best, -1):
+            if marker.startswith(text[-n:]):
+                best = n
+                break
+    return best

@@ -1,20 +1,35 @@
-"""Splits ``<think>...</think>`` reasoning from the answer, incrementally (DeepSeek R1, Qwen 3, QwQ).
+"""Splits reasoning from the answer, incrementally: ``<think>...</think>`` (DeepSeek R1, Qwen 3, QwQ,
+Kimi, GLM) or another family's pair of markers (Gemma 4's ``<|channel>thought ... <channel|>``).
 
 Reasoning goes to ``message.reasoning_content`` and never reaches the content or the tool-call
 parser. Templates that open the block in the generation prompt (R1, Qwen 3 thinking) make the output
-start inside it: ``inside=True``.
+start inside it: ``inside=True``. Every splitter has ``feed``, ``finish`` and ``markers`` (the text it
+must see, which a vocabulary may hold as special tokens that print as nothing).
 """
 
 from __future__ import annotations
 
-from lumbung.toolcalls.base import partial_suffix
+from typing import Protocol
+
+from lumbung.toolcalls.parsed import partial_suffix
 
 OPEN = "<think>"
 CLOSE = "</think>"
 
 
+class Splitter(Protocol):
+    @property
+    def markers(self) -> tuple[str, ...]: ...
+
+    def feed(self, text: str) -> tuple[str, str]: ...
+
+    def finish(self) -> tuple[str, str]: ...
+
+
 class ThinkSplitter:
-    def __init__(self, *, inside: bool = False) -> None:
+    def __init__(self, *, inside: bool = False, opening: str = OPEN, closing: str = CLOSE) -> None:
+        self.open, self.close = opening, closing
+        self.markers = (opening, closing)
         self.inside = inside
         self.seen_text = False  # a <think> is only honoured before any answer text
         self.closed = False
@@ -26,14 +41,14 @@ class ThinkSplitter:
         reasoning, answer = "", ""
         while True:
             if self.inside:
-                i = self.buf.find(CLOSE)
+                i = self.buf.find(self.close)
                 if i == -1:
-                    keep = partial_suffix(self.buf, (CLOSE,))
+                    keep = partial_suffix(self.buf, (self.close,))
                     reasoning += self.buf[: len(self.buf) - keep]
                     self.buf = self.buf[len(self.buf) - keep :]
                     return reasoning, answer
                 reasoning += self.buf[:i]
-                self.buf = self.buf[i + len(CLOSE) :]
+                self.buf = self.buf[i + len(self.close) :]
                 self.inside = False
                 self.seen_text = True
                 self.closed = True
@@ -48,10 +63,10 @@ class ThinkSplitter:
                 self.buf = ""
                 return reasoning, answer
             lead = self.buf.lstrip()
-            if not lead or (len(lead) < len(OPEN) and OPEN.startswith(lead)):
+            if not lead or (len(lead) < len(self.open) and self.open.startswith(lead)):
                 return reasoning, answer  # could still be an opening tag
-            if lead.startswith(OPEN):
-                self.buf = lead[len(OPEN) :]
+            if lead.startswith(self.open):
+                self.buf = lead[len(self.open) :]
                 self.inside = True
                 continue
             self.seen_text = True

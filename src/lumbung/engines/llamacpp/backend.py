@@ -44,7 +44,6 @@ from lumbung.errors import (
     UnsupportedParameter,
 )
 from lumbung.toolcalls.output import OutputShaper
-from lumbung.toolcalls.reasoning import ThinkSplitter
 from lumbung.toolcalls.render import adapt_messages
 from lumbung.types import ChatRequest, Chunk, CompletionRequest, EmbeddingInputs, ModelInfo, Usage
 
@@ -109,12 +108,14 @@ class LocalModel:
             self.grammars = GrammarCompiler(self.model, self.stop_tokens)
             # Markers that are special tokens (Mistral's [TOOL_CALLS], DeepSeek's, <think> in some
             # vocabularies) print as nothing by default; the parsers need to see them.
+            splitter = self.tool_format.splitter(self.template.source, "")
             markers = (
                 *self.tool_format.starts,
                 *self.tool_format.ignore,
                 self.tool_format.end or "",
                 "<think>",
                 "</think>",
+                *(splitter.markers if splitter else ()),
             )
             self.shown_tokens = frozenset(
                 t
@@ -235,9 +236,8 @@ class LocalModel:
     def _shaper(self, request: ChatRequest, tokens: list[int]) -> OutputShaper | None:
         use_tools = bool(request.tools) and request.tool_choice != "none"
         think = None
-        if "<think>" in self.template.source and request.think is not False:
-            tail = self.model.detokenize(tokens[-4:]).rstrip()
-            think = ThinkSplitter(inside=tail.endswith("<think>"))
+        if request.think is not False:
+            think = self.tool_format.splitter(self.template.source, self.model.detokenize(tokens[-8:]))
         if not use_tools and think is None:
             return None
         choice = request.tool_choice

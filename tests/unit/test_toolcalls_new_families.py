@@ -1,0 +1,146 @@
+# ruff: noqa: RUF001  (DeepSeek's markers use fullwidth bars on purpose)
+"""What is particular to gpt-oss (harmony), Gemma 4, GLM, Kimi K2 and DeepSeek V3.2/V4 calls.
+
+The shared behaviour of every family (one and parallel calls, any stream split, streamed arguments,
+malformed calls, forced-call grammars, history, reasoning) is checked by the conformance matrix
+(tests/support/conformance.py); these pin down each format's own corners.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lumbung import toolcalls
+from lumbung.engines.base import Collector
+from lumbung.toolcalls.gemma4 import to_json
+from lumbung.toolcalls.harmony import HarmonySplitter
+from lumbung.toolcalls.output import OutputShaper
+from lumbung.types import Chunk, Tool, Usage
+
+TOOLS = [
+    Tool(
+        "get_weather",
+        None,
+        {
+            "type": "object",
+            "properties": {
+                "city": {"type": "string"},
+                "days": {"type": "integer"},
+                "tags": {"type": "array"},
+            },
+        },
+    ),
+    Tool("get_time", None, {"type": "object", "properties": {}}),
+]
+
+
+def shaped(family: str, pieces: list[str], template: str = "<think>") -> Collector:
+    fmt = toolcalls.get(family)
+    shaper = OutputShaper(fmt=fmt, tools=TOOLS, think=fmt.splitter(template, ""))
+    out = Collector()
+    for piece in pieces:
+        out.add(shaper.shape(Chunk(text=piece)))
+    out.add(shaper.shape(Chunk(finish_reason="stop", usage=Usage())))
+    return out
+
+
+def calls(result: Collector) -> list[tuple[str, object]]:
+    return [(c.name, json.loads(c.arguments)) for c in result.result().tool_calls]
+
+
+HARMONY = (
+    "<|channel|>analysis<|message|>Need the weather.<|end|><|start|>assistant<|channel|>commentary"
+    "<|message|>Checking.<|end|><|start|>assistant<|channel|>commentary to=functions.get_weather <|constrain|>json"
+    '<|message|>{"city": "Jakarta"}<|call|>'
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(cuts=st.lists(st.integers(0, len(HARMONY)), max_size=10))
+def test_harmony_channels_reasoning_preamble_and_call_over_any_split(cuts: list[int]) -> None:
+    points = sorted({0, *cuts, len(HARMONY)})
+    result = shaped("harmony", [HARMONY[a:b] for a, b in itertools.pairwise(points)]).result()
+    assert (result.reasoning, result.text) == ("Need the weather.", "Checking.")
+    assert [(c.name, json.loads(c.arguments)) for c in result.tool_calls] == [
+        ("get_weather", {"city": "Jakarta"})
+    ]
+    assert result.finish_reason == "tool_calls"
+
+
+def test_harmony_final_answer_and_plain_text_without_framing() -> None:
+    final = "<|channel|>analysis<|message|>Easy.<|end|><|start|>assistant<|channel|>final<|message|>Four."
+    result = shaped("harmony", list(final)).result()
+    assert (result.reasoning, result.text, result.tool_calls) == ("Easy.", "Four.", [])
+    assert shaped("harmony", ["Just text, ", "no channels."]).result().text == "Just text, no channels."
+    assert HarmonySplitter().finish() == ("", "")
+
+
+def test_gemma4_notation_to_json() -> None:
+    text = '{city:<|"|>Jakarta, "DKI"<|"|>,days:3,tags:[<|"|>a<|"|>,true,None],nested:{x:1.5}}'
+    assert json.loads(to_json(text)) == {
+        "city": 'Jakarta, "DKI"',
+        "days": 3,
+        "tags": ["a", True, None],
+        "nested": {"x": 1.5},
+    }
+    assert json.loads(to_json('{"city": "Jakarta"}')) == {"city": "Jakarta"}  # JSON passes through
+
+
+def test_gemma4_calls_and_thought_channel() -> None:
+    text = (
+        '<|channel>thought\nCall it.<channel|><|tool_call>call:get_weather{city:<|"|>Jakarta<|"|>,days:2}<tool_call|>'
+        "<|tool_call>call:get_time{}<tool_call|>"
+    )
+    result = shaped("gemma4", list(text), template="<|channel>")
+    assert calls(result) == [("get_weather", {"city": "Jakarta", "days": 2}), ("get_time", {})]
+    assert result.result().reasoning.strip() == "Call it."
+
+
+def test_glm_values_typed_by_schema_and_a_call_without_arguments() -> None:
+    text = (
+        "<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>123</arg_value>\n<arg_key>days</arg_key>\n"
+        '<arg_value>4</arg_value>\n<arg_key>tags</arg_key>\n<arg_value>["x"]</arg_value>\n</tool_call>'
+        "<tool_call>get_time</tool_call>"
+    )
+    for pieces in ([text], list(text)):
+        assert calls(shaped("glm", pieces)) == [
+            ("get_weather", {"city": "123", "days": 4, "tags": ["x"]}),
+            ("get_time", {}),
+        ]
+
+
+def test_dsml_string_attribute_types_values() -> None:
+    d = "｜DSML｜"
+    text = (
+        f'<{d}function_calls>\n<{d}invoke name="get_weather">\n<{d}parameter name="city" string="true">42</{d}parameter>\n'
+        f'<{d}parameter name="days" string="false">7</{d}parameter>\n</{d}invoke>\n</{d}function_calls>'
+    )
+    assert calls(shaped("deepseek_v3_2", list(text))) == [("get_weather", {"city": "42", "days": 7})]
+    v4 = text.replace("function_calls", "tool_calls")
+    assert calls(shaped("deepseek_v4", [v4])) == [("get_weather", {"city": "42", "days": 7})]
+
+
+def test_kimi_ids_with_and_without_the_functions_prefix() -> None:
+    text = (
+        "<|tool_calls_section_begin|><|tool_call_begin|>get_time:3<|tool_call_argument_begin|>{}<|tool_call_end|>"
+        '<|tool_call_begin|>functions.get_weather:4<|tool_call_argument_begin|>{"city": "Bogor"}<|tool_call_end|>'
+        "<|tool_calls_section_end|>"
+    )
+    assert calls(shaped("kimi_k2", list(text))) == [("get_time", {}), ("get_weather", {"city": "Bogor"})]
+
+
+def test_families_are_detected_from_their_templates_markers() -> None:
+    signs = {
+        "{{ '<|start|>assistant<|channel|>final<|message|>' }}": "harmony",
+        "{{ '<|tool_call>call:' + name }}": "gemma4",
+        "<|tool_calls_section_begin|>": "kimi_k2",
+        "{% set t = '｜DSML｜' %}{{ '<' + t + 'function_calls>' }}": "deepseek_v3_2",
+        "{% set t = '｜DSML｜' %}{{ '<' + t + 'tool_calls>' }}": "deepseek_v4",
+        "<tool_call>{{ name }}<arg_key>": "glm",
+    }
+    for template, family in signs.items():
+        assert toolcalls.detect(override=None, template=template, architecture="").name == family
