@@ -80,3 +80,18 @@ class FakeClock:
     def pending(self) -> int:
         """Timers set and not yet run or cancelled."""
         return sum(not timer.cancelled for *_, timer in self._timers)
+
+
+async def sleep(clock: TimerClock, seconds: float) -> None:
+    """Wait ``seconds`` on ``clock`` (a fake clock's ``advance`` ends the wait)."""
+    done = asyncio.get_running_loop().create_future()
+
+    def wake() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    timer = clock.call_at(clock() + seconds, wake)
+    try:
+        await done
+    finally:
+        timer.cancel()

@@ -25,7 +25,7 @@ from lumbung.errors import (
 )
 from lumbung.gateway.breaker import BreakerPolicy, BreakerState
 from lumbung.gateway.retry import RetryBudget
-from lumbung.gateway.router import Gateway
+from lumbung.gateway.router import MAX_PAUSE, Gateway
 from lumbung.gateway.state import Member, ProviderState, Route, new_target
 from lumbung.types import ChatRequest, Chunk, CompletionRequest, Message, ModelInfo, Usage
 
@@ -232,14 +232,35 @@ async def test_every_target_rate_limited_gives_429_with_the_soonest_retry_after(
     assert err.value.retry_after == 20
 
 
+async def paused(clock: FakeClock, work: Awaitable[T]) -> T:
+    """Run ``work`` over providers that fail at once, moving the clock past each pause between passes
+    over the route (then the pause is the only timer set)."""
+    task = asyncio.ensure_future(work)
+    while not task.done():
+        await until(lambda: task.done() or clock.pending)
+        if not task.done():
+            clock.advance(MAX_PAUSE)
+    return task.result()
+
+
+async def test_the_pause_before_a_second_pass_is_on_the_gateways_clock() -> None:
+    a = Scripted("a", script=[UpstreamError("a is down")])
+    gw, clock, _ = gateway([a])
+    task = asyncio.ensure_future(answer(gw))
+    await until(lambda: clock.pending)
+    assert a.calls == 1 and not task.done()  # waiting for the clock, not for the event loop's time
+    clock.advance(MAX_PAUSE)
+    assert (await task).startswith("a0") and a.calls == 2
+
+
 async def test_all_failed_names_every_target() -> None:
     a, b = (
         Scripted("a", default=UpstreamError("a is down")),
         Scripted("b", default=UpstreamError("b is down")),
     )
-    gw, _, _ = gateway([a], [b])
+    gw, clock, _ = gateway([a], [b])
     with pytest.raises(UpstreamError) as err:
-        await answer(gw)
+        await paused(clock, answer(gw))
     assert "a is down" in err.value.message and "b is down" in err.value.message
     assert err.value.code == "all_targets_failed"
 

@@ -92,6 +92,16 @@ def test_the_gateway_imports_no_surface() -> None:
     assert not bad, bad
 
 
+def test_surfaces_reach_backends_only_through_the_gateway() -> None:
+    """A surface may use the backend protocol's types (engines/base.py), never a backend itself."""
+    bad = [
+        v
+        for v in violations("lumbung.surfaces", ("lumbung.engines",))
+        if not within(v.split()[-1], "lumbung.engines.base")
+    ]
+    assert not bad, bad
+
+
 def test_importing_settings_runs_no_engine_gateway_or_surface_code() -> None:
     code = (
         "import sys, lumbung.settings\n"

@@ -5,9 +5,9 @@ A backend streams core ``Chunk``s; a non-streaming answer is the collected strea
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from lumbung.errors import InternalError
 from lumbung.types import (
@@ -19,6 +19,7 @@ from lumbung.types import (
     ModelInfo,
     TokenLogprob,
     ToolCall,
+    Usage,
 )
 
 
@@ -64,6 +65,43 @@ class Resident(Protocol):
 
     async def load(self, model: str) -> None:
         """Load ``model`` if it is not loaded, generating nothing."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardRequest:
+    """An OpenAI Chat Completions request to pass through as bytes: ``body`` as the client sent it
+    (``raw``: its very bytes), answered under ``public``, the model name the client asked for."""
+
+    body: dict[str, Any]
+    raw: bytes | None
+    public: str
+    stream: bool
+
+    def prompt_text(self) -> str:
+        """The messages' text, for prefix affinity."""
+        messages = self.body.get("messages") or []
+        return "\x00".join(f"{m.get('role')}:{m.get('content')}" for m in messages if isinstance(m, dict))
+
+
+@dataclass(frozen=True, slots=True)
+class Forwarded:
+    """One forwarded answer. ``items``: its bytes in order (streaming: the first item holds everything
+    up to the first content, so the gateway may still fail over until it has it); ``is_last`` tells
+    the final item; ``usage``: what the upstream reported, complete once the final item was read."""
+
+    items: AsyncGenerator[bytes, None]
+    is_last: Callable[[bytes], bool]
+    usage: Callable[[], Usage]
+
+
+@runtime_checkable
+class Forwarder(Protocol):
+    """A backend that can relay an OpenAI request as bytes (an OpenAI-compatible provider): the
+    gateway drives it with the same failover, breaker, timeouts and accounting as ``stream``."""
+
+    def forward(self, request: ForwardRequest, model: str) -> Forwarded:
+        """Send ``request`` to ``model``, rewriting only what must change (the model's name)."""
         ...
 
 

@@ -14,7 +14,7 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from lumbung.config import ProviderConfig
-from lumbung.engines.base import Embeddings
+from lumbung.engines.base import Embeddings, Forwarded, ForwardRequest
 from lumbung.engines.http_common import (
     TRANSPORT_ERRORS,
     dumps,
@@ -299,6 +299,14 @@ class PassThrough:
         return None
 
 
+def _ends_stream(item: bytes) -> bool:
+    return item.endswith(DONE)
+
+
+def _is_whole(item: bytes) -> bool:
+    return True
+
+
 def _has_content(data: dict[str, Any]) -> bool:
     for choice in data.get("choices") or []:
         delta = choice.get("delta") or {}
@@ -351,33 +359,28 @@ class OpenAIHTTPBackend:
             raise transport_error(self.name, exc) from exc
         yield reader.last()
 
-    async def forward(
-        self,
-        body: dict[str, Any],
-        model: str,
-        public: str,
-        stream: bool,
-        relay: list[PassThrough],
-        raw: bytes | None = None,
-    ) -> AsyncGenerator[bytes, None]:
-        """The pass-through path: ``body`` as the client sent it, with only ``model`` (and, streaming,
-        ``stream_options.include_usage``) changed; ``raw``, the client's own bytes of ``body``, go
-        upstream untouched when nothing needs to change. Yields the whole answer, or the stream's
-        bytes (first item: everything up to the first content; last item ends with ``[DONE]``). The
-        ``PassThrough`` in use is appended to ``relay`` for the caller's accounting."""
+    def forward(self, request: ForwardRequest, model: str) -> Forwarded:
+        """The pass-through path: the client's body with only ``model`` (and, streaming,
+        ``stream_options.include_usage``) changed; its own bytes go upstream untouched when nothing
+        needs to change. Yields the whole answer, or the stream's bytes (first item: everything up to
+        the first content; last item ends with ``[DONE]``)."""
+        body = request.body
         options = body.get("stream_options")
-        client_usage = stream and isinstance(options, dict) and options.get("include_usage") is True
-        payload = _as_sent(raw, body, model, stream, client_usage)
+        client_usage = request.stream and isinstance(options, dict) and options.get("include_usage") is True
+        payload = _as_sent(request.raw, body, model, request.stream, client_usage)
         if payload is None:
             body = {**body, "model": model}
-            if stream:
+            if request.stream:
                 body["stream_options"] = {
                     **(options if isinstance(options, dict) else {}),
                     "include_usage": True,
                 }
             payload = dumps(body)
-        through = PassThrough(self.name, model, public, client_usage)
-        relay.append(through)
+        through = PassThrough(self.name, model, request.public, client_usage)
+        items = self._relay(payload, through, request.stream)
+        return Forwarded(items, _ends_stream if request.stream else _is_whole, lambda: through.usage)
+
+    async def _relay(self, payload: bytes, through: PassThrough, stream: bool) -> AsyncGenerator[bytes, None]:
         # The consumer stops at the last item: ``answered`` before it keeps the connection alive.
         exchange = self.http.post("/chat/completions", payload)
         try:

@@ -14,14 +14,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
+from lumbung import record
 from lumbung.aio import gather_or_cancel
-from lumbung.clock import TimerClock, monotonic
+from lumbung.clock import TimerClock, monotonic, sleep
 from lumbung.config import LOCAL_JURISDICTION, Timeouts, allowed
-from lumbung.engines.base import Backend, Collector, Embeddings, Resident, collect
+from lumbung.engines.base import Backend, Collector, Embeddings, Forwarder, ForwardRequest, Resident, collect
 from lumbung.errors import (
     ApiError,
     ConfigError,
@@ -29,19 +30,18 @@ from lumbung.errors import (
     ModelNotFound,
     Overloaded,
     PermissionDenied,
-    ProviderCutOff,
     RateLimited,
     UnsupportedParameter,
     UpstreamError,
     UpstreamTimeout,
 )
+from lumbung.gateway.attempt import Attempt, Call, record_failure
 from lumbung.gateway.balancer import affinity_key, by_affinity, least_outstanding
 from lumbung.gateway.breaker import Breaker, BreakerState
 from lumbung.gateway.retry import Deadline, backoff
 from lumbung.gateway.state import Member, ProviderState, Route, TargetState
 from lumbung.gateway.status import snapshot
-from lumbung.gateway.watchdog import IdleWatchdog
-from lumbung.types import ChatRequest, Chunk, Completion, CompletionRequest, EmbeddingInputs, ModelInfo
+from lumbung.types import ChatRequest, Chunk, Completion, CompletionRequest, EmbeddingInputs, ModelInfo, Usage
 
 log = logging.getLogger(__name__)
 Request = ChatRequest | CompletionRequest
@@ -51,34 +51,32 @@ MAX_PAUSE = 1.0
 
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 def _finished(chunk: Chunk) -> bool:
     return chunk.finish_reason is not None
 
 
-async def _collected(target: TargetState, request: Request) -> AsyncGenerator[Completion, None]:
-    """One attempt at a whole answer, under the target's first-token and idle timeouts."""
-    timeouts = target.provider.timeouts
-    stream = target.provider.backend.stream(request)
+def _usage(chunk: Chunk) -> Usage | None:
+    return chunk.usage
+
+
+def _chunks(items: AsyncGenerator[Chunk, None]) -> Call[Chunk]:
+    return Call(items, _finished, _usage)
+
+
+async def _whole(attempt: Attempt[Chunk]) -> Completion:
+    """A whole answer from one attempt; failing at any point of it, it may still fail over."""
     collector = Collector()
-    try:
-        limit = timeouts.first_token
-        while collector.last is None:
-            try:
-                async with asyncio.timeout(limit):
-                    chunk = await anext(stream)
-            except TimeoutError as exc:
-                raise UpstreamTimeout(
-                    f"provider {target.provider.name!r}: no answer within the timeout"
-                ) from exc
-            except StopAsyncIteration as exc:
-                raise UpstreamError(f"provider {target.provider.name!r}: the answer ended early") from exc
-            collector.add(chunk)
-            limit = timeouts.idle
-    finally:
-        await stream.aclose()
-    yield collector.result()
+    chunk = await attempt.first()
+    collector.add(chunk)
+    while collector.last is None:
+        chunk = await attempt.next()
+        collector.add(chunk)
+    completion = collector.result()
+    attempt.succeeded(chunk)
+    return completion
 
 
 def prompt_text(request: Request) -> str:
@@ -113,9 +111,15 @@ class Gateway:
         self.rng = rng or random.Random()
         self._routes: dict[str, Route] = {}
         self._claim_local(self._routes, {})
+        # Routes whose every target can relay OpenAI requests as bytes (checked once, not per request).
+        self._forwarding: set[str] = set()
         for route in routes or []:
             for name in (route.name, *route.aliases):
                 self._claim(name, route)
+            if route.passthrough and all(
+                isinstance(m.state.provider.backend, Forwarder) for m in route.members()
+            ):
+                self._forwarding.add(route.name)
             for member in route.members():
                 self._check_egress(route, member.state.provider)  # at start-up, and again per attempt
 
@@ -126,7 +130,7 @@ class Gateway:
             for info in backend.models():
                 route = old.get(info.id)
                 if route is None:
-                    target = TargetState(local, info.id, Breaker())
+                    target = TargetState(local, info.id, Breaker(clock=self.clock))
                     route = Route(info.id, [[Member(target, 1.0)]], guarded=False)
                 route.aliases = list(info.aliases)
                 for name in (info.id, *info.aliases):
@@ -190,14 +194,13 @@ class Gateway:
     def stream(self, request: Request) -> AsyncGenerator[Chunk, None]:
         route = self.resolve(request.model)
         if not route.guarded:
-            member = route.tiers[0][0]
-            return member.state.provider.backend.stream(replace(request, model=member.state.model))
+            return self._direct(route.tiers[0][0], request)
         key = affinity_key(prompt_text(request)) if route.prefix_affinity else None
 
-        def start(target: TargetState) -> AsyncGenerator[Chunk, None]:
-            return target.provider.backend.stream(replace(request, model=target.model))
+        def start(target: TargetState) -> Call[Chunk]:
+            return _chunks(target.provider.backend.stream(replace(request, model=target.model)))
 
-        return self._failover(route, key, start, _finished, whole=False)
+        return self._stream(route, key, start, whole=False)
 
     async def complete(self, request: Request) -> Completion:
         """A whole (non-streamed) answer. Nothing reaches the client before it is complete, so a
@@ -207,33 +210,38 @@ class Gateway:
             return await collect(self.stream(request))
         key = affinity_key(prompt_text(request)) if route.prefix_affinity else None
 
-        def start(target: TargetState) -> AsyncGenerator[Completion, None]:
-            return _collected(target, replace(request, model=target.model))
+        def start(target: TargetState) -> Call[Chunk]:
+            return _chunks(target.provider.backend.stream(replace(request, model=target.model)))
 
-        answers = self._failover(route, key, start, lambda _: True, whole=True)
-        try:
-            return await anext(answers)
-        finally:
-            await answers.aclose()
+        attempt, completion = await self._commit(route, key, start, _whole, whole=False)
+        await attempt.close()
+        return completion
 
     async def complete_all(self, requests: Sequence[Request]) -> list[Completion]:
         """Several whole answers at once (n > 1); when one fails, the others are stopped."""
         return await gather_or_cancel(self.complete(r) for r in requests)
 
-    def forward(
-        self,
-        route: Route,
-        prompt: str | None,
-        start: Callable[[TargetState], AsyncGenerator[T, None]],
-        is_last: Callable[[T], bool],
-        *,
-        whole: bool,
-    ) -> AsyncGenerator[T, None]:
-        """Failover for answers that are not core chunks (a pass-through path's raw bytes): ``start``
-        opens an attempt on a target, ``is_last`` tells the final item. ``whole``: the first item is
-        the entire answer, so it may take the provider's total timeout rather than its first-token one."""
-        key = affinity_key(prompt) if route.prefix_affinity and prompt is not None else None
-        return self._failover(route, key, start, is_last, whole=whole)
+    def forwards(self, name: str) -> str | None:
+        """The route name to forward a request for model ``name`` under, or None when its route does
+        not pass requests through (then the typed path serves it)."""
+        route = self._routes.get(name)
+        return route.name if route is not None and route.name in self._forwarding else None
+
+    def forward(self, request: ForwardRequest) -> AsyncGenerator[bytes, None]:
+        """Pass ``request`` through to the targets of route ``request.public`` as bytes, with the same
+        failover, breaker, timeouts and accounting as ``stream``. A whole answer is one item, so it
+        may take the provider's total timeout."""
+        route = self.resolve(request.public)
+        if route.name not in self._forwarding:
+            raise UnsupportedParameter(f"route {route.name!r} does not pass requests through", param="model")
+        key = affinity_key(request.prompt_text()) if route.prefix_affinity else None
+
+        def start(target: TargetState) -> Call[bytes]:
+            # Checked when the gateway was built: every target of a forwarding route is a Forwarder.
+            forwarded = cast(Forwarder, target.provider.backend).forward(request, target.model)
+            return Call(forwarded.items, forwarded.is_last, lambda _: forwarded.usage())
+
+        return self._stream(route, key, start, whole=not request.stream)
 
     def _choose(self, route: Route, tried: set[Member], key: str | None) -> Member | None:
         for tier in route.tiers:
@@ -242,17 +250,55 @@ class Gateway:
                 return by_affinity(ready, key) if key is not None else least_outstanding(ready, self.rng)
         return None
 
-    async def _failover(
+    async def _direct(self, member: Member, request: Request) -> AsyncGenerator[Chunk, None]:
+        """A local model by its own name: no failover, no timeouts of the gateway's (the engine bounds
+        its own requests), but an attempt all the same, so it is counted and accounted."""
+        state = member.state
+        stream = state.provider.backend.stream(replace(request, model=state.model))
+        attempt = Attempt(member, _chunks(stream), clock=self.clock, record=record.current.get())
+        try:
+            async for chunk in stream:
+                if chunk.finish_reason is not None:
+                    attempt.answered, attempt.usage = True, chunk.usage
+                yield chunk
+        except ApiError as exc:
+            attempt.error = exc
+            raise
+        finally:
+            await attempt.close()
+
+    async def _stream(
+        self, route: Route, key: str | None, start: Callable[[TargetState], Call[T]], *, whole: bool
+    ) -> AsyncGenerator[T, None]:
+        attempt, item = await self._commit(route, key, start, Attempt.first, whole=whole)
+        # Committed: from here on the answer belongs to this target; a failure is raised into the
+        # stream, never retried. A consumer that closes this generator (the client went away) lands
+        # in ``finally``, which closes the upstream call at once.
+        try:
+            while not attempt.is_last(item):
+                yield item
+                item = await attempt.next()
+            # Recorded before the last item goes out: consumers stop there without asking again.
+            attempt.succeeded(item)
+            yield item
+        finally:
+            await attempt.close()
+
+    async def _commit(
         self,
         route: Route,
         key: str | None,
-        start: Callable[[TargetState], AsyncGenerator[T, None]],
-        is_last: Callable[[T], bool],
+        start: Callable[[TargetState], Call[T]],
+        settle: Callable[[Attempt[T]], Awaitable[R]],
         *,
         whole: bool,
-    ) -> AsyncGenerator[T, None]:
+    ) -> tuple[Attempt[T], R]:
+        """Attempts on the route's targets until one ``settle``s (its first item, or its whole
+        answer): that attempt, still open, and what it settled with. Failures move on to the next
+        target, in tier order, then one more pass after a pause; the client's own errors do not."""
         deadline = Deadline(self.request_timeout, self.clock)
         route.budget.record_request()
+        notes = record.current.get()
         tried: set[Member] = set()
         failures: list[tuple[Member, ApiError]] = []
         attempts, rounds = 0, 1
@@ -262,14 +308,13 @@ class Gateway:
                 pause = self._next_round_pause(route, rounds, deadline)
                 if pause is None:
                     raise self._exhausted(route, failures, deadline)
-                await asyncio.sleep(pause)
+                await sleep(self.clock, pause)
                 rounds += 1
                 tried.clear()
                 continue
             tried.add(member)
             state = member.state
-            provider = state.provider
-            self._check_egress(route, provider)
+            self._check_egress(route, state.provider)
             if attempts > 0 and not route.budget.try_retry():
                 log.warning("route %s: retry budget spent", route.name)
                 raise self._exhausted(route, failures, deadline, budget_spent=True)
@@ -277,101 +322,30 @@ class Gateway:
             if probe is False:
                 continue
             attempts += 1
-            attempt_end = min(deadline.at, self.clock() + provider.timeouts.total)
-            first_limit = attempt_end - self.clock()
-            if not whole:
-                first_limit = min(provider.timeouts.first_token, first_limit)
-            if probe is None:
-                first_limit = min(first_limit, state.breaker.policy.probe_timeout)
-            state.inflight += 1
-            state.requests += 1
-            stream = start(state)
-            # One timer rather than ``asyncio.timeout`` (a fraction of the cost, see watchdog.py).
-            first = IdleWatchdog(max(0.0, first_limit), self.clock() + first_limit, self.clock)
+            attempt = Attempt(
+                member,
+                start(state),
+                clock=self.clock,
+                record=notes,
+                deadline=deadline.at,
+                whole=whole,
+                probe=probe is None,
+            )
             try:
-                first.waiting()
-                try:
-                    item = await anext(stream)
-                except asyncio.CancelledError as exc:
-                    if not first.claim(asyncio.current_task()):
-                        raise
-                    raise TimeoutError from exc
-                finally:
-                    first.close()
+                return attempt, await settle(attempt)
             except InvalidRequest:
-                state.inflight -= 1
-                await stream.aclose()
+                await attempt.close()
                 raise  # the client's fault: another target would refuse it too
-            except (ApiError, TimeoutError, StopAsyncIteration) as exc:
-                state.inflight -= 1
-                await stream.aclose()
-                error = self._as_error(provider, exc, "first token")
-                self._record_failure(member, error)
+            except ApiError as exc:
+                error = attempt.failed(exc, "first token")
+                await attempt.close()
                 failures.append((member, error))
                 log.info(
                     "route %s: %s failed before the first token: %s", route.name, member.key, error.message
                 )
-                continue
             except BaseException:
-                state.inflight -= 1
-                await stream.aclose()
+                await attempt.close()
                 raise
-            # Committed: from here on the answer belongs to this target; a failure is raised into the
-            # stream, never retried. A consumer that closes this generator (the client went away)
-            # lands in ``finally``, which closes the upstream call at once.
-            watchdog = (
-                None if is_last(item) else IdleWatchdog(provider.timeouts.idle, attempt_end, self.clock)
-            )
-            try:
-                while not is_last(item):
-                    yield item
-                    assert watchdog is not None
-                    try:
-                        watchdog.waiting()
-                        item = await anext(stream)
-                    except asyncio.CancelledError as exc:
-                        if not watchdog.claim(asyncio.current_task()):
-                            raise
-                        error = self._as_error(provider, TimeoutError(), "next token")
-                        self._record_failure(member, error)
-                        raise error from exc
-                    except (ApiError, StopAsyncIteration) as exc:
-                        error = self._as_error(provider, exc, "next token")
-                        self._record_failure(member, error)
-                        raise error from exc
-                    finally:
-                        watchdog.done()
-                # Recorded before the last item goes out: consumers stop there without asking again.
-                state.breaker.success()
-                yield item
-            finally:
-                if watchdog is not None:
-                    watchdog.close()
-                state.inflight -= 1
-                await stream.aclose()
-            return
-
-    def _as_error(self, provider: ProviderState, exc: BaseException, phase: str) -> ApiError:
-        if isinstance(exc, ApiError):
-            return exc
-        if isinstance(exc, TimeoutError):
-            return UpstreamTimeout(f"provider {provider.name!r}: timed out waiting for the {phase}")
-        return UpstreamError(f"provider {provider.name!r}: the stream ended before the answer was complete")
-
-    def _record_failure(self, member: Member, error: ApiError) -> None:
-        state = member.state
-        state.failures += 1
-        state.last_error = error.message[:300]
-        if isinstance(error, ProviderCutOff):
-            state.provider.cut_off(error.message)
-            log.warning("provider %s is cut off: %s", state.provider.name, error.message)
-        elif isinstance(error, (RateLimited, Overloaded)):
-            # Alive but limiting: wait as told, without counting it against the breaker.
-            state.cool_until = self.clock() + (error.retry_after if error.retry_after is not None else 1.0)
-            if state.breaker.probe_started is not None:
-                state.breaker.probe_started = None
-        else:
-            state.breaker.failure()
 
     def _next_round_pause(self, route: Route, rounds: int, deadline: Deadline) -> float | None:
         """How long to wait before another pass over the route, or None to give up."""
@@ -446,7 +420,7 @@ class Gateway:
             except ApiError as exc:
                 if not route.guarded:
                     raise
-                self._record_failure(member, exc)
+                record_failure(member, exc, self.clock)
                 last = exc
         raise last or Overloaded(f"no target of route {route.name!r} is available now", retry_after=1.0)
 

@@ -25,10 +25,10 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from lumbung import record
 from lumbung.accounts.keys import presented_key
-from lumbung.engines.http_openai import DONE, OpenAIHTTPBackend, PassThrough
+from lumbung.engines.base import ForwardRequest
 from lumbung.errors import ApiError, InternalError
-from lumbung.gateway.state import Route, TargetState
 from lumbung.surfaces import openai as oai
 from lumbung.surfaces.common import (
     AppState,
@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 errlog = logging.getLogger("lumbung.errors")
 
 PATH = "/v1/chat/completions"
+DONE = b"data: [DONE]\n\n"  # a stream's last event
 WATCH_AFTER = 0.02  # seconds into a request before a client hang-up is watched for
 _JSON = [(b"content-type", b"application/json")]
 _SSE = [
@@ -54,35 +55,17 @@ _SSE = [
 ]
 
 
-def eligible(state: AppState, data: Any) -> Route | None:
-    """The route to forward ``data`` through, or None for the typed path."""
+def eligible(state: AppState, data: Any) -> str | None:
+    """The route name to forward ``data`` under, or None for the typed path."""
     if not isinstance(data, dict) or not isinstance(data.get("model"), str):
         return None
     if not isinstance(data.get("messages"), list) or not isinstance(data.get("stream", False), bool):
         return None
-    try:
-        route = state.gateway.resolve(data["model"])
-    except ApiError:
-        return None
-    if (
-        not route.guarded
-        or not route.passthrough
-        or not all(isinstance(m.state.provider.backend, OpenAIHTTPBackend) for m in route.members())
-    ):
-        return None
-    return route
-
-
-def _prompt(data: dict[str, Any]) -> str:
-    return "\x00".join(f"{m.get('role')}:{m.get('content')}" for m in data["messages"] if isinstance(m, dict))
+    return state.gateway.forwards(data["model"])
 
 
 def _is_last(item: bytes) -> bool:
     return item.endswith(DONE)
-
-
-def _whole_is_last(item: bytes) -> bool:
-    return True
 
 
 class PassThroughApp:
@@ -113,36 +96,30 @@ class PassThroughApp:
         except ApiError as exc:
             await _error(send, entry, exc)
             return
-        route: Route | None = None
+        public: str | None = None
         try:
             data = json.loads(body)
         except (ValueError, RecursionError):
             data = None  # the typed path words the error
         else:
-            route = eligible(self.state, data)
-        if route is None:
+            public = eligible(self.state, data)
+        if public is None:
             await self.app(scope, _replay(body, receive), send)
             return
-        await _Exchange(self.state, route, data, body, entry, receive, send).run()
+        request = ForwardRequest(data, body, public, data.get("stream") is True)
+        await _Exchange(self.state, request, entry, receive, send).run()
 
 
 class _Exchange:
     """One pass-through request, from the first upstream attempt to the last byte sent."""
 
     def __init__(
-        self,
-        state: AppState,
-        route: Route,
-        data: dict[str, Any],
-        raw: bytes,
-        entry: RequestLog,
-        receive: Receive,
-        send: Send,
+        self, state: AppState, request: ForwardRequest, entry: RequestLog, receive: Receive, send: Send
     ) -> None:
-        self.state, self.route, self.data, self.raw, self.entry = state, route, data, raw, entry
+        self.state, self.request, self.entry = state, request, entry
         self.receive, self.send = receive, send
-        self.stream = data.get("stream") is True
-        self.relay: list[PassThrough] = []
+        self.stream = request.stream
+        self.record = record.RequestRecord()
         self.started = False  # response headers sent
         self.ending = False  # the last bytes are going out: a "disconnect" from now on is the server's
         self.gone = False
@@ -150,9 +127,10 @@ class _Exchange:
 
     async def run(self) -> None:
         entry = self.entry
-        entry.model = self.route.name
+        entry.model = self.request.public
         task = asyncio.current_task()
         assert task is not None
+        token = record.current.set(self.record)
         # Watching for a hang-up takes a task; an answer done within WATCH_AFTER never needs one.
         watch = asyncio.get_running_loop().call_later(WATCH_AFTER, self._start_watch, task)
         try:
@@ -178,6 +156,7 @@ class _Exchange:
             watch.cancel()
             if self.watcher is not None:
                 self.watcher.cancel()
+            record.current.reset(token)
             self._account()
             entry.finish()
 
@@ -191,17 +170,9 @@ class _Exchange:
             self.gone = True
             task.cancel()
 
-    def _start(self, target: TargetState) -> AsyncGenerator[bytes, None]:
-        backend = target.provider.backend
-        assert isinstance(backend, OpenAIHTTPBackend)
-        return backend.forward(self.data, target.model, self.route.name, self.stream, self.relay, self.raw)
-
     async def _answer(self) -> None:
-        route, stream = self.route, self.stream
-        prompt = _prompt(self.data) if route.prefix_affinity else None
-        items = self.state.gateway.forward(
-            route, prompt, self._start, _is_last if stream else _whole_is_last, whole=not stream
-        )
+        stream = self.stream
+        items = self.state.gateway.forward(self.request)
         try:
             try:
                 item = await anext(items)
@@ -244,9 +215,10 @@ class _Exchange:
         await send({"type": "http.response.body", "body": item, "more_body": False})
 
     def _account(self) -> None:
-        if self.relay:
-            self.entry.prompt_tokens = self.relay[-1].usage.prompt_tokens
-            self.entry.completion_tokens = self.relay[-1].usage.completion_tokens
+        usage = self.record.usage
+        if usage is not None:
+            self.entry.prompt_tokens = usage.prompt_tokens
+            self.entry.completion_tokens = usage.completion_tokens
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:
