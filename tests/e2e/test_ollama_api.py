@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import ollama
 import pytest
 
+from lumbung.store.embedded import embedded_model_path
 from tests.support.server import ServerProcess
 
 HELLO = [{"role": "user", "content": "Write a short poem about rice barns."}]
@@ -113,7 +117,9 @@ def test_list_show_ps_version(client: ollama.Client, server: ServerProcess) -> N
     assert entry.details and entry.details.format == "gguf" and entry.details.family == "gemma3"
     assert entry.size and entry.size > 0
     shown = client.show("default")
-    assert shown.capabilities == ["completion"] and shown.details and shown.details.family == "gemma3"
+    assert (
+        shown.capabilities == ["completion", "tools"] and shown.details and shown.details.family == "gemma3"
+    )
     assert shown.modelinfo and shown.modelinfo["general.architecture"] == "gemma3"
     running = client.ps()
     assert "gemma3:270m" in [m.model for m in running.models]
@@ -188,3 +194,27 @@ def test_format_and_tools_are_mapped_or_refused_clearly(client: ollama.Client) -
                 assert done.done_reason == "length" and (done.message.content or "").startswith("{")
             for call in done.message.tool_calls or []:
                 assert call.function.name == "get_weather" and isinstance(call.function.arguments, dict)
+
+
+def test_tags_and_ps_show_each_alias_and_the_gguf_sha256(
+    client: ollama.Client, server: ServerProcess, lumbung_home: Path
+) -> None:
+    """The digest is the served GGUF's sha256, hashed in the background once: polled until known."""
+    expected = hashlib.sha256(embedded_model_path(lumbung_home).read_bytes()).hexdigest()
+    client.generate(model="default", prompt="")
+    for _ in range(600):
+        listed = {m.model: m for m in client.list().models}
+        if listed["gemma3:270m"].digest:
+            break
+        time.sleep(0.1)
+    assert listed["gemma3:270m"].digest == expected
+    assert listed["default"].digest == expected and listed["default"].size == listed["gemma3:270m"].size
+    running = {m.model: m for m in client.ps().models}
+    assert running["gemma3:270m"].digest == expected
+
+
+def test_root_answers_as_ollama_does(server: ServerProcess) -> None:
+    got = httpx.get(server.base_url + "/")
+    assert got.status_code == 200 and got.text == "Ollama is running"
+    head = httpx.head(server.base_url + "/")
+    assert head.status_code == 200 and head.content == b""

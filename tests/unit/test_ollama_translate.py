@@ -202,3 +202,27 @@ def test_refusals_name_the_option() -> None:
         with pytest.raises(InvalidRequest) as err:
             _chat(options=options)
         assert word in err.value.message
+
+
+def test_tags_list_every_alias_as_its_own_entry_with_the_same_digest() -> None:
+    info = ModelInfo(
+        id="gemma3:270m", aliases=["default", "g"], details={"digest": "ab" * 32, "size_bytes": 9}
+    )
+    body = oll.tags_body([info, ModelInfo(id="solo")])
+    assert [(m["name"], m["model"]) for m in body["models"]] == [
+        ("gemma3:270m", "gemma3:270m"),
+        ("default", "default"),
+        ("g", "g"),
+        ("solo", "solo"),
+    ]
+    assert {m["digest"] for m in body["models"][:3]} == {"ab" * 32}
+
+
+def test_capabilities_are_named_as_ollama_names_them() -> None:
+    assert oll.capabilities(ModelInfo(id="m")) == ["completion", "tools"]
+    assert oll.capabilities(ModelInfo(id="m", details={"thinking": True})) == [
+        "completion",
+        "tools",
+        "thinking",
+    ]
+    assert oll.capabilities(ModelInfo(id="m", details={"embedding": True})) == ["embedding"]

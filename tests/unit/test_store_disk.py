@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -55,7 +56,12 @@ def test_local_file_is_copied_checked_and_described(store: ModelStore, tmp_path:
         "quantization_level": "Q4_K_M",
     }
     assert details["model_info"]["llama.context_length"] == 8192
-    assert details["digest"] == m.digest and details["size"] == m.size
+    assert (
+        details["digest"]
+        == m.files[0].sha256
+        == hashlib.sha256((tmp_path / "tiny-Q4_K_M.gguf").read_bytes()).hexdigest()
+    )
+    assert details["size"] == m.size
     assert model_details(store.root.parent, "nope") is None
 
 

@@ -43,7 +43,9 @@ def describe(manifest: Manifest) -> dict[str, Any]:
             model_info["general.name"] = g.name
         if g.context_length is not None and g.architecture:
             model_info[f"{g.architecture}.context_length"] = g.context_length
-    capabilities = ["adapter"] if g and g.adapter else ["embedding"] if g and g.embedding else ["completion"]
+    capabilities = (
+        ["adapter"] if g and g.adapter else ["embedding"] if g and g.embedding else ["completion", "tools"]
+    )
     return {
         "name": manifest.name,
         "model": manifest.name,
@@ -51,7 +53,7 @@ def describe(manifest: Manifest) -> dict[str, Any]:
         "aliases": manifest.aliases,
         "modified_at": manifest.pulled_at,
         "size": manifest.size,
-        "digest": manifest.digest,
+        "digest": manifest.weights_digest,
         "details": details,
         "model_info": model_info,
         "capabilities": capabilities,

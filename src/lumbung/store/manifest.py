@@ -89,6 +89,12 @@ class Manifest(BaseModel):
         joined = "\n".join(f"{f.path} {f.sha256}" for f in sorted(self.files, key=lambda f: f.path))
         return hashlib.sha256(joined.encode()).hexdigest()
 
+    @property
+    def weights_digest(self) -> str:
+        """Ollama's ``digest`` of the model: its GGUF's sha256 (the manifest's ``digest`` when split)."""
+        weights = self.weights
+        return weights[0].sha256 if len(weights) == 1 else self.digest
+
     def names(self) -> list[str]:
         return [self.name, self.reference, *self.aliases]
 

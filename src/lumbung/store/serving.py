@@ -89,7 +89,7 @@ def details(manifest: Manifest | None) -> dict[str, Any]:
     g = manifest.gguf
     out: dict[str, Any] = {
         "size_bytes": manifest.size,
-        "digest": manifest.digest,
+        "digest": manifest.weights_digest,
         "reference": manifest.reference,
         "license": manifest.license,
         "format": manifest.format,

@@ -408,10 +408,15 @@ def details_body(info: ModelInfo) -> dict[str, Any]:
     }
 
 
-def model_entry(info: ModelInfo) -> dict[str, Any]:
+def tags_body(models: list[ModelInfo]) -> dict[str, Any]:
+    """/api/tags: every name a model answers to as its own entry, as Ollama lists each tag of a model."""
+    return {"models": [model_entry(m, name) for m in models for name in (m.id, *m.aliases)]}
+
+
+def model_entry(info: ModelInfo, name: str | None = None) -> dict[str, Any]:
     return {
-        "name": info.id,
-        "model": info.id,
+        "name": name or info.id,
+        "model": name or info.id,
         "modified_at": iso(info.created),
         "size": int(info.details.get("size_bytes") or 0),
         "digest": str(info.details.get("digest") or ""),
@@ -420,7 +425,12 @@ def model_entry(info: ModelInfo) -> dict[str, Any]:
 
 
 def capabilities(info: ModelInfo) -> list[str]:
-    return ["embedding"] if info.details.get("embedding") else ["completion"]
+    """As Ollama names them. Every generative model calls tools (each family's syntax is parsed);
+    ``embedding`` only for embedding models, as in Ollama, whose CLI embeds instead of chatting
+    with a model that has it (lumbung's generative models embed too, through the same endpoints)."""
+    if info.details.get("embedding"):
+        return ["embedding"]
+    return ["completion", "tools", *(["thinking"] if info.details.get("thinking") else [])]
 
 
 def show_body(info: ModelInfo) -> dict[str, Any]:

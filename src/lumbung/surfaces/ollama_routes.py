@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from lumbung.engines.base import Collector
@@ -178,7 +178,7 @@ async def embeddings(request: Request, entry: RequestLog) -> Response:
 
 @ollama_endpoint
 async def tags(request: Request, entry: RequestLog) -> Response:
-    return JSONResponse({"models": [oll.model_entry(m) for m in state_of(request).gateway.models()]})
+    return JSONResponse(oll.tags_body(state_of(request).gateway.models()))
 
 
 @ollama_endpoint
@@ -201,8 +201,14 @@ async def version(request: Request, entry: RequestLog) -> Response:
     return JSONResponse(oll.version_body())
 
 
+async def root(request: Request) -> Response:
+    """What Ollama answers at ``/``: clients and health checks probe it to find a server."""
+    return PlainTextResponse("Ollama is running")
+
+
 def routes() -> list[BaseRoute]:
     return [
+        Route("/", root, methods=["GET", "HEAD"]),
         Route("/api/chat", chat, methods=["POST"]),
         Route("/api/generate", generate, methods=["POST"]),
         Route("/api/embed", embed, methods=["POST"]),

@@ -174,6 +174,18 @@ def _paths(refs: dict[type[BaseModel], dict[str, str]]) -> dict[str, Any]:
         "/api/tags": {"get": _get("Local models", oll, tag="Ollama")},
         "/api/ps": {"get": _get("Loaded models", oll, tag="Ollama")},
         "/api/version": {"get": _get("Version", oll, tag="Ollama", errors=())},
+        "/": {
+            "get": {
+                "summary": "Ollama is running (what Ollama answers here; clients probe it)",
+                "tags": ["Ollama"],
+                "responses": {
+                    "200": {
+                        "description": "Running",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
         "/health": {
             "get": {
                 "summary": "Ready (200) or still loading (503)",

@@ -24,6 +24,7 @@ from lumbung.engines.base import Embeddings
 from lumbung.engines.llamacpp.amx import use_extra_buffers
 from lumbung.engines.llamacpp.embedder import Embedder, EmbedderConfig, pooling_for, run_stoppable
 from lumbung.engines.llamacpp.engine import Engine, EngineConfig, Sequence
+from lumbung.engines.llamacpp.facts import FileFacts
 from lumbung.engines.llamacpp.grammar import (
     GrammarCompiler,
     MaskSampler,
@@ -91,7 +92,7 @@ class LocalModel:
     def __init__(self, spec: LocalModelSpec, request_timeout: float) -> None:
         self.spec = spec
         self.request_timeout = request_timeout
-        path = spec.resolve_path()
+        self.path = path = spec.resolve_path()
         self.model = LlamaModel(path, extra_buffers=use_extra_buffers(path, spec.engine.amx))
         try:
             self.template: ChatTemplate = select_template(
@@ -388,6 +389,7 @@ class LlamaCppBackend:
     ) -> None:
         self.specs = {s.id: s for s in specs}
         self.request_timeout = request_timeout
+        self.facts = FileFacts()
         self.manager = ModelManager(
             lambda model_id: spec.keep_alive if (spec := self.specs.get(model_id)) else None,
             lambda model_id: loader(self.specs[model_id], self.request_timeout),
@@ -435,7 +437,13 @@ class LlamaCppBackend:
                     "expires_at": None if expires is None else int(time.time() + expires),
                     "keep_alive": slot.keep_alive,  # seconds idle before unloading; negative: forever
                     "chat_template": loaded.template.name,
+                    "thinking": "<think>" in loaded.template.source,
                 }
+            # The file's sha256 and template, learnt in the background from the first load on (the
+            # path of a model not loaded yet may still be in the making: the embedded model's is).
+            if loaded is not None:
+                self.facts.learn(spec.id, loaded.path, digest_known="digest" in spec.details)
+            details = self.facts.get(spec.id) | details
             details |= spec.details  # the store's facts win: the file's size, not the tensors'
             details["embedding"] = spec.embedding or bool(details.get("embedding"))
             adapters = [_adapter_facts(a, loaded) for a in spec.adapters]
