@@ -16,8 +16,10 @@
     │   │   ├── UpstreamTimeout         504, connect / first token / idle / overall deadline passed
     │   │   └── ProviderCutOff          a provider refuses this account or region (401/403/451)
     │   ├── ModelOutputError        500, the model broke a tool call after part of it was streamed
+    │   ├── ModelUnavailable        500, the model's file is missing or broken: retrying cannot help
     │   └── InternalError           500, a bug: logged with its traceback
     ├── EngineError                 the local engine failed (load, decode); mapped to ApiError at the edge
+    │   └── ModelFileError          a model's file is missing, truncated or not a GGUF (not temporary)
     └── StoreError                  the model store (store/): pull, verify, bundles
         ├── BadReference            a model reference that cannot be parsed or names nothing
         ├── ModelNotInStore         no stored model has that name, reference or alias
@@ -44,6 +46,11 @@ class ConfigError(LumbungError):
 
 class EngineError(LumbungError):
     """The local engine could not load a model or decode a batch."""
+
+
+class ModelFileError(EngineError):
+    """A model (or adapter) file that is missing, truncated or not a GGUF: no retry helps until an
+    operator replaces it."""
 
 
 class ApiError(LumbungError):
@@ -144,6 +151,15 @@ class ModelOutputError(ApiError):
     status = 500
     type = "server_error"
     code = "invalid_model_output"
+
+
+class ModelUnavailable(ApiError):
+    """A served model whose file broke after start-up (deleted, truncated, overwritten): an
+    operator must replace it, so no Retry-After."""
+
+    status = 500
+    type = "server_error"
+    code = "model_unavailable"
 
 
 class InternalError(ApiError):

@@ -21,6 +21,7 @@ from lumbung.store.embedded import embedded_model_path
 from lumbung.store.offline import apply_offline
 from lumbung.store.serving import (
     StoreService,
+    check_configured_files,
     checked_adapter,
     checked_gguf,
     config_manifest,
@@ -169,6 +170,7 @@ def build_app(settings: Settings) -> Starlette:
     check_exposure(settings)
     apply_offline(settings)
     store = ModelStore(settings.home)
+    check_configured_files(settings, store)
     local, fixed = build_local(settings, store)
     specs = list(local.specs.values())
     gateway = build_gateway(settings, local)

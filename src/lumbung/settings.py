@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from lumbung.config import AmxMode, ModelConfig, ProviderConfig, RouteConfig, check_gateway
 from lumbung.errors import ConfigError
@@ -143,6 +151,19 @@ class Settings(BaseModel):
         check_gateway(self.providers, self.routes, self.egress, local)
         return self
 
+    # Where each value came from (load_settings fills these): for messages at start-up.
+    _sources: dict[str, str] = PrivateAttr(default_factory=dict)
+    _config: Path | None = PrivateAttr(default=None)
+    _lines: dict[tuple[Any, ...], int] = PrivateAttr(default_factory=dict)
+
+    def origin(self, *loc: str | int) -> str:
+        """Where the value at ``loc`` (e.g. ``"models", 0, "path"``) was set: ``FILE:LINE`` for the
+        config file, else ``env LUMBUNG_X``, ``flag`` or ``default``."""
+        src = self._sources.get(str(loc[0]), "default") if loc else "default"
+        if src.startswith("config") and (line := _line_of(self._lines, loc)) is not None:
+            return f"{self._config}:{line}"
+        return src
+
     @property
     def is_loopback(self) -> bool:
         return self.host in {"127.0.0.1", "localhost", "::1"} or self.host.startswith("127.")
@@ -260,4 +281,5 @@ def load_settings(
         raise ConfigError("invalid settings:\n  " + "\n  ".join(problems)) from exc
     for name in Settings.model_fields:
         sources.setdefault(name, "default")
+    settings._sources, settings._config, settings._lines = sources, config, lines
     return settings, sources

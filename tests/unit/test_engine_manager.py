@@ -11,7 +11,7 @@ import pytest
 from lumbung.clock import FakeClock
 from lumbung.engines.llamacpp import manager as manager_mod
 from lumbung.engines.llamacpp.manager import ModelManager
-from lumbung.errors import EngineError, ModelNotFound, Overloaded
+from lumbung.errors import EngineError, ModelFileError, ModelNotFound, ModelUnavailable, Overloaded
 
 
 class FakeModel:
@@ -39,8 +39,10 @@ class Loader:
 
     def __call__(self, model_id: str) -> FakeModel:
         self.loads.append(model_id)
+        if self.sizes[model_id] == -2:
+            raise ModelFileError(f"{model_id}.gguf: not a valid GGUF file: bad magic")
         if self.sizes[model_id] < 0:
-            raise EngineError("not a GGUF")
+            raise EngineError("llama.cpp could not create a context")
         time.sleep(0.01)  # loading takes a while: concurrent requests must share one load
         model = FakeModel(model_id, self.sizes[model_id], self.clock())
         self.made.append(model)
@@ -70,6 +72,18 @@ async def test_unknown_model_and_failed_load() -> None:
         async with mgr.lease("bad"):
             pass
     assert err.value.retry_after and err.value.status == 503
+
+
+async def test_a_broken_model_file_is_a_permanent_error_every_time() -> None:
+    loader = Loader({"bad": -2})
+    mgr = ModelManager({"bad": -1}.get, loader)
+    for _ in range(2):  # each request looks again: a file put right is served without a restart
+        with pytest.raises(ModelUnavailable) as err:
+            async with mgr.lease("bad"):
+                pass
+        assert err.value.status == 500 and err.value.retry_after is None
+        assert "bad.gguf" in err.value.message and "bad magic" in err.value.message
+    assert loader.loads == ["bad", "bad"]
 
 
 async def test_idle_model_unloads_after_keep_alive_but_not_while_leased() -> None:

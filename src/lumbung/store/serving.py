@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from lumbung.config import ModelConfig
-from lumbung.errors import BadReference, ConfigError, EngineError, IntegrityError, ModelNotInStore, StoreError
+from lumbung.errors import (
+    BadReference,
+    ConfigError,
+    IntegrityError,
+    ModelFileError,
+    ModelNotInStore,
+    StoreError,
+)
 from lumbung.settings import Settings
 from lumbung.store.manifest import Manifest
 from lumbung.store.pull import Progress, PullOptions, pull
@@ -28,11 +35,11 @@ log = logging.getLogger(__name__)
 
 
 def stored_model_path(store: ModelStore, reference: str) -> Path:
-    """The path to load, after the cheap check; any store problem is an engine load failure."""
+    """The path to load, after the cheap check; any store problem is a broken model file."""
     try:
         return store.load_path(reference)
     except StoreError as exc:
-        raise EngineError(str(exc)) from exc
+        raise ModelFileError(str(exc)) from exc
 
 
 def stored_adapter_path(store: ModelStore, reference: str) -> Path:
@@ -52,7 +59,7 @@ def stored_adapter_path(store: ModelStore, reference: str) -> Path:
             )
         return store.load_path(reference)
     except StoreError as exc:
-        raise EngineError(str(exc)) from exc
+        raise ModelFileError(str(exc)) from exc
 
 
 def checked_adapter(path: Path, sha256: str | None) -> Path:
@@ -63,11 +70,11 @@ def checked_adapter(path: Path, sha256: str | None) -> Path:
     try:
         info = read_gguf(path)
     except StoreError as exc:
-        raise EngineError(str(exc)) from exc
+        raise ModelFileError(str(exc)) from exc
     if info.get("general.type") != "adapter":
-        raise EngineError(f"{path}: not a LoRA adapter (its GGUF says general.type is not adapter)")
+        raise ModelFileError(f"{path}: not a LoRA adapter (its GGUF says general.type is not adapter)")
     if sha256 is not None and (actual := sha256_file(path)) != sha256.lower():
-        raise EngineError(f"{path}: sha256 is {actual}, the config pins {sha256}; refusing to load it")
+        raise ModelFileError(f"{path}: sha256 is {actual}, the config pins {sha256}; refusing to load it")
     return path
 
 
@@ -78,7 +85,7 @@ def checked_gguf(path: Path) -> Path:
     try:
         read_gguf(path)
     except StoreError as exc:
-        raise EngineError(str(exc)) from exc
+        raise ModelFileError(str(exc)) from exc
     return path
 
 
@@ -120,6 +127,21 @@ def config_manifest(store: ModelStore, model: ModelConfig) -> Manifest:
         raise ConfigError(
             f"model {model.id!r}: {model.ref!r} is not in the store; run `lumbung pull {model.ref}` first"
         ) from exc
+
+
+def check_configured_files(settings: Settings, store: ModelStore) -> None:
+    """Every model file the config names, checked before the server starts: a file that is missing
+    or not a valid GGUF stops start-up with the model id and the config line, rather than failing
+    its first request. (A file that breaks later is refused per request: ModelFileError.)"""
+    for i, model in enumerate(settings.models):
+        try:
+            if model.path is not None:
+                checked_gguf(model.path.expanduser())
+            elif model.ref is not None:
+                stored_model_path(store, config_manifest(store, model).reference)
+        except ModelFileError as exc:
+            where = settings.origin("models", i, "path" if model.path is not None else "ref")
+            raise ConfigError(f"model {model.id!r} ({where}): {exc}") from exc
 
 
 def served_manifests(

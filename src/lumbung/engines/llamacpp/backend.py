@@ -41,6 +41,8 @@ from lumbung.errors import (
     ContextLengthExceeded,
     EngineError,
     InvalidRequest,
+    ModelFileError,
+    ModelUnavailable,
     Overloaded,
     UnsupportedParameter,
 )
@@ -148,6 +150,8 @@ class LocalModel:
             if loaded is None:
                 try:
                     loaded = Adapter(self.model, adapter.name, adapter.resolve_path())
+                except ModelFileError as exc:
+                    raise ModelUnavailable(f"model {adapter.id!r} cannot be loaded: {exc}") from exc
                 except EngineError as exc:
                     raise Overloaded(
                         f"model {adapter.id!r} could not be loaded: {exc}", retry_after=5

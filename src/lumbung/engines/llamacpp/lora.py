@@ -16,7 +16,7 @@ from typing import Any, cast
 import llama_cpp
 
 from lumbung.engines.llamacpp.model import LlamaModel
-from lumbung.errors import EngineError
+from lumbung.errors import EngineError, ModelFileError
 
 LoraKey = tuple[tuple[str, float], ...]  # (adapter name, scale) pairs; () is the base model
 BASE: LoraKey = ()
@@ -27,10 +27,10 @@ class Adapter:
 
     def __init__(self, model: LlamaModel, name: str, path: Path) -> None:
         if not path.is_file():
-            raise EngineError(f"adapter {name!r}: file not found: {path}")
+            raise ModelFileError(f"adapter {name!r}: file not found: {path}")
         ptr = llama_cpp.llama_adapter_lora_init(model.ptr, str(path).encode())
         if not ptr:
-            raise EngineError(
+            raise ModelFileError(
                 f"adapter {name!r}: llama.cpp could not load {path} as a LoRA adapter for "
                 f"{model.path.name} (another base model's adapter, or not a LoRA GGUF?)"
             )

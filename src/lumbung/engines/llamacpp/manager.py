@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from lumbung.clock import Clock, monotonic
-from lumbung.errors import EngineError, ModelNotFound, Overloaded
+from lumbung.errors import EngineError, ModelFileError, ModelNotFound, ModelUnavailable, Overloaded
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,8 @@ class ModelManager:
             self._loading[model_id] = task
         try:
             model = await asyncio.shield(task)
+        except ModelFileError as exc:
+            raise ModelUnavailable(f"model {model_id!r} cannot be loaded: {exc}") from exc
         except EngineError as exc:
             raise Overloaded(f"model {model_id!r} could not be loaded: {exc}", retry_after=5) from exc
         finally:

@@ -15,7 +15,7 @@ from pathlib import Path
 import llama_cpp
 from llama_cpp import _logger as llama_logger
 
-from lumbung.errors import EngineError
+from lumbung.errors import EngineError, ModelFileError
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class LlamaModel:
     def __init__(self, path: Path, *, vocab_only: bool = False, extra_buffers: bool = True) -> None:
         _init_backend()
         if not path.is_file():
-            raise EngineError(f"model file not found: {path}")
+            raise ModelFileError(f"model file not found: {path}")
         params = llama_cpp.llama_model_default_params()
         params.vocab_only = vocab_only
         # llama.cpp's extra CPU buffer types: repacked weights for AVX2/AVX-512 kernels, and AMX
@@ -46,7 +46,7 @@ class LlamaModel:
         params.use_extra_bufts = extra_buffers
         ptr = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
         if not ptr:
-            raise EngineError(f"llama.cpp could not load {path} (not a valid GGUF for this build?)")
+            raise ModelFileError(f"llama.cpp could not load {path} (not a valid GGUF for this build?)")
         self.path = path
         self.ptr: ctypes.c_void_p | None = ptr
         self.vocab = llama_cpp.llama_model_get_vocab(ptr)
