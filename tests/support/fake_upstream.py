@@ -240,7 +240,9 @@ class FakeUpstream:
         try:
             return await self._stream(body, anthropic, mode, writer, watcher)
         finally:
+            # Gone before the next request is read: two readers at once is an error in asyncio.
             watcher.cancel()
+            await asyncio.wait([watcher])
 
     def _text(self, body: dict[str, Any]) -> list[str]:
         limit = body.get("max_tokens") or body.get("max_completion_tokens") or self.words
