@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from lumbung.errors import UpstreamError
+from tests.support.fake_backend import FakeBackend
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.inprocess import MODEL, in_process, route
 from tests.support.surfaces import ANTHROPIC_MESSAGES, OPENAI_CHAT, SURFACES, Surface, openai_error
@@ -114,3 +116,33 @@ async def test_the_pass_through_path_keeps_the_same_boundary(tmp_path: Path) -> 
     assert ok.status_code == 200 and OPENAI_CHAT.is_done(OPENAI_CHAT.parse(ok.content))
     assert ok.headers["x-request-id"] == "req-pt"
     assert len(upstream.seen) == 1  # the refused requests never left lumbung
+
+
+EMBEDDINGS = [
+    ("/v1/embeddings", openai_error),
+    ("/api/embed", lambda body: isinstance(body, dict) and isinstance(body.get("error"), str)),
+]
+
+
+@pytest.mark.parametrize(("path", "is_envelope"), EMBEDDINGS, ids=[p for p, _ in EMBEDDINGS])
+async def test_embeddings_keep_the_same_boundary(tmp_path: Path, path: str, is_envelope: object) -> None:
+    async with in_process(tmp_path, api_keys=["k-user"], max_body_bytes=LIMIT) as lb:
+        auth = {"authorization": "Bearer k-user"}
+        body = {"model": MODEL, "input": ["hi", "there"]}
+        ok = await lb.client.post(path, json=body, headers=auth)
+        missing = await lb.client.post(path, json=body)
+        big = await lb.client.post(path, json={**body, "input": "x" * LIMIT}, headers=auth)
+        bad = await lb.client.post(path, content=b"{", headers=auth)
+    assert ok.status_code == 200
+    for refused, status in ((missing, 401), (big, 413), (bad, 400)):
+        assert refused.status_code == status
+        assert is_envelope(refused.json())  # type: ignore[operator]
+
+
+async def test_embeddings_move_to_the_next_target_when_one_fails(tmp_path: Path) -> None:
+    a, b = FakeBackend("a"), FakeBackend("b")
+    a.embed_error = UpstreamError("a is down")
+    async with in_process(tmp_path, providers={"a": a, "b": b}, routes=[route("r", ["a"], ["b"])]) as lb:
+        response = await lb.client.post("/v1/embeddings", json={"model": "r", "input": "hi"})
+    assert response.status_code == 200
+    assert len(response.json()["data"]) == 1

@@ -188,3 +188,51 @@ async def test_every_target_failing_is_one_error_in_the_apis_envelope(
             )
             assert response.status_code == 502
             assert surface.is_error_envelope(response.json())
+
+
+MULTI = [s for s in SURFACES if s.name in ("openai.chat", "openai.completions")]
+
+
+@pytest.mark.parametrize("surface", MULTI, ids=[s.name for s in MULTI])
+async def test_one_failing_choice_of_several_ends_the_stream_and_closes_the_others(
+    tmp_path: Path, surface: Surface
+) -> None:
+    async with in_process(tmp_path) as lb:
+        lb.local.then(Hang(after=1), Fail(UpstreamError("choice 1 broke"), after=1))
+        body = {**surface.body(MODEL, stream=True), "n": 2}
+        response = await lb.client.post(surface.path, json=body, headers=surface.headers)
+        events = surface.parse(response.content)
+        assert response.status_code == 200
+        assert surface.is_error_event(events[-1]) and not surface.is_done(events)
+        await until(lambda: lb.local.open_streams == 0)  # the hanging choice was stopped too
+
+
+@pytest.mark.parametrize("surface", MULTI, ids=[s.name for s in MULTI])
+async def test_one_failing_choice_of_several_fails_a_whole_answer_and_stops_the_others(
+    tmp_path: Path, surface: Surface
+) -> None:
+    async with in_process(tmp_path) as lb:
+        lb.local.then(Hang(after=1), Fail(UpstreamError("choice 1 broke"), after=1))
+        body = {**surface.body(MODEL, stream=False), "n": 2}
+        response = await lb.client.post(surface.path, json=body, headers=surface.headers)
+        assert response.status_code == 502 and surface.is_error_envelope(response.json())
+        await until(lambda: lb.local.open_streams == 0)
+
+
+@pytest.mark.parametrize("surface", MULTI, ids=[s.name for s in MULTI])
+async def test_several_choices_stream_interleaved_and_end_once(tmp_path: Path, surface: Surface) -> None:
+    async with in_process(tmp_path) as lb:
+        body = {**surface.body(MODEL, stream=True), "n": 3}
+        response = await lb.client.post(surface.path, json=body, headers=surface.headers)
+        events = surface.parse(response.content)
+        assert response.status_code == 200 and surface.is_done(events)
+        assert sum(e["data"] == "[DONE]" for e in events) == 1
+        finished = [
+            c["index"]
+            for e in events
+            if isinstance(e["data"], dict)
+            for c in e["data"].get("choices", [])
+            if c.get("finish_reason")
+        ]
+        assert sorted(finished) == [0, 1, 2]
+        assert lb.local.opened == 3 and lb.local.open_streams == 0
