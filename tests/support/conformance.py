@@ -151,6 +151,33 @@ SAMPLES: dict[str, dict[str, str]] = {
         "forced": "<|tool_calls_section_begin|><|tool_call_begin|>functions.get_weather:0<|tool_call_argument_begin|>"
         f"{_A}<|tool_call_end|><|tool_calls_section_end|>",
     },
+    "minimax_m2": {
+        "one": '<minimax:tool_call>\n<invoke name="get_weather">\n<parameter name="city">Jakarta</parameter>\n'
+        '<parameter name="days">3</parameter>\n</invoke>\n</minimax:tool_call>',
+        "two": '<minimax:tool_call>\n<invoke name="get_weather">\n<parameter name="city">Jakarta</parameter>\n'
+        '<parameter name="days">3</parameter>\n</invoke>\n<invoke name="get_time">\n<parameter name="tz">WIB'
+        "</parameter>\n</invoke>\n</minimax:tool_call>",
+        "bad": '<minimax:tool_call>\n<invoke name="get_weather">\n<parameter name="city">Jakarta</invoke>',
+        "forced": '<minimax:tool_call>\n<invoke name="get_weather">\n<parameter name="city">Jakarta</parameter>\n'
+        '<parameter name="days">3</parameter>\n</invoke>\n</minimax:tool_call>',
+    },
+    "seed_oss": {
+        "one": "<seed:tool_call>\n<function=get_weather>\n<parameter=city>Jakarta</parameter>\n<parameter=days>3"
+        "</parameter>\n</function>\n</seed:tool_call>",
+        "two": "<seed:tool_call>\n<function=get_weather>\n<parameter=city>Jakarta</parameter>\n<parameter=days>3"
+        "</parameter>\n</function>\n</seed:tool_call>\n<seed:tool_call>\n<function=get_time>\n<parameter=tz>WIB"
+        "</parameter>\n</function>\n</seed:tool_call>",
+        "bad": "<seed:tool_call>\n<function=get_weather>\n<parameter=city>Jakarta</seed:tool_call>",
+        "forced": "<seed:tool_call>\n<function=get_weather>\n<parameter=city>Jakarta</parameter>\n<parameter=days>3"
+        "</parameter>\n</function>\n</seed:tool_call>",
+    },
+    "tool_calls_json": {
+        "one": '<tool_calls>\n{"name": "get_weather", "arguments": {"city": "Jakarta", "days": 3}}\n</tool_calls>',
+        "two": '<tool_calls>\n{"name": "get_weather", "arguments": {"city": "Jakarta", "days": 3}}\n'
+        '{"name": "get_time", "arguments": {"tz": "WIB"}}\n</tool_calls>',
+        "bad": '<tool_calls>\n{"name": "get_weather", "arguments": {"city": </tool_calls>',
+        "forced": f'<tool_calls>\n{{"name": "get_weather", "arguments": {_A}}}\n</tool_calls>',
+    },
     "deepseek_v3_2": _dsml("function_calls"),
     "deepseek_v4": _dsml("tool_calls"),
     "gemma": {

@@ -45,10 +45,27 @@ FORCED = {
     "<parameter=days>\n3\n</parameter>\n</function>\n</tool_call>",
     **{
         f: SAMPLES[f]["forced"]
-        for f in ("harmony", "gemma4", "glm", "kimi_k2", "deepseek_v3_2", "deepseek_v4")
+        for f in (
+            "harmony",
+            "gemma4",
+            "glm",
+            "kimi_k2",
+            "deepseek_v3_2",
+            "deepseek_v4",
+            "minimax_m2",
+            "seed_oss",
+            "tool_calls_json",
+        )
     },
 }
-RAW_TEXT_VALUES = {"qwen3_coder", "glm", "deepseek_v3_2", "deepseek_v4"}  # a quote is valid there
+RAW_TEXT_VALUES = {
+    "qwen3_coder",
+    "glm",
+    "deepseek_v3_2",
+    "deepseek_v4",
+    "minimax_m2",
+    "seed_oss",
+}  # a quote is valid there
 
 
 @pytest.fixture(scope="module")

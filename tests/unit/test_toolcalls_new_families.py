@@ -1,5 +1,6 @@
 # ruff: noqa: RUF001  (DeepSeek's markers use fullwidth bars on purpose)
-"""What is particular to gpt-oss (harmony), Gemma 4, GLM, Kimi K2 and DeepSeek V3.2/V4 calls.
+"""What is particular to gpt-oss (harmony), Gemma 4, GLM, Kimi K2, DeepSeek V3.2/V4, MiniMax M2,
+Seed-OSS and ``<tool_calls>`` JSON (MiniMax M1, Apriel) calls.
 
 The shared behaviour of every family (one and parallel calls, any stream split, streamed arguments,
 malformed calls, forced-call grammars, history, reasoning) is checked by the conformance matrix
@@ -141,6 +142,29 @@ def test_families_are_detected_from_their_templates_markers() -> None:
         "{% set t = '｜DSML｜' %}{{ '<' + t + 'function_calls>' }}": "deepseek_v3_2",
         "{% set t = '｜DSML｜' %}{{ '<' + t + 'tool_calls>' }}": "deepseek_v4",
         "<tool_call>{{ name }}<arg_key>": "glm",
+        "<minimax:tool_call>": "minimax_m2",
+        "<seed:tool_call>\n<function=": "seed_oss",
+        "<tool_calls>{{ calls | tojson }}</tool_calls>": "tool_calls_json",
     }
     for template, family in signs.items():
         assert toolcalls.detect(override=None, template=template, architecture="").name == family
+
+
+def test_tool_calls_json_reads_apriels_array_with_ids_and_minimax_lines() -> None:
+    apriel = '<tool_calls>[{"name": "get_time", "arguments": {}, "id": "a1"}, {"name": "get_weather", "arguments": {"city": "X"}, "id": "b2"}]</tool_calls>'
+    lines = '<tool_calls>\n{"name": "get_time", "arguments": {}}\n{"name": "get_weather", "arguments": {"city": "X"}}\n</tool_calls>'
+    for text in (apriel, lines):
+        for pieces in ([text], list(text)):
+            assert calls(shaped("tool_calls_json", pieces)) == [
+                ("get_time", {}),
+                ("get_weather", {"city": "X"}),
+            ]
+
+
+def test_seed_oss_reasoning_in_its_own_tags() -> None:
+    text = (
+        "<seed:think>Check.</seed:think><seed:tool_call>\n<function=get_time>\n</function>\n</seed:tool_call>"
+    )
+    result = shaped("seed_oss", list(text), template="<seed:think>")
+    assert calls(result) == [("get_time", {})]
+    assert result.result().reasoning == "Check."

@@ -70,10 +70,24 @@ TWO: dict[str, str] = {
         for name, wrapper in (("deepseek_v3_2", "function_calls"), ("deepseek_v4", "tool_calls"))
     },
 }
+TWO["minimax_m2"] = (
+    '<minimax:tool_call>\n<invoke name="write_file">\n<parameter name="path">a.txt</parameter>\n'
+    '<parameter name="content">hi there</parameter>\n</invoke>\n<invoke name="get_time">\n'
+    '<parameter name="tz">WIB</parameter>\n</invoke>\n</minimax:tool_call>'
+)
+TWO["seed_oss"] = (
+    "<seed:tool_call>\n<function=write_file>\n<parameter=path>a.txt</parameter>\n<parameter=content>hi there"
+    "</parameter>\n</function>\n</seed:tool_call>\n<seed:tool_call>\n<function=get_time>\n<parameter=tz>WIB"
+    "</parameter>\n</function>\n</seed:tool_call>"
+)
+TWO["tool_calls_json"] = (
+    '<tool_calls>\n[{"name": "write_file", "arguments": {"path": "a.txt", "content": "hi there"}}, '
+    '{"name": "get_time", "arguments": { "tz" : "WIB" }}]\n</tool_calls>'
+)
 # Calls sent whole when their block closes (Gemma 4's notation is not JSON text).
 WHOLE = {"gemma4"}
 # Raw parameter values, typed once whole: these stream a parameter at a time.
-PER_PARAMETER = {"qwen3_coder", "glm", "deepseek_v3_2", "deepseek_v4"}
+PER_PARAMETER = {"qwen3_coder", "glm", "deepseek_v3_2", "deepseek_v4", "minimax_m2", "seed_oss"}
 EXPECTED = [("write_file", '{"path":"a.txt","content":"hi there"}'), ("get_time", '{"tz":"WIB"}')]
 
 

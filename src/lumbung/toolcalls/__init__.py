@@ -17,8 +17,11 @@ from lumbung.toolcalls.harmony import HarmonyFormat
 from lumbung.toolcalls.hermes import HermesFormat
 from lumbung.toolcalls.kimi_k2 import KimiK2Format
 from lumbung.toolcalls.llama3 import Llama3Format
+from lumbung.toolcalls.minimax_m2 import MiniMaxM2Format
 from lumbung.toolcalls.mistral import MistralFormat
 from lumbung.toolcalls.qwen3_coder import Qwen3CoderFormat
+from lumbung.toolcalls.seed_oss import SeedOssFormat
+from lumbung.toolcalls.tool_calls_json import ToolCallsJsonFormat
 
 FORMATS: dict[str, ToolFormat] = {
     f.name: f
@@ -35,6 +38,9 @@ FORMATS: dict[str, ToolFormat] = {
         KimiK2Format(),
         DeepSeekV32Format(),
         DeepSeekV4Format(),
+        MiniMaxM2Format(),
+        SeedOssFormat(),
+        ToolCallsJsonFormat(),
     )
 }
 # Text found in a chat template, checked in order: the first match names the family.
@@ -46,6 +52,9 @@ _TEMPLATE_SIGNS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("｜DSML｜", "function_calls>"), "deepseek_v3_2"),
     (("｜DSML｜",), "deepseek_v4"),
     (("<arg_key>",), "glm"),
+    (("<minimax:tool_call>",), "minimax_m2"),
+    (("<seed:tool_call>",), "seed_oss"),
+    (("<tool_calls>",), "tool_calls_json"),
     (("<function=",), "qwen3_coder"),
     (("<tool_call>",), "hermes"),
     (("[TOOL_CALLS]",), "mistral"),
