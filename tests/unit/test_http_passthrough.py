@@ -101,13 +101,14 @@ async def test_a_client_hang_up_mid_stream_closes_the_upstream_call(
         await until(lambda: a.disconnects)
 
 
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "whole"])
 async def test_a_client_hang_up_before_the_first_byte_closes_the_upstream_call(
-    tmp_path: Path, upstreams: tuple[FakeUpstream, FakeUpstream]
+    tmp_path: Path, upstreams: tuple[FakeUpstream, FakeUpstream], stream: bool
 ) -> None:
     a, b = upstreams
-    a.set("hang_after_headers")
+    a.set("hang_before_headers")
     async with two_tiers(tmp_path, a, b) as lb:  # type: ignore[attr-defined]
-        task = asyncio.ensure_future(chat(lb, stream=True))
+        task = asyncio.ensure_future(chat(lb, stream=stream))
         await until(lambda: a.seen)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
