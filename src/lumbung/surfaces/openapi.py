@@ -94,8 +94,18 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": REF.format(model=name)}
 
 
+# OpenAPI 3.1 reads an event stream's schema as that of each event; every event carries JSON data
+# (OpenAI's last is the text `[DONE]`).
+_SSE_EVENT = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {"event": {"type": "string"}, "data": {"type": "string"}},
+}
+_OK_SCHEMAS = {JSON: {"type": "object"}, SSE: _SSE_EVENT, NDJSON: {"type": "string"}}
+
+
 def _answers(error: str, *media: str, errors: tuple[str, ...] = tuple(_ERROR_STATUSES)) -> dict[str, Any]:
-    ok = {kind: {"schema": {"type": "object"} if kind == JSON else {"type": "string"}} for kind in media}
+    ok = {kind: {"schema": _OK_SCHEMAS[kind]} for kind in media}
     out: dict[str, Any] = {"200": {"description": "The answer", "content": ok}}
     for status in errors:
         out[status] = {"description": _ERROR_STATUSES[status], "content": {JSON: {"schema": _ref(error)}}}
