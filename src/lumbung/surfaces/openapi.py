@@ -21,6 +21,7 @@ from lumbung.surfaces.openai_completions import CompletionRequestIn
 from lumbung.surfaces.openai_embeddings import EmbeddingRequestIn
 from lumbung.surfaces.openai_responses_wire import CreateResponseIn
 from lumbung.surfaces.openai_wire import ChatCompletionRequestIn
+from lumbung.surfaces.openapi_answers import WHOLE_ANSWERS
 
 REF = "#/components/schemas/{model}"
 JSON = "application/json"
@@ -209,6 +210,12 @@ def _paths(refs: dict[type[BaseModel], dict[str, str]]) -> dict[str, Any]:
     }
 
 
+def _with_answers(paths: dict[str, Any]) -> dict[str, Any]:
+    for path, schema in WHOLE_ANSWERS.items():
+        paths[path]["post"]["responses"]["200"]["content"][JSON]["schema"] = schema
+    return paths
+
+
 @cache
 def document() -> dict[str, Any]:
     refs, defs = models_json_schema([(model, "validation") for model in _BODIES], ref_template=REF)
@@ -220,7 +227,7 @@ def document() -> dict[str, Any]:
             "version": __version__,
             "description": "OpenAI, Anthropic and Ollama APIs over local and upstream models.",
         },
-        "paths": _paths({model: refs[(model, "validation")] for model in _BODIES}),
+        "paths": _with_answers(_paths({model: refs[(model, "validation")] for model in _BODIES})),
         "components": {
             "schemas": schemas,
             "securitySchemes": {
