@@ -408,3 +408,56 @@ def test_forced_tool_use_whole_and_streamed(client: anthropic.Anthropic) -> None
     assert any(e.type == "content_block_delta" and e.delta.type == "input_json_delta" for e in events)
     used = [b for b in final.content if b.type == "tool_use"]
     assert final.stop_reason == "tool_use" and used and isinstance(used[0].input["city"], str)
+
+
+# Claude Code's tool set as it sends it: maps with propertyNames, lists with uniqueItems, no strict.
+CLAUDE_CODE_LIKE_TOOL = {
+    "name": "Bash",
+    "description": "Run a shell command",
+    "input_schema": {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "type": "object",
+        "properties": {
+            "command": {"type": "string", "maxLength": 40},
+            "env": {
+                "type": "object",
+                "propertyNames": {"type": "string"},
+                "additionalProperties": {"type": "string"},
+            },
+            "flags": {
+                "type": "array",
+                "items": {"type": "string", "maxLength": 10},
+                "uniqueItems": True,
+                "maxItems": 2,
+            },
+        },
+        "required": ["command"],
+        "additionalProperties": False,
+    },
+}
+
+
+def test_an_input_schema_without_strict_is_best_effort_and_with_strict_enforced_or_refused(
+    client: anthropic.Anthropic,
+) -> None:
+    ask = [{"role": "user", "content": "List the files."}]
+    done = client.messages.create(
+        model="default",
+        max_tokens=80,
+        messages=ask,  # type: ignore[arg-type]
+        tools=[CLAUDE_CODE_LIKE_TOOL],  # type: ignore[list-item]
+        tool_choice={"type": "any"},
+        extra_body=GREEDY,
+    )
+    calls = [b for b in done.content if b.type == "tool_use"]
+    assert calls and calls[0].name == "Bash" and isinstance(calls[0].input, dict)
+    strict = {**CLAUDE_CODE_LIKE_TOOL, "strict": True}
+    with pytest.raises(anthropic.BadRequestError) as err:
+        client.messages.create(
+            model="default",
+            max_tokens=8,
+            messages=ask,  # type: ignore[arg-type]
+            tools=[strict],  # type: ignore[list-item]
+            tool_choice={"type": "any"},
+        )
+    assert "uniqueItems" in str(err.value) and "propertyNames" not in str(err.value)

@@ -282,3 +282,12 @@ def test_a_grammar_too_complex_to_follow_ends_with_an_error_naming_no_internal_l
     assert error.status == 400 and error.param == "response_format"
     assert "too complex" in error.message
     assert "limit" not in error.message and "50000" not in error.message
+
+
+def test_compiler_errors_reach_the_client_bounded_and_without_internal_limits() -> None:
+    from lumbung.engines.llamacpp.schemas import client_reason
+
+    said = client_reason("parser error: Too many items (limit 50000; ff_tokens); try avoiding short lexemes")
+    assert "too complex" in said and "limit" not in said and "50000" not in said
+    long = client_reason("Error: bad regex " + "x" * 5000 + "\nsecond line")
+    assert len(long) <= 203 and long.endswith("...")

@@ -30,6 +30,7 @@ from lumbung.engines.llamacpp.schemas import (
     JSON_OPTIONS,
     AnswerCheck,
     brief,
+    client_reason,
     no_valid_value,
     prepare,
 )
@@ -90,7 +91,7 @@ class GrammarCompiler:
             if "Unsatisfiable" in message:
                 raise no_valid_value(where, message)
             raise UnsupportedParameter(
-                f"The schema in '{where}' cannot be enforced: {brief(message)}", param=where
+                f"The schema in '{where}' cannot be enforced: {client_reason(message)}", param=where
             )
         return matcher
 
@@ -99,11 +100,7 @@ class GrammarCompiler:
 
 
 def _reason(matcher: llguidance.LLMatcher) -> str:
-    """Why the matcher stopped, in the client's terms: never llguidance's internal limits by name."""
-    error = matcher.get_error()
-    if "TooComplex" in error or "Too many" in error or "fuel" in error or "limit" in error:
-        return "the schema is too complex to follow while writing (deep recursion or a very large pattern)"
-    return brief(error.split("Error:", 1)[-1]) if error else "the answer left the schema"
+    return client_reason(matcher.get_error())
 
 
 def _is_special(model: LlamaModel, token: int, text: bytes) -> bool:

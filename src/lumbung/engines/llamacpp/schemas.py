@@ -61,6 +61,17 @@ def brief(message: str) -> str:
     return line if len(line) <= MAX_REASON else line[:MAX_REASON] + "..."
 
 
+_TOO_COMPLEX = ("TooComplex", "Too many", "too many", "fuel", "limit", "too large", "too big")
+
+
+def client_reason(error: str) -> str:
+    """A compiler or matcher error in the client's terms: never llguidance's internal limits by name
+    (a client cannot change them), and bounded (the message may quote the grammar)."""
+    if any(word in error for word in _TOO_COMPLEX):
+        return "the schema is too complex to follow while writing (deep recursion or a very large pattern)"
+    return brief(error.split("Error:", 1)[-1]) if error else "the answer left the schema"
+
+
 def _validator(schema: dict[str, Any]) -> type[Any]:
     with warnings.catch_warnings():  # an unknown "$schema": the latest draft, without a warning
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -105,7 +116,9 @@ def prepare(schema: dict[str, Any], *, strict: bool, where: str) -> Prepared:
                 "cannot enforce; without 'strict' they are checked after generation instead.",
                 param=where,
             )
-        raise UnsupportedParameter(f"The schema in '{where}' cannot be enforced: {brief(error)}", param=where)
+        raise UnsupportedParameter(
+            f"The schema in '{where}' cannot be enforced: {client_reason(error)}", param=where
+        )
     if keys:
         return Prepared(cleaned, schema, strict, keys)
     # Not strict, and the grammar compiler cannot read it (a remote $ref, a look-around pattern):
