@@ -178,6 +178,14 @@ SAMPLES: dict[str, dict[str, str]] = {
         "bad": '<tool_calls>\n{"name": "get_weather", "arguments": {"city": </tool_calls>',
         "forced": f'<tool_calls>\n{{"name": "get_weather", "arguments": {_A}}}\n</tool_calls>',
     },
+    "command_r": {
+        "one": '<|START_ACTION|>[\n    {"tool_call_id": "0", "tool_name": "get_weather", "parameters": {"city": "Jakarta", '
+        '"days": 3}}\n]<|END_ACTION|>',
+        "two": '<|START_ACTION|>[\n    {"tool_call_id": "0", "tool_name": "get_weather", "parameters": {"city": "Jakarta", '
+        '"days": 3}},\n    {"tool_call_id": "1", "tool_name": "get_time", "parameters": {"tz": "WIB"}}\n]<|END_ACTION|>',
+        "bad": '<|START_ACTION|>[{"tool_call_id": "0", "tool_name": "get_weather", "parameters": {"city": <|END_ACTION|>',
+        "forced": f'<|START_ACTION|>[{{"tool_call_id": "0", "tool_name": "get_weather", "parameters": {_A}}}]<|END_ACTION|>',
+    },
     "deepseek_v3_2": _dsml("function_calls"),
     "deepseek_v4": _dsml("tool_calls"),
     "gemma": {

@@ -195,3 +195,14 @@ def test_a_template_cannot_change_the_requests_tool_schema() -> None:
 def test_null_content_printed_by_a_template_is_empty_not_none() -> None:
     tpl = ChatTemplate("{% for m in messages %}[{{ m.content }}]{% endfor %}", bos_token="", eos_token="")
     assert tpl.render([Message("assistant", None, tool_calls=[ToolCall("c", "f", "{}")])]) == "[]"
+
+
+def test_a_template_filtering_null_content_into_none_gets_empty_text() -> None:
+    tpl = ChatTemplate(
+        "{% for m in messages %}[{{ m.content | trim }}]{% for c in m.tool_calls or [] %}"
+        "{{ c.function.arguments | tojson }}{% endfor %}{% endfor %}",
+        bos_token="",
+        eos_token="",
+    )
+    call = ToolCall("c", "f", '{"a": 1}')
+    assert tpl.render([Message("assistant", None, tool_calls=[call])]) == '[]{"a": 1}'

@@ -55,6 +55,7 @@ FORCED = {
             "minimax_m2",
             "seed_oss",
             "tool_calls_json",
+            "command_r",
         )
     },
 }

@@ -84,6 +84,11 @@ TWO["tool_calls_json"] = (
     '<tool_calls>\n[{"name": "write_file", "arguments": {"path": "a.txt", "content": "hi there"}}, '
     '{"name": "get_time", "arguments": { "tz" : "WIB" }}]\n</tool_calls>'
 )
+TWO["command_r"] = (
+    '<|START_ACTION|>[\n    {"tool_call_id": "0", "tool_name": "write_file", "parameters": {"path": "a.txt", '
+    '"content": "hi there"}},\n    {"tool_call_id": "1", "tool_name": "get_time", "parameters": { "tz" : "WIB" }}\n'
+    "]<|END_ACTION|>"
+)
 # Calls sent whole when their block closes (Gemma 4's notation is not JSON text).
 WHOLE = {"gemma4"}
 # Raw parameter values, typed once whole: these stream a parameter at a time.

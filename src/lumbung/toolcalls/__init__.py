@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from lumbung.errors import ConfigError
 from lumbung.toolcalls.base import CallParser, Parsed, ParsedCall, ToolFormat
+from lumbung.toolcalls.command_r import CommandRFormat
 from lumbung.toolcalls.deepseek import DeepSeekFormat
 from lumbung.toolcalls.deepseek_dsml import DeepSeekV4Format, DeepSeekV32Format
 from lumbung.toolcalls.gemma import GemmaFormat
@@ -41,6 +42,7 @@ FORMATS: dict[str, ToolFormat] = {
         MiniMaxM2Format(),
         SeedOssFormat(),
         ToolCallsJsonFormat(),
+        CommandRFormat(),
     )
 }
 # Text found in a chat template, checked in order: the first match names the family.
@@ -55,6 +57,7 @@ _TEMPLATE_SIGNS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("<minimax:tool_call>",), "minimax_m2"),
     (("<seed:tool_call>",), "seed_oss"),
     (("<tool_calls>",), "tool_calls_json"),
+    (("<|START_ACTION|>",), "command_r"),
     (("<function=",), "qwen3_coder"),
     (("<tool_call>",), "hermes"),
     (("[TOOL_CALLS]",), "mistral"),

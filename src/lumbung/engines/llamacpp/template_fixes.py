@@ -222,6 +222,19 @@ def _renders_whole(text: str, source: str) -> bool:
     return "tool_calls" not in source or (calls and f"'{_ARG_KEY}'" not in text)
 
 
+def _no_none(render: Render, source: str, fixes: frozenset[Fix], text: str) -> frozenset[Fix]:
+    """Empty text for null content too, where the template prints null as "None" (a filter such as
+    Command R+'s ``content|trim`` makes a string of it before Jinja could print it as nothing)."""
+    if Fix.NULL_CONTENT in fixes or "None" not in text:
+        return fixes
+    more = fixes | {Fix.NULL_CONTENT}
+    try:
+        filled = render(apply(more, PROBE_MESSAGES), apply_tools(more, PROBE_TOOLS))
+    except Exception:  # a template may raise anything; this probe only asks whether it does
+        return fixes
+    return more if _renders_whole(filled, source) and filled.count("None") < text.count("None") else fixes
+
+
 def probe(render: Render, source: str) -> frozenset[Fix]:
     """The fewest fixes under which ``render`` renders the probe conversation whole; failing that,
     the fewest under which it renders at all (none if it never does: requests then get its error)."""
@@ -234,7 +247,7 @@ def probe(render: Render, source: str) -> frozenset[Fix]:
             except Exception:  # a template may raise anything; this probe only asks whether it does
                 continue
             if _renders_whole(text, source):
-                return fixes
+                return _no_none(render, source, fixes, text)
             if rendering is None:
                 rendering = fixes
     return rendering or frozenset()
