@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+
 MODES = (
     "ok",
     "hang_before_headers",
@@ -100,13 +102,37 @@ class FakeUpstream:
     # once a tool's result is in the conversation, text quoting it (see ``tool_result``).
     agent_tool: str | None = None
     agent_arguments: dict[str, Any] = field(default_factory=dict)
+    # As a vLLM server: GET /health and GET /metrics (Prometheus text with vLLM's metric names).
+    # ``running`` None: the answers it is sending right now. ``metrics_mode``: ok, garbage (not
+    # Prometheus text), foreign (Prometheus text without vLLM's gauges), 500, hang.
+    running: int | None = None
+    waiting: int = 0
+    kv_usage: float = 0.1
+    kv_metric: str = "vllm:kv_cache_usage_perc"  # "vllm:gpu_cache_usage_perc" before vLLM 0.10
+    prefix_queries: float = 0.0
+    prefix_hits: float = 0.0
+    sleeping: bool = False
+    health_status: int = 200  # vLLM answers 503 while draining
+    metrics_mode: str = "ok"
+    metrics_reads: int = 0
+    answering: int = 0
+    _open: set[asyncio.StreamWriter] = field(default_factory=set, repr=False)
 
     # -- running -------------------------------------------------------------------------------------
 
     async def serve(self) -> asyncio.Server:
         server = await asyncio.start_server(self._connection, "127.0.0.1", self.port)
         self.port = server.sockets[0].getsockname()[1]
+        self._server_of_loop = server
         return server
+
+    async def kill(self) -> None:
+        """Stop as a crashed server does: no new connections, open ones reset."""
+        server = self._server_of_loop
+        server.close()
+        for writer in list(self._open):
+            writer.transport.abort()
+        await server.wait_closed()
 
     def start(self) -> FakeUpstream:
         """Serve from a thread of its own (tests drive lumbung from another process or loop)."""
@@ -144,6 +170,7 @@ class FakeUpstream:
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        self._open.add(writer)
         try:
             while True:
                 try:
@@ -163,6 +190,7 @@ class FakeUpstream:
         except (ConnectionError, asyncio.IncompleteReadError):
             return
         finally:
+            self._open.discard(writer)
             writer.close()
 
     async def _until_closed(self, reader: asyncio.StreamReader) -> None:
@@ -199,6 +227,12 @@ class FakeUpstream:
     ) -> bool:
         mode = self.mode
         anthropic = path.endswith("/messages")
+        if method == "GET" and path == "/health":
+            self._head(writer, self.health_status, {"content-length": "0"})
+            await writer.drain()
+            return True
+        if method == "GET" and path == "/metrics":
+            return await self._metrics(reader, writer)
         if method == "GET" and path.endswith("/models"):
             self._json(writer, 200, {"object": "list", "data": [{"id": "m1", "object": "model"}]})
             await writer.drain()
@@ -229,6 +263,20 @@ class FakeUpstream:
             self._json(writer, 403, {"error": err})
             await writer.drain()
             return True
+        self.answering += 1
+        try:
+            return await self._answer(body, anthropic, mode, reader, writer)
+        finally:
+            self.answering -= 1
+
+    async def _answer(
+        self,
+        body: dict[str, Any],
+        anthropic: bool,
+        mode: str,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> bool:
         if not body.get("stream"):
             return await self._whole(body, anthropic, mode, reader, writer)
         self._head(writer, 200, {"content-type": "text/event-stream", "transfer-encoding": "chunked"})
@@ -243,6 +291,44 @@ class FakeUpstream:
             # Gone before the next request is read: two readers at once is an error in asyncio.
             watcher.cancel()
             await asyncio.wait([watcher])
+
+    def metrics_text(self) -> bytes:
+        """Prometheus exposition as vLLM writes it (prometheus_client's own writer, vLLM's names)."""
+        registry = CollectorRegistry()
+        labels = ["model_name", "engine"]
+        values = ("m", "0")
+
+        def gauge(name: str, value: float) -> None:
+            Gauge(name, name, labels, registry=registry).labels(*values).set(value)
+
+        gauge("vllm:num_requests_running", self.answering if self.running is None else self.running)
+        gauge("vllm:num_requests_waiting", self.waiting)
+        gauge(self.kv_metric, self.kv_usage)
+        for name, value in (("queries", self.prefix_queries), ("hits", self.prefix_hits)):
+            Counter(f"vllm:prefix_cache_{name}", name, labels, registry=registry).labels(*values).inc(value)
+        sleep = Gauge("vllm:engine_sleep_state", "sleep", [*labels, "sleep_state"], registry=registry)
+        sleep.labels(*values, "awake").set(0 if self.sleeping else 1)
+        sleep.labels(*values, "weights_offloaded").set(1 if self.sleeping else 0)
+        return generate_latest(registry)
+
+    async def _metrics(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        self.metrics_reads += 1
+        if self.metrics_mode == "hang":
+            await self._until_closed(reader)
+            return False
+        status, text = 200, self.metrics_text()
+        if self.metrics_mode == "garbage":
+            text = b"vllm:num_requests_running{{{ nonsense\n\xff\xfe\n"
+        elif self.metrics_mode == "foreign":
+            text = b"# TYPE process_open_fds gauge\nprocess_open_fds 12.0\n"
+        elif self.metrics_mode == "500":
+            status, text = 500, b"engine error"
+        self._head(
+            writer, status, {"content-type": "text/plain; version=0.0.4", "content-length": str(len(text))}
+        )
+        writer.write(text)
+        await writer.drain()
+        return True
 
     def _text(self, body: dict[str, Any]) -> list[str]:
         limit = body.get("max_tokens") or body.get("max_completion_tokens") or self.words

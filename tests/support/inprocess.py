@@ -96,7 +96,7 @@ def build(
     built: dict[str, Backend] = {}
 
     def make_backend(cfg: ProviderConfig, api_key: str | None) -> Backend:
-        given = providers[cfg.name]
+        given = providers.get(cfg.name, str(cfg.base_url))  # a vLLM replica: its own base_url
         built[cfg.name] = default_backend(cfg, api_key) if isinstance(given, str) else given
         return built[cfg.name]
 

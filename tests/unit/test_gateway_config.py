@@ -148,3 +148,49 @@ def test_a_local_target_may_name_a_model_by_its_alias(tmp_path: Path) -> None:
     settings = load(tmp_path, "routes:\n  - name: chat\n    tiers: [[local/default]]\n")
     gateway = build_gateway(settings, LlamaCppBackend(local_specs(settings)), environ={})  # type: ignore[arg-type]
     assert gateway.resolve("chat").tiers[0][0].state.model == "gemma3:270m"  # the engine knows ids only
+
+
+FLEET = """\
+providers:
+  - name: gpu
+    kind: vllm
+    replicas: [http://10.0.0.5:8000/v1, http://10.0.0.6:8000/v1/]
+    jurisdiction: ID
+    fleet: {scrape_interval: 0.5, stale_after: 2, waiting_limit: 4, kv_limit: 0.9}
+routes:
+  - name: chat
+    prefix_affinity: true
+    affinity_load_factor: 1.5
+    tiers: [[gpu/qwen], [local/default]]
+"""
+
+
+def test_a_vllm_provider_is_one_target_per_replica(tmp_path: Path) -> None:
+    settings = load(tmp_path, FLEET)
+    gateway = build_gateway(settings, LlamaCppBackend([]), environ={})  # type: ignore[arg-type]
+    route = gateway.resolve("chat")
+    assert [m.key for m in route.tiers[0]] == ["gpu[0]/qwen", "gpu[1]/qwen"]
+    assert route.affinity_load_factor == 1.5
+    replica = route.tiers[0][1].state.provider.replica
+    assert replica is not None and replica.base_url == "http://10.0.0.6:8000/v1"
+    assert (replica.config.waiting_limit, replica.config.kv_limit) == (4, 0.9)
+    assert replica.http.prefix == ""  # /metrics and /health at the server's root, not under /v1
+    assert yaml.safe_dump(gateway.status())
+
+
+def test_vllm_provider_settings_are_checked(tmp_path: Path) -> None:
+    base = "providers:\n  - name: gpu\n    kind: vllm\n    jurisdiction: ID\n"
+    assert "needs `replicas` or `base_url`" in error(tmp_path, base)
+    assert "listed twice" in error(tmp_path, base + "    replicas: [http://h:1/v1, http://h:1/v1]\n")
+    assert "http://" in error(tmp_path, base + "    replicas: [h:1/v1]\n")
+    msg = error(
+        tmp_path, base + "    base_url: http://h/v1\n    fleet: {scrape_interval: 5, stale_after: 2}\n"
+    )
+    assert "stale_after" in msg
+    only = "providers:\n  - name: o\n    kind: openai\n    base_url: http://h/v1\n    jurisdiction: ID\n"
+    assert "only a vllm provider lists `replicas`" in error(
+        tmp_path, only + "    replicas: [http://h:2/v1]\n"
+    )
+    assert "set `jurisdiction`" in error(
+        tmp_path, "providers:\n  - name: g\n    kind: vllm\n    base_url: http://h\n"
+    )

@@ -18,6 +18,7 @@ from lumbung.config.providers import (
     jurisdiction_of,
 )
 from lumbung.config.routes import GatewayConfigError, RouteConfig, TargetConfig, check_gateway
+from lumbung.config.vllm import FleetConfig
 
 __all__ = [
     "LOCAL_JURISDICTION",
@@ -25,6 +26,7 @@ __all__ = [
     "AdapterConfig",
     "AmxMode",
     "CircuitConfig",
+    "FleetConfig",
     "GatewayConfigError",
     "ModelConfig",
     "ProviderConfig",

@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from lumbung.config.vllm import FleetConfig
+
 LOCAL_PROVIDER = "local"
 LOCAL_JURISDICTION = "local"
 
@@ -45,12 +47,20 @@ class ProviderConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.:-]+$", description="Name used in route targets (`name/model`).")
-    kind: Literal["local", "openai", "anthropic"] = Field(
+    kind: Literal["local", "openai", "anthropic", "vllm"] = Field(
         description="`local`: the in-process engine; `openai`: any OpenAI-compatible server (vLLM, SGLang, "
-        "llama-server, Ollama, DashScope, DeepSeek, OpenAI); `anthropic`: the Anthropic Messages API."
+        "llama-server, Ollama, DashScope, DeepSeek, OpenAI); `anthropic`: the Anthropic Messages API; "
+        "`vllm`: one or more vLLM replicas (`replicas`), balanced on their own load metrics."
     )
     base_url: str | None = Field(
         default=None, description="API base, e.g. `http://10.0.0.5:8000/v1` or `https://api.anthropic.com`."
+    )
+    replicas: list[str] = Field(
+        default_factory=list,
+        description="`vllm`: the API base of each replica, e.g. `http://10.0.0.5:8000/v1` (default: `base_url`).",
+    )
+    fleet: FleetConfig = Field(
+        default_factory=FleetConfig, description="`vllm`: how replicas are watched and when one is full."
     )
     api_key_env: str | None = Field(
         default=None, description="Environment variable holding the API key (never the key itself)."
@@ -76,6 +86,21 @@ class ProviderConfig(BaseModel):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/") if value else value
+
+    @field_validator("replicas")
+    @classmethod
+    def _urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"{url!r} must start with http:// or https://")
+        if len(set(value)) != len(value):
+            raise ValueError("a replica is listed twice")
+        return [url.rstrip("/") for url in value]
+
+    @property
+    def replica_urls(self) -> list[str]:
+        """A vLLM provider's replicas (its ``base_url`` alone when none are listed)."""
+        return self.replicas or ([self.base_url] if self.base_url else [])
 
 
 def jurisdiction_of(provider: ProviderConfig) -> str:

@@ -71,6 +71,13 @@ class RouteConfig(BaseModel):
         default=None,
         description="Jurisdictions this route's data may go to (default: the server's `egress`).",
     )
+    affinity_load_factor: float = Field(
+        default=1.25,
+        ge=1.0,
+        description="With `prefix_affinity`: a target takes a prefix's requests until it holds more than "
+        "this times its fair share of the tier's requests in flight, then they spill to the next "
+        "target for that prefix (consistent hashing with bounded loads).",
+    )
     passthrough: bool = Field(
         default=True,
         description="When every target is OpenAI-compatible, forward OpenAI requests and answers as bytes "
@@ -111,7 +118,13 @@ def check_gateway(
         if p.name in seen or (p.name == LOCAL_PROVIDER and p.kind != "local"):
             raise GatewayConfigError(f"provider name {p.name!r} is used twice", (*entry, "name"))
         seen[p.name] = i
-        if p.kind != "local" and not p.base_url:
+        if p.replicas and p.kind != "vllm":
+            raise GatewayConfigError(f"provider {p.name!r}: only a vllm provider lists `replicas`", entry)
+        if p.kind == "vllm" and not p.replica_urls:
+            raise GatewayConfigError(
+                f"provider {p.name!r}: a vllm provider needs `replicas` or `base_url`", entry
+            )
+        if p.kind not in ("local", "vllm") and not p.base_url:
             raise GatewayConfigError(f"provider {p.name!r}: a {p.kind} provider needs `base_url`", entry)
         if p.kind != "local" and not p.jurisdiction:
             raise GatewayConfigError(

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from lumbung.clock import TimerClock, monotonic
 from lumbung.config import LOCAL_PROVIDER, ProviderConfig, Timeouts, jurisdiction_of
 from lumbung.engines.base import Backend
+from lumbung.engines.vllm import Fleet, Replica
 from lumbung.errors import ConfigError
 from lumbung.gateway.breaker import BreakerPolicy
 from lumbung.gateway.retry import RetryBudget
@@ -23,6 +24,8 @@ BackendFactory = Callable[[ProviderConfig, "str | None"], Backend]
 
 
 def default_backend(config: ProviderConfig, api_key: str | None) -> Backend:
+    """An ``anthropic`` provider's backend, or an OpenAI-compatible one (a vLLM replica is one too:
+    ``build_gateway`` calls this once per replica, with that replica's ``base_url``)."""
     if config.kind == "anthropic":
         from lumbung.engines.http_anthropic import AnthropicHTTPBackend
 
@@ -57,7 +60,17 @@ def build_gateway(
         first_token=settings.request_timeout, idle=settings.request_timeout, total=settings.request_timeout
     )
     providers = {LOCAL_PROVIDER: ProviderState(LOCAL_PROVIDER, "local", "local", local, whole, clock)}
+    # A vLLM provider is one provider state per replica, each its own target in the routes naming it.
+    replicas: dict[str, list[ProviderState]] = {}
+    fleets: list[Fleet] = []
     for cfg in settings.providers:
+        if cfg.kind == "vllm":
+            fleet = Fleet.of(cfg, api_key(cfg, environ), clock)
+            fleets.append(fleet)
+            replicas[cfg.name] = [
+                _replica_state(cfg, r, make_backend, environ, clock) for r in fleet.replicas
+            ]
+            continue
         backend = local if cfg.kind == "local" else make_backend(cfg, api_key(cfg, environ))
         providers[cfg.name] = ProviderState(
             cfg.name,
@@ -82,13 +95,14 @@ def build_gateway(
         for tier in rc.tiers:
             members = []
             for t in tier:
-                state = targets.get(t.target)
-                if state is None:
-                    policy = breaker or circuits.get(t.provider, BreakerPolicy())
-                    provider = providers[t.provider]
-                    model = local_ids.get(t.model, t.model) if provider.kind == "local" else t.model
-                    state = targets[t.target] = new_target(provider, model, policy)
-                members.append(Member(state, t.weight))
+                policy = breaker or circuits.get(t.provider, BreakerPolicy())
+                for provider in replicas.get(t.provider) or [providers[t.provider]]:
+                    key = f"{provider.name}/{t.model}"
+                    state = targets.get(key)
+                    if state is None:
+                        model = local_ids.get(t.model, t.model) if provider.kind == "local" else t.model
+                        state = targets[key] = new_target(provider, model, policy)
+                    members.append(Member(state, t.weight))
             tiers.append(members)
         routes.append(
             Route(
@@ -96,6 +110,7 @@ def build_gateway(
                 tiers,
                 aliases=list(rc.aliases),
                 prefix_affinity=rc.prefix_affinity,
+                affinity_load_factor=rc.affinity_load_factor,
                 passthrough=rc.passthrough,
                 egress=rc.egress,
                 budget=RetryBudget(ratio=rc.retry_budget, clock=clock),
@@ -103,6 +118,7 @@ def build_gateway(
         )
     used = {m.state.provider.name for r in routes for m in r.members()}
     shown = [p for name, p in providers.items() if name != LOCAL_PROVIDER or name in used]
+    shown += [p for states in replicas.values() for p in states]
     return Gateway(
         [local],
         providers=shown,
@@ -110,4 +126,26 @@ def build_gateway(
         egress=settings.egress,
         request_timeout=settings.request_timeout,
         clock=clock,
+        watchers=fleets,
+    )
+
+
+def _replica_state(
+    cfg: ProviderConfig,
+    replica: Replica,
+    make_backend: BackendFactory,
+    environ: Mapping[str, str],
+    clock: TimerClock,
+) -> ProviderState:
+    one = cfg.model_copy(update={"name": replica.name, "base_url": replica.base_url, "replicas": []})
+    return ProviderState(
+        replica.name,
+        cfg.kind,
+        jurisdiction_of(cfg),
+        make_backend(one, api_key(cfg, environ)),
+        cfg.timeouts,
+        clock,
+        base_url=replica.base_url,
+        cut_off_cooldown=cfg.cut_off_cooldown,
+        replica=replica,
     )

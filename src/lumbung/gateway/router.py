@@ -16,7 +16,7 @@ import logging
 import random
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import replace
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from lumbung import record
 from lumbung.aio import gather_or_cancel
@@ -36,7 +36,7 @@ from lumbung.errors import (
     UpstreamTimeout,
 )
 from lumbung.gateway.attempt import Attempt, Call, record_failure
-from lumbung.gateway.balancer import affinity_key, by_affinity, least_outstanding
+from lumbung.gateway.balancer import affinity_key, choose
 from lumbung.gateway.breaker import Breaker, BreakerState
 from lumbung.gateway.retry import Deadline, backoff
 from lumbung.gateway.state import Member, ProviderState, Route, TargetState
@@ -52,6 +52,14 @@ MAX_PAUSE = 1.0
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+class Watcher(Protocol):
+    """Something that watches providers in the background while the server runs (a vLLM fleet)."""
+
+    def start(self) -> None: ...
+
+    async def aclose(self) -> None: ...
 
 
 def _finished(chunk: Chunk) -> bool:
@@ -102,8 +110,10 @@ class Gateway:
         request_timeout: float = 600.0,
         clock: TimerClock = monotonic,
         rng: random.Random | None = None,
+        watchers: Sequence[Watcher] = (),
     ) -> None:
         self.backends = backends
+        self.watchers = list(watchers)
         self.providers = list(providers or [])
         self.egress = egress
         self.request_timeout = request_timeout
@@ -247,7 +257,7 @@ class Gateway:
         for tier in route.tiers:
             ready = [m for m in tier if m not in tried and m.state.blocked_for() == 0.0]
             if ready:
-                return by_affinity(ready, key) if key is not None else least_outstanding(ready, self.rng)
+                return choose(ready, key, self.rng, route.affinity_load_factor)
         return None
 
     async def _direct(self, member: Member, request: Request) -> AsyncGenerator[Chunk, None]:
@@ -398,6 +408,9 @@ class Gateway:
     @staticmethod
     def _why_blocked(member: Member) -> str:
         state = member.state
+        replica = state.provider.replica
+        if replica is not None and not replica.accepting(state.provider.clock()):
+            return replica.why_not(state.provider.clock())
         if state.provider.is_cut_off:
             return "provider cut off"
         if state.breaker.state is not BreakerState.CLOSED:
@@ -469,8 +482,15 @@ class Gateway:
         for backend, model in self._residents(name):
             await backend.load(model)
 
+    def start(self) -> None:
+        """Start what watches providers while serving (vLLM fleets read their replicas' metrics)."""
+        for watcher in self.watchers:
+            watcher.start()
+
     async def aclose(self) -> None:
         """Close upstream providers' connection pools (the local engine closes on its own)."""
+        for watcher in self.watchers:
+            await watcher.aclose()
         for provider in self.providers:
             closer = getattr(provider.backend, "aclose", None)
             if closer is not None:

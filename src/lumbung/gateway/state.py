@@ -10,6 +10,9 @@ from typing import Any
 from lumbung.clock import Clock
 from lumbung.config import Timeouts
 from lumbung.engines.base import Backend
+from lumbung.engines.vllm import Replica
+from lumbung.engines.vllm_metrics import ReplicaLoad
+from lumbung.gateway.balancer import DEFAULT_LOAD_FACTOR
 from lumbung.gateway.breaker import Breaker, BreakerPolicy, BreakerState
 from lumbung.gateway.retry import RetryBudget
 
@@ -27,6 +30,7 @@ class ProviderState:
     cut_off_until: float = 0.0
     cut_off_reason: str | None = None
     cut_offs: int = 0
+    replica: Replica | None = None  # a vLLM replica: its own metrics and health, read by its fleet
 
     @property
     def is_cut_off(self) -> bool:
@@ -60,6 +64,11 @@ class TargetState:
         """Seconds until this target may take a request again (0: now; inf: not while cut off is
         unknown to end soon)."""
         now = self.provider.clock()
+        replica = self.provider.replica
+        if replica is not None and not replica.accepting(now):
+            # Draining, down or asleep: not worth a pause within the request (the next pass would wait
+            # at least a read); other replicas or tiers serve meanwhile.
+            return replica.config.stale_after
         if self.cool_until <= now and self.provider.cut_off_until <= now and self.breaker.closed:
             return 0.0  # the common case, on every request's path: no list, no clock reads
         waits = [self.cool_until - now, self.provider.cut_off_until - now]
@@ -71,6 +80,7 @@ class TargetState:
 
     def snapshot(self) -> dict[str, Any]:
         now = self.provider.clock()
+        replica = self.provider.replica
         return {
             "target": self.key,
             "breaker": self.breaker.state.value,
@@ -79,6 +89,7 @@ class TargetState:
             "failures": self.failures,
             "rate_limited_for_s": round(max(0.0, self.cool_until - now), 1),
             "last_error": self.last_error,
+            **({"replica": replica.snapshot(now)} if replica is not None else {}),
         }
 
 
@@ -97,6 +108,16 @@ class Member:
     def inflight(self) -> int:
         return self.state.inflight
 
+    @property
+    def load(self) -> ReplicaLoad | None:
+        replica = self.state.provider.replica
+        return None if replica is None else replica.fresh_load(self.state.provider.clock())
+
+    @property
+    def saturated(self) -> bool:
+        replica = self.state.provider.replica
+        return replica is not None and replica.saturated(self.state.provider.clock())
+
 
 @dataclass(eq=False)
 class Route:
@@ -104,6 +125,7 @@ class Route:
     tiers: list[list[Member]]
     aliases: list[str] = field(default_factory=list)
     prefix_affinity: bool = False
+    affinity_load_factor: float = DEFAULT_LOAD_FACTOR
     passthrough: bool = True
     egress: list[str] | None = None
     budget: RetryBudget = field(default_factory=RetryBudget)

@@ -95,6 +95,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         task: asyncio.Task[Any] | None = None
+        gateway.start()
         if preload is None:
             state.ready = True
         else:
