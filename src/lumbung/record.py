@@ -1,8 +1,9 @@
-"""What one request leaves behind. The request boundary opens a ``RequestRecord`` for every request
-it accepts; the gateway notes each attempt on it (which target, how it ended, the usage it reported);
-the boundary closes it once the answer's last byte went out, the client left, or it was refused. It
-becomes the request's access log line, and it is where the usage ledger's row will come from: one per
-accepted request, success or failure.
+"""What one request leaves behind. The request boundary (surfaces/boundary.py) opens a
+``RequestRecord`` for every request it accepts; surfaces note what they learn (the model, streaming,
+an in-band error), the gateway notes each attempt (which target, how it ended, the usage it reported),
+and the boundary closes it once the request is over (the answer's last byte went out, the client left, or
+the request was refused) and everything it started has ended. Closing hands it to the record's sinks: today the access log line; the usage ledger's row is
+one more sink (one per accepted request, success or failure).
 
 The gateway finds the record of the request it serves through ``current`` (a context variable the
 boundary sets for the request's task, inherited by the tasks it starts), so no surface passes it
@@ -11,15 +12,19 @@ along; work outside any request (the drill's probes, ``lumbung run``) finds None
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
+from lumbung.accounts.keys import Caller
 from lumbung.types import Usage
 
 
 @dataclass(slots=True)
 class AttemptNote:
-    """One call to one target: ``error`` is None when it answered."""
+    """One call to one target: ``error`` is None when it answered, ``"cancelled"`` when it was
+    closed before its end (the client went away, another choice failed)."""
 
     target: str
     error: str | None = None
@@ -28,7 +33,24 @@ class AttemptNote:
 
 @dataclass
 class RequestRecord:
+    """One request; never prompts or keys (``caller``: who the key belongs to, as a digest)."""
+
+    id: str
+    method: str
+    path: str
+    api: str = "openai"
+    caller: Caller | None = None  # once the key was checked (None: no authentication)
+    start: float = field(default_factory=time.perf_counter)
+    model: str | None = None
+    status: int = 200
+    stream: bool = False
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    error: str | None = None
     attempts: list[AttemptNote] = field(default_factory=list)
+    latency_ms: float | None = None
+    done: bool = False
+    sinks: Sequence[Callable[[RequestRecord], None]] = ()
 
     def attempted(self, target: str, error: str | None, usage: Usage | None) -> None:
         self.attempts.append(AttemptNote(target, error, usage))
@@ -44,6 +66,34 @@ class RequestRecord:
             sum(u.completion_tokens for u in answered),
             sum(u.cached_tokens for u in answered),
         )
+
+    @property
+    def target(self) -> str | None:
+        """The target that answered (the last one, for n > 1), None when none did."""
+        answered = [a.target for a in self.attempts if a.error is None]
+        return answered[-1] if answered else None
+
+    def finish(self, status: int | None = None) -> None:
+        """A surface's word that its answer is over; ``status``: how it ended when that is not what
+        was sent (a client gone before the answer). The boundary closes the record."""
+        if status is not None and not self.done:
+            self.status = status
+
+    def close(self) -> None:
+        """Once the request is over, everything of it included (the gateway's attempts are closed and
+        noted by then): hand the record to its sinks; later calls change nothing."""
+        if self.done:
+            return
+        self.done = True
+        self.latency_ms = round((time.perf_counter() - self.start) * 1000, 1)
+        usage = self.usage
+        if usage is not None:
+            if self.prompt_tokens is None:
+                self.prompt_tokens = usage.prompt_tokens
+            if self.completion_tokens is None:
+                self.completion_tokens = usage.completion_tokens
+        for sink in self.sinks:
+            sink(self)
 
 
 current: ContextVar[RequestRecord | None] = ContextVar("lumbung_request_record", default=None)

@@ -69,7 +69,7 @@ async def relayed(gw: Gateway, request: ForwardRequest | None = None) -> bytes:
 @pytest.fixture
 def notes() -> Iterator[RequestRecord]:
     """A request record, as the request boundary sets one for the request's task."""
-    rec = RequestRecord()
+    rec = RequestRecord("req-test", "POST", "/v1/chat/completions")
     token = record.current.set(rec)
     yield rec
     record.current.reset(token)

@@ -36,7 +36,7 @@ def _with_request_id(response: Response, entry: RequestLog) -> Response:
 async def messages(request: Request, entry: RequestLog) -> Response:
     _check_version(request)
     state = state_of(request)
-    body = await read_body(request, state.settings.max_body_bytes)
+    body = await read_body(request)
     chat, options = ant.parse_messages_request(body)
     state.note_extra_fields("anthropic.messages", options.extra_fields)
     model = state.gateway.resolve(chat.model).model
@@ -78,7 +78,7 @@ async def messages(request: Request, entry: RequestLog) -> Response:
 async def count_tokens(request: Request, entry: RequestLog) -> Response:
     _check_version(request)
     state = state_of(request)
-    body = await read_body(request, state.settings.max_body_bytes)
+    body = await read_body(request)
     chat = ant.parse_count_tokens(body)
     entry.model = state.gateway.resolve(chat.model).model
     tokens = await state.gateway.count_tokens(chat)

@@ -30,6 +30,7 @@ from lumbung.surfaces import (
     openai_routes,
     openapi,
 )
+from lumbung.surfaces.boundary import Boundary, Policies, Policy
 from lumbung.surfaces.common import AppState, state_of
 from lumbung.surfaces.corked import CorkedHttpToolsProtocol
 from lumbung.surfaces.openai import error_body
@@ -70,11 +71,15 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 class App(Starlette):
-    """Starlette with the pass-through hot path in front of it (surfaces/openai_passthrough.py)."""
+    """Starlette with the pass-through hot path in front of it (surfaces/openai_passthrough.py), and
+    the request boundary every request crosses around both (surfaces/boundary.py)."""
 
     def __init__(self, state: AppState, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._front = PassThroughApp(super().__call__, state)
+        settings = state.settings
+        policies = Policies(self.routes, Policy(error_body, auth=False))
+        front = PassThroughApp(super().__call__, state)
+        self._front = Boundary(front, state.keys, settings.max_body_bytes, policies, state.sinks)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._front(scope, receive, send)

@@ -108,7 +108,7 @@ async def _whole(
 @ollama_endpoint
 async def chat(request: Request, entry: RequestLog) -> Response:
     state = state_of(request)
-    body = await read_body(request, state.settings.max_body_bytes)
+    body = await read_body(request)
     wire = oll.parse(ChatIn, body)
     core, call = oll.parse_chat(wire, _model_info(state, wire.model))
     state.note_extra_fields("ollama.chat", call.extra_fields)
@@ -118,7 +118,7 @@ async def chat(request: Request, entry: RequestLog) -> Response:
 @ollama_endpoint
 async def generate(request: Request, entry: RequestLog) -> Response:
     state = state_of(request)
-    body = await read_body(request, state.settings.max_body_bytes)
+    body = await read_body(request)
     wire = oll.parse(GenerateIn, body)
     core, call = oll.parse_generate(wire, _model_info(state, wire.model))
     state.note_extra_fields("ollama.generate", call.extra_fields)
@@ -128,7 +128,7 @@ async def generate(request: Request, entry: RequestLog) -> Response:
 @ollama_endpoint
 async def embed(request: Request, entry: RequestLog) -> Response:
     state = state_of(request)
-    wire = oll.parse(EmbedIn, await read_body(request, state.settings.max_body_bytes))
+    wire = oll.parse(EmbedIn, await read_body(request))
     keep_alive = oll.keep_alive_seconds(wire.keep_alive)
     info = _model_info(state, wire.model)
     entry.model = info.id
@@ -162,7 +162,7 @@ async def embed(request: Request, entry: RequestLog) -> Response:
 @ollama_endpoint
 async def embeddings(request: Request, entry: RequestLog) -> Response:
     state = state_of(request)
-    wire = oll.parse(EmbeddingsIn, await read_body(request, state.settings.max_body_bytes))
+    wire = oll.parse(EmbeddingsIn, await read_body(request))
     keep_alive = oll.keep_alive_seconds(wire.keep_alive)
     info = _model_info(state, wire.model)
     entry.model = info.id
@@ -184,7 +184,7 @@ async def tags(request: Request, entry: RequestLog) -> Response:
 @ollama_endpoint
 async def show(request: Request, entry: RequestLog) -> Response:
     state = state_of(request)
-    wire = oll.parse(ShowIn, await read_body(request, state.settings.max_body_bytes))
+    wire = oll.parse(ShowIn, await read_body(request))
     name = wire.model or wire.name
     if not name:
         raise InvalidRequest("model is required", param="model")

@@ -23,7 +23,7 @@ from starlette.routing import BaseRoute, Route
 from lumbung import errors
 from lumbung.store.pull import Progress
 from lumbung.store.serving import StoreService
-from lumbung.surfaces.common import RequestLog, endpoint, read_body, state_of
+from lumbung.surfaces.common import RequestLog, endpoint, read_body
 
 log = logging.getLogger(__name__)
 PROGRESS_INTERVAL = 0.25  # seconds between progress lines of one file (the last one always goes out)
@@ -99,8 +99,7 @@ def _event(p: Progress) -> dict[str, Any]:
 
 @ollama_endpoint
 async def pull(request: Request, entry: RequestLog) -> Response:
-    state = state_of(request)
-    name, body = _parse(await read_body(request, state.settings.max_body_bytes), PullBody)
+    name, body = _parse(await read_body(request), PullBody)
     assert isinstance(body, PullBody)
     entry.model = name
     service = _service(request)
@@ -167,8 +166,7 @@ async def pull(request: Request, entry: RequestLog) -> Response:
 
 @ollama_endpoint
 async def delete(request: Request, entry: RequestLog) -> Response:
-    state = state_of(request)
-    name, _ = _parse(await read_body(request, state.settings.max_body_bytes), DeleteBody)
+    name, _ = _parse(await read_body(request), DeleteBody)
     entry.model = name
     try:
         await _service(request).delete(name)

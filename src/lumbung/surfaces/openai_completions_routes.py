@@ -27,7 +27,7 @@ openai_endpoint = endpoint(oai.error_body)
 @openai_endpoint
 async def completions(request: Request, entry: RequestLog) -> Response:
     state = state_of(request)
-    body = await read_body(request, state.settings.max_body_bytes)
+    body = await read_body(request)
     call = oc.parse_completion_request(body)
     state.note_extra_fields("openai.completions", call.extra_fields)
     model = state.gateway.resolve(call.requests[0].model).model

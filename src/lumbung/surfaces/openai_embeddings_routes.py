@@ -16,7 +16,7 @@ openai_endpoint = endpoint(oai.error_body)
 @openai_endpoint
 async def embeddings(request: Request, entry: RequestLog) -> Response:
     state = state_of(request)
-    body = await read_body(request, state.settings.max_body_bytes)
+    body = await read_body(request)
     call = oe.parse_embedding_request(body)
     state.note_extra_fields("openai.embeddings", call.extra_fields)
     model = state.gateway.resolve(call.model).model

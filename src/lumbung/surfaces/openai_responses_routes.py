@@ -91,7 +91,7 @@ async def _save(store: ResponseStore, response_id: str, *args: Any) -> None:
 @openai_endpoint
 async def create(request: Request, entry: RequestLog) -> Response:
     state = state_of(request)
-    body = await read_body(request, state.settings.max_body_bytes)
+    body = await read_body(request)
     call = orr.parse_create(body)
     state.note_extra_fields("openai.responses", call.extra_fields)
     try:

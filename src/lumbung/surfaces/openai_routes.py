@@ -69,7 +69,7 @@ async def get_model(request: Request, entry: RequestLog) -> Response:
 async def chat_completions(request: Request, entry: RequestLog) -> Response:
     state = state_of(request)
     # Routes of OpenAI-compatible providers only never get here: openai_passthrough answers them.
-    body = await read_body(request, state.settings.max_body_bytes)
+    body = await read_body(request)
     chat, options = oai.parse_chat_request(body)
     state.note_extra_fields("openai.chat", options.extra_fields)
     model = state.gateway.resolve(chat.model).model

@@ -1,0 +1,287 @@
+"""The one boundary every HTTP request crosses, as raw ASGI around everything else (the pass-through
+path and Starlette's endpoints alike):
+
+    record (RequestRecord: request id, api) -> key and scope (401/403) -> body limit (413)
+      -> the app (a client hang-up cancels it, and everything it started, at once) -> an error before the first byte in the API's own envelope -> x-request-id on every
+      answer -> the record closed once the app is done (the last byte went out or the client left,
+      and every attempt is closed): its sinks run (the access log line; a usage ledger is one more)
+
+Which API a path belongs to, and whether it needs a key (or an operator key), each endpoint declares
+with ``common.endpoint``; ``Policies`` reads that from the routes once. Paths without a declared
+policy (``/health``, ``/openapi.json``, unknown paths) need no key and answer in OpenAI's envelope.
+A surface keeps no copy of any of this: it raises ``ApiError`` (or returns its error response) and
+notes what it learns (model, streaming, an in-band error) on ``record.current``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from lumbung import record
+from lumbung.accounts.keys import KeyRing, presented_key
+from lumbung.errors import ApiError, InternalError, InvalidRequest, PayloadTooLarge
+from lumbung.record import RequestRecord
+from lumbung.types import new_id
+
+log = logging.getLogger("lumbung.access")
+errlog = logging.getLogger("lumbung.errors")
+
+ErrorRenderer = Callable[[ApiError], dict[str, Any]]
+WATCH_AFTER = 0.02  # seconds into a request before a client hang-up is watched for
+Sink = Callable[[RequestRecord], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """What the boundary does for one endpoint: its API's error envelope, and which key it needs."""
+
+    render: ErrorRenderer
+    auth: bool = True
+    admin: bool = False
+
+    @property
+    def api(self) -> str:
+        module = self.render.__module__
+        return next((api for api in ("anthropic", "ollama") if api in module), "openai")
+
+
+class Policies:
+    """The policy of each path, as its endpoint declared it (exact paths first, then patterns)."""
+
+    def __init__(self, routes: Sequence[BaseRoute], default: Policy) -> None:
+        self.default = default
+        self.exact: dict[str, Policy] = {}
+        self.patterns: list[tuple[re.Pattern[str], Policy]] = []
+        for route in routes:
+            policy = getattr(route, "endpoint", None) and getattr(route.endpoint, "policy", None)  # type: ignore[attr-defined]
+            if not isinstance(route, Route) or not isinstance(policy, Policy):
+                continue
+            if route.param_convertors:
+                self.patterns.append((route.path_regex, policy))
+            else:
+                self.exact.setdefault(route.path, policy)
+
+    def find(self, path: str) -> Policy:
+        found = self.exact.get(path)
+        if found is not None:
+            return found
+        for pattern, policy in self.patterns:
+            if pattern.match(path):
+                return policy
+        return self.default
+
+
+def error_response(exc: ApiError, render: ErrorRenderer) -> JSONResponse:
+    headers = {}
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+    return JSONResponse(render(exc), status_code=exc.status, headers=headers)
+
+
+def access_log(rec: RequestRecord) -> None:
+    """The one structured line a request leaves behind; never prompts or keys."""
+    if not log.isEnabledFor(logging.INFO):
+        return
+    line: dict[str, Any] = {
+        "event": "request",
+        "id": rec.id,
+        "method": rec.method,
+        "path": rec.path,
+        "status": rec.status,
+        "latency_ms": rec.latency_ms,
+    }
+    for key in ("model", "stream", "prompt_tokens", "completion_tokens", "error", "target"):
+        value = getattr(rec, key)
+        if value not in (None, False):
+            line[key] = value
+    if len(rec.attempts) > 1:
+        line["attempts"] = len(rec.attempts)
+    text = json.dumps(line, separators=(",", ":"))
+    try:
+        # Written on the loop's next turn, once the answer's last bytes have gone out: a log line
+        # costs ~0.1 ms here and should not be on the client's clock (docs/performance.md).
+        asyncio.get_running_loop().call_soon(log.info, text)
+    except RuntimeError:
+        log.info(text)
+
+
+class _Reply:
+    """``send`` for one request: stamps ``x-request-id`` on the answer and keeps its status on the
+    record."""
+
+    __slots__ = ("ending", "rec", "send", "started")
+
+    def __init__(self, send: Send, rec: RequestRecord) -> None:
+        self.send = send
+        self.rec = rec
+        self.started = False
+        self.ending = False  # the last bytes are going out: a "disconnect" from now on is the server's
+
+    async def __call__(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            self.started = True
+            self.rec.status = message["status"]
+            headers = [*message.get("headers", ()), (b"x-request-id", self.rec.id.encode("latin-1"))]
+            message = {**message, "headers": headers}
+        elif kind == "http.response.body" and not message.get("more_body", False):
+            self.ending = True
+        await self.send(message)
+
+    async def error(self, exc: ApiError, render: ErrorRenderer) -> None:
+        """``exc`` as the answer, in the API's envelope; after the first byte only noted (a started
+        stream carries its errors in-band, the surface's business)."""
+        self.rec.error = self.rec.error or exc.code or exc.type
+        if self.started:
+            return
+        response = error_response(exc, render)
+        await self(
+            {"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers}
+        )
+        await self({"type": "http.response.body", "body": response.body})
+
+
+class _HangUp:
+    """Cancels the request's task when its client hangs up, so everything it started (the gateway's
+    attempts, the backend's work) ends at once, on every path. Watching takes a task and a read of
+    ``receive``, so it starts only once the body has been read, and only WATCH_AFTER into the request:
+    most answers are done by then and never need one."""
+
+    def __init__(self, receive: Receive, reply: _Reply) -> None:
+        self.receive = receive
+        self.reply = reply
+        self.task = asyncio.current_task()
+        self.gone = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._watcher: asyncio.Future[None] | None = None
+
+    def arm(self) -> None:
+        """The body is read: watch from WATCH_AFTER on."""
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(WATCH_AFTER, self._start)
+
+    def _start(self) -> None:
+        self._watcher = asyncio.ensure_future(self._watch())
+
+    async def _watch(self) -> None:
+        while (await self.receive())["type"] != "http.disconnect":
+            pass
+        if not self.reply.ending and self.task is not None:  # after the answer, uvicorn says so too
+            self.gone = True
+            self.reply.rec.error = "client_disconnected"
+            self.task.cancel()
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._watcher is not None:
+            self._watcher.cancel()
+
+
+def _bounded(receive: Receive, limit: int, read: Callable[[], None]) -> Receive:
+    """``receive`` refusing a body past ``limit`` bytes as it arrives (413), chunked or not; ``read``
+    is called once the whole body has arrived."""
+    size = 0
+
+    async def bounded() -> Message:
+        nonlocal size
+        message = await receive()
+        if message["type"] == "http.request":
+            size += len(message.get("body", b""))
+            if size > limit:
+                raise PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes.")
+            if not message.get("more_body", False):
+                read()
+        return message
+
+    return bounded
+
+
+def _headers(scope: Scope) -> dict[bytes, bytes]:
+    """The headers the boundary reads (ASGI gives names lower-cased); the first of each wins."""
+    found: dict[bytes, bytes] = {}
+    for name, value in scope["headers"]:
+        if name in (b"authorization", b"x-api-key", b"content-length", b"x-request-id") and name not in found:
+            found[name] = value
+    return found
+
+
+def _key(headers: dict[bytes, bytes]) -> str | None:
+    auth, xkey = headers.get(b"authorization"), headers.get(b"x-api-key")
+    return presented_key(auth.decode("latin-1") if auth else None, xkey.decode("latin-1") if xkey else None)
+
+
+class Boundary:
+    """ASGI: the boundary above, around ``app``."""
+
+    def __init__(
+        self, app: ASGIApp, keys: KeyRing, limit: int, policies: Policies, sinks: Sequence[Sink]
+    ) -> None:
+        self.app = app
+        self.keys = keys
+        self.limit = limit
+        self.policies = policies
+        self.sinks = sinks
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        policy = self.policies.find(path)
+        headers = _headers(scope)
+        given = headers.get(b"x-request-id")
+        rec = RequestRecord(
+            id=given.decode("latin-1") if given else new_id("req"),
+            method=scope["method"],
+            path=path,
+            api=policy.api,
+            sinks=self.sinks,
+        )
+        token = record.current.set(rec)
+        reply = _Reply(send, rec)
+        hang_up = _HangUp(receive, reply)
+        try:
+            if policy.auth:
+                rec.caller = self.keys.check(_key(headers), admin=policy.admin)
+            self._check_declared(headers.get(b"content-length"))
+            await self.app(scope, _bounded(receive, self.limit, hang_up.arm), reply)
+        except ApiError as exc:
+            await reply.error(exc, policy.render)
+        except asyncio.CancelledError:
+            if not hang_up.gone:
+                rec.error = rec.error or "cancelled"
+                raise
+            if hang_up.task is not None:
+                hang_up.task.uncancel()  # the client left: there is no one to answer
+        except Exception as exc:
+            errlog.exception("request %s failed", rec.id)
+            await reply.error(InternalError(f"Internal error ({type(exc).__name__})."), policy.render)
+        finally:
+            hang_up.stop()
+            if not reply.started:  # no answer at all: the client left before it
+                rec.status = 499
+                rec.error = rec.error or "client_disconnected"
+            rec.close()
+            record.current.reset(token)
+
+    def _check_declared(self, declared: bytes | None) -> None:
+        """A declared Content-Length over the limit is refused before a byte of the body is read."""
+        if declared is None:
+            return
+        try:
+            too_big = int(declared) > self.limit
+        except ValueError as exc:
+            raise InvalidRequest("Invalid Content-Length header.") from exc
+        if too_big:
+            raise PayloadTooLarge(f"The request body is larger than the limit of {self.limit} bytes.")
