@@ -61,13 +61,14 @@ def brief(message: str) -> str:
     return line if len(line) <= MAX_REASON else line[:MAX_REASON] + "..."
 
 
-_TOO_COMPLEX = ("TooComplex", "Too many", "too many", "fuel", "limit", "too large", "too big")
+# llguidance's words for hitting one of its limits (never a client's names, which errors may quote).
+_TOO_COMPLEX = re.compile(r"TooComplex|Too many|too many|fuel|limit \d|\(limit|max_[a-z_]+|too large|too big")
 
 
 def client_reason(error: str) -> str:
     """A compiler or matcher error in the client's terms: never llguidance's internal limits by name
     (a client cannot change them), and bounded (the message may quote the grammar)."""
-    if any(word in error for word in _TOO_COMPLEX):
+    if _TOO_COMPLEX.search(error):
         return "the schema is too complex to follow while writing (deep recursion or a very large pattern)"
     return brief(error.split("Error:", 1)[-1]) if error else "the answer left the schema"
 
