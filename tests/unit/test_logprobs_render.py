@@ -50,7 +50,7 @@ def test_responses_output_text_logprobs() -> None:
     call = orr.parse_create(b'{"model": "m", "input": "x"}')
     done = Completion("Hello", "stop", Usage(1, 2), logprobs=TOKENS)
     body = orr.response_body(
-        call, "m", status="completed", output=orr.output_items(done, True), usage=done.usage
+        call, "m", status="completed", output=orr.output_items(done, True, call.tools), usage=done.usage
     )
     validate(body, "Response")
     part = body["output"][0]["content"][0]
