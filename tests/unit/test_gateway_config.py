@@ -194,3 +194,17 @@ def test_vllm_provider_settings_are_checked(tmp_path: Path) -> None:
     assert "set `jurisdiction`" in error(
         tmp_path, "providers:\n  - name: g\n    kind: vllm\n    base_url: http://h\n"
     )
+
+
+def test_launch_implies_replicas_on_local_ports_and_a_local_jurisdiction(tmp_path: Path) -> None:
+    text = "providers:\n  - name: gpu\n    kind: vllm\n    launch: {model: Qwen/Qwen2.5-7B-Instruct, replicas: 2, port: 9000}\n"
+    settings = load(tmp_path, text + "egress: [local]\nroutes:\n  - name: r\n    tiers: [[gpu/m]]\n")
+    gateway = build_gateway(settings, LlamaCppBackend([]), environ={})  # type: ignore[arg-type]
+    assert [p.base_url for p in gateway.providers] == ["http://127.0.0.1:9000/v1", "http://127.0.0.1:9001/v1"]
+    assert {p.jurisdiction for p in gateway.providers} == {"local"}
+    assert "only a vllm provider has `launch`" in error(
+        tmp_path,
+        "providers:\n  - name: o\n    kind: openai\n    base_url: http://h\n    jurisdiction: ID\n"
+        "    launch: {model: m}\n",
+    )
+    assert "drop `replicas`" in error(tmp_path, text + "    replicas: [http://h:1/v1]\n")

@@ -18,16 +18,18 @@ from lumbung.config.providers import (
     jurisdiction_of,
 )
 from lumbung.config.routes import GatewayConfigError, RouteConfig, TargetConfig, check_gateway
-from lumbung.config.vllm import FleetConfig
+from lumbung.config.vllm import BackoffConfig, FleetConfig, LaunchConfig
 
 __all__ = [
     "LOCAL_JURISDICTION",
     "LOCAL_PROVIDER",
     "AdapterConfig",
     "AmxMode",
+    "BackoffConfig",
     "CircuitConfig",
     "FleetConfig",
     "GatewayConfigError",
+    "LaunchConfig",
     "ModelConfig",
     "ProviderConfig",
     "RouteConfig",

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from lumbung.config.vllm import FleetConfig
+from lumbung.config.vllm import FleetConfig, LaunchConfig
 
 LOCAL_PROVIDER = "local"
 LOCAL_JURISDICTION = "local"
@@ -62,6 +62,11 @@ class ProviderConfig(BaseModel):
     fleet: FleetConfig = Field(
         default_factory=FleetConfig, description="`vllm`: how replicas are watched and when one is full."
     )
+    launch: LaunchConfig | None = Field(
+        default=None,
+        description="`vllm`: start and supervise `vllm serve` processes on this machine as the replicas "
+        "(then `replicas` and `jurisdiction` are implied: its own ports, `local`).",
+    )
     api_key_env: str | None = Field(
         default=None, description="Environment variable holding the API key (never the key itself)."
     )
@@ -100,11 +105,16 @@ class ProviderConfig(BaseModel):
     @property
     def replica_urls(self) -> list[str]:
         """A vLLM provider's replicas (its ``base_url`` alone when none are listed)."""
+        if self.launch is not None:
+            return self.launch.urls()
         return self.replicas or ([self.base_url] if self.base_url else [])
 
 
 def jurisdiction_of(provider: ProviderConfig) -> str:
-    return LOCAL_JURISDICTION if provider.kind == "local" else str(provider.jurisdiction)
+    """Where its data goes: processes lumbung launches on this machine are ``local``."""
+    if provider.kind == "local" or provider.launch is not None:
+        return LOCAL_JURISDICTION
+    return str(provider.jurisdiction)
 
 
 def allowed(jurisdiction: str, egress: list[str] | None) -> bool:

@@ -126,7 +126,13 @@ def check_gateway(
             )
         if p.kind not in ("local", "vllm") and not p.base_url:
             raise GatewayConfigError(f"provider {p.name!r}: a {p.kind} provider needs `base_url`", entry)
-        if p.kind != "local" and not p.jurisdiction:
+        if p.launch is not None and p.kind != "vllm":
+            raise GatewayConfigError(f"provider {p.name!r}: only a vllm provider has `launch`", entry)
+        if p.launch is not None and (p.replicas or p.base_url):
+            raise GatewayConfigError(
+                f"provider {p.name!r}: `launch` sets the replicas; drop `replicas` and `base_url`", entry
+            )
+        if p.kind != "local" and p.launch is None and not p.jurisdiction:
             raise GatewayConfigError(
                 f"provider {p.name!r}: set `jurisdiction` (where its data goes, e.g. ID, US)", entry
             )

@@ -13,10 +13,11 @@ from lumbung.clock import TimerClock, monotonic
 from lumbung.config import LOCAL_PROVIDER, ProviderConfig, Timeouts, jurisdiction_of
 from lumbung.engines.base import Backend
 from lumbung.engines.vllm import Fleet, Replica
+from lumbung.engines.vllm_launch import Launcher
 from lumbung.errors import ConfigError
 from lumbung.gateway.breaker import BreakerPolicy
 from lumbung.gateway.retry import RetryBudget
-from lumbung.gateway.router import Gateway
+from lumbung.gateway.router import Gateway, Watcher
 from lumbung.gateway.state import Member, ProviderState, Route, TargetState, new_target
 from lumbung.settings import Settings
 
@@ -62,8 +63,10 @@ def build_gateway(
     providers = {LOCAL_PROVIDER: ProviderState(LOCAL_PROVIDER, "local", "local", local, whole, clock)}
     # A vLLM provider is one provider state per replica, each its own target in the routes naming it.
     replicas: dict[str, list[ProviderState]] = {}
-    fleets: list[Fleet] = []
+    fleets: list[Watcher] = []
     for cfg in settings.providers:
+        if cfg.launch is not None:
+            fleets.append(Launcher.of(cfg.name, cfg.launch, settings.home, clock))
         if cfg.kind == "vllm":
             fleet = Fleet.of(cfg, api_key(cfg, environ), clock)
             fleets.append(fleet)

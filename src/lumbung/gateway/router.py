@@ -489,7 +489,7 @@ class Gateway:
 
     async def aclose(self) -> None:
         """Close upstream providers' connection pools (the local engine closes on its own)."""
-        for watcher in self.watchers:
+        for watcher in reversed(self.watchers):  # readers before the processes they read
             await watcher.aclose()
         for provider in self.providers:
             closer = getattr(provider.backend, "aclose", None)
