@@ -169,3 +169,16 @@ async def test_a_local_answer_is_accounted_from_the_engines_usage(lb_default: In
     assert response.status_code == 200
     [rec] = closed
     assert rec.target == "local/" + MODEL and (rec.prompt_tokens, rec.completion_tokens) == (2, 3)
+
+
+async def test_embeddings_are_attempts_with_their_usage_on_the_record(tmp_path: Path) -> None:
+    providers = {"a": FakeBackend("a"), "b": FakeBackend("b")}
+    async with in_process(tmp_path, providers=providers, routes=[route("r", ["a"], ["b"])]) as lb:
+        closed = records_of(lb)
+        lb.fake("a").embed_error = UpstreamError("a is down")
+        response = await lb.client.post("/v1/embeddings", json={"model": "r", "input": ["one", "two"]})
+        assert response.status_code == 200, response.text
+        assert lb.gateway.resolve("r").tiers[0][0].state.inflight == 0
+    [rec] = closed
+    assert [(a.target, a.error) for a in rec.attempts] == [("a/m", "upstream_error"), ("b/m", None)]
+    assert rec.target == "b/m" and rec.prompt_tokens == 2

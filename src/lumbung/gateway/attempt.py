@@ -14,7 +14,7 @@ import logging
 import math
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from lumbung.clock import TimerClock
 from lumbung.errors import (
@@ -54,7 +54,7 @@ class Attempt(Generic[T]):
     def __init__(
         self,
         member: Member,
-        call: Call[T],
+        call: Call[T] | None,
         *,
         clock: TimerClock,
         record: RequestRecord | None,
@@ -65,9 +65,10 @@ class Attempt(Generic[T]):
         self.member = member
         self.state = member.state
         self.provider = member.state.provider
-        self.items = call.items
-        self.is_last = call.is_last
-        self.usage_of = call.usage_of
+        # None: one call that is not a stream (embeddings), awaited by the gateway itself.
+        self.items = call.items if call is not None else _no_items()
+        self.is_last = call.is_last if call is not None else _always
+        self.usage_of = call.usage_of if call is not None else _no_usage
         self.clock = clock
         self.record = record
         self.usage: Usage | None = None
@@ -133,7 +134,11 @@ class Attempt(Generic[T]):
 
     def succeeded(self, last: T) -> None:
         """The answer is complete: ``last`` is its final item."""
-        self.usage = self.usage_of(last)
+        self.settled(self.usage_of(last))
+
+    def settled(self, usage: Usage | None) -> None:
+        """The call answered, reporting ``usage``."""
+        self.usage = usage
         self.answered = True
         self.state.breaker.success()
 
@@ -159,6 +164,19 @@ class Attempt(Generic[T]):
                 error = self.error.code or self.error.type
             self.record.attempted(self.key, error, self.usage)
         await self.items.aclose()
+
+
+async def _no_items() -> AsyncGenerator[Any, None]:
+    return
+    yield
+
+
+def _always(item: object) -> bool:
+    return True
+
+
+def _no_usage(item: object) -> Usage | None:
+    return None
 
 
 def record_failure(member: Member, error: ApiError, clock: TimerClock) -> None:

@@ -35,7 +35,7 @@ from lumbung.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from lumbung.gateway.attempt import Attempt, Call, record_failure
+from lumbung.gateway.attempt import Attempt, Call
 from lumbung.gateway.balancer import affinity_key, choose
 from lumbung.gateway.breaker import Breaker, BreakerState
 from lumbung.gateway.retry import Deadline, backoff
@@ -426,15 +426,24 @@ class Gateway:
             if route.guarded and member.state.blocked_for() > 0:
                 continue
             self._check_egress(route, member.state.provider)
+            # One call, not a stream: in flight while it runs, its prompt tokens noted as its usage.
+            attempt: Attempt[Embeddings] = Attempt(
+                member, None, clock=self.clock, record=record.current.get()
+            )
             try:
-                return await member.state.provider.backend.embed(member.state.model, inputs)
-            except InvalidRequest:
+                result = await member.state.provider.backend.embed(member.state.model, inputs)
+                attempt.settled(Usage(prompt_tokens=result.prompt_tokens))
+                return result
+            except InvalidRequest as exc:
+                attempt.error = exc  # the client's fault, not the target's
                 raise
             except ApiError as exc:
                 if not route.guarded:
+                    attempt.error = exc
                     raise
-                record_failure(member, exc, self.clock)
-                last = exc
+                last = attempt.failed(exc, "answer")
+            finally:
+                await attempt.close()
         raise last or Overloaded(f"no target of route {route.name!r} is available now", retry_after=1.0)
 
     async def count_tokens(self, request: Request) -> int:
