@@ -29,6 +29,7 @@ class AttemptNote:
     target: str
     error: str | None = None
     usage: Usage | None = None
+    first_token: float | None = None  # when its first token came (perf_counter, like ``start``)
 
 
 @dataclass
@@ -52,8 +53,10 @@ class RequestRecord:
     done: bool = False
     sinks: Sequence[Callable[[RequestRecord], None]] = ()
 
-    def attempted(self, target: str, error: str | None, usage: Usage | None) -> None:
-        self.attempts.append(AttemptNote(target, error, usage))
+    def attempted(
+        self, target: str, error: str | None, usage: Usage | None, first_token: float | None = None
+    ) -> None:
+        self.attempts.append(AttemptNote(target, error, usage, first_token))
 
     @property
     def usage(self) -> Usage | None:
@@ -72,6 +75,15 @@ class RequestRecord:
         """The target that answered (the last one, for n > 1), None when none did."""
         answered = [a.target for a in self.attempts if a.error is None]
         return answered[-1] if answered else None
+
+    @property
+    def first_token_seconds(self) -> float | None:
+        """Seconds from arrival to the first token of the answer used: the last attempt that had
+        one (earlier ones failed over; for n > 1, the last choice's)."""
+        for note in reversed(self.attempts):
+            if note.first_token is not None:
+                return note.first_token - self.start
+        return None
 
     def finish(self, status: int | None = None) -> None:
         """A surface's word that its answer is over; ``status``: how it ended when that is not what

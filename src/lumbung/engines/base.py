@@ -105,6 +105,36 @@ class Forwarder(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class ModelStats:
+    """One local model's engine as it stands now, for ``GET /metrics`` (read at scrape time). The
+    counters count since the model loaded: they restart from 0 when it is loaded again."""
+
+    model: str
+    loaded: bool
+    memory_bytes: int = 0  # weights, the KV cache allocated and loaded adapters
+    parallel: int = 0  # sequences decoded together at most
+    running: int = 0
+    queued: int = 0
+    kv_cells: int = 0  # the context's KV capacity, in cells (tokens)
+    kv_cells_used: int = 0
+    kv_bytes_per_cell: int = 0
+    prefix_cache_entries: int = 0
+    prefix_cache_cells: int = 0  # KV cells only the prefix cache holds
+    prefix_cache_hits: int = 0
+    prefix_cache_misses: int = 0
+    prefix_cache_tokens: int = 0  # prompt tokens reused from the cache
+    generated_tokens: int = 0
+    refused: int = 0  # requests turned away at capacity (429)
+
+
+@runtime_checkable
+class Measured(Protocol):
+    """A backend that runs models itself (the local engine) and can say how each is doing."""
+
+    def model_stats(self) -> list[ModelStats]: ...
+
+
 @dataclass
 class Collector:
     """Accumulates a chunk stream into a ``Completion``."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -74,6 +75,8 @@ class Attempt(Generic[T]):
         self.usage: Usage | None = None
         self.error: ApiError | None = None
         self.answered = False
+        # When the first item came (perf_counter, as the request record's start): time to first token.
+        self.first_at: float | None = None
         timeouts = self.provider.timeouts
         self.end = min(deadline, clock() + timeouts.total)
         limit = self.end - clock()
@@ -96,7 +99,9 @@ class Attempt(Generic[T]):
         recorded on the target (not the client's own InvalidRequest) and raised as an ApiError."""
         # One timer rather than ``asyncio.timeout`` (a fraction of the cost, see watchdog.py).
         timer = IdleWatchdog(self.first_limit, self.clock() + self.first_limit, self.clock)
-        return await self._next(timer, "first token", close_timer=True)
+        item = await self._next(timer, "first token", close_timer=True)
+        self.first_at = time.perf_counter()
+        return item
 
     async def next(self) -> T:
         """The next item, under the idle timeout and the call's end."""
@@ -162,7 +167,7 @@ class Attempt(Generic[T]):
             error = None if self.answered else "cancelled"
             if self.error is not None:
                 error = self.error.code or self.error.type
-            self.record.attempted(self.key, error, self.usage)
+            self.record.attempted(self.key, error, self.usage, self.first_at)
         await self.items.aclose()
 
 

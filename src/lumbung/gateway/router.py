@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
+from collections import Counter
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any, Protocol, TypeVar, cast
@@ -120,6 +122,8 @@ class Gateway:
         self.clock = clock
         self.rng = rng or random.Random()
         self._routes: dict[str, Route] = {}
+        # (from provider, to provider) -> requests moved on after a failure, for /metrics.
+        self.failovers: Counter[tuple[str, str]] = Counter()
         self._claim_local(self._routes, {})
         # Routes whose every target can relay OpenAI requests as bytes (checked once, not per request).
         self._forwarding: set[str] = set()
@@ -183,6 +187,21 @@ class Gateway:
                 f"The model `{name}` does not exist or you do not have access to it.", param="model"
             )
         return route
+
+    def route_name(self, name: str) -> str | None:
+        """The route ``name`` resolves to (aliases folded into it), None for an unknown name: what
+        /metrics labels a request with, so clients' made-up names never create series."""
+        route = self._routes.get(name)
+        return route.name if route is not None else None
+
+    def targets(self) -> list[TargetState]:
+        """Every configured route's targets, each once (a target shared by routes is one state)."""
+        seen: dict[int, TargetState] = {}
+        for route in self._routes.values():
+            if route.guarded:
+                for member in route.members():
+                    seen.setdefault(id(member.state), member.state)
+        return list(seen.values())
 
     def models(self) -> list[ModelInfo]:
         out = [info for backend in self.backends for info in backend.models()]
@@ -268,6 +287,8 @@ class Gateway:
         attempt = Attempt(member, _chunks(stream), clock=self.clock, record=record.current.get())
         try:
             async for chunk in stream:
+                if attempt.first_at is None:
+                    attempt.first_at = time.perf_counter()
                 if chunk.finish_reason is not None:
                     attempt.answered, attempt.usage = True, chunk.usage
                 yield chunk
@@ -332,6 +353,8 @@ class Gateway:
             if probe is False:
                 continue
             attempts += 1
+            if failures:
+                self.failovers[failures[-1][0].state.provider.name, state.provider.name] += 1
             attempt = Attempt(
                 member,
                 start(state),

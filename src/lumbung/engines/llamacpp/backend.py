@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from lumbung import toolcalls
-from lumbung.engines.base import Embeddings
+from lumbung.engines.base import Embeddings, ModelStats
 from lumbung.engines.llamacpp.amx import use_extra_buffers
 from lumbung.engines.llamacpp.embedder import Embedder, EmbedderConfig, pooling_for, run_stoppable
 from lumbung.engines.llamacpp.engine import Engine, EngineConfig, Sequence
@@ -408,6 +408,38 @@ class LlamaCppBackend:
                     if adapter.id == model_id:
                         return spec.id, adapter
         return model_id, None  # unknown ids go on to the manager's 404
+
+    def model_stats(self) -> list[ModelStats]:
+        """Every configured model (not its adapters: they run on its engine), loaded or not."""
+        out = []
+        for spec in self.specs.values():
+            slot = self.manager.slots.get(spec.id)
+            if slot is None:
+                out.append(ModelStats(spec.id, loaded=False))
+                continue
+            loaded = cast(LocalModel, slot.model)
+            s = loaded.engine.stats()
+            out.append(
+                ModelStats(
+                    spec.id,
+                    loaded=True,
+                    memory_bytes=loaded.memory_bytes,
+                    parallel=spec.engine.parallel,
+                    running=s.active,
+                    queued=s.queued,
+                    kv_cells=s.kv_cells,
+                    kv_cells_used=s.kv_used,
+                    kv_bytes_per_cell=s.kv_bytes_per_cell,
+                    prefix_cache_entries=s.cache_entries,
+                    prefix_cache_cells=s.cache_cells,
+                    prefix_cache_hits=s.cache_hits,
+                    prefix_cache_misses=s.cache_misses,
+                    prefix_cache_tokens=s.cached_tokens,
+                    generated_tokens=s.generated_tokens,
+                    refused=s.refused,
+                )
+            )
+        return out
 
     def models(self) -> list[ModelInfo]:
         out = []

@@ -85,6 +85,9 @@ class EngineStats:
     cache_hits: int
     cache_misses: int
     cached_tokens: int
+    kv_bytes_per_cell: int = 0
+    generated_tokens: int = 0  # sampled since the model loaded (rate() of it: tokens/s)
+    refused: int = 0  # requests turned away at capacity (429) since the model loaded
 
 
 _WAKE = object()
@@ -139,6 +142,9 @@ class Engine:
         self._queued = 0  # submitted, not yet running
         self._outside = 0  # admitted by reserve(): work beside the engine (embeddings)
         self._kv_snapshot = (0, 0, 0)  # (cells used, cells held by the cache alone, cache entries)
+        # Counters for /metrics, written by one side only (ints: a read from the loop is whole).
+        self.generated_tokens = 0  # engine thread
+        self.refused = 0  # under _lock
         self._service_time = 2.0  # running average of a request's seconds in a slot (Retry-After)
         self._lora: LoraKey = BASE  # the adapter set on the context now
         self._turn = 0  # steps taken while sequences with different adapter sets ran
@@ -171,6 +177,9 @@ class Engine:
             cache_hits=cache.hits,
             cache_misses=cache.misses,
             cached_tokens=cache.reused_tokens,
+            kv_bytes_per_cell=self.model.kv_bytes_per_cell,
+            generated_tokens=self.generated_tokens,
+            refused=self.refused,
         )
 
     @property
@@ -213,6 +222,7 @@ class Engine:
     def _check_room(self, siblings: int) -> None:
         load = len(self._active) + self._queued + self._outside
         if load >= self.capacity:
+            self.refused += 1
             raise RateLimited(
                 f"model {self.name!r} is at capacity: {max(0, load - siblings)} other requests are "
                 f"running or waiting, and it takes {self.capacity} at once (parallel "
@@ -416,6 +426,7 @@ class Engine:
 
     def _on_token(self, seq: Sequence, token: int, index: int) -> None:
         seq.generated += 1
+        self.generated_tokens += 1
         seq.tokens.append(token)
         if self.model.is_eog(token) or token in seq.stop_tokens:
             self._finish(seq, "", "stop")
