@@ -62,8 +62,8 @@ class Settings(BaseModel):
     admin_api_keys: list[str] = Field(
         default_factory=list,
         description="Operator keys (or sha256:HEX digests): the only keys that may pull and delete "
-        "models and read provider status (`/api/pull`, `/api/delete`, `/admin/providers`); they "
-        "also work as API keys. When `api_keys` are set and this is empty, those actions are refused.",
+        "models and read provider status and metrics (`/api/pull`, `/api/delete`, `/admin/providers`, "
+        "`/metrics`); they also work as API keys. When `api_keys` are set and this is empty, those actions are refused.",
     )
     allow_no_auth: bool = Field(
         default=False, description="Allow binding a non-loopback address with no API key."

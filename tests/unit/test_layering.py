@@ -92,6 +92,12 @@ def test_the_gateway_imports_no_surface() -> None:
     assert not bad, bad
 
 
+def test_observability_sits_below_the_surfaces() -> None:
+    """observe/ reads the gateway and the engines' stats; the surfaces serve it, never the reverse."""
+    assert not (bad := violations("lumbung.observe", ("lumbung.surfaces", "lumbung.server"))), bad
+    assert not (bad := violations(("lumbung.engines", "lumbung.gateway"), ("lumbung.observe",))), bad
+
+
 def test_surfaces_reach_backends_only_through_the_gateway() -> None:
     """A surface may use the backend protocol's types (engines/base.py), never a backend itself."""
     bad = [

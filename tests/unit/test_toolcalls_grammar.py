@@ -56,7 +56,6 @@ FORCED = {
             "seed_oss",
             "tool_calls_json",
             "command_r",
-            "kimi_k3",
         )
     },
 }
@@ -64,7 +63,6 @@ RAW_TEXT_VALUES = {
     "qwen3_coder",
     "glm",
     "deepseek_v3_2",
-    "kimi_k3",
     "deepseek_v4",
     "minimax_m2",
     "seed_oss",

@@ -1,6 +1,6 @@
 """Operator routes: ``GET /admin/providers`` (health, breaker state, cut-off marks, in-flight counts,
-and with ``?probe=1`` whether each provider answers right now).
-Operator keys only (``admin_api_keys``) when keys are configured."""
+and with ``?probe=1`` whether each provider answers right now) and ``GET /metrics`` (Prometheus,
+docs/observability.md). Operator keys only (``admin_api_keys``) when keys are configured."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from lumbung.errors import NotFound
+from lumbung.observe.metrics import CONTENT_TYPE
 from lumbung.surfaces import openai as oai
 from lumbung.surfaces.common import RequestLog, endpoint, state_of
 
@@ -24,5 +26,16 @@ async def providers(request: Request, entry: RequestLog) -> Response:
     return JSONResponse(body)
 
 
+@endpoint(oai.error_body, admin=True)
+async def metrics(request: Request, entry: RequestLog) -> Response:
+    series = state_of(request).metrics
+    if series is None:
+        raise NotFound("Metrics are not kept by this server.")
+    return Response(series.render(), media_type=CONTENT_TYPE)
+
+
 def routes() -> list[BaseRoute]:
-    return [Route("/admin/providers", providers, methods=["GET"])]
+    return [
+        Route("/admin/providers", providers, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]

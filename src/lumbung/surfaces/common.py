@@ -18,6 +18,7 @@ from lumbung import record
 from lumbung.accounts.keys import Caller, KeyRing, presented_key
 from lumbung.errors import ApiError, InternalError, InvalidRequest
 from lumbung.gateway.router import Gateway
+from lumbung.observe.metrics import Metrics
 from lumbung.record import RequestRecord
 from lumbung.settings import Settings
 from lumbung.surfaces.boundary import ErrorRenderer, Policy, Sink, access_log, error_response
@@ -38,6 +39,7 @@ class AppState:
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # Where every request's record goes once closed: the access log; a usage ledger adds itself here.
     sinks: list[Sink] = field(default_factory=lambda: [access_log])
+    metrics: Metrics | None = None  # GET /metrics; every request counted once it ends
 
     def note_extra_fields(self, surface: str, names: list[str]) -> None:
         """Unknown request fields are accepted; each is logged once per process, not per request."""

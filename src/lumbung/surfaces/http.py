@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -12,12 +13,13 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from lumbung.accounts.keys import KeyRing
 from lumbung.errors import ApiError, NotFound
 from lumbung.gateway.router import Gateway
+from lumbung.observe.metrics import Endpoints, Metrics
 from lumbung.settings import Settings
 from lumbung.surfaces import (
     admin_routes,
@@ -126,22 +128,30 @@ def create_app(
             if on_shutdown is not None:
                 await asyncio.to_thread(on_shutdown)
 
+    routes = [
+        Route("/health", health, methods=["GET"]),
+        Route("/openapi.json", openapi.openapi, methods=["GET"]),
+        *openai_routes.routes(),
+        *anthropic_routes.routes(),
+        *admin_routes.routes(),
+        *openai_completions_routes.routes(),
+        *openai_embeddings_routes.routes(),
+        *ollama_routes.routes(),
+        *ollama_store_routes.routes(),
+        *openai_responses_routes.routes(),
+    ]
+    state.metrics = Metrics(gateway, Endpoints(_templates(routes)))
+    state.sinks.append(state.metrics.record)
     app = App(
         state,
-        routes=[
-            Route("/health", health, methods=["GET"]),
-            Route("/openapi.json", openapi.openapi, methods=["GET"]),
-            *openai_routes.routes(),
-            *anthropic_routes.routes(),
-            *admin_routes.routes(),
-            *openai_completions_routes.routes(),
-            *openai_embeddings_routes.routes(),
-            *ollama_routes.routes(),
-            *ollama_store_routes.routes(),
-            *openai_responses_routes.routes(),
-        ],
+        routes=routes,
         exception_handlers={HTTPException: _http_error},
         lifespan=lifespan,
     )
     app.state.lumbung = state
     return app
+
+
+def _templates(routes: list[BaseRoute]) -> list[tuple[str, re.Pattern[str] | None]]:
+    """Each route's path template, with the pattern that matches it when it has parameters."""
+    return [(r.path, r.path_regex if r.param_convertors else None) for r in routes if isinstance(r, Route)]
