@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from lumbung import __version__, cli_gateway, cli_ps, cli_run, cli_show, cli_store
+from lumbung import __version__, cli_gateway, cli_ps, cli_run, cli_show, cli_size, cli_store
 from lumbung.errors import LumbungError
 from lumbung.settings import Settings, load_settings
 
@@ -110,6 +110,7 @@ main.add_command(cli_gateway.drill)
 main.add_command(cli_store.pull)
 main.add_command(cli_store.list_models)
 main.add_command(cli_show.show)
+main.add_command(cli_size.size)
 main.add_command(cli_store.rm)
 main.add_command(cli_store.verify)
 main.add_command(cli_store.export_models)
