@@ -263,11 +263,12 @@ def test_claude_code_2_1_request_shape(server: ServerProcess) -> None:
 
 
 def test_errors_name_the_anthropic_field(server: ServerProcess) -> None:
-    """A tool schema the engine cannot enforce is named as the client sent it (``input_schema``),
-    not by the core request's OpenAI path."""
+    """A strict tool schema the engine cannot enforce is named as the client sent it
+    (``input_schema``), not by the core request's OpenAI path."""
+    bad = {"type": "object", "properties": {"a": {"$ref": "#/nowhere"}}}
     tools = [
         {"name": "ok", "input_schema": {"type": "object"}},
-        {"name": "f", "input_schema": {"type": "object", "properties": {"a": {"$ref": "#/nowhere"}}}},
+        {"name": "f", "strict": True, "input_schema": bad},
     ]
     body = {"model": "default", "max_tokens": 5, "messages": HELLO, "tools": tools}
     r = httpx.post(server.base_url + "/v1/messages", json=body, headers=HEADERS, timeout=60)
