@@ -75,6 +75,7 @@ async def test_the_429_message_does_not_count_the_requests_own_choices(small: Lo
             await anext(small.stream(chat("Name a fruit.", fanout=2, request_id="req-two")))
         assert "1 other requests are running or waiting" in err.value.message
         assert "parallel 1 + max_queue 1" in err.value.message
+        assert small.engine.stats().refused == 1
         assert err.value.retry_after is not None and err.value.retry_after >= 1
     finally:
         waiting.cancel()
@@ -109,6 +110,7 @@ async def test_embedding_requests_beyond_the_places_are_refused(small: LocalMode
     served = [o for o in outcomes if not isinstance(o, BaseException)]
     assert len(served) == 2 and len(refused) == 3  # parallel 1 + max_queue 1
     assert small.engine.outside == 0
+    assert small.engine.stats().refused == 3  # what /metrics reports as lumbung_model_refused_requests_total
 
 
 async def test_a_cancelled_embedding_request_stops_between_batches(small: LocalModel) -> None:

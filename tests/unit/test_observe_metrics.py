@@ -198,6 +198,24 @@ async def test_a_client_hang_up_mid_stream_is_cancelled(tmp_path: Path, surface:
     assert got.value("lumbung_request_duration_seconds_count", model=MODEL) == 1
 
 
+async def test_a_client_hang_up_before_the_first_byte_is_cancelled(tmp_path: Path) -> None:
+    async with in_process(tmp_path) as lb:
+        lb.local.then(Hang())
+        task = asyncio.ensure_future(
+            lb.client.post(OPENAI_CHAT.path, json=OPENAI_CHAT.body(MODEL, stream=False))
+        )
+        for _ in range(10_000):
+            if lb.local.hanging == 1:
+                break
+            await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        got = await until_counted(lb, "lumbung_requests_total", 1, model=MODEL, outcome="cancelled")
+    assert got.value("lumbung_requests_total", model=MODEL) == 1
+    assert got.value("lumbung_completion_tokens_total", model=MODEL) == 0
+
+
 async def test_unknown_model_names_make_no_series_of_their_own(tmp_path: Path) -> None:
     async with in_process(tmp_path) as lb:
         for i in range(5):
