@@ -74,6 +74,22 @@ def _dsml(wrapper: str) -> dict[str, str]:
     }
 
 
+def _kimi_k3() -> dict[str, str]:
+    o, c, s = "<|open|>", "<|close|>", "<|sep|>"
+    weather = (
+        f'{o}call tool="get_weather" index="1"{s}{o}argument key="city" type="string"{s}Jakarta{c}argument{s}'
+        f'{o}argument key="days" type="number"{s}3{c}argument{s}{c}call{s}'
+    )
+    time = f'{o}call tool="get_time" index="2"{s}{o}argument key="tz" type="string"{s}WIB{c}argument{s}{c}call{s}'
+    return {
+        "one": f"{o}response{s}{c}response{s}{o}tools{s}{weather}{c}tools{s}{c}message{s}",
+        "two": f"{o}tools{s}{weather}{time}{c}tools{s}",
+        "bad": f'{o}tools{s}{o}call tool="get_weather" index="1"{s}{o}argument key="city" type="string"{s}Jak{c}call{s}',
+        "forced": f'{o}tools{s}{o}call tool="get_weather" index="1"{s}{o}argument key="city" type="string"{s}Jakarta'
+        f'{c}argument{s}{o}argument key="days" type="number"{s}3{c}argument{s}{c}call{s}{c}tools{s}',
+    }
+
+
 # Per family: one call, two calls in one message, a malformed call, and a forced call as its grammar writes it.
 SAMPLES: dict[str, dict[str, str]] = {
     "hermes": {
@@ -186,6 +202,7 @@ SAMPLES: dict[str, dict[str, str]] = {
         "bad": '<|START_ACTION|>[{"tool_call_id": "0", "tool_name": "get_weather", "parameters": {"city": <|END_ACTION|>',
         "forced": f'<|START_ACTION|>[{{"tool_call_id": "0", "tool_name": "get_weather", "parameters": {_A}}}]<|END_ACTION|>',
     },
+    "kimi_k3": _kimi_k3(),
     "deepseek_v3_2": _dsml("function_calls"),
     "deepseek_v4": _dsml("tool_calls"),
     "gemma": {
@@ -291,7 +308,10 @@ def history_round_trip(fmt: ToolFormat, _: GrammarCompiler) -> bool:
 
 
 # How each family's reasoning is framed (``<think>`` unless named here), with the splitter for it.
-REASONING = {"harmony": ("<|channel|>analysis<|message|>", "<|end|><|start|>assistant")}
+REASONING = {
+    "harmony": ("<|channel|>analysis<|message|>", "<|end|><|start|>assistant"),
+    "kimi_k3": ("<|open|>think<|sep|>", "<|close|>think<|sep|>"),
+}
 
 
 def reasoning_split(fmt: ToolFormat, _: GrammarCompiler) -> bool:

@@ -115,6 +115,7 @@ CLAIMED = (
     "unsloth-Apriel-1.5",
     "CohereForAI-c4ai-command-r7b-12-2024-tool_use",
     "Cohere2MoE",
+    "Kimi-K3",
     "HuggingFaceTB-SmolLM3-3B",
     "NousResearch-Hermes-3-Llama-3.1-8B-tool_use",
     "ibm-granite-granite-4.0",

@@ -56,6 +56,7 @@ FORCED = {
             "seed_oss",
             "tool_calls_json",
             "command_r",
+            "kimi_k3",
         )
     },
 }
@@ -63,6 +64,7 @@ RAW_TEXT_VALUES = {
     "qwen3_coder",
     "glm",
     "deepseek_v3_2",
+    "kimi_k3",
     "deepseek_v4",
     "minimax_m2",
     "seed_oss",

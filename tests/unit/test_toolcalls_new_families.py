@@ -145,6 +145,7 @@ def test_families_are_detected_from_their_templates_markers() -> None:
         "<minimax:tool_call>": "minimax_m2",
         "<seed:tool_call>\n<function=": "seed_oss",
         "<tool_calls>{{ calls | tojson }}</tool_calls>": "tool_calls_json",
+        "{{ '<|open|>' + tag + '<|sep|>' }}": "kimi_k3",
     }
     for template, family in signs.items():
         assert toolcalls.detect(override=None, template=template, architecture="").name == family
@@ -168,3 +169,25 @@ def test_seed_oss_reasoning_in_its_own_tags() -> None:
     result = shaped("seed_oss", list(text), template="<seed:think>")
     assert calls(result) == [("get_time", {})]
     assert result.result().reasoning == "Check."
+
+
+def test_kimi_k3_framing_reasoning_response_and_calls_over_any_split() -> None:
+    o, c, s = "<|open|>", "<|close|>", "<|sep|>"
+    text = (
+        f"Let me see.{c}think{s}{o}response{s}Checking.{c}response{s}{o}tools{s}"
+        f'{o}call tool="get_weather" index="1"{s}{o}argument key="tags" type="array"{s}["a"]{c}argument{s}'
+        f"{c}call{s}{c}tools{s}{c}message{s}<|end_of_msg|>"
+    )
+    prompt = f'{o}message role="assistant"{s}{o}think{s}'
+    for pieces in ([text], list(text)):
+        fmt = toolcalls.get("kimi_k3")
+        shaper = OutputShaper(fmt=fmt, tools=TOOLS, think=fmt.splitter("", prompt))
+        out = Collector()
+        for piece in pieces:
+            out.add(shaper.shape(Chunk(text=piece)))
+        out.add(shaper.shape(Chunk(finish_reason="stop", usage=Usage())))
+        result = out.result()
+        assert (result.reasoning, result.text) == ("Let me see.", "Checking.")
+        assert [(t.name, json.loads(t.arguments)) for t in result.tool_calls] == [
+            ("get_weather", {"tags": ["a"]})
+        ]

@@ -89,10 +89,16 @@ TWO["command_r"] = (
     '"content": "hi there"}},\n    {"tool_call_id": "1", "tool_name": "get_time", "parameters": { "tz" : "WIB" }}\n'
     "]<|END_ACTION|>"
 )
+TWO["kimi_k3"] = (
+    '<|open|>tools<|sep|><|open|>call tool="write_file" index="1"<|sep|><|open|>argument key="path" type="string"<|sep|>'
+    'a.txt<|close|>argument<|sep|><|open|>argument key="content" type="string"<|sep|>hi there<|close|>argument<|sep|>'
+    '<|close|>call<|sep|><|open|>call tool="get_time" index="2"<|sep|><|open|>argument key="tz" type="string"<|sep|>'
+    "WIB<|close|>argument<|sep|><|close|>call<|sep|><|close|>tools<|sep|>"
+)
 # Calls sent whole when their block closes (Gemma 4's notation is not JSON text).
 WHOLE = {"gemma4"}
 # Raw parameter values, typed once whole: these stream a parameter at a time.
-PER_PARAMETER = {"qwen3_coder", "glm", "deepseek_v3_2", "deepseek_v4", "minimax_m2", "seed_oss"}
+PER_PARAMETER = {"qwen3_coder", "glm", "deepseek_v3_2", "deepseek_v4", "minimax_m2", "seed_oss", "kimi_k3"}
 EXPECTED = [("write_file", '{"path":"a.txt","content":"hi there"}'), ("get_time", '{"tz":"WIB"}')]
 
 

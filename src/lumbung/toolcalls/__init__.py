@@ -17,6 +17,7 @@ from lumbung.toolcalls.glm import GlmFormat
 from lumbung.toolcalls.harmony import HarmonyFormat
 from lumbung.toolcalls.hermes import HermesFormat
 from lumbung.toolcalls.kimi_k2 import KimiK2Format
+from lumbung.toolcalls.kimi_k3 import KimiK3Format
 from lumbung.toolcalls.llama3 import Llama3Format
 from lumbung.toolcalls.minimax_m2 import MiniMaxM2Format
 from lumbung.toolcalls.mistral import MistralFormat
@@ -43,6 +44,7 @@ FORMATS: dict[str, ToolFormat] = {
         SeedOssFormat(),
         ToolCallsJsonFormat(),
         CommandRFormat(),
+        KimiK3Format(),
     )
 }
 # Text found in a chat template, checked in order: the first match names the family.
@@ -51,6 +53,7 @@ _TEMPLATE_SIGNS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("<|channel|>",), "harmony"),
     (("<|tool_call>",), "gemma4"),
     (("<|tool_calls_section_begin|>",), "kimi_k2"),
+    (("<|open|>", "<|sep|>"), "kimi_k3"),
     (("｜DSML｜", "function_calls>"), "deepseek_v3_2"),
     (("｜DSML｜",), "deepseek_v4"),
     (("<arg_key>",), "glm"),

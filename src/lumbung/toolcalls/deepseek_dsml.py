@@ -66,7 +66,7 @@ class DsmlFormat(XmlFormat):
     def grammar_open(self, tool: Tool, lit: Literal) -> str:
         return lark_string(f'{INVOKE}{tool.name}">\n')
 
-    def grammar_param(self, key: str, text: bool) -> tuple[str, str]:
+    def grammar_param(self, key: str, text: bool, schema: dict[str, Any]) -> tuple[str, str]:
         return f'<{DSML}parameter name="{key}" string="{"true" if text else "false"}">', PARAM_END + "\n"
 
     def grammar_close(self, lit: Literal) -> str:

@@ -38,7 +38,7 @@ class GlmFormat(XmlFormat):
     def grammar_open(self, tool: Tool, lit: Literal) -> str:
         return f"{lit('<tool_call>')} {lark_string(tool.name + chr(10))}"
 
-    def grammar_param(self, key: str, text: bool) -> tuple[str, str]:
+    def grammar_param(self, key: str, text: bool, schema: dict[str, Any]) -> tuple[str, str]:
         return f"<arg_key>{key}</arg_key>\n<arg_value>", "</arg_value>\n"
 
     def grammar_close(self, lit: Literal) -> str:

@@ -50,7 +50,7 @@ class MiniMaxM2Format(XmlFormat):
     def grammar_open(self, tool: Tool, lit: Literal) -> str:
         return lark_string(f'{INVOKE}{tool.name}">\n')
 
-    def grammar_param(self, key: str, text: bool) -> tuple[str, str]:
+    def grammar_param(self, key: str, text: bool, schema: dict[str, Any]) -> tuple[str, str]:
         return f'<parameter name="{key}">', "</parameter>\n"
 
     def grammar_close(self, lit: Literal) -> str:

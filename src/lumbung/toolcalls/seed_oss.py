@@ -42,7 +42,7 @@ class SeedOssFormat(XmlFormat):
     def grammar_open(self, tool: Tool, lit: Literal) -> str:
         return f"{lit(OPEN)} {lark_string(f'{chr(10)}<function={tool.name}>{chr(10)}')}"
 
-    def grammar_param(self, key: str, text: bool) -> tuple[str, str]:
+    def grammar_param(self, key: str, text: bool, schema: dict[str, Any]) -> tuple[str, str]:
         return f"<parameter={key}>", "</parameter>\n"
 
     def grammar_close(self, lit: Literal) -> str:

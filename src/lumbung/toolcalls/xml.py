@@ -53,8 +53,9 @@ class XmlFormat(ToolFormat):
         """Lark for a forced call's block up to its first parameter."""
         raise NotImplementedError
 
-    def grammar_param(self, key: str, text: bool) -> tuple[str, str]:
-        """The text opening parameter ``key`` (``text``: a raw string value) and the text closing it."""
+    def grammar_param(self, key: str, text: bool, schema: dict[str, Any]) -> tuple[str, str]:
+        """The text opening parameter ``key`` (``text``: a raw string value; ``schema``: its own) and
+        the text closing it."""
         raise NotImplementedError
 
     def grammar_close(self, lit: Literal) -> str:
@@ -70,7 +71,7 @@ class XmlFormat(ToolFormat):
             for j, (key, sub) in enumerate(schema.get("properties", {}).items()):
                 value = f"v{i}_{j}"
                 text = sub.get("type") == "string"
-                opening, closing = self.grammar_param(key, text)
+                opening, closing = self.grammar_param(key, text, sub)
                 if text:  # written raw, so only text and enums can be enforced
                     extra = sorted(set(sub) - {"type", "description", "title", "enum"})
                     if extra:
