@@ -168,3 +168,39 @@ def test_drill_takes_the_local_engine_away_too(
     ]
     assert {(r[1], r[2]) for r in rows} >= {("a", "hang"), ("local", "cut_off"), ("local", "slow")}
     assert all(r[4] == "yes" for r in rows)
+
+
+def test_drill_takes_a_whole_vllm_fleet_away(fakes: dict[str, FakeUpstream], tmp_path: Path) -> None:
+    """A `kind: vllm` provider is drilled as one: every replica faulted at once (their /metrics and
+    /health too); a route with a backup survives it, a route on the fleet alone is flagged."""
+    replicas = [FakeUpstream(name=f"r{i}").start() for i in range(2)]
+    try:
+        cfg = config(
+            fakes,
+            [{"name": "fleet", "tiers": [["gpu/m1"], ["b/m1"]]}, {"name": "alone", "tiers": [["gpu/m1"]]}],
+        )
+        fleet = {"scrape_interval": 0.2, "scrape_timeout": 0.5, "stale_after": 1.0}
+        gpu = {
+            "name": "gpu",
+            "kind": "vllm",
+            "replicas": [r.base_url for r in replicas],
+            "jurisdiction": "ID",
+        }
+        cfg["providers"].append({**gpu, "timeouts": T, "fleet": fleet})  # type: ignore[attr-defined]
+        path = tmp_path / "drill.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        run = lumbung("drill", "--config", str(path), "--requests", "2", cwd=tmp_path)
+        assert run.returncode == 1, run.stdout + run.stderr
+        rows = [
+            [c.strip() for c in line.strip("│").split("│")]
+            for line in run.stdout.splitlines()
+            if line.startswith("│")
+        ]
+        assert all(c[4] == "yes" for c in rows if c[0] == "fleet")
+        assert {c[1] for c in rows if c[0] == "fleet"} == {"(none)", "gpu", "b"}
+        assert "route 'alone': single point of failure: provider 'gpu'" in run.stderr
+        assert all(any(s.path == "/v1/chat/completions" for s in r.seen) for r in replicas)
+        assert all(any(s.path == "/metrics" for s in r.seen) for r in replicas)
+    finally:
+        for r in replicas:
+            r.stop()

@@ -19,6 +19,7 @@ import httpx
 import uvicorn
 
 from lumbung.config import LOCAL_PROVIDER, ProviderConfig
+from lumbung.errors import ConfigError
 from lumbung.gateway.build import build_gateway
 from lumbung.gateway.faults import FAULTS, Fault, FaultProxy, FaultyBackend
 from lumbung.gateway.router import Gateway
@@ -42,7 +43,7 @@ class Outcome:
 @dataclass
 class Rig:
     gateway: Gateway
-    proxies: dict[str, FaultProxy]
+    proxies: dict[str, list[FaultProxy]]  # a vLLM provider: one per replica, faulted together
     local: FaultyBackend
     local_names: set[str]
     base_url: str
@@ -51,7 +52,8 @@ class Rig:
         if provider in self.local_names:
             self.local.fault = fault
         else:
-            self.proxies[provider].fault = fault
+            for proxy in self.proxies[provider]:
+                proxy.fault = fault
 
 
 def _free_port() -> int:
@@ -102,14 +104,28 @@ async def run_drill(
     from lumbung.server import local_specs
     from lumbung.surfaces.http import SERVER_OPTIONS, create_app
 
-    proxies: dict[str, FaultProxy] = {}
+    async def proxied(base_url: str) -> tuple[FaultProxy, str]:
+        url = httpx.URL(base_url)
+        proxy = await FaultProxy(f"{url.scheme}://{url.netloc.decode()}").start()
+        return proxy, proxy.url + url.path.rstrip("/")
+
+    for p in settings.providers:
+        if p.launch is not None:
+            raise ConfigError(
+                f"provider {p.name!r}: the drill cannot stand between lumbung and the vLLM processes it "
+                "launches; start them yourself and list them as `replicas` to drill them"
+            )
+    proxies: dict[str, list[FaultProxy]] = {}
     providers: list[ProviderConfig] = []
     for p in settings.providers:
-        if p.kind != "local":
-            url = httpx.URL(str(p.base_url))
-            proxy = await FaultProxy(f"{url.scheme}://{url.netloc.decode()}").start()
-            proxies[p.name] = proxy
-            p = p.model_copy(update={"base_url": proxy.url + url.path.rstrip("/")})
+        if p.kind == "vllm":  # the provider's loss is the loss of every replica at once
+            pairs = [await proxied(url) for url in p.replica_urls]
+            proxies[p.name] = [proxy for proxy, _ in pairs]
+            p = p.model_copy(update={"replicas": [url for _, url in pairs], "base_url": None})
+        elif p.kind != "local":
+            proxy, url = await proxied(str(p.base_url))
+            proxies[p.name] = [proxy]
+            p = p.model_copy(update={"base_url": url})
         providers.append(p)
     drill_settings = settings.model_copy(
         update={"providers": providers, "api_keys": [], "admin_api_keys": []}
@@ -151,7 +167,7 @@ async def run_drill(
     finally:
         server.should_exit = True
         await serving
-        for proxy in proxies.values():
+        for proxy in (proxy for group in proxies.values() for proxy in group):
             await proxy.close()
         await asyncio.to_thread(engine.close)
     return outcomes
