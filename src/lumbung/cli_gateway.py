@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -29,6 +30,26 @@ _CONFIG = click.option(
 def _console() -> Console:
     """Tables printed into a pipe or a file keep whole lines (rich would wrap them at 80 columns)."""
     return Console(width=None if sys.stdout.isatty() else 200)
+
+
+def target_cell(target: dict[str, Any]) -> str:
+    """``gpu[0]/m (closed)``; a vLLM replica adds what it last reported."""
+    out = f"{target['target']} ({target['breaker']})"
+    replica = target.get("replica")
+    if replica is None:
+        return out
+    said = [replica["health"]]
+    if replica["running"] is not None:
+        said.append(f"running {replica['running']}, waiting {replica['waiting']}")
+        if replica["kv_cache_usage"] is not None:
+            said.append(f"KV {replica['kv_cache_usage']:.0%}")
+        if replica["prefix_cache_hit_rate"] is not None:
+            said.append(f"prefix hits {replica['prefix_cache_hit_rate']:.0%}")
+    else:
+        said.append("no fresh metrics")
+    if replica["saturated"]:
+        said.append("full")
+    return f"{out} [{'; '.join(said)}]"
 
 
 @click.command()
@@ -57,7 +78,7 @@ def status(config: Path | None, url: str | None, api_key: str | None, as_json: b
         table.add_column(col)
     for p in body["providers"]:
         cut = f"{p['cut_off']['for_s']:.0f}s: {p['cut_off']['reason'][:60]}" if p["cut_off"] else "-"
-        targets = ", ".join(f"{t['target']} ({t['breaker']})" for t in p["targets"])
+        targets = ", ".join(target_cell(t) for t in p["targets"])
         cells = [p["name"], p["kind"], p["jurisdiction"], p["health"], cut, str(p["inflight"]), targets]
         if probe:
             cells.insert(4, "yes" if p.get("reachable") else "NO")
