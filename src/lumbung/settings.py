@@ -134,6 +134,11 @@ class Settings(BaseModel):
         description="Jurisdictions any request's data may go to (e.g. `[ID]`); unset: any. `local` always.",
     )
     log_level: str = Field(default="info", description="Log level: debug, info, warning, error.")
+    otlp_endpoint: str | None = Field(
+        default=None,
+        description="OpenTelemetry collector (OTLP/HTTP) base URL, e.g. `http://127.0.0.1:4318`: one span "
+        "per request is exported to its /v1/traces. Unset: no traces. Needs `pip install 'lumbung[otel]'`.",
+    )
 
     @field_validator("log_level")
     @classmethod

@@ -20,6 +20,7 @@ from lumbung.accounts.keys import KeyRing
 from lumbung.errors import ApiError, NotFound
 from lumbung.gateway.router import Gateway
 from lumbung.observe.metrics import Endpoints, Metrics
+from lumbung.observe.traces import Traces
 from lumbung.settings import Settings
 from lumbung.surfaces import (
     admin_routes,
@@ -142,6 +143,14 @@ def create_app(
     ]
     state.metrics = Metrics(gateway, Endpoints(_templates(routes)))
     state.sinks.append(state.metrics.record)
+    if settings.otlp_endpoint:
+        traces = Traces(settings.otlp_endpoint, state.metrics.endpoints)
+        state.sinks.append(traces.record)
+
+        async def close_traces() -> None:
+            await asyncio.to_thread(traces.close)
+
+        state.closers.append(close_traces)
     app = App(
         state,
         routes=routes,
