@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from lumbung.cli_gateway import target_cell
 from lumbung.clock import FakeClock
@@ -250,3 +251,24 @@ async def test_metrics_that_hang_time_out_and_age(tmp_path: Path, replicas: list
         assert f.fleet.replicas[0].scrape_error
         assert f.fleet.replicas[0].health.value == "ok"  # /health answers: still takes work
         assert await f.ask() == 200
+
+
+async def test_lumbungs_own_metrics_show_each_replica(tmp_path: Path, replicas: list[FakeUpstream]) -> None:
+    a, b = replicas[:2]
+    async with fleet(tmp_path, [a, b]) as f:
+        a.health_status, a.waiting, b.kv_usage = 503, 3, 0.5
+        b.prefix_queries, b.prefix_hits = 200, 50
+        await f.read_again()
+        text = (await f.lb.client.get("/metrics")).text
+    series = {
+        (family.name, sample.labels.get("provider")): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if family.name.startswith("lumbung_vllm_replica")
+    }
+    assert series[("lumbung_vllm_replica_accepting", "gpu[0]")] == 0.0
+    assert series[("lumbung_vllm_replica_accepting", "gpu[1]")] == 1.0
+    assert series[("lumbung_vllm_replica_waiting_requests", "gpu[0]")] == 3.0
+    assert series[("lumbung_vllm_replica_kv_cache_usage", "gpu[1]")] == 0.5
+    assert series[("lumbung_vllm_replica_prefix_cache_hit_rate", "gpu[1]")] == 0.25
+    assert series[("lumbung_vllm_replica_metrics_age_seconds", "gpu[1]")] == 0.0

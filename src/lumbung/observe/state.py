@@ -5,7 +5,7 @@ these objects; requests pay nothing for it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -13,6 +13,7 @@ from prometheus_client.registry import Collector
 from lumbung.engines.base import Measured, ModelStats
 from lumbung.gateway.breaker import BreakerState
 from lumbung.gateway.router import Gateway
+from lumbung.gateway.state import ProviderState
 
 # A breaker as a set of 0/1 series, one per state (Prometheus' way of exporting an enum).
 BREAKER_STATES = [s.value for s in BreakerState]
@@ -25,6 +26,7 @@ class GatewayState(Collector):
     def collect(self) -> Iterator[Metric]:
         yield from self._providers()
         yield from self._targets()
+        yield from replica_families(self.gateway.providers)
         yield from self._models()
 
     def _providers(self) -> Iterator[Metric]:
@@ -170,3 +172,55 @@ def model_families(stats: list[ModelStats]) -> list[Metric]:
                 family.add_metric([s.model], read(s))
         out.append(family)
     return out
+
+
+def replica_families(providers: Iterable[ProviderState]) -> Iterator[Metric]:
+    """vLLM replicas as their fleet last read them (docs/gateway.md, "vLLM fleets"); a series is left
+    out while its replica's metrics are stale or unknown."""
+    labels = ["provider"]
+    accepting = G(
+        "lumbung_vllm_replica_accepting",
+        "1 while the replica takes new work (healthy and awake).",
+        labels=labels,
+    )
+    full = G(
+        "lumbung_vllm_replica_full",
+        "1 while the replica's queue or KV cache is past its limit.",
+        labels=labels,
+    )
+    running = G(
+        "lumbung_vllm_replica_running_requests", "vllm:num_requests_running as last read.", labels=labels
+    )
+    waiting = G(
+        "lumbung_vllm_replica_waiting_requests", "vllm:num_requests_waiting as last read.", labels=labels
+    )
+    kv = G("lumbung_vllm_replica_kv_cache_usage", "KV-cache blocks in use (0-1) as last read.", labels=labels)
+    hits = G(
+        "lumbung_vllm_replica_prefix_cache_hit_rate",
+        "Prefix-cache hits over queries (0-1), last interval.",
+        labels=labels,
+    )
+    age = G(
+        "lumbung_vllm_replica_metrics_age_seconds",
+        "Seconds since the replica's metrics were last read.",
+        labels=labels,
+    )
+    for p in providers:
+        replica = p.replica
+        if replica is None:
+            continue
+        now, row = p.clock(), [p.name]
+        accepting.add_metric(row, 1.0 if replica.accepting(now) else 0.0)
+        full.add_metric(row, 1.0 if replica.saturated(now) else 0.0)
+        if replica.load is not None:
+            age.add_metric(row, max(0.0, now - replica.load.scraped_at))
+        load = replica.fresh_load(now)
+        if load is None:
+            continue
+        running.add_metric(row, load.running)
+        waiting.add_metric(row, load.waiting)
+        if load.kv_usage is not None:
+            kv.add_metric(row, load.kv_usage)
+        if load.prefix_hit_rate is not None:
+            hits.add_metric(row, load.prefix_hit_rate)
+    yield from (accepting, full, running, waiting, kv, hits, age)
