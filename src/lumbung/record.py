@@ -30,6 +30,8 @@ class AttemptNote:
     error: str | None = None
     usage: Usage | None = None
     first_token: float | None = None  # when its first token came (perf_counter, like ``start``)
+    started: float | None = None  # when it began and ended (perf_counter): its span in a trace
+    ended: float | None = None
 
 
 @dataclass
@@ -48,15 +50,22 @@ class RequestRecord:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     error: str | None = None
+    traceparent: str | None = None  # the client's W3C trace context: its trace, if any, this one joins
     attempts: list[AttemptNote] = field(default_factory=list)
     latency_ms: float | None = None
     done: bool = False
     sinks: Sequence[Callable[[RequestRecord], None]] = ()
 
     def attempted(
-        self, target: str, error: str | None, usage: Usage | None, first_token: float | None = None
+        self,
+        target: str,
+        error: str | None,
+        usage: Usage | None,
+        first_token: float | None = None,
+        started: float | None = None,
     ) -> None:
-        self.attempts.append(AttemptNote(target, error, usage, first_token))
+        """Noted when the attempt closes: it ends now."""
+        self.attempts.append(AttemptNote(target, error, usage, first_token, started, time.perf_counter()))
 
     @property
     def usage(self) -> Usage | None:

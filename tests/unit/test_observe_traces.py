@@ -73,6 +73,9 @@ def _span(span: Any) -> dict[str, Any]:
         "error": span.status.code == 2,  # STATUS_CODE_ERROR
         "start": span.start_time_unix_nano,
         "end": span.end_time_unix_nano,
+        "trace": span.trace_id.hex(),
+        "id": span.span_id.hex(),
+        "parent": span.parent_span_id.hex(),
     }
 
 
@@ -83,32 +86,51 @@ def collector() -> Iterator[Collector]:
     c.close()
 
 
-async def test_each_request_is_one_span_with_its_attempts(tmp_path: Path, collector: Collector) -> None:
+TRACE, CALLER = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+
+
+async def test_each_request_is_a_span_with_one_child_per_attempt(
+    tmp_path: Path, collector: Collector
+) -> None:
     providers = {"a": FakeBackend("a"), "b": FakeBackend("b")}
     async with in_process(
         tmp_path, providers=providers, routes=[route("r", ["a"], ["b"])], otlp_endpoint=collector.url
     ) as lb:
         lb.fake("a").then(Fail(UpstreamError("a broke")))
-        answered = await lb.client.post(OPENAI_CHAT.path, json=OPENAI_CHAT.body("r", stream=True))
+        answered = await lb.client.post(
+            OPENAI_CHAT.path,
+            json=OPENAI_CHAT.body("r", stream=True),
+            headers={"traceparent": f"00-{TRACE}-{CALLER}-01"},
+        )
         unknown = await lb.client.post(OPENAI_CHAT.path, json=OPENAI_CHAT.body("made-up", stream=False))
-        request_id = answered.headers["x-request-id"]
     # Leaving the block shut the app down, which exports what is pending.
     assert answered.status_code == 200 and unknown.status_code == 404
     assert set(collector.paths) == {"/v1/traces"}
-    spans = {s["attributes"]["lumbung.request_id"]: s for s in collector.spans}
-    span = spans[request_id]
+    requests = {
+        s["attributes"]["lumbung.request_id"]: s
+        for s in collector.spans
+        if "lumbung.request_id" in s["attributes"]
+    }
+    span = requests[answered.headers["x-request-id"]]
     assert span["name"] == "POST /v1/chat/completions"
+    assert span["trace"] == TRACE and span["parent"] == CALLER  # in the client's trace
     attrs = span["attributes"]
     assert attrs["http.route"] == "/v1/chat/completions" and attrs["http.response.status_code"] == 200
     assert attrs["lumbung.provider"] == "b" and attrs["lumbung.outcome"] == "ok"
     assert attrs["gen_ai.request.model"] == "r" and attrs["lumbung.attempts"] == 2
     assert attrs["gen_ai.usage.output_tokens"] == 3 and attrs["gen_ai.usage.input_tokens"] == 2
-    attempts = [e for name, e in span["events"] if name == "attempt"]
-    assert [a["lumbung.target"] for a in attempts] == ["a/m", "b/m"]
-    assert attempts[0]["lumbung.outcome"] != "ok" and attempts[1]["lumbung.outcome"] == "ok"
-    assert [e["lumbung.target"] for name, e in span["events"] if name == "first_token"] == ["b/m"]
     assert 0 < span["start"] <= span["end"] and not span["error"]
-    refused = spans[unknown.headers["x-request-id"]]
+    attempts = sorted((s for s in collector.spans if s["parent"] == span["id"]), key=lambda s: s["start"])
+    assert [a["attributes"]["lumbung.target"] for a in attempts] == ["a/m", "b/m"]
+    failed, served = attempts
+    assert failed["error"] and failed["attributes"]["lumbung.outcome"] != "ok"
+    assert not served["error"] and served["attributes"]["lumbung.outcome"] == "ok"
+    assert [name for name, _ in served["events"]] == ["first_token"] and failed["events"] == []
+    assert (
+        span["start"] <= failed["start"] <= failed["end"] <= served["start"] <= served["end"] <= span["end"]
+    )
+    refused = requests[unknown.headers["x-request-id"]]
+    assert refused["trace"] != TRACE and refused["parent"] == ""  # a trace of its own
     assert refused["attributes"]["lumbung.outcome"] == "client_error"
     assert refused["attributes"]["lumbung.provider"] == "none"
 

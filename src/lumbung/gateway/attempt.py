@@ -77,6 +77,7 @@ class Attempt(Generic[T]):
         self.answered = False
         # When the first item came (perf_counter, as the request record's start): time to first token.
         self.first_at: float | None = None
+        self.started = time.perf_counter()
         timeouts = self.provider.timeouts
         self.end = min(deadline, clock() + timeouts.total)
         limit = self.end - clock()
@@ -167,7 +168,7 @@ class Attempt(Generic[T]):
             error = None if self.answered else "cancelled"
             if self.error is not None:
                 error = self.error.code or self.error.type
-            self.record.attempted(self.key, error, self.usage, self.first_at)
+            self.record.attempted(self.key, error, self.usage, self.first_at, self.started)
         await self.items.aclose()
 
 

@@ -1,8 +1,9 @@
 """OpenTelemetry traces over OTLP/HTTP, only when ``otlp_endpoint`` is set: one span per request, made
 from its record once the request is over (surfaces/boundary.py closes the record and hands it to the
-sinks), with an event per attempt on a target and one for the first token. Nothing is traced on the
-request's path itself: the span is built after the fact with the request's own start and end times,
-and the SDK's batch processor exports from its own thread.
+sinks), with a child span per attempt on a target (its first token an event), in the client's trace
+when it sent a W3C ``traceparent``. Nothing is traced on the request's path itself: the spans are
+built after the fact with the request's own times, and the SDK's batch processor exports from its own
+thread.
 
 The OpenTelemetry packages are an extra (``pip install 'lumbung[otel]'``), imported only here and only
 when an endpoint is configured.
@@ -33,7 +34,8 @@ class Traces:
             from opentelemetry.sdk.resources import Resource
             from opentelemetry.sdk.trace import TracerProvider
             from opentelemetry.sdk.trace.export import BatchSpanProcessor
-            from opentelemetry.trace import Status, StatusCode
+            from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
+            from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
         except ImportError as exc:
             raise ConfigError(
                 "otlp_endpoint is set but OpenTelemetry is not installed: pip install 'lumbung[otel]'"
@@ -44,10 +46,14 @@ class Traces:
         self.provider.add_span_processor(BatchSpanProcessor(exporter))
         self.tracer = self.provider.get_tracer("lumbung")
         self.failed: Callable[[str | None], Status] = lambda message: Status(StatusCode.ERROR, message)
+        self.parent = TraceContextTextMapPropagator().extract
+        self.within = set_span_in_context
+        self.server, self.client = SpanKind.SERVER, SpanKind.CLIENT
 
     def record(self, rec: RequestRecord) -> None:
-        """A request record's sink: its span, with the record's own times (perf_counter, turned into
-        wall-clock nanoseconds here)."""
+        """A request record's sink: its span and one child span per attempt, with the record's own
+        times (perf_counter, turned into wall-clock nanoseconds here), in the client's trace when it
+        sent a ``traceparent``."""
         offset = time.time_ns() - int(time.perf_counter() * 1e9)
 
         def wall(perf: float) -> int:
@@ -55,14 +61,17 @@ class Traces:
 
         endpoint = self.endpoints.name(rec.path)
         start = wall(rec.start)
-        end = start + int((rec.latency_ms or 0.0) * 1e6)
+        # The latency is rounded (to 0.1 ms): the span still holds its attempts whole.
+        ends = [wall(n.ended) for n in rec.attempts if n.ended is not None]
+        end = max([start + int((rec.latency_ms or 0.0) * 1e6), *ends])
+        end_as = outcome(rec.status, rec.error)
         attributes: dict[str, Any] = {
             "http.request.method": rec.method,
             "http.route": endpoint,
             "http.response.status_code": rec.status,
             "lumbung.request_id": rec.id,
             "lumbung.surface": rec.api,
-            "lumbung.outcome": outcome(rec.status, rec.error),
+            "lumbung.outcome": end_as,
             "lumbung.stream": rec.stream,
             "lumbung.attempts": len(rec.attempts),
         }
@@ -79,17 +88,35 @@ class Traces:
             attributes["lumbung.usage.cached_tokens"] = usage.cached_tokens
         if rec.error:
             attributes["error.type"] = rec.error
-        span = self.tracer.start_span(f"{rec.method} {endpoint}", start_time=start, attributes=attributes)
-        for note in rec.attempts:
-            if note.first_token is not None:
-                span.add_event(
-                    "first_token", {"lumbung.target": note.target}, timestamp=wall(note.first_token)
-                )
-            # When an attempt ended is not kept: they are listed, in order, at the request's end.
-            outcome_of = {"lumbung.target": note.target, "lumbung.outcome": note.error or "ok"}
-            span.add_event("attempt", outcome_of, timestamp=end)
-        if attributes["lumbung.outcome"] == "error":
+        parent = self.parent({"traceparent": rec.traceparent}) if rec.traceparent else None
+        span = self.tracer.start_span(
+            f"{rec.method} {endpoint}",
+            context=parent,
+            kind=self.server,
+            start_time=start,
+            attributes=attributes,
+        )
+        if end_as == "error":
             span.set_status(self.failed(rec.error))
+        inside = self.within(span)
+        for note in rec.attempts:
+            provider = note.target.partition("/")[0]
+            child = self.tracer.start_span(
+                f"attempt {note.target}",
+                context=inside,
+                kind=self.client,
+                start_time=wall(note.started) if note.started is not None else start,
+                attributes={
+                    "lumbung.target": note.target,
+                    "lumbung.provider": provider,
+                    "lumbung.outcome": note.error or "ok",
+                },
+            )
+            if note.first_token is not None:
+                child.add_event("first_token", timestamp=wall(note.first_token))
+            if note.error is not None and note.error != "cancelled":
+                child.set_status(self.failed(note.error))
+            child.end(end_time=wall(note.ended) if note.ended is not None else end)
         span.end(end_time=end)
 
     def close(self) -> None:

@@ -207,11 +207,14 @@ def _bounded(receive: Receive, limit: int, read: Callable[[], None]) -> Receive:
     return bounded
 
 
+_READ = (b"authorization", b"x-api-key", b"content-length", b"x-request-id", b"traceparent")
+
+
 def _headers(scope: Scope) -> dict[bytes, bytes]:
     """The headers the boundary reads (ASGI gives names lower-cased); the first of each wins."""
     found: dict[bytes, bytes] = {}
     for name, value in scope["headers"]:
-        if name in (b"authorization", b"x-api-key", b"content-length", b"x-request-id") and name not in found:
+        if name in _READ and name not in found:
             found[name] = value
     return found
 
@@ -240,13 +243,14 @@ class Boundary:
         path = scope["path"]
         policy = self.policies.find(path)
         headers = _headers(scope)
-        given = headers.get(b"x-request-id")
+        given, parent = headers.get(b"x-request-id"), headers.get(b"traceparent")
         rec = RequestRecord(
             id=given.decode("latin-1") if given else new_id("req"),
             method=scope["method"],
             path=path,
             api=policy.api,
             sinks=self.sinks,
+            traceparent=parent.decode("latin-1") if parent else None,
         )
         token = record.current.set(rec)
         reply = _Reply(send, rec)
