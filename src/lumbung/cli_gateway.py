@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from lumbung.cli_client import get_json
@@ -78,7 +79,7 @@ def status(config: Path | None, url: str | None, api_key: str | None, as_json: b
         table.add_column(col)
     for p in body["providers"]:
         cut = f"{p['cut_off']['for_s']:.0f}s: {p['cut_off']['reason'][:60]}" if p["cut_off"] else "-"
-        targets = ", ".join(target_cell(t) for t in p["targets"])
+        targets = escape(", ".join(target_cell(t) for t in p["targets"]))  # brackets are rich markup
         cells = [p["name"], p["kind"], p["jurisdiction"], p["health"], cut, str(p["inflight"]), targets]
         if probe:
             cells.insert(4, "yes" if p.get("reachable") else "NO")

@@ -174,6 +174,7 @@ async def test_a_draining_replica_gets_none_and_comes_back_when_healthy(
         status = (await f.lb.client.get("/admin/providers")).json()
         shown = {p["name"]: p for p in status["providers"]}
         assert shown["gpu[0]"]["targets"][0]["replica"]["health"] == "draining"
+        assert (shown["gpu[0]"]["health"], shown["gpu[1]"]["health"]) == ("draining", "ok")
         cells = [target_cell(shown[f"gpu[{i}]"]["targets"][0]) for i in range(2)]
         assert cells[0].startswith("gpu[0]/m (closed) [draining; running 0, waiting 0")
         assert cells[1].startswith("gpu[1]/m (closed) [ok; running 0, waiting 0; KV 10%")

@@ -8,9 +8,13 @@ from lumbung.gateway.state import ProviderState, Route
 
 
 def _health(cut_off: bool, rows: list[dict[str, Any]]) -> str:
-    """cut_off; down (every target's circuit open); degraded (some); ok."""
+    """cut_off; a vLLM replica taking no work: its own word (draining, down, asleep); down (every
+    target's circuit open); degraded (some); ok."""
     if cut_off:
         return "cut_off"
+    replica = rows[0].get("replica") if rows else None
+    if replica is not None and not replica["accepting"]:
+        return "asleep" if replica["health"] in ("ok", "unknown") else str(replica["health"])
     tripped = [r for r in rows if r["breaker"] != "closed"]
     if rows and len(tripped) == len(rows):
         return "down"
