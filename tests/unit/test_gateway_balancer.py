@@ -3,9 +3,13 @@ bounded loads, and the load vLLM replicas report (queue, KV cache, full)."""
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 from dataclasses import dataclass
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lumbung.engines.vllm_metrics import ReplicaLoad
 from lumbung.gateway.balancer import affinity_key, bounded_affinity, by_affinity, choose, least_outstanding
@@ -132,3 +136,26 @@ def test_a_larger_load_factor_keeps_a_prefix_home_longer() -> None:
     home.inflight = 3  # total 4 with this one: fair share 1 each
     assert bounded_affinity(replicas, key, load_factor=1.25) is not home  # ceil(1.25) = 2 < 4
     assert bounded_affinity(replicas, key, load_factor=4.0) is home  # ceil(4.0) = 4
+
+
+@given(
+    st.lists(st.tuples(st.booleans(), st.integers(0, 5)), min_size=1, max_size=120),
+    st.integers(2, 6),
+    st.sampled_from([1.0, 1.25, 2.0]),
+)
+def test_bounded_affinity_never_puts_more_than_its_share_on_a_replica(
+    steps: list[tuple[bool, int]], n: int, factor: float
+) -> None:
+    """Whatever the arrivals (a few hot keys) and departures, the replica a request lands on holds at
+    most ceil(factor x requests in flight / replicas) once it is placed."""
+    replicas = [C(f"r{i}") for i in range(n)]
+    for arrive, which in steps:
+        if arrive:
+            pick = bounded_affinity(replicas, affinity_key(f"prompt {which}"), factor)
+            pick.inflight += 1
+            total = sum(r.inflight for r in replicas)
+            assert pick.inflight <= math.ceil(factor * total / n)
+        else:
+            busy = [r for r in replicas if r.inflight]
+            if busy:
+                busy[which % len(busy)].inflight -= 1
