@@ -50,7 +50,8 @@ def family_server(lumbung_home: Path, tmp_path_factory: pytest.TempPathFactory) 
         }
         for family in FAMILIES
     ]
-    config = {"serve_default_model": False, "models": models}
+    # No prefix cache: greedy answers compare equal across requests only without it (tests/conftest.py).
+    config = {"serve_default_model": False, "models": models, "prefix_cache_mb": 0}
     proc = ServerProcess(lumbung_home, config=config, log_dir=tmp_path_factory.mktemp("families")).start()
     yield proc
     proc.stop()

@@ -203,6 +203,27 @@ SAMPLES: dict[str, dict[str, str]] = {
         "forced": f'<|START_ACTION|>[{{"tool_call_id": "0", "tool_name": "get_weather", "parameters": {_A}}}]<|END_ACTION|>',
     },
     "kimi_k3": _kimi_k3(),
+    "nemotron": {
+        "one": '<TOOLCALL>[{"name": "get_weather", "arguments": {"city": "Jakarta", "days": 3}}]</TOOLCALL>',
+        "two": '<TOOLCALL>[{"name": "get_weather", "arguments": {"city": "Jakarta", "days": 3}}, '
+        '{"name": "get_time", "arguments": {"tz": "WIB"}}]</TOOLCALL>',
+        "bad": '<TOOLCALL>[{"name": "get_weather", "arguments": {"city": </TOOLCALL>',
+        "forced": f'<TOOLCALL>\n{{"name": "get_weather", "arguments": {_A}}}\n</TOOLCALL>',
+    },
+    "gigachat": {
+        "one": '<|function_call|>{"name": "get_weather", "arguments": {"city": "Jakarta", "days": 3}}',
+        "two": '<|function_call|>{"name": "get_weather", "arguments": {"city": "Jakarta", "days": 3}}'
+        '<|function_call|>{"name": "get_time", "arguments": {"tz": "WIB"}}',
+        "bad": '<|function_call|>{"name": "get_weather", "arguments": {"city": "Jak',
+        "forced": f'<|function_call|>{{"name": "get_weather", "arguments": {_A}}}',
+    },
+    "apertus": {
+        "one": '<|tools_prefix|>[{"get_weather": {"city": "Jakarta", "days": 3}}]<|tools_suffix|>',
+        "two": '<|tools_prefix|>[{"get_weather": {"city": "Jakarta", "days": 3}}, {"get_time": {"tz": "WIB"}}]'
+        "<|tools_suffix|>",
+        "bad": '<|tools_prefix|>[{"get_weather": {"city": "Jakarta"]<|tools_suffix|>',
+        "forced": f'<|tools_prefix|>[{{"get_weather": {_A}}}]<|tools_suffix|>',
+    },
     "deepseek_v3_2": _dsml("function_calls"),
     "deepseek_v4": _dsml("tool_calls"),
     "gemma": {

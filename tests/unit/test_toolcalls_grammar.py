@@ -57,6 +57,9 @@ FORCED = {
             "tool_calls_json",
             "command_r",
             "kimi_k3",
+            "nemotron",
+            "gigachat",
+            "apertus",
         )
     },
 }

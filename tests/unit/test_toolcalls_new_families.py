@@ -146,6 +146,9 @@ def test_families_are_detected_from_their_templates_markers() -> None:
         "<seed:tool_call>\n<function=": "seed_oss",
         "<tool_calls>{{ calls | tojson }}</tool_calls>": "tool_calls_json",
         "{{ '<|open|>' + tag + '<|sep|>' }}": "kimi_k3",
+        "<TOOLCALL>{{ calls | tojson }}</TOOLCALL>": "nemotron",
+        "<|function_call|>": "gigachat",
+        "<|tools_prefix|>": "apertus",
     }
     for template, family in signs.items():
         assert toolcalls.detect(override=None, template=template, architecture="").name == family

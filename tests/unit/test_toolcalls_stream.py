@@ -95,6 +95,18 @@ TWO["kimi_k3"] = (
     '<|close|>call<|sep|><|open|>call tool="get_time" index="2"<|sep|><|open|>argument key="tz" type="string"<|sep|>'
     "WIB<|close|>argument<|sep|><|close|>call<|sep|><|close|>tools<|sep|>"
 )
+TWO["nemotron"] = (
+    '<TOOLCALL>[{"name": "write_file", "arguments": {"path": "a.txt", "content": "hi there"}}, '
+    '{"name": "get_time", "arguments": { "tz" : "WIB" }}]</TOOLCALL>'
+)
+TWO["gigachat"] = (
+    '<|function_call|>{"name": "write_file", "arguments": {"path": "a.txt", "content": "hi there"}}'
+    '<|function_call|>{"name": "get_time", "arguments": { "tz" : "WIB" }}'
+)
+TWO["apertus"] = (
+    '<|tools_prefix|>[{"write_file": {"path": "a.txt", "content": "hi there"}}, {"get_time": { "tz" : "WIB" }}]'
+    "<|tools_suffix|>"
+)
 # Calls sent whole when their block closes (Gemma 4's notation is not JSON text).
 WHOLE = {"gemma4"}
 # Raw parameter values, typed once whole: these stream a parameter at a time.

@@ -7,12 +7,14 @@ GGUF architecture; ``detect`` documents the order.
 from __future__ import annotations
 
 from lumbung.errors import ConfigError
+from lumbung.toolcalls.apertus import ApertusFormat
 from lumbung.toolcalls.base import CallParser, Parsed, ParsedCall, ToolFormat
 from lumbung.toolcalls.command_r import CommandRFormat
 from lumbung.toolcalls.deepseek import DeepSeekFormat
 from lumbung.toolcalls.deepseek_dsml import DeepSeekV4Format, DeepSeekV32Format
 from lumbung.toolcalls.gemma import GemmaFormat
 from lumbung.toolcalls.gemma4 import Gemma4Format
+from lumbung.toolcalls.gigachat import GigaChatFormat
 from lumbung.toolcalls.glm import GlmFormat
 from lumbung.toolcalls.harmony import HarmonyFormat
 from lumbung.toolcalls.hermes import HermesFormat
@@ -23,7 +25,7 @@ from lumbung.toolcalls.minimax_m2 import MiniMaxM2Format
 from lumbung.toolcalls.mistral import MistralFormat
 from lumbung.toolcalls.qwen3_coder import Qwen3CoderFormat
 from lumbung.toolcalls.seed_oss import SeedOssFormat
-from lumbung.toolcalls.tool_calls_json import ToolCallsJsonFormat
+from lumbung.toolcalls.tool_calls_json import NemotronFormat, ToolCallsJsonFormat
 
 FORMATS: dict[str, ToolFormat] = {
     f.name: f
@@ -45,6 +47,9 @@ FORMATS: dict[str, ToolFormat] = {
         ToolCallsJsonFormat(),
         CommandRFormat(),
         KimiK3Format(),
+        NemotronFormat(),
+        GigaChatFormat(),
+        ApertusFormat(),
     )
 }
 # Text found in a chat template, checked in order: the first match names the family.
@@ -61,6 +66,9 @@ _TEMPLATE_SIGNS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("<seed:tool_call>",), "seed_oss"),
     (("<tool_calls>",), "tool_calls_json"),
     (("<|START_ACTION|>",), "command_r"),
+    (("<TOOLCALL>",), "nemotron"),
+    (("<|function_call|>",), "gigachat"),
+    (("<|tools_prefix|>",), "apertus"),
     (("<function=",), "qwen3_coder"),
     (("<tool_call>",), "hermes"),
     (("[TOOL_CALLS]",), "mistral"),

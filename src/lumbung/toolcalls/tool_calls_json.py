@@ -1,10 +1,11 @@
-"""JSON calls in a ``<tool_calls>`` block (MiniMax M1, ServiceNow Apriel 1.5/1.6)::
+"""JSON calls in a ``<tool_calls>`` block (MiniMax M1, ServiceNow Apriel 1.5/1.6), or in
+``<TOOLCALL>`` (NVIDIA Nemotron Nano v2)::
 
     <tool_calls>
     {"name": "get_weather", "arguments": {"city": "Jakarta"}}
     </tool_calls>
 
-One object per line (MiniMax) or a JSON array of them (Apriel, each with an ``id``).
+One object per line (MiniMax) or a JSON array of them (Apriel, each with an ``id``; Nemotron).
 """
 
 from __future__ import annotations
@@ -37,14 +38,21 @@ class ToolCallsJsonFormat(ToolFormat):
         return None if any(c is None for c in calls) else [c for c in calls if c]
 
     def render_call(self, name: str, arguments: dict[str, Any]) -> str:
-        return f"{OPEN}\n{json.dumps({'name': name, 'arguments': arguments}, ensure_ascii=False)}\n{CLOSE}"
+        call = json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False)
+        return f"{self.starts[0]}\n{call}\n{self.end}"
 
     def grammar_prefix(self, lit: Literal) -> str:
-        return f"{lit(OPEN)} {lark_string(chr(10))}"
+        return f"{lit(self.starts[0])} {lark_string(chr(10))}"
 
     def grammar_suffix(self, lit: Literal) -> str:
-        return f"{lark_string(chr(10))} {lit(CLOSE)}"
+        return f"{lark_string(chr(10))} {lit(self.end or '')}"
 
     def grammar_call(self, tool: Tool, args_rule: str, lit: Literal) -> str:
         head = lark_string(f'{{"name": {json.dumps(tool.name)}, "arguments": ')
         return f'{head} {args_rule} "}}"'
+
+
+class NemotronFormat(ToolCallsJsonFormat):
+    name = "nemotron"
+    starts = ("<TOOLCALL>",)
+    end = "</TOOLCALL>"
