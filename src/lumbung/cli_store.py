@@ -243,7 +243,7 @@ def export_models(models: tuple[str, ...], output: Path, config: Path | None) ->
 @CONFIG
 def import_models(bundle: Path, rename: str | None, config: Path | None) -> None:
     """Add the models of a bundle to the store, re-hashing and checking every file first."""
-    from lumbung.settings import DEFAULT_MODEL_ALIASES, DEFAULT_MODEL_ID
+    from lumbung.settings import DEFAULT_MODEL_ALIASES, DEFAULT_MODEL_ID, GEMMA_MODEL_ID
     from lumbung.store.bundle import import_bundle
 
     settings = _settings(config)
@@ -252,7 +252,7 @@ def import_models(bundle: Path, rename: str | None, config: Path | None) -> None
     reserved = {name for model in settings.models for name in (model.id, *model.aliases)}
     reserved |= {name for route in settings.routes for name in (route.name, *route.aliases)}
     if settings.serve_default_model:
-        reserved |= {DEFAULT_MODEL_ID, *DEFAULT_MODEL_ALIASES}
+        reserved |= {DEFAULT_MODEL_ID, *DEFAULT_MODEL_ALIASES, GEMMA_MODEL_ID}
     store = ModelStore(settings.home)
     with _errors():
         done = import_bundle(store, bundle, reserved=reserved, rename=rename)

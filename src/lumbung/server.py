@@ -14,10 +14,9 @@ from lumbung.engines.llamacpp.backend import AdapterSpec, LlamaCppBackend, Local
 from lumbung.engines.llamacpp.engine import EngineConfig
 from lumbung.errors import ConfigError, ModelNotInStore
 from lumbung.gateway.build import build_gateway
-from lumbung.settings import DEFAULT_MODEL_ALIASES, DEFAULT_MODEL_ID, Settings
+from lumbung.settings import DEFAULT_MODEL_ALIASES, Settings
 from lumbung.store import serving as stored
-from lumbung.store.catalog import EMBEDDED
-from lumbung.store.embedded import embedded_model_path
+from lumbung.store.embedded import GEMMA, SMOLLM2, embedded_model_path
 from lumbung.store.offline import apply_offline
 from lumbung.store.serving import (
     StoreService,
@@ -60,20 +59,7 @@ def names_of(specs: list[LocalModelSpec]) -> set[str]:
 
 
 def configured_specs(settings: Settings, store: ModelStore) -> list[LocalModelSpec]:
-    specs = []
-    if settings.serve_default_model:
-        embedded = store.find_by_reference(EMBEDDED.reference)  # None until first assembled
-        specs.append(
-            LocalModelSpec(
-                id=DEFAULT_MODEL_ID,
-                path=lambda: embedded_model_path(settings.home),
-                aliases=list(DEFAULT_MODEL_ALIASES),
-                engine=engine_config(settings),
-                keep_alive=-1,
-                details=stored.details(embedded),
-                created=stored.created(embedded),
-            )
-        )
+    specs = embedded_specs(settings, store) if settings.serve_default_model else []
     for model in settings.models:
         path: Callable[[], Path]
         manifest = None
@@ -125,6 +111,28 @@ def adapter_specs(store: ModelStore, model: ModelConfig) -> list[AdapterSpec]:
 
 
 ADAPTER_FACTS = {"reference", "license", "digest", "size_bytes"}
+
+
+def embedded_specs(settings: Settings, store: ModelStore) -> list[LocalModelSpec]:
+    """The default model (kept loaded) and Gemma 3 270M beside it (loaded on first use)."""
+    specs = []
+    for model, aliases, keep_alive in (
+        (SMOLLM2, DEFAULT_MODEL_ALIASES, -1.0),
+        (GEMMA, [], settings.keep_alive),
+    ):
+        manifest = store.find_by_reference(model.entry.reference)  # None until first assembled
+        specs.append(
+            LocalModelSpec(
+                id=model.entry.name,
+                path=partial(embedded_model_path, settings.home, model),
+                aliases=list(aliases),
+                engine=engine_config(settings),
+                keep_alive=keep_alive,
+                details=stored.details(manifest),
+                created=stored.created(manifest),
+            )
+        )
+    return specs
 
 
 def store_specs(settings: Settings, store: ModelStore, taken: set[str]) -> list[LocalModelSpec]:

@@ -25,11 +25,21 @@ from pydantic import (
     model_validator,
 )
 
-from lumbung.config import AmxMode, ModelConfig, ProviderConfig, RouteConfig, check_gateway
+from lumbung.config import (
+    EMBEDDED_DEFAULT_ID,
+    EMBEDDED_GEMMA_ID,
+    AmxMode,
+    ModelConfig,
+    ProviderConfig,
+    RouteConfig,
+    check_gateway,
+)
 from lumbung.errors import ConfigError
 
-DEFAULT_MODEL_ID = "gemma3:270m"
+# The embedded models (store/embedded.py): the default, and Gemma 3 270M beside it.
+DEFAULT_MODEL_ID = EMBEDDED_DEFAULT_ID
 DEFAULT_MODEL_ALIASES = ["default"]
+GEMMA_MODEL_ID = EMBEDDED_GEMMA_ID
 
 
 def _default_memory_budget_mb() -> int:
@@ -69,7 +79,9 @@ class Settings(BaseModel):
         default=False, description="Allow binding a non-loopback address with no API key."
     )
     serve_default_model: bool = Field(
-        default=True, description="Serve the embedded default model (gemma3:270m, alias `default`)."
+        default=True,
+        description="Serve the embedded models: the default (smollm2:135m, alias `default`, loaded at "
+        "start-up) and gemma3:270m (loaded on first use).",
     )
     models: list[ModelConfig] = Field(default_factory=list, description="Local GGUF models to serve.")
     threads: int = Field(default_factory=_default_threads, ge=1, description="CPU threads per engine.")
@@ -152,7 +164,7 @@ class Settings(BaseModel):
         local = {m for spec in self.models for m in (spec.id, *spec.aliases)}
         local |= {spec.adapter_id(a) for spec in self.models for a in spec.adapters}
         if self.serve_default_model:
-            local |= {DEFAULT_MODEL_ID, *DEFAULT_MODEL_ALIASES}
+            local |= {DEFAULT_MODEL_ID, *DEFAULT_MODEL_ALIASES, GEMMA_MODEL_ID}
         check_gateway(self.providers, self.routes, self.egress, local)
         return self
 

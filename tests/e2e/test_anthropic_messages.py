@@ -32,7 +32,7 @@ def _sse(text: str) -> list[tuple[str, dict[str, object]]]:
 
 def test_message_shape_and_usage(client: anthropic.Anthropic) -> None:
     raw = client.messages.with_raw_response.create(
-        model="default", max_tokens=12, messages=HELLO, extra_body=GREEDY, system="You are terse."
+        model="gemma3:270m", max_tokens=12, messages=HELLO, extra_body=GREEDY, system="You are terse."
     )
     msg = raw.parse()
     assert msg.id.startswith("msg_") and msg.type == "message" and msg.role == "assistant"
@@ -51,13 +51,13 @@ def test_system_blocks_equal_system_string(client: anthropic.Anthropic) -> None:
     # Greedy text is compared between requests that all find the prompt in the prefix cache: a miss and
     # a hit may round differently (the engine's concern, not this surface's).
     client.messages.create(
-        model="default", max_tokens=8, messages=HELLO, extra_body=GREEDY, system="Be kind."
+        model="gemma3:270m", max_tokens=8, messages=HELLO, extra_body=GREEDY, system="Be kind."
     )
     as_text = client.messages.create(
-        model="default", max_tokens=8, messages=HELLO, extra_body=GREEDY, system="Be kind."
+        model="gemma3:270m", max_tokens=8, messages=HELLO, extra_body=GREEDY, system="Be kind."
     )
     as_blocks = client.messages.create(
-        model="default",
+        model="gemma3:270m",
         max_tokens=8,
         messages=HELLO,
         extra_body=GREEDY,
@@ -68,15 +68,17 @@ def test_system_blocks_equal_system_string(client: anthropic.Anthropic) -> None:
 
 
 def test_count_tokens_matches_message_usage(client: anthropic.Anthropic) -> None:
-    counted = client.messages.count_tokens(model="default", messages=HELLO, system="You are terse.")
-    msg = client.messages.create(model="default", max_tokens=1, messages=HELLO, system="You are terse.")
+    counted = client.messages.count_tokens(model="gemma3:270m", messages=HELLO, system="You are terse.")
+    msg = client.messages.create(model="gemma3:270m", max_tokens=1, messages=HELLO, system="You are terse.")
     assert counted.input_tokens == msg.usage.input_tokens + (msg.usage.cache_read_input_tokens or 0)
-    longer = client.messages.count_tokens(model="default", messages=HELLO, system="You are terse. Really.")
+    longer = client.messages.count_tokens(
+        model="gemma3:270m", messages=HELLO, system="You are terse. Really."
+    )
     assert longer.input_tokens > counted.input_tokens
 
 
 def test_stream_event_sequence_is_exact(server: ServerProcess) -> None:
-    body = {"model": "default", "max_tokens": 6, "messages": HELLO, "stream": True, "temperature": 0}
+    body = {"model": "gemma3:270m", "max_tokens": 6, "messages": HELLO, "stream": True, "temperature": 0}
     r = httpx.post(server.base_url + "/v1/messages", json=body, headers=HEADERS, timeout=60)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
     events = _sse(r.text)
@@ -97,11 +99,13 @@ def test_stream_event_sequence_is_exact(server: ServerProcess) -> None:
 def test_stream_helpers_and_final_message(client: anthropic.Anthropic) -> None:
     # Greedy text is compared between requests that all find the prompt in the prefix cache: a miss and
     # a hit may round differently (the engine's concern, not this surface's).
-    client.messages.create(model="default", max_tokens=10, messages=HELLO, extra_body=GREEDY)
-    with client.messages.stream(model="default", max_tokens=10, messages=HELLO, extra_body=GREEDY) as stream:
+    client.messages.create(model="gemma3:270m", max_tokens=10, messages=HELLO, extra_body=GREEDY)
+    with client.messages.stream(
+        model="gemma3:270m", max_tokens=10, messages=HELLO, extra_body=GREEDY
+    ) as stream:
         text = "".join(stream.text_stream)
         final = stream.get_final_message()
-    whole = client.messages.create(model="default", max_tokens=10, messages=HELLO, extra_body=GREEDY)
+    whole = client.messages.create(model="gemma3:270m", max_tokens=10, messages=HELLO, extra_body=GREEDY)
     assert text == final.content[0].text == whole.content[0].text  # type: ignore[union-attr]
     assert final.usage.output_tokens == 10 and _total(final.usage) == _total(whole.usage)
     assert final.stop_reason == "max_tokens"
@@ -109,7 +113,7 @@ def test_stream_helpers_and_final_message(client: anthropic.Anthropic) -> None:
 
 async def test_async_client_stream(server: ServerProcess) -> None:
     async with anthropic.AsyncAnthropic(base_url=server.base_url, api_key="x", max_retries=0) as client:
-        stream = client.messages.stream(model="default", max_tokens=5, messages=HELLO)
+        stream = client.messages.stream(model="gemma3:270m", max_tokens=5, messages=HELLO)
         async with stream as events:
             final = await events.get_final_message()
     assert final.usage.output_tokens == 5
@@ -117,20 +121,24 @@ async def test_async_client_stream(server: ServerProcess) -> None:
 
 def test_stop_sequence_is_reported(client: anthropic.Anthropic) -> None:
     client.messages.create(
-        model="default", max_tokens=24, messages=HELLO, extra_body=GREEDY
+        model="gemma3:270m", max_tokens=24, messages=HELLO, extra_body=GREEDY
     )  # warm the cache
-    free = client.messages.create(model="default", max_tokens=24, messages=HELLO, extra_body=GREEDY)
+    free = client.messages.create(model="gemma3:270m", max_tokens=24, messages=HELLO, extra_body=GREEDY)
     text = free.content[0].text  # type: ignore[union-attr]
     words = [w for w in text.split() if len(w) >= 3]
     assert len(words) >= 3, text
     stop = words[2]
     cut = client.messages.create(
-        model="default", max_tokens=24, messages=HELLO, extra_body=GREEDY, stop_sequences=[stop, "never-xyz"]
+        model="gemma3:270m",
+        max_tokens=24,
+        messages=HELLO,
+        extra_body=GREEDY,
+        stop_sequences=[stop, "never-xyz"],
     )
     assert cut.stop_reason == "stop_sequence" and cut.stop_sequence == stop
     assert cut.content[0].text == text[: text.index(stop)]  # type: ignore[union-attr]
     with client.messages.stream(
-        model="default", max_tokens=24, messages=HELLO, extra_body=GREEDY, stop_sequences=[stop]
+        model="gemma3:270m", max_tokens=24, messages=HELLO, extra_body=GREEDY, stop_sequences=[stop]
     ) as stream:
         final = stream.get_final_message()
     assert final.stop_reason == "stop_sequence" and final.stop_sequence == stop
@@ -138,7 +146,7 @@ def test_stop_sequence_is_reported(client: anthropic.Anthropic) -> None:
 
 def test_top_k_and_metadata_and_multi_turn(client: anthropic.Anthropic) -> None:
     msg = client.messages.create(
-        model="default",
+        model="gemma3:270m",
         max_tokens=4,
         extra_body={"top_k": 1, "top_p": 0.9},
         metadata={"user_id": "u-1"},
@@ -149,7 +157,7 @@ def test_top_k_and_metadata_and_multi_turn(client: anthropic.Anthropic) -> None:
         ],
     )
     greedy = client.messages.create(
-        model="default",
+        model="gemma3:270m",
         max_tokens=4,
         extra_body=GREEDY,
         messages=[
@@ -163,7 +171,7 @@ def test_top_k_and_metadata_and_multi_turn(client: anthropic.Anthropic) -> None:
 
 def test_thinking_is_accepted_and_validated(client: anthropic.Anthropic) -> None:
     msg = client.messages.create(
-        model="default",
+        model="gemma3:270m",
         max_tokens=2048,
         messages=HELLO,
         thinking={"type": "enabled", "budget_tokens": 1024},
@@ -172,7 +180,7 @@ def test_thinking_is_accepted_and_validated(client: anthropic.Anthropic) -> None
     assert msg.content and msg.content[-1].type == "text"
     with pytest.raises(anthropic.BadRequestError) as err:
         client.messages.create(
-            model="default",
+            model="gemma3:270m",
             max_tokens=1000,
             messages=HELLO,
             thinking={"type": "enabled", "budget_tokens": 1024},
@@ -216,11 +224,11 @@ def test_claude_code_style_request(client: anthropic.Anthropic) -> None:
         },
     ]
     system = [{"type": "text", "text": "You are an agent. " * 200, "cache_control": {"type": "ephemeral"}}]
-    counted = client.messages.count_tokens(model="default", messages=history, system=system, tools=tools)
-    bare = client.messages.count_tokens(model="default", messages=history, system=system)
+    counted = client.messages.count_tokens(model="gemma3:270m", messages=history, system=system, tools=tools)
+    bare = client.messages.count_tokens(model="gemma3:270m", messages=history, system=system)
     assert counted.input_tokens >= bare.input_tokens > 1000
     msg = client.messages.create(
-        model="default",
+        model="gemma3:270m",
         max_tokens=64,
         messages=history,
         system=system,
@@ -300,10 +308,10 @@ def test_stream_usage_is_the_same_at_start_and_end(start_server: object) -> None
 def test_refusals_use_the_anthropic_envelope(server: ServerProcess) -> None:
     url = server.base_url + "/v1/messages"
     cases = [
-        ({"model": "default", "messages": HELLO}, "max_tokens"),
+        ({"model": "gemma3:270m", "messages": HELLO}, "max_tokens"),
         (
             {
-                "model": "default",
+                "model": "gemma3:270m",
                 "max_tokens": 5,
                 "messages": [
                     {
@@ -321,7 +329,7 @@ def test_refusals_use_the_anthropic_envelope(server: ServerProcess) -> None:
         ),
         (
             {
-                "model": "default",
+                "model": "gemma3:270m",
                 "max_tokens": 5,
                 "messages": HELLO,
                 "tools": [{"type": "web_search_20250305", "name": "web_search"}],
@@ -330,17 +338,17 @@ def test_refusals_use_the_anthropic_envelope(server: ServerProcess) -> None:
         ),
         (
             {
-                "model": "default",
+                "model": "gemma3:270m",
                 "max_tokens": 5,
                 "messages": [*HELLO, {"role": "assistant", "content": "Rice"}],
             },
             "prefill",
         ),
         (
-            {"model": "default", "max_tokens": 5, "messages": HELLO, "mcp_servers": [{"url": "x"}]},
+            {"model": "gemma3:270m", "max_tokens": 5, "messages": HELLO, "mcp_servers": [{"url": "x"}]},
             "mcp_servers",
         ),
-        ({"model": "default", "max_tokens": 5, "messages": HELLO, "temperature": 1.5}, "temperature"),
+        ({"model": "gemma3:270m", "max_tokens": 5, "messages": HELLO, "temperature": 1.5}, "temperature"),
     ]
     for body, word in cases:
         r = httpx.post(url, json=body, headers=HEADERS, timeout=30)
@@ -351,7 +359,7 @@ def test_refusals_use_the_anthropic_envelope(server: ServerProcess) -> None:
     r = httpx.post(url, content=b"{not json", headers=HEADERS)
     assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
     r = httpx.post(
-        url, json={"model": "default", "max_tokens": 5, "messages": HELLO}, headers={"x-api-key": "k"}
+        url, json={"model": "gemma3:270m", "max_tokens": 5, "messages": HELLO}, headers={"x-api-key": "k"}
     )
     assert r.status_code == 400 and "anthropic-version" in r.json()["error"]["message"]
     r = httpx.post(url, json={"model": "nope", "max_tokens": 5, "messages": HELLO}, headers=HEADERS)
@@ -361,12 +369,12 @@ def test_refusals_use_the_anthropic_envelope(server: ServerProcess) -> None:
 def test_api_key_is_read_from_x_api_key(start_server: object) -> None:
     srv = start_server(env={"LUMBUNG_API_KEYS": "sekret"})  # type: ignore[operator]
     with anthropic.Anthropic(base_url=srv.base_url, api_key="sekret", max_retries=0) as good:
-        assert good.messages.count_tokens(model="default", messages=HELLO).input_tokens > 0
+        assert good.messages.count_tokens(model="gemma3:270m", messages=HELLO).input_tokens > 0
     with (
         anthropic.Anthropic(base_url=srv.base_url, api_key="wrong", max_retries=0) as bad,
         pytest.raises(anthropic.AuthenticationError) as err,
     ):
-        bad.messages.create(model="default", max_tokens=3, messages=HELLO)
+        bad.messages.create(model="gemma3:270m", max_tokens=3, messages=HELLO)
     assert err.value.body["error"]["type"] == "authentication_error"  # type: ignore[index]
 
 
@@ -386,7 +394,7 @@ def test_forced_tool_use_whole_and_streamed(client: anthropic.Anthropic) -> None
     """tool_choice 'tool' makes even this small model call the tool, with input that fits the schema."""
     ask = [{"role": "user", "content": "What is the weather in Jakarta?"}]
     msg = client.messages.create(
-        model="default",
+        model="gemma3:270m",
         max_tokens=64,
         messages=ask,
         tools=[WEATHER],
@@ -397,7 +405,7 @@ def test_forced_tool_use_whole_and_streamed(client: anthropic.Anthropic) -> None
     uses = [b for b in msg.content if b.type == "tool_use"]
     assert len(uses) == 1 and uses[0].name == "get_weather" and isinstance(uses[0].input["city"], str)
     with client.messages.stream(
-        model="default",
+        model="gemma3:270m",
         max_tokens=64,
         messages=ask,
         tools=[WEATHER],

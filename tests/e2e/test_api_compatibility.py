@@ -43,7 +43,11 @@ def schema_params(name: str) -> set[str]:
     return props(schemas[name])
 
 
-BASE: dict[str, Any] = {"model": "default", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
+BASE: dict[str, Any] = {
+    "model": "gemma3:270m",
+    "messages": [{"role": "user", "content": "Hi"}],
+    "max_tokens": 2,
+}
 
 # A realistic value for each parameter (for "refused" ones: a value lumbung cannot honour).
 CHAT_SAMPLES: dict[str, Any] = {

@@ -188,28 +188,28 @@ SURFACES: dict[str, tuple[str, dict[str, dict[str, Any]], str, dict[str, Any], s
         "completions",
         COMPLETIONS,
         "/v1/completions",
-        {"model": "default", "prompt": "Hi", "max_tokens": 2},
+        {"model": "gemma3:270m", "prompt": "Hi", "max_tokens": 2},
         schema_params("CreateCompletionRequest"),
     ),
     "embeddings": (
         "embeddings",
         EMBEDDINGS,
         "/v1/embeddings",
-        {"model": "default", "input": "Hi"},
+        {"model": "gemma3:270m", "input": "Hi"},
         schema_params("CreateEmbeddingRequest"),
     ),
     "responses": (
         "responses",
         RESPONSES,
         "/v1/responses",
-        {"model": "default", "input": "Hi", "max_output_tokens": 2},
+        {"model": "gemma3:270m", "input": "Hi", "max_output_tokens": 2},
         schema_params("CreateResponse"),
     ),
     "anthropic": (
         "anthropic.messages",
         ANTHROPIC,
         "/v1/messages",
-        {"model": "default", "max_tokens": 2, "messages": [{"role": "user", "content": "Hi"}]},
+        {"model": "gemma3:270m", "max_tokens": 2, "messages": [{"role": "user", "content": "Hi"}]},
         set(anthropic_params.MessageCreateParamsBase.__annotations__)
         | {"stream", "temperature", "top_p", "top_k", "mcp_servers", "context_management"},
     ),
@@ -218,7 +218,7 @@ SURFACES: dict[str, tuple[str, dict[str, dict[str, Any]], str, dict[str, Any], s
         OLLAMA_CHAT,
         "/api/chat",
         {
-            "model": "default",
+            "model": "gemma3:270m",
             "messages": [{"role": "user", "content": "Hi"}],
             "stream": False,
             "options": {"num_predict": 2},
@@ -229,14 +229,14 @@ SURFACES: dict[str, tuple[str, dict[str, dict[str, Any]], str, dict[str, Any], s
         "ollama.generate",
         OLLAMA_GENERATE,
         "/api/generate",
-        {"model": "default", "prompt": "Hi", "stream": False, "options": {"num_predict": 2}},
+        {"model": "gemma3:270m", "prompt": "Hi", "stream": False, "options": {"num_predict": 2}},
         set(ollama_types.GenerateRequest.model_fields),
     ),
     "ollama.embed": (
         "ollama.embed",
         OLLAMA_EMBED,
         "/api/embed",
-        {"model": "default", "input": "Hi"},
+        {"model": "gemma3:270m", "input": "Hi"},
         set(ollama_types.EmbedRequest.model_fields),
     ),
 }
@@ -301,7 +301,7 @@ def test_ollama_option_behaves_as_documented(server: ServerProcess, option: str)
     status = doc_table("ollama.options")[option]
     options = {"num_predict": 2, option: OPTION_VALUES[option]}
     body = {
-        "model": "default",
+        "model": "gemma3:270m",
         "messages": [{"role": "user", "content": "Hi"}],
         "stream": False,
         "options": options,

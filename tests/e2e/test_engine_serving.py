@@ -39,7 +39,7 @@ async def test_eight_streams_at_once_all_finish_and_health_stays_up(server: Serv
 
         async def one(i: int) -> tuple[str, Any, str | None]:
             stream = await client.chat.completions.create(
-                model="default",
+                model="gemma3:270m",
                 messages=[{"role": "user", "content": f"Story {i} about kites."}],
                 max_tokens=24,
                 temperature=0,
@@ -78,7 +78,7 @@ def test_a_full_queue_answers_429_with_retry_after(start_server: Callable[..., S
     server = start_server(env={"LUMBUNG_PARALLEL": "1", "LUMBUNG_MAX_QUEUE": "0"})
     client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="x", max_retries=0)
     stream = client.chat.completions.create(
-        model="default",
+        model="gemma3:270m",
         messages=[{"role": "user", "content": "A very long story."}],
         max_tokens=2000,
         stream=True,
@@ -86,7 +86,7 @@ def test_a_full_queue_answers_429_with_retry_after(start_server: Callable[..., S
     next(iter(stream))  # it holds the only slot now
     with pytest.raises(openai.RateLimitError) as err:
         client.chat.completions.create(
-            model="default", messages=[{"role": "user", "content": "hi"}], max_tokens=2
+            model="gemma3:270m", messages=[{"role": "user", "content": "hi"}], max_tokens=2
         )
     assert int(err.value.response.headers["retry-after"]) >= 1
     assert err.value.code == "rate_limit_exceeded"
@@ -101,7 +101,7 @@ def test_a_full_queue_answers_429_with_retry_after(start_server: Callable[..., S
     stream.close()  # the disconnect frees the slot
     wait_for(lambda: models(server)["gemma3:270m"]["active_requests"] == 0)
     done = client.chat.completions.create(
-        model="default", messages=[{"role": "user", "content": "hi"}], max_tokens=2
+        model="gemma3:270m", messages=[{"role": "user", "content": "hi"}], max_tokens=2
     )
     assert done.usage and done.usage.completion_tokens == 2
 
@@ -114,7 +114,7 @@ def test_a_shared_system_prompt_is_reused_and_reported(
 
     def ask(question: str) -> Any:
         return client.chat.completions.create(
-            model="default",
+            model="gemma3:270m",
             max_tokens=4,
             temperature=0,
             messages=[{"role": "system", "content": HANDBOOK}, {"role": "user", "content": question}],

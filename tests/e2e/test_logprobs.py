@@ -24,7 +24,7 @@ def client(server: ServerProcess) -> Iterator[openai.OpenAI]:
 
 def test_chat_logprobs_whole_and_streamed(client: openai.OpenAI) -> None:
     raw = client.chat.completions.with_raw_response.create(
-        model="default",
+        model="gemma3:270m",
         messages=HELLO,
         max_tokens=6,
         temperature=0,
@@ -42,7 +42,7 @@ def test_chat_logprobs_whole_and_streamed(client: openai.OpenAI) -> None:
         assert all(a.logprob >= b.logprob for a, b in zip(t.top_logprobs, t.top_logprobs[1:], strict=False))
     chunks = list(
         client.chat.completions.create(
-            model="default",
+            model="gemma3:270m",
             messages=HELLO,
             max_tokens=6,
             temperature=0,
@@ -61,7 +61,7 @@ def test_chat_logprobs_whole_and_streamed(client: openai.OpenAI) -> None:
 
 def test_completions_logprobs(client: openai.OpenAI) -> None:
     done = client.completions.create(
-        model="default", prompt="The rice barn", max_tokens=5, temperature=0, logprobs=2
+        model="gemma3:270m", prompt="The rice barn", max_tokens=5, temperature=0, logprobs=2
     )
     lp = done.choices[0].logprobs
     assert lp and lp.tokens and len(lp.tokens) == 5 and "".join(lp.tokens) == done.choices[0].text
@@ -71,7 +71,7 @@ def test_completions_logprobs(client: openai.OpenAI) -> None:
 
 def test_responses_and_ollama_logprobs(client: openai.OpenAI, server: ServerProcess) -> None:
     done = client.responses.create(
-        model="default",
+        model="gemma3:270m",
         input="Hi",
         max_output_tokens=16,
         temperature=0,
@@ -81,7 +81,7 @@ def test_responses_and_ollama_logprobs(client: openai.OpenAI, server: ServerProc
     part = done.output[0].content[0]  # type: ignore[union-attr]
     assert part.logprobs and "".join(t.token for t in part.logprobs) == part.text  # type: ignore[union-attr]
     body = {
-        "model": "default",
+        "model": "gemma3:270m",
         "messages": HELLO,
         "stream": False,
         "logprobs": True,

@@ -27,20 +27,20 @@ def client(server: ServerProcess) -> Iterator[ollama.Client]:
 
 
 def test_chat_whole_and_streamed_agree(client: ollama.Client) -> None:
-    client.chat(model="default", messages=HELLO, options=GREEDY, stream=False)  # warm the prefix cache
-    whole = client.chat(model="default", messages=HELLO, options=GREEDY, stream=False, keep_alive=-1)
+    client.chat(model="gemma3:270m", messages=HELLO, options=GREEDY, stream=False)  # warm the prefix cache
+    whole = client.chat(model="gemma3:270m", messages=HELLO, options=GREEDY, stream=False, keep_alive=-1)
     assert whole.model == "gemma3:270m" and whole.done and whole.done_reason == "length"
     assert whole.message.role == "assistant" and whole.message.content
     assert whole.eval_count == 8 and whole.prompt_eval_count and whole.prompt_eval_count > 0
     assert whole.total_duration and whole.total_duration >= (whole.eval_duration or 0) > 0
-    parts = list(client.chat(model="default", messages=HELLO, options=GREEDY, stream=True))
+    parts = list(client.chat(model="gemma3:270m", messages=HELLO, options=GREEDY, stream=True))
     assert all(not p.done for p in parts[:-1]) and parts[-1].done and parts[-1].done_reason == "length"
     assert "".join(p.message.content or "" for p in parts) == whole.message.content
     assert parts[-1].eval_count == 8 and parts[-1].created_at
 
 
 def test_chat_stream_is_ndjson(server: ServerProcess) -> None:
-    body = {"model": "default", "messages": HELLO, "options": {"num_predict": 3}}  # streams by default
+    body = {"model": "gemma3:270m", "messages": HELLO, "options": {"num_predict": 3}}  # streams by default
     with httpx.stream("POST", server.base_url + "/api/chat", json=body, timeout=60) as r:
         assert r.headers["content-type"].startswith("application/x-ndjson")
         lines = [json.loads(line) for line in r.iter_lines() if line]
@@ -48,30 +48,34 @@ def test_chat_stream_is_ndjson(server: ServerProcess) -> None:
 
 
 def test_generate_templated_raw_and_stop(client: ollama.Client) -> None:
-    templated = client.generate(model="default", prompt="Name a colour.", system="Be brief.", options=GREEDY)
+    templated = client.generate(
+        model="gemma3:270m", prompt="Name a colour.", system="Be brief.", options=GREEDY
+    )
     assert templated.response and templated.done_reason == "length" and templated.eval_count == 8
-    client.generate(model="default", prompt="The rice barn stood", raw=True, options=GREEDY)  # warm the cache
-    raw = client.generate(model="default", prompt="The rice barn stood", raw=True, options=GREEDY)
+    client.generate(
+        model="gemma3:270m", prompt="The rice barn stood", raw=True, options=GREEDY
+    )  # warm the cache
+    raw = client.generate(model="gemma3:270m", prompt="The rice barn stood", raw=True, options=GREEDY)
     assert (
         raw.response and raw.prompt_eval_count and raw.prompt_eval_count < (templated.prompt_eval_count or 0)
     )
     words = [w for w in raw.response.split() if len(w) >= 2]
     assert words
     cut = client.generate(
-        model="default", prompt="The rice barn stood", raw=True, options={**GREEDY, "stop": [words[0]]}
+        model="gemma3:270m", prompt="The rice barn stood", raw=True, options={**GREEDY, "stop": [words[0]]}
     )
     assert cut.done_reason == "stop" and words[0] not in cut.response
     streamed = "".join(
         p.response
         for p in client.generate(
-            model="default", prompt="The rice barn stood", raw=True, options=GREEDY, stream=True
+            model="gemma3:270m", prompt="The rice barn stood", raw=True, options=GREEDY, stream=True
         )
     )
     assert streamed == raw.response
 
 
 def test_empty_generate_loads_the_model(client: ollama.Client) -> None:
-    done = client.generate(model="default", prompt="")
+    done = client.generate(model="gemma3:270m", prompt="")
     assert done.done and done.done_reason == "load" and done.response == ""
 
 
@@ -87,40 +91,43 @@ def test_seed_and_options(client: ollama.Client) -> None:
         "num_ctx": 2048,
         "num_thread": 2,
     }
-    client.chat(model="default", messages=HELLO, options=opts)  # warm the prefix cache
-    a = client.chat(model="default", messages=HELLO, options=opts)
-    b = client.chat(model="default", messages=HELLO, options=opts)
+    client.chat(model="gemma3:270m", messages=HELLO, options=opts)  # warm the prefix cache
+    a = client.chat(model="gemma3:270m", messages=HELLO, options=opts)
+    b = client.chat(model="gemma3:270m", messages=HELLO, options=opts)
     assert a.message.content == b.message.content
 
 
 def test_embed_and_legacy_embeddings(client: ollama.Client) -> None:
     texts = ["The cat sat on the mat.", "A cat is sitting on a rug.", "Quarterly revenue grew ten percent."]
-    done = client.embed(model="default", input=texts)
+    done = client.embed(model="gemma3:270m", input=texts)
     assert done.model == "gemma3:270m" and len(done.embeddings) == 3
     v = done.embeddings
     dot = lambda a, b: sum(x * y for x, y in zip(a, b, strict=True))  # noqa: E731
     assert math.isclose(dot(v[0], v[0]), 1.0, rel_tol=1e-4)
     assert dot(v[0], v[1]) > dot(v[0], v[2])
     assert done.prompt_eval_count and done.prompt_eval_count > 3
-    one = client.embed(model="default", input=texts[0])
+    one = client.embed(model="gemma3:270m", input=texts[0])
     assert all(math.isclose(x, y, abs_tol=1e-5) for x, y in zip(one.embeddings[0], v[0], strict=True))
-    legacy = client.embeddings(model="default", prompt=texts[0])
+    legacy = client.embeddings(model="gemma3:270m", prompt=texts[0])
     assert len(legacy.embedding) == len(v[0])
 
 
 def test_list_show_ps_version(client: ollama.Client, server: ServerProcess) -> None:
-    client.generate(model="default", prompt="")
+    client.generate(model="gemma3:270m", prompt="")
     listed = client.list()
     names = [m.model for m in listed.models]
     assert "gemma3:270m" in names
     entry = next(m for m in listed.models if m.model == "gemma3:270m")
     assert entry.details and entry.details.format == "gguf" and entry.details.family == "gemma3"
     assert entry.size and entry.size > 0
-    shown = client.show("default")
+    shown = client.show("gemma3:270m")
     assert (
         shown.capabilities == ["completion", "tools"] and shown.details and shown.details.family == "gemma3"
     )
     assert shown.modelinfo and shown.modelinfo["general.architecture"] == "gemma3"
+    default = client.show("default")  # the alias reaches the embedded default, SmolLM2 (llama)
+    assert default.details and default.details.family == "llama"
+    assert default.modelinfo and default.modelinfo["llama.context_length"] == 8192
     running = client.ps()
     assert "gemma3:270m" in [m.model for m in running.models]
     version = httpx.get(server.base_url + "/api/version").json()
@@ -132,18 +139,21 @@ def test_errors_use_ollamas_envelope(client: ollama.Client, server: ServerProces
         client.chat(model="no-such-model", messages=HELLO)
     assert err.value.status_code == 404 and "no-such-model" in err.value.error
     cases = [
-        ({"model": "default", "messages": HELLO, "options": {"mirostat": 2}}, "mirostat"),
-        ({"model": "default", "messages": [{"role": "user", "content": "x", "images": ["AA=="]}]}, "images"),
-        ({"model": "default", "messages": HELLO, "keep_alive": "soon"}, "keep_alive"),
-        ({"model": "default", "messages": HELLO, "options": {"num_ctx": 10_000_000}}, "num_ctx"),
-        ({"model": "default", "messages": HELLO, "options": {"temperature": "hot"}}, "temperature"),
+        ({"model": "gemma3:270m", "messages": HELLO, "options": {"mirostat": 2}}, "mirostat"),
+        (
+            {"model": "gemma3:270m", "messages": [{"role": "user", "content": "x", "images": ["AA=="]}]},
+            "images",
+        ),
+        ({"model": "gemma3:270m", "messages": HELLO, "keep_alive": "soon"}, "keep_alive"),
+        ({"model": "gemma3:270m", "messages": HELLO, "options": {"num_ctx": 10_000_000}}, "num_ctx"),
+        ({"model": "gemma3:270m", "messages": HELLO, "options": {"temperature": "hot"}}, "temperature"),
     ]
     for body, word in cases:
         r = httpx.post(server.base_url + "/api/chat", json=body, timeout=30)
         assert r.status_code == 400, r.text
         assert set(r.json()) == {"error"} and word in r.json()["error"]
     r = httpx.post(
-        server.base_url + "/api/generate", json={"model": "default", "prompt": "x", "template": "{{.}}"}
+        server.base_url + "/api/generate", json={"model": "gemma3:270m", "prompt": "x", "template": "{{.}}"}
     )
     assert r.status_code == 400 and "template" in r.json()["error"]
 
@@ -178,7 +188,7 @@ def test_format_and_tools_are_mapped_or_refused_clearly(client: ollama.Client) -
     for kwargs in ({"format": "json"}, {"format": schema}, {"tools": tools}):
         try:
             done = client.chat(
-                model="default", messages=history, options={"temperature": 0, "num_predict": 48}, **kwargs
+                model="gemma3:270m", messages=history, options={"temperature": 0, "num_predict": 48}, **kwargs
             )  # type: ignore[arg-type]
         except ollama.ResponseError as err:
             assert err.status_code == 400 and ("format" in err.error or "tools" in err.error), err.error

@@ -18,7 +18,7 @@ import pytest
 
 from tests.support.server import ServerProcess
 
-MODEL = "gemma3:270m"
+MODEL = "smollm2:135m"
 HELLO = [{"role": "user", "content": "Write a short poem about rice barns."}]
 
 

@@ -20,7 +20,7 @@ HELLO = [{"role": "user", "content": "Write a short poem about rice barns."}]
 def warm(client: openai.OpenAI, messages: list[dict[str, str]] = HELLO) -> None:
     """Greedy text compares equal only under the same prefix-cache state (llama.cpp's kernels differ
     by batch shape, see docs/performance.md): one request first puts the prompt in the cache."""
-    client.chat.completions.create(model="default", messages=messages, max_tokens=1, temperature=0)
+    client.chat.completions.create(model="gemma3:270m", messages=messages, max_tokens=1, temperature=0)
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ async def aclient(server: ServerProcess) -> AsyncIterator[openai.AsyncOpenAI]:
 
 def test_non_stream_answer_matches_openai_schema(client: openai.OpenAI) -> None:
     raw = client.chat.completions.with_raw_response.create(
-        model="default", messages=HELLO, max_tokens=12, temperature=0
+        model="gemma3:270m", messages=HELLO, max_tokens=12, temperature=0
     )
     body = json.loads(raw.text)
     validate(body, "CreateChatCompletionResponse")
@@ -59,10 +59,10 @@ def test_non_stream_answer_matches_openai_schema(client: openai.OpenAI) -> None:
 def test_usage_counts_are_exact(client: openai.OpenAI, server: ServerProcess) -> None:
     """prompt_tokens is the templated prompt's length: one more user token costs exactly one more."""
     a = client.chat.completions.create(
-        model="default", messages=[{"role": "user", "content": "hello"}], max_tokens=1
+        model="gemma3:270m", messages=[{"role": "user", "content": "hello"}], max_tokens=1
     )
     b = client.chat.completions.create(
-        model="default", messages=[{"role": "user", "content": "hello hello"}], max_tokens=1
+        model="gemma3:270m", messages=[{"role": "user", "content": "hello hello"}], max_tokens=1
     )
     assert a.usage and b.usage
     assert b.usage.prompt_tokens == a.usage.prompt_tokens + 1
@@ -72,7 +72,7 @@ def test_usage_counts_are_exact(client: openai.OpenAI, server: ServerProcess) ->
 def test_stream_with_usage_matches_openai_schema(client: openai.OpenAI) -> None:
     chunks = list(
         client.chat.completions.create(
-            model="default",
+            model="gemma3:270m",
             messages=HELLO,
             max_tokens=10,
             temperature=0,
@@ -91,33 +91,35 @@ def test_stream_with_usage_matches_openai_schema(client: openai.OpenAI) -> None:
     assert chunks[-1].usage.completion_tokens == 10
     warm(client)
     streamed = client.chat.completions.create(
-        model="default", messages=HELLO, max_tokens=10, temperature=0, stream=True
+        model="gemma3:270m", messages=HELLO, max_tokens=10, temperature=0, stream=True
     )
     text = "".join(c.choices[0].delta.content or "" for c in streamed if c.choices)
-    whole = client.chat.completions.create(model="default", messages=HELLO, max_tokens=10, temperature=0)
+    whole = client.chat.completions.create(model="gemma3:270m", messages=HELLO, max_tokens=10, temperature=0)
     assert text == whole.choices[0].message.content
 
 
 def test_stream_without_usage_sends_none(client: openai.OpenAI) -> None:
-    chunks = list(client.chat.completions.create(model="default", messages=HELLO, max_tokens=3, stream=True))
+    chunks = list(
+        client.chat.completions.create(model="gemma3:270m", messages=HELLO, max_tokens=3, stream=True)
+    )
     assert all(c.usage is None for c in chunks)
     assert chunks[-1].choices[0].finish_reason == "length"
 
 
 def test_stop_string_is_not_returned(client: openai.OpenAI) -> None:
     warm(client)
-    free = client.chat.completions.create(model="default", messages=HELLO, max_tokens=40, temperature=0)
+    free = client.chat.completions.create(model="gemma3:270m", messages=HELLO, max_tokens=40, temperature=0)
     text = free.choices[0].message.content or ""
     words = [w for w in text.split() if len(w) >= 3]
     assert len(words) >= 3, text
     stop = words[2]
     cut = client.chat.completions.create(
-        model="default", messages=HELLO, max_tokens=40, temperature=0, stop=[stop, "never-appears-xyz"]
+        model="gemma3:270m", messages=HELLO, max_tokens=40, temperature=0, stop=[stop, "never-appears-xyz"]
     )
     assert cut.choices[0].finish_reason == "stop"
     assert cut.choices[0].message.content == text[: text.index(stop)]
     streamed = client.chat.completions.create(
-        model="default", messages=HELLO, max_tokens=40, temperature=0, stop=stop, stream=True
+        model="gemma3:270m", messages=HELLO, max_tokens=40, temperature=0, stop=stop, stream=True
     )
     parts = list(streamed)
     assert "".join(c.choices[0].delta.content or "" for c in parts) == text[: text.index(stop)]
@@ -127,7 +129,7 @@ def test_stop_string_is_not_returned(client: openai.OpenAI) -> None:
 def test_seed_makes_sampling_repeatable(client: openai.OpenAI) -> None:
     def run(seed: int) -> str:
         r = client.chat.completions.create(
-            model="default", messages=HELLO, max_tokens=24, temperature=1.0, top_p=0.95, seed=seed
+            model="gemma3:270m", messages=HELLO, max_tokens=24, temperature=1.0, top_p=0.95, seed=seed
         )
         return r.choices[0].message.content or ""
 
@@ -155,9 +157,9 @@ def test_penalties_user_metadata_and_developer_role_are_accepted(client: openai.
 
 
 def test_penalties_change_greedy_output(client: openai.OpenAI) -> None:
-    base = client.chat.completions.create(model="default", messages=HELLO, max_tokens=40, temperature=0)
+    base = client.chat.completions.create(model="gemma3:270m", messages=HELLO, max_tokens=40, temperature=0)
     penal = client.chat.completions.create(
-        model="default", messages=HELLO, max_tokens=40, temperature=0, frequency_penalty=2.0
+        model="gemma3:270m", messages=HELLO, max_tokens=40, temperature=0, frequency_penalty=2.0
     )
     assert base.choices[0].message.content != penal.choices[0].message.content
 
@@ -165,7 +167,7 @@ def test_penalties_change_greedy_output(client: openai.OpenAI) -> None:
 async def test_async_client_stream_and_concurrency(aclient: openai.AsyncOpenAI) -> None:
     async def one(i: int) -> str:
         stream = await aclient.chat.completions.create(
-            model="default",
+            model="gemma3:270m",
             messages=[{"role": "user", "content": f"Count to {i}"}],
             max_tokens=8,
             stream=True,
@@ -174,7 +176,7 @@ async def test_async_client_stream_and_concurrency(aclient: openai.AsyncOpenAI) 
 
     texts = await asyncio.gather(*(one(i) for i in range(3)))
     assert all(texts)
-    done = await aclient.chat.completions.create(model="default", messages=HELLO, max_tokens=4)
+    done = await aclient.chat.completions.create(model="gemma3:270m", messages=HELLO, max_tokens=4)
     assert done.usage and done.usage.completion_tokens == 4
 
 
@@ -184,9 +186,9 @@ def test_models_endpoints(client: openai.OpenAI, server: ServerProcess) -> None:
     listing = httpx.get(server.base_url + "/v1/models").json()
     validate(listing, "ListModelsResponse")
     ids = [m.id for m in client.models.list()]
-    assert "gemma3:270m" in ids
+    assert ids[:2] == ["smollm2:135m", "gemma3:270m"]  # the embedded models, the default first
     model = client.models.retrieve("default")
-    assert model.id == "gemma3:270m" and model.object == "model"
+    assert model.id == "smollm2:135m" and model.object == "model"
     validate(httpx.get(server.base_url + "/v1/models/gemma3:270m").json(), "Model")
     with pytest.raises(openai.NotFoundError) as err:
         client.models.retrieve("no-such-model")
@@ -219,4 +221,4 @@ def test_config_serves_another_gguf_under_an_alias(
         )
     assert err.value.code == "context_length_exceeded"
     with pytest.raises(openai.NotFoundError):
-        client.chat.completions.create(model="default", messages=HELLO, max_tokens=3)
+        client.chat.completions.create(model="gemma3:270m", messages=HELLO, max_tokens=3)

@@ -26,7 +26,7 @@ def client(server: ServerProcess) -> Iterator[openai.OpenAI]:
 
 def test_completion_matches_openai_schema(client: openai.OpenAI) -> None:
     raw = client.completions.with_raw_response.create(
-        model="default", prompt=PROMPT, max_tokens=8, temperature=0
+        model="gemma3:270m", prompt=PROMPT, max_tokens=8, temperature=0
     )
     body = json.loads(raw.text)
     validate(body, "CreateCompletionResponse")
@@ -38,17 +38,21 @@ def test_completion_matches_openai_schema(client: openai.OpenAI) -> None:
 
 
 def test_default_max_tokens_is_16(client: openai.OpenAI) -> None:
-    done = client.completions.create(model="default", prompt=PROMPT, temperature=0)
+    done = client.completions.create(model="gemma3:270m", prompt=PROMPT, temperature=0)
     assert done.usage and done.usage.completion_tokens <= 16
     assert done.choices[0].finish_reason == "length" or done.usage.completion_tokens < 16
 
 
 def test_stream_equals_whole_and_validates(client: openai.OpenAI) -> None:
-    client.completions.create(model="default", prompt=PROMPT, max_tokens=8, temperature=0)  # warm the cache
-    whole = client.completions.create(model="default", prompt=PROMPT, max_tokens=8, temperature=0, echo=True)
+    client.completions.create(
+        model="gemma3:270m", prompt=PROMPT, max_tokens=8, temperature=0
+    )  # warm the cache
+    whole = client.completions.create(
+        model="gemma3:270m", prompt=PROMPT, max_tokens=8, temperature=0, echo=True
+    )
     chunks = list(
         client.completions.create(
-            model="default",
+            model="gemma3:270m",
             prompt=PROMPT,
             max_tokens=8,
             temperature=0,
@@ -71,16 +75,16 @@ def test_stream_equals_whole_and_validates(client: openai.OpenAI) -> None:
 
 def test_n_and_several_prompts_give_indexed_choices(client: openai.OpenAI) -> None:
     done = client.completions.create(
-        model="default", prompt=[PROMPT, "Once upon a time"], n=2, max_tokens=6, temperature=1.0, seed=11
+        model="gemma3:270m", prompt=[PROMPT, "Once upon a time"], n=2, max_tokens=6, temperature=1.0, seed=11
     )
     assert [c.index for c in done.choices] == [0, 1, 2, 3]
     assert done.choices[0].text != done.choices[1].text or done.choices[2].text != done.choices[3].text
-    single = client.completions.create(model="default", prompt=PROMPT, max_tokens=1)
+    single = client.completions.create(model="gemma3:270m", prompt=PROMPT, max_tokens=1)
     assert done.usage and single.usage
     assert done.usage.completion_tokens == 24
     streamed = list(
         client.completions.create(
-            model="default", prompt=PROMPT, n=3, max_tokens=4, stream=True, seed=5, temperature=1.0
+            model="gemma3:270m", prompt=PROMPT, n=3, max_tokens=4, stream=True, seed=5, temperature=1.0
         )
     )
     by_index: dict[int, str] = {}
@@ -92,12 +96,14 @@ def test_n_and_several_prompts_give_indexed_choices(client: openai.OpenAI) -> No
 
 
 def test_stop_and_best_of_and_refusals(client: openai.OpenAI, server: ServerProcess) -> None:
-    client.completions.create(model="default", prompt=PROMPT, max_tokens=12, temperature=0)  # warm the cache
-    free = client.completions.create(model="default", prompt=PROMPT, max_tokens=12, temperature=0)
+    client.completions.create(
+        model="gemma3:270m", prompt=PROMPT, max_tokens=12, temperature=0
+    )  # warm the cache
+    free = client.completions.create(model="gemma3:270m", prompt=PROMPT, max_tokens=12, temperature=0)
     words = free.choices[0].text.split()
     assert len(words) >= 2
     cut = client.completions.create(
-        model="default", prompt=PROMPT, max_tokens=12, temperature=0, stop=words[1], best_of=1
+        model="gemma3:270m", prompt=PROMPT, max_tokens=12, temperature=0, stop=words[1], best_of=1
     )
     assert cut.choices[0].finish_reason == "stop" and words[1] not in cut.choices[0].text
     for extra, param in [
@@ -107,7 +113,7 @@ def test_stop_and_best_of_and_refusals(client: openai.OpenAI, server: ServerProc
         ({"logit_bias": {"x": 2}}, "logit_bias"),
         ({"echo": True, "logprobs": 1}, "echo"),
     ]:
-        body = {"model": "default", "prompt": PROMPT, "max_tokens": 2, **extra}
+        body = {"model": "gemma3:270m", "prompt": PROMPT, "max_tokens": 2, **extra}
         r = httpx.post(server.base_url + "/v1/completions", json=body, timeout=30)
         assert r.status_code == 400, r.text
         assert r.json()["error"]["param"] == param
@@ -119,7 +125,9 @@ def _cos(a: list[float], b: list[float]) -> float:
 
 def test_embeddings_float_and_base64(client: openai.OpenAI) -> None:
     texts = ["The cat sat on the mat.", "A cat is sitting on a rug.", "Quarterly revenue grew ten percent."]
-    raw = client.embeddings.with_raw_response.create(model="default", input=texts, encoding_format="float")
+    raw = client.embeddings.with_raw_response.create(
+        model="gemma3:270m", input=texts, encoding_format="float"
+    )
     validate(json.loads(raw.text), "CreateEmbeddingResponse")
     done = raw.parse()
     vectors = [d.embedding for d in done.data]
@@ -129,12 +137,12 @@ def test_embeddings_float_and_base64(client: openai.OpenAI) -> None:
     assert done.usage.prompt_tokens == done.usage.total_tokens > len(texts)
     b64 = httpx.post(
         f"{client.base_url}embeddings",
-        json={"model": "default", "input": texts[0], "encoding_format": "base64"},
+        json={"model": "gemma3:270m", "input": texts[0], "encoding_format": "base64"},
     ).json()
     packed = base64.b64decode(b64["data"][0]["embedding"])
     decoded = struct.unpack(f"<{len(packed) // 4}f", packed)
     assert all(math.isclose(x, y, abs_tol=1e-6) for x, y in zip(decoded, vectors[0], strict=True))
-    sdk_default = client.embeddings.create(model="default", input=texts[0])  # the SDK asks for base64
+    sdk_default = client.embeddings.create(model="gemma3:270m", input=texts[0])  # the SDK asks for base64
     assert all(
         math.isclose(x, y, abs_tol=1e-6)
         for x, y in zip(sdk_default.data[0].embedding, vectors[0], strict=True)
@@ -142,18 +150,18 @@ def test_embeddings_float_and_base64(client: openai.OpenAI) -> None:
 
 
 def test_embeddings_dimensions_and_bad_input(client: openai.OpenAI) -> None:
-    one = client.embeddings.create(model="default", input="hello")
+    one = client.embeddings.create(model="gemma3:270m", input="hello")
     native = len(one.data[0].embedding)
     assert (
-        len(client.embeddings.create(model="default", input="hello", dimensions=native).data[0].embedding)
+        len(client.embeddings.create(model="gemma3:270m", input="hello", dimensions=native).data[0].embedding)
         == native
     )
     with pytest.raises(openai.BadRequestError) as err:
-        client.embeddings.create(model="default", input="hello", dimensions=64)
+        client.embeddings.create(model="gemma3:270m", input="hello", dimensions=64)
     assert err.value.param == "dimensions"
     for bad in ([], [""], [[]], [[1, 2], [10**9]], ["text", 1], [[1], ["text"]]):
         with pytest.raises(openai.BadRequestError) as err:
-            client.embeddings.create(model="default", input=bad)  # type: ignore[arg-type]
+            client.embeddings.create(model="gemma3:270m", input=bad)  # type: ignore[arg-type]
         assert err.value.param == "input"
 
 
@@ -210,7 +218,7 @@ def test_embedding_model_from_config(start_server: object, server: ServerProcess
 def test_chat_n_choices_whole_and_streamed(client: openai.OpenAI) -> None:
     messages = [{"role": "user", "content": "Name a fruit."}]
     raw = client.chat.completions.with_raw_response.create(
-        model="default",
+        model="gemma3:270m",
         messages=messages,
         n=3,
         max_tokens=5,
@@ -221,11 +229,11 @@ def test_chat_n_choices_whole_and_streamed(client: openai.OpenAI) -> None:
     done = raw.parse()
     assert [c.index for c in done.choices] == [0, 1, 2]
     assert done.usage and done.usage.completion_tokens == 15
-    single = client.chat.completions.create(model="default", messages=messages, max_tokens=5)  # type: ignore[arg-type]
+    single = client.chat.completions.create(model="gemma3:270m", messages=messages, max_tokens=5)  # type: ignore[arg-type]
     assert single.usage and done.usage.prompt_tokens == single.usage.prompt_tokens
     chunks = list(
         client.chat.completions.create(
-            model="default",
+            model="gemma3:270m",
             messages=messages,
             n=2,
             max_tokens=4,

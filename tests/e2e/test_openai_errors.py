@@ -21,7 +21,7 @@ from tests.support.spec import validate
 
 URL = "/v1/chat/completions"
 OK_BODY: dict[str, Any] = {
-    "model": "default",
+    "model": "gemma3:270m",
     "messages": [{"role": "user", "content": "Hi"}],
     "max_tokens": 2,
 }
@@ -54,9 +54,9 @@ def assert_error(
 @pytest.mark.parametrize(
     ("content", "param"),
     [
-        (b'{"model": "default", "messages": [', None),
+        (b'{"model": "gemma3:270m", "messages": [', None),
         (b"not json at all", None),
-        (b'{"model": "default", "messages": [{"role": "user", "content": "\xff\xfe"}]}', None),
+        (b'{"model": "gemma3:270m", "messages": [{"role": "user", "content": "\xff\xfe"}]}', None),
         (b"[1, 2, 3]", None),
         (b"", None),
     ],
@@ -92,12 +92,12 @@ def test_wrong_types_and_values_name_the_parameter(
 
 
 def test_missing_required_parameter(server: ServerProcess) -> None:
-    response = post_raw(server, json.dumps({"model": "default"}).encode())
+    response = post_raw(server, json.dumps({"model": "gemma3:270m"}).encode())
     assert_error(response, 400, code="missing_required_parameter", param="messages")
 
 
 def test_deeply_nested_body_is_400(server: ServerProcess) -> None:
-    deep = b'{"model": "default", "messages": [], "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    deep = b'{"model": "gemma3:270m", "messages": [], "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
     assert_error(post_raw(server, deep), 400)
 
 
@@ -108,7 +108,7 @@ def test_oversized_body_is_413(server: ServerProcess) -> None:
 
 def test_oversized_body_without_content_length_is_413(server: ServerProcess) -> None:
     def chunks() -> Any:
-        yield b'{"model": "default", "messages": [{"role": "user", "content": "'
+        yield b'{"model": "gemma3:270m", "messages": [{"role": "user", "content": "'
         for _ in range(10):
             yield b"x" * (1024 * 1024)
         yield b'"}]}'
@@ -133,14 +133,14 @@ def test_prompt_longer_than_context_is_400(server: ServerProcess) -> None:
         pytest.raises(openai.BadRequestError) as err,
     ):
         client.chat.completions.create(
-            model="default", messages=[{"role": "user", "content": "rice " * 6000}]
+            model="gemma3:270m", messages=[{"role": "user", "content": "rice " * 6000}]
         )
     assert err.value.code == "context_length_exceeded"
     for stream in (True, False):
         response = httpx.post(
             server.base_url + URL,
             json={
-                "model": "default",
+                "model": "gemma3:270m",
                 "stream": stream,
                 "messages": [{"role": "user", "content": "rice " * 6000}],
             },

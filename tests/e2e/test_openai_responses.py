@@ -23,7 +23,7 @@ def client(server: ServerProcess) -> Iterator[openai.OpenAI]:
 
 def test_create_matches_openai_schema_and_is_stored(client: openai.OpenAI) -> None:
     raw = client.responses.with_raw_response.create(
-        model="default",
+        model="gemma3:270m",
         input=QUESTION,
         instructions="Be brief.",
         max_output_tokens=16,
@@ -46,10 +46,10 @@ def test_create_matches_openai_schema_and_is_stored(client: openai.OpenAI) -> No
 
 def test_stream_events_from_created_to_completed(client: openai.OpenAI) -> None:
     client.responses.create(
-        model="default", input=QUESTION, max_output_tokens=8, temperature=0
+        model="gemma3:270m", input=QUESTION, max_output_tokens=8, temperature=0
     )  # warm the cache
     with client.responses.stream(
-        model="default", input=QUESTION, max_output_tokens=8, temperature=0
+        model="gemma3:270m", input=QUESTION, max_output_tokens=8, temperature=0
     ) as stream:
         events = list(stream)
     # Cut by max_output_tokens, the stream ends with response.incomplete, as OpenAI's does (this SDK's
@@ -71,31 +71,31 @@ def test_stream_events_from_created_to_completed(client: openai.OpenAI) -> None:
     for e in events:
         validate(e.model_dump(exclude_unset=True), "ResponseStreamEvent")
     deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
-    whole = client.responses.create(model="default", input=QUESTION, max_output_tokens=8, temperature=0)
+    whole = client.responses.create(model="gemma3:270m", input=QUESTION, max_output_tokens=8, temperature=0)
     assert deltas == final.output_text == whole.output_text
     assert client.responses.retrieve(final.id).output_text == deltas  # streamed responses are stored too
 
 
 def test_previous_response_id_continues_the_conversation(client: openai.OpenAI) -> None:
     first = client.responses.create(
-        model="default", input="My name is Sari.", max_output_tokens=8, temperature=0
+        model="gemma3:270m", input="My name is Sari.", max_output_tokens=8, temperature=0
     )
     second = client.responses.create(
-        model="default",
+        model="gemma3:270m",
         input="What is my name?",
         previous_response_id=first.id,
         max_output_tokens=8,
         temperature=0,
     )
     alone = client.responses.create(
-        model="default", input="What is my name?", max_output_tokens=8, temperature=0
+        model="gemma3:270m", input="What is my name?", max_output_tokens=8, temperature=0
     )
     assert second.previous_response_id == first.id
     assert first.usage and second.usage and alone.usage
     # The follow-up carries the first turn (its input and its answer) in its prompt.
     assert second.usage.input_tokens >= alone.usage.input_tokens + first.usage.input_tokens - 2
     as_items = client.responses.create(
-        model="default",
+        model="gemma3:270m",
         max_output_tokens=8,
         temperature=0,
         input=[
@@ -106,7 +106,7 @@ def test_previous_response_id_continues_the_conversation(client: openai.OpenAI) 
     )
     assert as_items.usage and as_items.usage.input_tokens == second.usage.input_tokens
     again = client.responses.create(
-        model="default",
+        model="gemma3:270m",
         input="What is my name?",
         previous_response_id=first.id,
         max_output_tokens=8,
@@ -116,19 +116,19 @@ def test_previous_response_id_continues_the_conversation(client: openai.OpenAI) 
 
 
 def test_delete_and_store_false(client: openai.OpenAI, server: ServerProcess) -> None:
-    done = client.responses.create(model="default", input="hi", max_output_tokens=2)
+    done = client.responses.create(model="gemma3:270m", input="hi", max_output_tokens=2)
     deleted = client.responses.delete(done.id)
     assert deleted is None or getattr(deleted, "deleted", True)
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve(done.id)
     with pytest.raises(openai.NotFoundError):
         client.responses.delete(done.id)
-    unstored = client.responses.create(model="default", input="hi", max_output_tokens=2, store=False)
+    unstored = client.responses.create(model="gemma3:270m", input="hi", max_output_tokens=2, store=False)
     assert unstored.store is False
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve(unstored.id)
     with pytest.raises(openai.BadRequestError) as err:
-        client.responses.create(model="default", input="hi", previous_response_id=unstored.id)
+        client.responses.create(model="gemma3:270m", input="hi", previous_response_id=unstored.id)
     assert err.value.param == "previous_response_id"
     assert (server.home / "lumbung.db").is_file()
 
@@ -148,7 +148,7 @@ def test_refusals_and_function_tools(client: openai.OpenAI) -> None:
             "input[0].content[0].type",
         ),
     ]:
-        body = {"model": "default", "input": "hi", "max_output_tokens": 2, **kwargs}
+        body = {"model": "gemma3:270m", "input": "hi", "max_output_tokens": 2, **kwargs}
         with pytest.raises(openai.BadRequestError) as err:
             client.responses.create(**body)  # type: ignore[call-overload]
         assert err.value.param == param, err.value
@@ -171,7 +171,7 @@ def test_refusals_and_function_tools(client: openai.OpenAI) -> None:
         {"type": "function_call_output", "call_id": "call_1", "output": "31C"},
     ]
     done = client.responses.create(
-        model="default",
+        model="gemma3:270m",
         input=history,
         tools=tools,  # type: ignore[arg-type]
         max_output_tokens=16,
@@ -185,7 +185,7 @@ def test_refusals_and_function_tools(client: openai.OpenAI) -> None:
 def test_state_survives_a_restart(start_server: object) -> None:
     srv = start_server()  # type: ignore[operator]
     with openai.OpenAI(base_url=srv.base_url + "/v1", api_key="x", max_retries=0) as c:
-        done = c.responses.create(model="default", input="hi", max_output_tokens=3, temperature=0)
+        done = c.responses.create(model="gemma3:270m", input="hi", max_output_tokens=3, temperature=0)
     srv.stop()
     srv.start()
     with openai.OpenAI(base_url=srv.base_url + "/v1", api_key="x", max_retries=0) as c:
@@ -210,7 +210,7 @@ def test_forced_function_call_whole_and_streamed(client: openai.OpenAI) -> None:
         }
     ]
     done = client.responses.create(
-        model="default",
+        model="gemma3:270m",
         input="Weather in Jakarta?",
         tools=tools,  # type: ignore[arg-type]
         tool_choice={"type": "function", "name": "get_weather"},
@@ -222,7 +222,7 @@ def test_forced_function_call_whole_and_streamed(client: openai.OpenAI) -> None:
     assert isinstance(json.loads(calls[0].arguments)["city"], str)
     events = list(
         client.responses.create(
-            model="default",
+            model="gemma3:270m",
             input="Weather in Jakarta?",
             tools=tools,  # type: ignore[arg-type]
             tool_choice="required",

@@ -27,7 +27,7 @@ def active_requests(server: ServerProcess) -> int:
 def test_disconnect_mid_stream_stops_generation(server: ServerProcess, closing: Closing) -> None:
     client = closing(openai.OpenAI(base_url=server.base_url + "/v1", api_key="x", max_retries=0))
     stream = client.chat.completions.create(
-        model="default", messages=PROMPT, max_tokens=3000, temperature=1.0, seed=3, stream=True
+        model="gemma3:270m", messages=PROMPT, max_tokens=3000, temperature=1.0, seed=3, stream=True
     )
     for seen, chunk in enumerate(stream, 1):
         assert not (chunk.choices and chunk.choices[0].finish_reason), "finished before the disconnect"
@@ -39,12 +39,12 @@ def test_disconnect_mid_stream_stops_generation(server: ServerProcess, closing: 
     while active_requests(server) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert active_requests(server) == 0
-    done = client.chat.completions.create(model="default", messages=PROMPT, max_tokens=16)
+    done = client.chat.completions.create(model="gemma3:270m", messages=PROMPT, max_tokens=16)
     assert done.usage and done.usage.completion_tokens == 16
 
 
 def test_disconnect_while_waiting_for_a_non_streaming_answer(server: ServerProcess) -> None:
-    body = {"model": "default", "messages": PROMPT, "max_tokens": 3000, "temperature": 1.0, "seed": 3}
+    body = {"model": "gemma3:270m", "messages": PROMPT, "max_tokens": 3000, "temperature": 1.0, "seed": 3}
     with contextlib.suppress(httpx.ReadTimeout):
         httpx.post(server.base_url + "/v1/chat/completions", json=body, timeout=1.0)
     deadline = time.monotonic() + 5
@@ -57,7 +57,7 @@ def test_one_structured_log_line_per_request_without_prompts(server: ServerProce
     secret = "PURPLE-ELEPHANT-4471"
     response = httpx.post(
         server.base_url + "/v1/chat/completions",
-        json={"model": "default", "messages": [{"role": "user", "content": secret}], "max_tokens": 3},
+        json={"model": "gemma3:270m", "messages": [{"role": "user", "content": secret}], "max_tokens": 3},
         timeout=60,
     )
     request_id = response.headers["x-request-id"]

@@ -35,7 +35,7 @@ def client(server: ServerProcess) -> Iterator[openai.OpenAI]:
 
 def test_parse_with_a_pydantic_model_returns_a_validated_instance(client: openai.OpenAI) -> None:
     done = client.chat.completions.parse(
-        model="default", messages=ASK, response_format=Farmer, max_tokens=200, temperature=0
+        model="gemma3:270m", messages=ASK, response_format=Farmer, max_tokens=200, temperature=0
     )
     choice = done.choices[0]
     assert choice.finish_reason == "stop"
@@ -55,7 +55,7 @@ def test_json_schema_answer_validates_and_matches_the_openai_schema(client: open
         "additionalProperties": False,
     }
     raw = client.chat.completions.with_raw_response.create(
-        model="default",
+        model="gemma3:270m",
         messages=[{"role": "user", "content": "Which city is rainy today?"}],
         response_format={
             "type": "json_schema",
@@ -73,7 +73,7 @@ def test_json_schema_answer_validates_and_matches_the_openai_schema(client: open
 def test_json_object_answer_is_one_json_object(client: openai.OpenAI) -> None:
     for seed in (1, 2):
         done = client.chat.completions.create(
-            model="default",
+            model="gemma3:270m",
             messages=[{"role": "user", "content": "Reply with an empty JSON object."}],
             response_format={"type": "json_object"},
             max_tokens=100,
@@ -89,7 +89,7 @@ def test_json_object_answer_is_one_json_object(client: openai.OpenAI) -> None:
 
 def test_stream_cut_inside_json_ends_with_length(client: openai.OpenAI) -> None:
     args = {
-        "model": "default",
+        "model": "gemma3:270m",
         "messages": ASK,
         "response_format": {
             "type": "json_schema",
@@ -123,7 +123,7 @@ def test_unenforceable_schema_keyword_is_refused_by_name_when_strict(
 ) -> None:
     with pytest.raises(openai.BadRequestError) as err:
         client.chat.completions.create(
-            model="default",
+            model="gemma3:270m",
             messages=ASK,
             response_format={
                 "type": "json_schema",
@@ -178,6 +178,6 @@ def test_json_schema_without_schema_is_invalid(server: ServerProcess) -> None:
 
     r = httpx.post(
         server.base_url + "/v1/chat/completions",
-        json={"model": "default", "messages": ASK, "response_format": {"type": "json_schema"}},
+        json={"model": "gemma3:270m", "messages": ASK, "response_format": {"type": "json_schema"}},
     )
     assert r.status_code == 400 and r.json()["error"]["param"] == "response_format.json_schema"

@@ -72,7 +72,7 @@ def client(server: ServerProcess) -> Iterator[openai.OpenAI]:
 
 def test_named_tool_choice_gives_one_valid_call(client: openai.OpenAI) -> None:
     raw = client.chat.completions.with_raw_response.create(
-        model="default",
+        model="gemma3:270m",
         messages=ASK,
         tools=TOOLS,
         max_tokens=80,
@@ -93,7 +93,7 @@ def test_named_tool_choice_gives_one_valid_call(client: openai.OpenAI) -> None:
 def test_required_tool_choice_calls_only_offered_tools_with_valid_arguments(client: openai.OpenAI) -> None:
     for seed in (1, 2, 3):
         done = client.chat.completions.create(
-            model="default",
+            model="gemma3:270m",
             messages=ASK,
             tools=TOOLS,
             tool_choice="required",
@@ -114,7 +114,7 @@ def test_required_tool_choice_calls_only_offered_tools_with_valid_arguments(clie
 
 def test_parallel_tool_calls_false_gives_exactly_one_call(client: openai.OpenAI) -> None:
     done = client.chat.completions.create(
-        model="default",
+        model="gemma3:270m",
         messages=ASK,
         tools=TOOLS,
         tool_choice="required",
@@ -132,7 +132,7 @@ def test_stream_helper_accumulates_the_call_into_the_pydantic_model(client: open
     chunks = []
     deltas = []
     with client.chat.completions.stream(
-        model="default",
+        model="gemma3:270m",
         messages=ASK,
         tools=[tool],
         max_tokens=80,
@@ -157,7 +157,7 @@ def test_stream_helper_accumulates_the_call_into_the_pydantic_model(client: open
 
 def test_stream_delta_shape_is_openais(client: openai.OpenAI) -> None:
     stream = client.chat.completions.create(
-        model="default",
+        model="gemma3:270m",
         messages=ASK,
         tools=TOOLS,
         tool_choice="required",
@@ -186,7 +186,7 @@ def test_stream_delta_shape_is_openais(client: openai.OpenAI) -> None:
     assert finishing == ["tool_calls"]
     assert chunks[-1].usage is not None
     whole = client.chat.completions.create(
-        model="default", messages=ASK, tools=TOOLS, tool_choice="required", max_tokens=120, temperature=0
+        model="gemma3:270m", messages=ASK, tools=TOOLS, tool_choice="required", max_tokens=120, temperature=0
     )
     assert [(c.function.name, c.function.arguments) for c in whole.choices[0].message.tool_calls or []] == [
         (c["name"], c["arguments"]) for c in calls.values()
@@ -195,7 +195,7 @@ def test_stream_delta_shape_is_openais(client: openai.OpenAI) -> None:
 
 def test_tool_choice_none_answers_in_text(client: openai.OpenAI) -> None:
     done = client.chat.completions.create(
-        model="default", messages=ASK, tools=TOOLS, tool_choice="none", max_tokens=12, temperature=0
+        model="gemma3:270m", messages=ASK, tools=TOOLS, tool_choice="none", max_tokens=12, temperature=0
     )
     spec_check(done)
     assert done.choices[0].message.tool_calls is None
@@ -221,9 +221,9 @@ def test_conversation_with_tool_results_goes_through_the_template(client: openai
         },
         {"role": "tool", "tool_call_id": "call_1", "content": '{"forecast": ["rain", "sun"]}'},
     ]
-    short = client.chat.completions.create(model="default", messages=ASK, tools=TOOLS, max_tokens=1)
+    short = client.chat.completions.create(model="gemma3:270m", messages=ASK, tools=TOOLS, max_tokens=1)
     long = client.chat.completions.create(
-        model="default", messages=history, tools=TOOLS, max_tokens=8, temperature=0
+        model="gemma3:270m", messages=history, tools=TOOLS, max_tokens=8, temperature=0
     )
     spec_check(long)
     assert long.usage and short.usage
@@ -231,7 +231,7 @@ def test_conversation_with_tool_results_goes_through_the_template(client: openai
         long.usage.prompt_tokens > short.usage.prompt_tokens + 20
     )  # the call and the result are in the prompt
     again = client.chat.completions.create(
-        model="default",
+        model="gemma3:270m",
         messages=history,
         tools=TOOLS,
         tool_choice={"type": "function", "function": {"name": "get_time"}},
@@ -246,7 +246,7 @@ def test_conversation_with_tool_results_goes_through_the_template(client: openai
 def test_named_function_that_is_not_offered_is_a_400(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as err:
         client.chat.completions.create(
-            model="default",
+            model="gemma3:270m",
             messages=ASK,
             tools=TOOLS,
             max_tokens=5,
@@ -266,7 +266,7 @@ def test_unenforceable_tool_schema_is_refused_by_name_when_strict(client: openai
     }
     with pytest.raises(openai.BadRequestError) as err:
         client.chat.completions.create(
-            model="default", messages=ASK, tools=[bad], tool_choice="required", max_tokens=5
+            model="gemma3:270m", messages=ASK, tools=[bad], tool_choice="required", max_tokens=5
         )
     body = err.value.body
     assert isinstance(body, dict)

@@ -87,7 +87,7 @@ def test_enable_thinking_on_a_template_without_the_switch_is_refused(think_serve
     r = httpx.post(
         think_server.base_url + "/v1/chat/completions",
         json={
-            "model": "default",
+            "model": "gemma3:270m",
             "messages": ASK,
             "max_tokens": 2,
             "chat_template_kwargs": {"enable_thinking": True},

@@ -47,7 +47,12 @@ def test_chat_stream_helper_accumulates_many_argument_fragments(oai: openai.Open
     ask: Any = [{"role": "user", "content": ASK}]
     chunks, deltas = [], []
     with oai.chat.completions.stream(
-        model="default", messages=ask, tools=[OPENAI_TOOL], tool_choice=FORCED, max_tokens=160, temperature=0
+        model="gemma3:270m",
+        messages=ask,
+        tools=[OPENAI_TOOL],
+        tool_choice=FORCED,
+        max_tokens=160,
+        temperature=0,
     ) as stream:
         for event in stream:
             if event.type == "chunk":
@@ -63,7 +68,12 @@ def test_chat_stream_helper_accumulates_many_argument_fragments(oai: openai.Open
     assert "".join(deltas) == call.function.arguments
     jsonschema.validate(json.loads(call.function.arguments), NOTE)
     whole = oai.chat.completions.create(
-        model="default", messages=ask, tools=[OPENAI_TOOL], tool_choice=FORCED, max_tokens=160, temperature=0
+        model="gemma3:270m",
+        messages=ask,
+        tools=[OPENAI_TOOL],
+        tool_choice=FORCED,
+        max_tokens=160,
+        temperature=0,
     )
     [same] = whole.choices[0].message.tool_calls or []
     assert same.function.arguments == call.function.arguments  # streamed or not, the same text
@@ -72,7 +82,7 @@ def test_chat_stream_helper_accumulates_many_argument_fragments(oai: openai.Open
 def test_chat_call_cut_by_max_tokens_ends_with_length_not_tool_calls(oai: openai.OpenAI) -> None:
     ask: Any = [{"role": "user", "content": ASK}]
     stream = oai.chat.completions.create(
-        model="default",
+        model="gemma3:270m",
         messages=ask,
         tools=[OPENAI_TOOL],
         tool_choice=FORCED,
@@ -100,7 +110,7 @@ def test_anthropic_stream_helper_gets_input_json_in_fragments(server: ServerProc
     with (
         client,
         client.messages.stream(
-            model="default",
+            model="gemma3:270m",
             max_tokens=160,
             messages=[{"role": "user", "content": ASK}],
             tools=[tool],
@@ -120,7 +130,7 @@ def test_anthropic_stream_helper_gets_input_json_in_fragments(server: ServerProc
 def test_responses_stream_helper_gets_argument_deltas(oai: openai.OpenAI) -> None:
     tool: Any = {"type": "function", "name": "write_note", "description": "Save a note", "parameters": NOTE}
     with oai.responses.stream(
-        model="default",
+        model="gemma3:270m",
         input=ASK,
         tools=[tool],
         tool_choice={"type": "function", "name": "write_note"},
@@ -141,7 +151,7 @@ def test_call_cut_by_a_stop_string_is_an_error_never_a_call(oai: openai.OpenAI) 
     """A stop string inside the arguments ends the answer after the call began to stream: the
     call can no longer become text, so the answer is an error, whole or streamed."""
     args: Any = {
-        "model": "default",
+        "model": "gemma3:270m",
         "messages": [{"role": "user", "content": ASK}],
         "tools": [OPENAI_TOOL],
         "tool_choice": FORCED,

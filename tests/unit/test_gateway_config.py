@@ -147,7 +147,7 @@ def test_a_local_target_may_name_a_model_by_its_alias(tmp_path: Path) -> None:
 
     settings = load(tmp_path, "routes:\n  - name: chat\n    tiers: [[local/default]]\n")
     gateway = build_gateway(settings, LlamaCppBackend(local_specs(settings)), environ={})  # type: ignore[arg-type]
-    assert gateway.resolve("chat").tiers[0][0].state.model == "gemma3:270m"  # the engine knows ids only
+    assert gateway.resolve("chat").tiers[0][0].state.model == "smollm2:135m"  # the engine knows ids only
 
 
 FLEET = """\

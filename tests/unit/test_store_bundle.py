@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from lumbung.cli import main
 from lumbung.errors import ModelNotInStore, StoreError
 from lumbung.store.bundle import INDEX, export, import_bundle
-from lumbung.store.catalog import EMBEDDED
+from lumbung.store.catalog import EMBEDDED, EMBEDDED_DEFAULT
 from lumbung.store.manifest import Manifest
 from lumbung.store.pull import add_file
 from lumbung.store.refs import parse_reference
@@ -169,23 +169,24 @@ def test_a_model_claiming_the_embedded_defaults_name_is_refused_and_can_come_in_
     good: list[Member], tmp_path: Path
 ) -> None:
     # It used to import, and then the embedded default could not register: /health said 503.
-    bundle = write_bundle(tmp_path / "b.tar", with_manifest(good, rename(EMBEDDED.name)))
-    target = ModelStore(tmp_path / "t")
-    refused(target, bundle, "'gemma3:270m', which the embedded default already answers to")
-    with pytest.raises(ModelNotInStore):
-        target.find(EMBEDDED.name)
+    for entry in EMBEDDED:  # the default and Gemma beside it
+        bundle = write_bundle(tmp_path / "b.tar", with_manifest(good, rename(entry.name)))
+        target = ModelStore(tmp_path / "t")
+        refused(target, bundle, f"'{entry.name}', which the embedded model {entry.name} already answers to")
+        with pytest.raises(ModelNotInStore):
+            target.find(entry.name)
     done = import_bundle(target, bundle, rename="my-tiny")
     assert [m.name for m in done] == ["my-tiny"] and target.find("my-tiny").files == done[0].files
 
 
 def test_a_model_claiming_the_embedded_reference_is_refused(good: list[Member], tmp_path: Path) -> None:
     def embedded(m: dict[str, object]) -> None:
-        m["reference"] = EMBEDDED.reference
+        m["reference"] = EMBEDDED_DEFAULT.reference
 
     refused(
         ModelStore(tmp_path / "t"),
         write_bundle(tmp_path / "b.tar", with_manifest(good, embedded)),
-        "claims to be the embedded default",
+        "claims to be an embedded model",
     )
 
 

@@ -7,7 +7,13 @@ from it and no lower layer imports a higher one (tests/unit/test_layering.py hol
 
 from __future__ import annotations
 
-from lumbung.config.models import AdapterConfig, AmxMode, ModelConfig
+from lumbung.config.models import (
+    EMBEDDED_DEFAULT_ID,
+    EMBEDDED_GEMMA_ID,
+    AdapterConfig,
+    AmxMode,
+    ModelConfig,
+)
 from lumbung.config.providers import (
     LOCAL_JURISDICTION,
     LOCAL_PROVIDER,
@@ -21,6 +27,8 @@ from lumbung.config.routes import GatewayConfigError, RouteConfig, TargetConfig,
 from lumbung.config.vllm import BackoffConfig, FleetConfig, LaunchConfig
 
 __all__ = [
+    "EMBEDDED_DEFAULT_ID",
+    "EMBEDDED_GEMMA_ID",
     "LOCAL_JURISDICTION",
     "LOCAL_PROVIDER",
     "AdapterConfig",

@@ -11,6 +11,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+# The embedded models' names (store/catalog.py, store/embedded.py): the default, and Gemma beside it.
+EMBEDDED_DEFAULT_ID = "smollm2:135m"
+EMBEDDED_GEMMA_ID = "gemma3:270m"
+
 # llama.cpp's AMX kernels: auto (tried once per model in a child process), on, off (engines/llamacpp/amx.py).
 AmxMode = Literal["auto", "on", "off"]
 

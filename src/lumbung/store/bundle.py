@@ -216,7 +216,7 @@ def _stage_blob(
 
 
 def _is_embedded(m: Manifest) -> bool:
-    return m.reference == EMBEDDED.reference or m.source.kind == "embedded"
+    return m.source.kind == "embedded" or any(m.reference == e.reference for e in EMBEDDED)
 
 
 def _renamed(manifests: list[Manifest], name: str, bundle: str) -> Manifest:
@@ -231,11 +231,13 @@ def _renamed(manifests: list[Manifest], name: str, bundle: str) -> Manifest:
 def _check_names(
     store: ModelStore, manifests: list[Manifest], reserved: set[str] | frozenset[str], bundle: str
 ) -> None:
-    """No model may take a name another answers to: an imported ``gemma3:270m`` would stop the
+    """No model may take a name another answers to: an imported ``smollm2:135m`` would stop the
     embedded default from registering (and the server from starting). A model already stored under
     the same reference may come again only with the same files."""
     stored = {m.reference: m for m in store.models()}
-    owner: dict[str, str] = {n: "the embedded default" for n in (EMBEDDED.name, EMBEDDED.reference)}
+    owner: dict[str, str] = {
+        n: f"the embedded model {e.name}" for e in EMBEDDED for n in (e.name, e.reference)
+    }
     owner |= {n: "a model the server serves" for n in reserved}
     for m in stored.values():
         owner |= {n: f"the stored model {m.name!r}" for n in m.names()}
@@ -243,7 +245,7 @@ def _check_names(
     for m in manifests:
         if _is_embedded(m):
             raise StoreError(
-                f"{bundle}: model {m.name!r} claims to be the embedded default ({EMBEDDED.reference}), "
+                f"{bundle}: model {m.name!r} claims to be an embedded model ({m.reference}), "
                 "which ships with lumbung and is never imported"
             )
         same = stored.get(m.reference)

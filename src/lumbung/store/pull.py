@@ -79,9 +79,9 @@ def pull(
     """Pull ``raw`` (a reference or short name) into the store and return its manifest."""
     ref = parse_reference(raw)
     if ref.kind == "embedded":
-        from lumbung.store.embedded import register_embedded
+        from lumbung.store.embedded import embedded_by_reference, register_embedded
 
-        manifest = register_embedded(store)
+        manifest = register_embedded(store, embedded_by_reference(ref.canonical()))
         report(Progress("success"))
         return manifest
     if ref.kind == "file":

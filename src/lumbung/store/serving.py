@@ -194,7 +194,7 @@ class StoreService:
     async def delete(self, name: str) -> Manifest:
         manifest = self.store.find(name)
         if manifest.source.kind == "embedded":
-            raise BadReference(f"{manifest.name!r} is the embedded default model; it cannot be deleted")
+            raise BadReference(f"{manifest.name!r} is an embedded model; it cannot be deleted")
         manifest, _ = await asyncio.to_thread(self.store.remove, name)
         await self._changed()
         return manifest
