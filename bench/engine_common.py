@@ -36,9 +36,9 @@ def free_port() -> int:
 
 
 def model_path() -> Path:
-    from lumbung.store.embedded import embedded_model_path
+    from lumbung.store.embedded import GEMMA, embedded_model_path
 
-    return embedded_model_path(Path(os.environ.get("LUMBUNG_HOME", Path.home() / ".lumbung")))
+    return embedded_model_path(Path(os.environ.get("LUMBUNG_HOME", Path.home() / ".lumbung")), GEMMA)
 
 
 @dataclass
@@ -75,7 +75,7 @@ class Server:
     def _answers(self) -> bool:
         r = httpx.post(
             self.url + "/v1/chat/completions",
-            json={"model": "default", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2},
+            json={"model": "gemma3:270m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2},
             timeout=120,
         )
         return r.status_code == 200
@@ -113,7 +113,7 @@ def llama_server(model: Path, threads: int, parallel: int, context: int) -> Serv
         "-m",
         str(model),
         "--alias",
-        "default",
+        "gemma3:270m",
         "--host",
         "127.0.0.1",
         "--port",
@@ -143,7 +143,7 @@ def llama_cpp_python_server(model: Path, threads: int, context: int) -> Server |
         "--model",
         str(model),
         "--model_alias",
-        "default",
+        "gemma3:270m",
         "--host",
         "127.0.0.1",
         "--port",
@@ -169,7 +169,7 @@ async def stream_chat(
     client: httpx.AsyncClient, url: str, messages: list[dict[str, str]], max_tokens: int
 ) -> Result:
     body = {
-        "model": "default",
+        "model": "gemma3:270m",
         "messages": messages,
         "max_tokens": max_tokens,
         "temperature": 0,
@@ -200,7 +200,13 @@ async def stream_chat(
 
 async def stream_completion(client: httpx.AsyncClient, url: str, prompt: str, max_tokens: int) -> Result:
     """A raw prompt on /v1/completions: no chat template, so every server reads the same tokens."""
-    body = {"model": "default", "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stream": True}
+    body = {
+        "model": "gemma3:270m",
+        "prompt": prompt,
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "stream": True,
+    }
     start = time.perf_counter()
     first = last = 0.0
     chunks = 0

@@ -33,7 +33,7 @@ async def measure(url: str, runs: int) -> tuple[list[float], list[float], int]:
             warm.append((await stream_chat(http, url, msgs, 4)).ttft)
         tokens = (
             await http.post(
-                url + "/v1/chat/completions", json={"model": "default", "messages": msgs, "max_tokens": 1}
+                url + "/v1/chat/completions", json={"model": "gemma3:270m", "messages": msgs, "max_tokens": 1}
             )
         ).json()["usage"]["prompt_tokens"]
     return cold, warm, tokens

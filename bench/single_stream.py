@@ -40,7 +40,7 @@ def direct(model: str, threads: int, tokens: int, runs: int) -> list[float]:
 async def over_http(url: str, tokens: int, runs: int) -> list[float]:
     """Streams /v1/completions (a raw prompt, as the direct call gets); tokens = text chunks."""
     rates = []
-    body = {"model": "default", "prompt": PROMPT, "max_tokens": tokens, "temperature": 0, "stream": True}
+    body = {"model": "gemma3:270m", "prompt": PROMPT, "max_tokens": tokens, "temperature": 0, "stream": True}
     async with httpx.AsyncClient(timeout=600) as http:
         for _ in range(runs):
             first = last = 0.0

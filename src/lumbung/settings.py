@@ -91,7 +91,13 @@ class Settings(BaseModel):
         "crash some machines (llama.cpp issue 20824), which would end the server: auto tries each "
         "model once in a child process and uses them only if it survives; on: always; off: never.",
     )
-    context_size: int = Field(default=4096, ge=64, description="Context tokens per sequence.")
+    context_size: int | None = Field(
+        default=None,
+        ge=64,
+        description="Tokens one request may use, prompt and answer. Default: each model's trained "
+        "context (from its GGUF), lowered where the memory budget cannot hold `parallel` requests of "
+        "it; never past the trained context (a model's `rope_scaling` allows that).",
+    )
     parallel: int = Field(default=4, ge=1, le=64, description="Concurrent sequences per model.")
     batch_size: int = Field(default=512, ge=16, description="Most tokens decoded in one engine step.")
     max_queue: int = Field(

@@ -18,12 +18,12 @@ from lumbung.engines.llamacpp import amx
 from lumbung.engines.llamacpp.model import LlamaModel
 from lumbung.errors import ConfigError, EngineError
 from lumbung.settings import load_settings
-from lumbung.store.embedded import embedded_model_path
+from lumbung.store.embedded import GEMMA, embedded_model_path
 
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return Path(embedded_model_path(tmp_path_factory.mktemp("amx-home")))
+    return Path(embedded_model_path(tmp_path_factory.mktemp("amx-home"), GEMMA))
 
 
 @pytest.fixture

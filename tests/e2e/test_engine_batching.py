@@ -20,7 +20,7 @@ import pytest
 from lumbung.engines.llamacpp.backend import LocalModel, LocalModelSpec
 from lumbung.engines.llamacpp.engine import EngineConfig
 from lumbung.errors import ApiError
-from lumbung.store.embedded import embedded_model_path
+from lumbung.store.embedded import GEMMA, embedded_model_path
 from lumbung.types import ChatRequest, Message, SamplingParams, TokenLogprob, Usage
 
 SYSTEM = "You are the archivist of a rice barn cooperative in Java. Answer plainly. " * 12
@@ -29,7 +29,7 @@ TOPICS = ["rice", "rivers", "volcanoes", "trains", "markets", "bamboo", "monsoon
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return embedded_model_path(tmp_path_factory.mktemp("engine-home"))
+    return embedded_model_path(tmp_path_factory.mktemp("engine-home"), GEMMA)
 
 
 def load(path: Path, timeout: float = 600.0, **engine: object) -> LocalModel:

@@ -12,13 +12,13 @@ import pytest
 
 from lumbung.engines.llamacpp.model import LlamaModel
 from lumbung.engines.llamacpp.sampler import Sampler
-from lumbung.store.embedded import embedded_model_path
+from lumbung.store.embedded import GEMMA, embedded_model_path
 from lumbung.types import SamplingParams
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaModel]:
-    m = LlamaModel(Path(embedded_model_path(tmp_path_factory.mktemp("sampler-home"))))
+    m = LlamaModel(Path(embedded_model_path(tmp_path_factory.mktemp("sampler-home"), GEMMA)))
     yield m
     m.close()
 

@@ -15,7 +15,7 @@ import httpx
 import openai
 import pytest
 
-from lumbung.store.embedded import embedded_model_path
+from lumbung.store.embedded import GEMMA, embedded_model_path
 from tests.conftest import Closing
 from tests.support.server import ServerProcess
 
@@ -132,7 +132,7 @@ def test_a_shared_system_prompt_is_reused_and_reported(
 def test_idle_unload_reload_and_memory_budget(
     start_server: Callable[..., ServerProcess], lumbung_home: Path
 ) -> None:
-    path = str(embedded_model_path(lumbung_home))
+    path = str(embedded_model_path(lumbung_home, GEMMA))
     small = {"path": path, "parallel": 1, "context_size": 512, "prefix_cache_mb": 0}
     server = start_server(
         config={

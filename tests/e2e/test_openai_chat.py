@@ -199,9 +199,9 @@ def test_config_serves_another_gguf_under_an_alias(
     start_server: Any, lumbung_home: Path, request: pytest.FixtureRequest
 ) -> None:
     """An app hard-wired to `gpt-4o-mini` reaches a local model with no code change."""
-    from lumbung.store.embedded import embedded_model_path
+    from lumbung.store.embedded import GEMMA, embedded_model_path
 
-    gguf = embedded_model_path(lumbung_home)
+    gguf = embedded_model_path(lumbung_home, GEMMA)
     proc = start_server(
         config={
             "serve_default_model": False,

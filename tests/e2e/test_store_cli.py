@@ -21,7 +21,7 @@ import httpx
 import openai
 import pytest
 
-from lumbung.store.embedded import embedded_model_path
+from lumbung.store.embedded import GEMMA, embedded_model_path
 from tests.support.fake_hub import FakeFile, FakeHub
 from tests.support.server import ServerProcess
 
@@ -35,7 +35,7 @@ HI = [{"role": "user", "content": "Say hi."}]
 def hub(lumbung_home: Path) -> Iterator[FakeHub]:
     """A hub whose Qwen repo holds the embedded Gemma's bytes under Qwen's file name (the catalogue's
     short name resolves to it); its content is real, only its name is borrowed."""
-    gguf = embedded_model_path(lumbung_home)
+    gguf = embedded_model_path(lumbung_home, GEMMA)
     with FakeHub() as h:
         h.commit(
             QWEN,

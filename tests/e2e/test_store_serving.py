@@ -17,7 +17,7 @@ import ollama
 import openai
 import pytest
 
-from lumbung.store.embedded import embedded_model_path
+from lumbung.store.embedded import GEMMA, embedded_model_path
 from tests.support.fake_hub import FakeFile, FakeHub
 from tests.support.gguf_files import split_gguf
 from tests.support.offline import guarded_env
@@ -31,7 +31,7 @@ HI = [{"role": "user", "content": "Say hi."}]
 
 @pytest.fixture(scope="module")
 def hub(lumbung_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeHub]:
-    gguf = embedded_model_path(lumbung_home)
+    gguf = embedded_model_path(lumbung_home, GEMMA)
     parts = split_gguf(gguf, tmp_path_factory.mktemp("split"), "gemma-3-270m-Q4_K_M")
     with FakeHub() as h:
         h.commit(REPO, [FakeFile(FILE, source=gguf, sha256=pkg.EXPECTED_SHA256)], license="gemma")

@@ -18,7 +18,7 @@ import openai
 import pytest
 
 from lumbung import toolcalls
-from lumbung.store.embedded import embedded_model_path
+from lumbung.store.embedded import GEMMA, embedded_model_path
 from tests.support.server import ServerProcess
 from tests.support.spec import validate
 
@@ -38,7 +38,7 @@ ASK = [{"role": "user", "content": "Weather in Jakarta for three days?"}]
 
 @pytest.fixture(scope="module")
 def family_server(lumbung_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    gguf = embedded_model_path(lumbung_home)
+    gguf = embedded_model_path(lumbung_home, GEMMA)
     models = [
         {
             "id": f"gemma-{family}",

@@ -12,7 +12,7 @@ import httpx
 import openai
 import pytest
 
-from lumbung.store.embedded import embedded_model_path
+from lumbung.store.embedded import GEMMA, embedded_model_path
 from tests.support.server import ServerProcess
 from tests.support.spec import validate
 
@@ -28,7 +28,7 @@ ASK = [{"role": "user", "content": "Is a rice barn a good place for grain?"}]
 def think_server(lumbung_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     model = {
         "id": "gemma-think",
-        "path": str(embedded_model_path(lumbung_home)),
+        "path": str(embedded_model_path(lumbung_home, GEMMA)),
         "chat_template": THINKING_TEMPLATE,
         "context_size": 1024,
         "parallel": 1,

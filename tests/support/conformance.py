@@ -22,7 +22,7 @@ from lumbung.engines.base import Collector
 from lumbung.engines.llamacpp.grammar import GrammarCompiler, lark_json
 from lumbung.engines.llamacpp.model import LlamaModel
 from lumbung.errors import ModelOutputError
-from lumbung.store.embedded import embedded_model_path
+from lumbung.store.embedded import GEMMA, embedded_model_path
 from lumbung.toolcalls.base import Parsed, ToolFormat, lark_string
 from lumbung.toolcalls.output import OutputShaper
 from lumbung.toolcalls.parsed import joined
@@ -403,7 +403,7 @@ def write(generated: str) -> None:
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as home:
-        vocab = LlamaModel(embedded_model_path(Path(home)), vocab_only=True)
+        vocab = LlamaModel(embedded_model_path(Path(home), GEMMA), vocab_only=True)
         try:
             write(matrix(GrammarCompiler(vocab, [])))
         finally:

@@ -13,6 +13,8 @@ from typing import Any
 import httpx
 import yaml
 
+TEST_CONTEXT = 8192
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -41,6 +43,10 @@ class ServerProcess:
             self.config_path = self.log_dir / f"config-{self.port}.yaml"
             self.config_path.write_text(yaml.safe_dump(config))
         self.env = {**os.environ, "LUMBUNG_HOME": str(home), "PYTHONUNBUFFERED": "1", **(env or {})}
+        if "context_size" not in (config or {}):
+            # The models' own contexts (Gemma 3: 32k) take gigabytes of KV cache for `parallel`
+            # requests; the tests share one machine, so servers that do not ask for them get 8k.
+            self.env.setdefault("LUMBUNG_CONTEXT_SIZE", str(TEST_CONTEXT))
         self.env.pop("LUMBUNG_CONFIG", None)
         self.args = args or []
         self.proc: subprocess.Popen[bytes] | None = None

@@ -13,6 +13,10 @@ LOADED: dict[str, Any] = {
     "id": "gemma3:270m",
     "loaded": True,
     "memory_bytes": 600 * 2**20,
+    "context_length": 8192,
+    "context_length_trained": 32768,
+    "kv_bytes": 512 * 2**20,
+    "kv_bytes_used": 40 * 2**20,
     "active_requests": 2,
     "queued_requests": 1,
     "parallel": 4,
@@ -22,7 +26,18 @@ LOADED: dict[str, Any] = {
 
 
 def test_loaded_model_row() -> None:
-    assert rows([LOADED], 0, False) == [["gemma3:270m", "600 MiB", "2/4", "1", "3 kept, 25% hits", "in use"]]
+    assert rows([LOADED], 0, False) == [
+        [
+            "gemma3:270m",
+            "600 MiB",
+            "8,192 (trained 32,768)",
+            "40 MiB of 512 MiB",
+            "2/4",
+            "1",
+            "3 kept, 25% hits",
+            "in use",
+        ]
+    ]
 
 
 def test_idle_models_show_when_they_unload_and_unloaded_ones_only_with_all() -> None:
@@ -30,8 +45,9 @@ def test_idle_models_show_when_they_unload_and_unloaded_ones_only_with_all() -> 
     forever = {**idle, "id": "c", "expires_at": None}
     cold = {"id": "d", "loaded": False}
     table = rows([idle, forever, cold], 1000, False)
-    assert [r[5] for r in table] == ["in 2m05s", "never"]
-    assert rows([cold], 0, True) == [["d", "-", "-", "-", "-", "not loaded"]]
+    assert [r[7] for r in table] == ["in 2m05s", "never"]
+    assert rows([cold], 0, True) == [["d", "-", "-", "-", "-", "-", "-", "not loaded"]]
+    assert rows([{**cold, "context_length": 8192}], 0, True)[0][2] == "8,192"
 
 
 def test_ps_says_when_the_server_cannot_be_reached() -> None:

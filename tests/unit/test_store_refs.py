@@ -51,6 +51,7 @@ def test_short_names_come_from_the_catalogue() -> None:
     assert ref.catalog_name == "qwen2.5:0.5b-instruct"
     assert ref.canonical() == "hf:Qwen/Qwen2.5-0.5B-Instruct-GGUF:q4_k_m"
     assert parse_reference("gemma3:270m").kind == "embedded"
+    assert parse_reference("smollm2:135m").canonical() == "embedded:smollm2-135m-instruct-q4_1"
 
 
 def test_every_catalogue_entry_parses_and_names_are_unique() -> None:

@@ -10,13 +10,13 @@ import pytest
 from lumbung import toolcalls
 from lumbung.engines.llamacpp.grammar import GrammarCompiler
 from lumbung.engines.llamacpp.model import LlamaModel
-from lumbung.store.embedded import embedded_model_path
+from lumbung.store.embedded import GEMMA, embedded_model_path
 from tests.support import conformance
 
 
 @pytest.fixture(scope="module")
 def compiler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GrammarCompiler]:
-    vocab = LlamaModel(embedded_model_path(tmp_path_factory.mktemp("home")), vocab_only=True)
+    vocab = LlamaModel(embedded_model_path(tmp_path_factory.mktemp("home"), GEMMA), vocab_only=True)
     yield GrammarCompiler(vocab, [])
     vocab.close()
 

@@ -27,7 +27,7 @@ from lumbung.engines.llamacpp.grammar import (
 )
 from lumbung.engines.llamacpp.model import LlamaModel
 from lumbung.errors import InvalidRequest, UnsupportedParameter
-from lumbung.store.embedded import embedded_model_path
+from lumbung.store.embedded import GEMMA, embedded_model_path
 from lumbung.toolcalls.base import lark_string as LIT
 from lumbung.types import ChatRequest, Message, ResponseFormat, Tool
 from tests.support.conformance import SAMPLES, TOOLS, parsed_calls
@@ -76,7 +76,7 @@ RAW_TEXT_VALUES = {
 
 @pytest.fixture(scope="module")
 def vocab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaModel]:
-    model = LlamaModel(embedded_model_path(tmp_path_factory.mktemp("home")), vocab_only=True)
+    model = LlamaModel(embedded_model_path(tmp_path_factory.mktemp("home"), GEMMA), vocab_only=True)
     yield model
     model.close()
 

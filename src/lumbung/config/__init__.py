@@ -13,6 +13,7 @@ from lumbung.config.models import (
     AdapterConfig,
     AmxMode,
     ModelConfig,
+    RopeScaling,
 )
 from lumbung.config.providers import (
     LOCAL_JURISDICTION,
@@ -40,6 +41,7 @@ __all__ = [
     "LaunchConfig",
     "ModelConfig",
     "ProviderConfig",
+    "RopeScaling",
     "RouteConfig",
     "TargetConfig",
     "Timeouts",

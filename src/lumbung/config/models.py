@@ -15,6 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 EMBEDDED_DEFAULT_ID = "smollm2:135m"
 EMBEDDED_GEMMA_ID = "gemma3:270m"
 
+# How to stretch a model's positions past its trained context (engines/llamacpp/context.py).
+RopeScaling = Literal["linear", "yarn"]
+
 # llama.cpp's AMX kernels: auto (tried once per model in a child process), on, off (engines/llamacpp/amx.py).
 AmxMode = Literal["auto", "on", "off"]
 
@@ -68,7 +71,18 @@ class ModelConfig(BaseModel):
         description="Tool-call format: hermes, qwen3_coder, llama3, mistral, deepseek or gemma "
         "(default: detected from the chat template, then the architecture).",
     )
-    context_size: int | None = Field(default=None, ge=64, description="Context tokens per sequence.")
+    context_size: int | None = Field(
+        default=None,
+        ge=64,
+        description="Tokens one request may use, prompt and answer (default: the global `context_size`, "
+        "else the model's trained context, within the memory budget). Past the trained context only "
+        "with `rope_scaling`.",
+    )
+    rope_scaling: RopeScaling | None = Field(
+        default=None,
+        description="Stretch the model's positions past its trained context to reach `context_size`: "
+        "linear or yarn (answers past the trained length are usually worse; off unless set).",
+    )
     parallel: int | None = Field(default=None, ge=1, le=64, description="Concurrent sequences.")
     keep_alive: float | None = Field(default=None, description="Seconds idle before unloading.")
     max_queue: int | None = Field(default=None, ge=0, description="Requests waiting beyond `parallel`.")

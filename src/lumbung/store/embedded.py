@@ -106,7 +106,7 @@ def _assemble(store: ModelStore, package: Package) -> None:
     store.commit_blob(part_path, package.sha256)
 
 
-def register_embedded(store: ModelStore, model: Embedded = SMOLLM2) -> Manifest:
+def register_embedded(store: ModelStore, model: Embedded) -> Manifest:
     """An embedded model's manifest, assembling its blob and writing the manifest if needed."""
     package = model.package()
     size = sum(c.stat().st_size for c in package.parts)
@@ -151,7 +151,7 @@ def register_embedded(store: ModelStore, model: Embedded = SMOLLM2) -> Manifest:
         return store.save(manifest)
 
 
-def embedded_model_path(home: Path, model: Embedded = SMOLLM2) -> Path:
+def embedded_model_path(home: Path, model: Embedded) -> Path:
     """An embedded GGUF's path in the store, assembling and registering it first if needed."""
     store = ModelStore(home)
     try:

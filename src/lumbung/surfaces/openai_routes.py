@@ -42,6 +42,11 @@ def model_body(info: ModelInfo) -> dict[str, Any]:
         "queued_requests",
         "parallel",
         "memory_bytes",
+        "kv_cells",
+        "kv_cells_used",
+        "kv_bytes",
+        "kv_bytes_used",
+        "context_length_trained",
         "expires_at",
         "prefix_cache",
         "adapters",  # a local model's LoRA adapters, each also served as a model

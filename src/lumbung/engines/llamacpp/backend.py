@@ -52,6 +52,8 @@ from lumbung.types import ChatRequest, Chunk, CompletionRequest, EmbeddingInputs
 
 log = logging.getLogger(__name__)
 
+EMBED_CONTEXT = 4096  # most tokens in one embedding input
+
 
 @dataclass
 class AdapterSpec:
@@ -86,6 +88,18 @@ class LocalModelSpec:
 
     def resolve_path(self) -> Path:
         return self.path() if callable(self.path) else self.path
+
+
+def expected_context(spec: LocalModelSpec) -> int | None:
+    """A model's context before it loads: the configured or trained one (the memory budget may
+    lower it at load; once loaded, the engine's own figure is reported)."""
+    trained = spec.details.get("context_length_trained")
+    configured = spec.engine.context_size
+    if not isinstance(trained, int) or trained <= 0:
+        return configured
+    if configured is None or (configured > trained and spec.engine.rope_scaling is None):
+        return trained
+    return configured
 
 
 class LocalModel:
@@ -164,7 +178,9 @@ class LocalModel:
         with self._embedder_lock:
             if self._embedder is None:
                 config = EmbedderConfig(
-                    context_size=self.context_size,
+                    # One input fills one micro-batch, whose compute buffers grow with its square:
+                    # long contexts are for generation, embedding inputs stay within EMBED_CONTEXT.
+                    context_size=min(self.context_size, EMBED_CONTEXT),
                     threads=self.spec.engine.threads,
                     pooling=pooling_for(self.model, self.spec.embedding),
                 )
@@ -195,7 +211,8 @@ class LocalModel:
 
     @property
     def context_size(self) -> int:
-        return self.spec.engine.context_size
+        """Tokens one request may use (prompt and answer): the engine's plan (context.py)."""
+        return self.engine.context_size
 
     def close(self) -> None:
         self.engine.close()
@@ -462,6 +479,9 @@ class LlamaCppBackend:
                     "parallel": spec.engine.parallel,
                     "kv_cells": stats.kv_cells,
                     "kv_cells_used": stats.kv_used,
+                    "kv_bytes": stats.kv_cells * stats.kv_bytes_per_cell,
+                    "kv_bytes_used": stats.kv_used * stats.kv_bytes_per_cell,
+                    "context_length_trained": loaded.engine.context.trained,
                     "prefix_cache": {
                         "entries": stats.cache_entries,
                         "cells": stats.cache_cells,
@@ -490,7 +510,11 @@ class LlamaCppBackend:
                     id=spec.id,
                     created=spec.created,
                     aliases=list(spec.aliases),
-                    context_length=spec.engine.context_size,
+                    context_length=(
+                        cast(LocalModel, slot.model).context_size
+                        if slot is not None
+                        else expected_context(spec)
+                    ),
                     loaded=slot is not None,
                     details=details,
                 )

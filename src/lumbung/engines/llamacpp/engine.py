@@ -31,7 +31,8 @@ from typing import Any, cast
 
 import llama_cpp
 
-from lumbung.config import AmxMode
+from lumbung.config import AmxMode, RopeScaling
+from lumbung.engines.llamacpp.context import ContextPlan, plan_context
 from lumbung.engines.llamacpp.detok import StopMatcher
 from lumbung.engines.llamacpp.kv import KvLedger
 from lumbung.engines.llamacpp.logprobs import token_logprobs
@@ -61,7 +62,9 @@ RECOMPUTE_TOKENS = 2
 
 @dataclass(slots=True)
 class EngineConfig:
-    context_size: int = 4096  # tokens per sequence
+    context_size: int | None = None  # tokens per request; None: the model's trained context
+    rope_scaling: RopeScaling | None = None  # how to stretch positions past the trained context
+    memory_budget: int | None = None  # bytes the weights and KV cache may take (context.py)
     parallel: int = 4  # sequences decoded together
     batch_size: int = 512  # most tokens in one step
     threads: int = 2
@@ -80,6 +83,7 @@ class EngineStats:
     queued: int
     kv_cells: int  # the context's KV capacity
     kv_used: int
+    kv_bytes_per_cell: int
     cache_entries: int
     cache_cells: int
     cache_hits: int
@@ -111,9 +115,30 @@ class Engine:
         if handles < config.parallel:
             raise EngineError(f"parallel={config.parallel} is more than llama.cpp's sequence limit")
         self.batch_size = max(config.batch_size, config.parallel)
+        own_cells = cache_cells if cache_on else 0
+        self.context: ContextPlan = plan_context(
+            name=name,
+            trained=model.n_ctx_train,
+            configured=config.context_size,
+            rope_scaling=config.rope_scaling,
+            kv_bytes_per_token=model.kv_bytes_per_cell,
+            weights_bytes=model.size_bytes,
+            parallel=config.parallel,
+            cache_cells=own_cells,
+            budget_bytes=config.memory_budget,
+        )
+        self.context_size = self.context.size
         params = llama_cpp.llama_context_default_params()
         # Room for every running sequence's full context, plus what the cache may keep on its own.
-        params.n_ctx = config.context_size * config.parallel + (cache_cells if cache_on else 0)
+        params.n_ctx = self.context.kv_cells(config.parallel, own_cells)
+        if self.context.rope_freq_scale is not None:
+            params.rope_scaling_type = (
+                llama_cpp.LLAMA_ROPE_SCALING_TYPE_YARN
+                if self.context.rope_scaling == "yarn"
+                else llama_cpp.LLAMA_ROPE_SCALING_TYPE_LINEAR
+            )
+            params.rope_freq_scale = self.context.rope_freq_scale
+            params.yarn_orig_ctx = self.context.trained
         params.n_batch = self.batch_size
         params.n_ubatch = self.batch_size
         params.n_seq_max = handles * self.ids_per_handle
@@ -133,6 +158,16 @@ class Engine:
         self.ledger = KvLedger()
         self.cache = PrefixCache(self.ledger, cache_cells if cache_on else 0, handles - config.parallel)
         self.memory_bytes = model.size_bytes + self.n_ctx * model.kv_bytes_per_cell
+        log.info(
+            "model %s: %d tokens per request (trained %d; set by %s), KV cache %.0f MiB for %d "
+            "requests and the prefix cache",
+            name,
+            self.context_size,
+            self.context.trained,
+            self.context.limited_by,
+            self.n_ctx * model.kv_bytes_per_cell / 2**20,
+            config.parallel,
+        )
         self._free = list(range(handles - 1, -1, -1))
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._waiting: deque[Sequence] = deque()
@@ -172,6 +207,7 @@ class Engine:
             queued=self._queued,
             kv_cells=self.n_ctx,
             kv_used=kv_used,
+            kv_bytes_per_cell=self.model.kv_bytes_per_cell,
             cache_entries=entries,
             cache_cells=cache_cells,
             cache_hits=cache.hits,
@@ -441,7 +477,7 @@ class Engine:
         visible, stopped = seq.stops.feed(text)
         if stopped:
             self._finish(seq, visible, "stop", seq.stops.matched)
-        elif seq.generated >= seq.max_tokens or seq.n_past + 1 >= self.config.context_size:
+        elif seq.generated >= seq.max_tokens or seq.n_past + 1 >= self.context_size:
             self._finish(seq, visible + seq.utf8.flush() + seq.stops.flush(), "length")
         elif visible or seq.logprobs:
             seq.emit(Chunk(text=visible, logprobs=_take(seq.logprobs)))

@@ -13,8 +13,8 @@ from functools import cached_property
 from pathlib import Path
 
 import llama_cpp
-from llama_cpp import _logger as llama_logger
 
+from lumbung.engines.llamacpp.logs import route_llama_logs
 from lumbung.errors import EngineError, ModelFileError
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ def _init_backend() -> None:
     global _backend_ready
     with _backend_lock:
         if not _backend_ready:
-            llama_logger.set_verbose(False)  # llama.cpp's chatter only at ERROR and above
+            route_llama_logs()
             llama_cpp.llama_backend_init()
             _backend_ready = True
 

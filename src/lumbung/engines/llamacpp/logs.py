@@ -1,0 +1,60 @@
+"""llama.cpp's log messages into Python's logging (logger ``llama.cpp``), at their real levels.
+
+llama-cpp-python's own callback maps ggml's levels from an older enum (today's ggml: 1 debug, 2 info,
+3 warn, 4 error, 5 continuation), so its "quiet" setting printed every warning as an error straight
+to stderr. Here llama.cpp's info chatter is DEBUG, warnings WARNING, errors ERROR.
+
+One warning is only a debug line: with a unified KV cache llama.cpp compares the whole cache, shared
+by all sequences, with the trained context ("n_ctx_seq (N) > n_ctx_train (M) -- possible training
+context overflow"); lumbung bounds each sequence by the model's context itself (context.py), so that
+cache size is no overflow.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import threading
+
+import llama_cpp
+
+log = logging.getLogger("llama.cpp")
+
+_LEVELS = {1: logging.DEBUG, 2: logging.DEBUG, 3: logging.WARNING, 4: logging.ERROR}
+_CONTINUATION = 5
+_POOL_NOT_OVERFLOW = "possible training context overflow"
+
+_lock = threading.Lock()
+_pending: list[str] = []
+_pending_level = logging.DEBUG
+
+
+def _emit(level: int, text: str) -> None:
+    if _POOL_NOT_OVERFLOW in text:
+        level = logging.DEBUG
+    if log.isEnabledFor(level):
+        log.log(level, "%s", text)
+
+
+def _on_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+    global _pending_level
+    piece = text.decode("utf-8", "replace")
+    with _lock:
+        if level != _CONTINUATION:
+            _pending_level = _LEVELS.get(level, logging.DEBUG)
+        _pending.append(piece)
+        if not piece.endswith("\n"):
+            return  # a line in parts (progress dots): logged when it ends
+        line = "".join(_pending).rstrip()
+        _pending.clear()
+        chosen = _pending_level
+    if line:
+        _emit(chosen, line)
+
+
+_callback = llama_cpp.llama_log_callback(_on_log)  # kept referenced: llama.cpp holds the pointer
+
+
+def route_llama_logs() -> None:
+    """Send llama.cpp's (and ggml's) log through ``_on_log``; call once, before loading models."""
+    llama_cpp.llama_log_set(_callback, ctypes.c_void_p(0))
