@@ -247,7 +247,7 @@ def test_claude_code_2_1_request_shape(server: ServerProcess) -> None:
     mid-conversation-system-2026-04-07, here last, as it sends them), adaptive thinking,
     context_management, effort, cache_control on blocks, betas in a header and the query."""
     body = {
-        "model": "default",
+        "model": "gemma3:270m",
         "max_tokens": 8,
         "stream": True,
         "system": [{"type": "text", "text": "You are an agent.", "cache_control": {"type": "ephemeral"}}],
@@ -278,7 +278,7 @@ def test_errors_name_the_anthropic_field(server: ServerProcess) -> None:
         {"name": "ok", "input_schema": {"type": "object"}},
         {"name": "f", "strict": True, "input_schema": bad},
     ]
-    body = {"model": "default", "max_tokens": 5, "messages": HELLO, "tools": tools}
+    body = {"model": "gemma3:270m", "max_tokens": 5, "messages": HELLO, "tools": tools}
     r = httpx.post(server.base_url + "/v1/messages", json=body, headers=HEADERS, timeout=60)
     assert r.status_code == 400, r.text
     message = r.json()["error"]["message"]
@@ -290,7 +290,7 @@ def test_stream_usage_is_the_same_at_start_and_end(start_server: object) -> None
     message_start says so, and message_delta repeats the same input figures."""
     srv = start_server()  # type: ignore[operator]
     body = {
-        "model": "default",
+        "model": "gemma3:270m",
         "max_tokens": 3,
         "stream": True,
         "messages": HELLO,

@@ -18,7 +18,7 @@ from lumbung.engines.base import collect
 from lumbung.engines.llamacpp.backend import AdapterSpec, LlamaCppBackend, LocalModelSpec
 from lumbung.engines.llamacpp.engine import EngineConfig
 from lumbung.errors import ApiError
-from lumbung.store.embedded import embedded_model_path
+from lumbung.store.embedded import GEMMA, embedded_model_path
 from lumbung.types import ChatRequest, Message, SamplingParams, Usage
 from tests.support.lora import write_lora
 
@@ -29,7 +29,7 @@ PROMPT = "The capital of France is"
 
 @pytest.fixture(scope="module")
 def gemma(lumbung_home: Path) -> Path:
-    return embedded_model_path(lumbung_home)
+    return embedded_model_path(lumbung_home, GEMMA)
 
 
 @pytest.fixture(scope="module")

@@ -258,7 +258,7 @@ def test_choices_refused_midway_get_a_429_in_the_envelope_and_leave_nothing_behi
     proc = start_server(config={"parallel": 2, "max_queue": 0, "prefix_cache_mb": 0})
     client = closing(openai.OpenAI(base_url=proc.base_url + "/v1", api_key="x", max_retries=0))
     blocker = client.chat.completions.create(
-        model="default",
+        model="gemma3:270m",
         messages=[{"role": "user", "content": "Count to a thousand."}],
         max_tokens=4000,
         stream=True,
@@ -267,7 +267,7 @@ def test_choices_refused_midway_get_a_429_in_the_envelope_and_leave_nothing_behi
     refused: list[httpx.Response] = []
     with httpx.Client(base_url=proc.base_url, timeout=120) as raw:
         refused.append(raw.post(URL, json={**OK_BODY, "n": 2, "stream": True}))
-        body = {"model": "default", "prompt": ["One", "Two"], "max_tokens": 2, "stream": True}
+        body = {"model": "gemma3:270m", "prompt": ["One", "Two"], "max_tokens": 2, "stream": True}
         refused.append(raw.post("/v1/completions", json=body))
     for response in refused:
         assert_error(response, 429)

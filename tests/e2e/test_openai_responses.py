@@ -248,8 +248,8 @@ def test_a_stored_response_belongs_to_the_key_that_made_it(start_server: object)
         return openai.OpenAI(base_url=srv.base_url + "/v1", api_key=key, max_retries=0)
 
     with sdk("sk-alice") as alice, sdk("sk-bob") as bob, sdk("sk-operator") as operator:
-        whole = alice.responses.create(model="default", input="hi", max_output_tokens=3, temperature=0)
-        with alice.responses.stream(model="default", input="hi", max_output_tokens=3) as stream:
+        whole = alice.responses.create(model="gemma3:270m", input="hi", max_output_tokens=3, temperature=0)
+        with alice.responses.stream(model="gemma3:270m", input="hi", max_output_tokens=3) as stream:
             last = list(stream)[-1]
         assert last.type == "response.incomplete"  # cut by max_output_tokens
         streamed = last.response
@@ -260,7 +260,7 @@ def test_a_stored_response_belongs_to_the_key_that_made_it(start_server: object)
             with pytest.raises(openai.NotFoundError):
                 bob.responses.input_items.list(done.id)
             with pytest.raises(openai.BadRequestError) as continued:
-                bob.responses.create(model="default", input="and?", previous_response_id=done.id)
+                bob.responses.create(model="gemma3:270m", input="and?", previous_response_id=done.id)
             assert continued.value.code == "previous_response_not_found"
             with pytest.raises(openai.NotFoundError):
                 bob.responses.delete(done.id)
@@ -268,10 +268,10 @@ def test_a_stored_response_belongs_to_the_key_that_made_it(start_server: object)
             assert alice.responses.input_items.list(done.id).data
             assert operator.responses.retrieve(done.id).id == done.id  # operators see every key's
         follow = alice.responses.create(
-            model="default", input="and?", previous_response_id=whole.id, max_output_tokens=2
+            model="gemma3:270m", input="and?", previous_response_id=whole.id, max_output_tokens=2
         )
         assert follow.previous_response_id == whole.id
-        mine = bob.responses.create(model="default", input="hi", max_output_tokens=2)
+        mine = bob.responses.create(model="gemma3:270m", input="hi", max_output_tokens=2)
         with pytest.raises(openai.NotFoundError):
             alice.responses.retrieve(mine.id)  # and the other way round
         alice.responses.delete(whole.id)
@@ -288,7 +288,7 @@ def test_server_log_stays_clean_after_streamed_responses(start_server: object) -
     short: SQLAlchemy logged "Exception during reset ... CancelledError" and asyncio "Task was
     destroyed but it is pending" for aiosqlite's connection."""
     srv = start_server()  # type: ignore[operator]
-    body = {"model": "default", "input": "hi", "max_output_tokens": 3, "stream": True}
+    body = {"model": "gemma3:270m", "input": "hi", "max_output_tokens": 3, "stream": True}
     with httpx.Client(base_url=srv.base_url, timeout=120) as http:
         for _ in range(4):
             with http.stream("POST", "/v1/responses", json=body) as r:
@@ -299,7 +299,7 @@ def test_server_log_stays_clean_after_streamed_responses(start_server: object) -
             again = {**body, "stream": False, "previous_response_id": response_id}
             assert http.post("/v1/responses", json=again).status_code == 200
     client = openai.OpenAI(base_url=srv.base_url + "/v1", api_key="x", max_retries=0)
-    with client, client.responses.stream(model="default", input="hi", max_output_tokens=3) as stream:
+    with client, client.responses.stream(model="gemma3:270m", input="hi", max_output_tokens=3) as stream:
         assert list(stream)[-1].type == "response.incomplete"
     srv.stop()
     log = srv.logs()

@@ -15,7 +15,7 @@ import anthropic
 import openai
 import pytest
 
-from lumbung.store.embedded import embedded_model_path
+from lumbung.store.embedded import GEMMA, embedded_model_path
 from tests.support import template_corpus
 from tests.support.server import ServerProcess
 
@@ -64,7 +64,7 @@ def template_server(lumbung_home: Path, tmp_path_factory: pytest.TempPathFactory
     corpus = template_corpus.templates()
     if corpus is None:
         pytest.skip("the package registry cannot be reached: no template corpus")
-    gguf = embedded_model_path(lumbung_home)
+    gguf = embedded_model_path(lumbung_home, GEMMA)
     models = [
         {
             "id": name.lower(),

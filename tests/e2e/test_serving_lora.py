@@ -19,7 +19,7 @@ import httpx
 import openai
 import pytest
 
-from lumbung.store.embedded import embedded_model_path
+from lumbung.store.embedded import GEMMA, embedded_model_path
 from lumbung.store.store import ModelStore
 from tests.support.lora import write_lora
 from tests.support.server import ServerProcess
@@ -56,7 +56,7 @@ def tamper(home: Path, reference: str) -> None:
 
 class Rig:
     def __init__(self, lumbung_home: Path, tmp: Path) -> None:
-        gemma = embedded_model_path(lumbung_home)
+        gemma = embedded_model_path(lumbung_home, GEMMA)
         self.home = tmp / "home"
         self.home.mkdir()
         adapter = write_lora(gemma, tmp / "test-lora.gguf", magnitude=0.05)

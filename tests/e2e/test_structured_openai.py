@@ -161,7 +161,7 @@ def test_a_non_strict_schema_is_best_effort_and_the_answer_still_follows_what_ca
         "additionalProperties": False,
     }
     answer = client.chat.completions.create(
-        model="default",
+        model="gemma3:270m",
         messages=ASK,
         response_format={"type": "json_schema", "json_schema": {"name": "farm", "schema": schema}},
         max_tokens=200,

@@ -284,7 +284,7 @@ def test_deeply_nested_arguments_of_an_earlier_call_are_rendered_not_a_500(clien
         "function": {"name": "get_weather", "arguments": DEEP_ARGUMENTS},
     }
     done = client.chat.completions.create(
-        model="default",
+        model="gemma3:270m",
         messages=[
             *ASK,
             {"role": "assistant", "content": None, "tool_calls": [call]},  # type: ignore[list-item]
@@ -295,7 +295,7 @@ def test_deeply_nested_arguments_of_an_earlier_call_are_rendered_not_a_500(clien
     )
     assert done.choices[0].finish_reason in {"stop", "length", "tool_calls"}
     answer = client.responses.create(
-        model="default",
+        model="gemma3:270m",
         input=[
             *ASK,  # type: ignore[list-item]
             {
@@ -333,7 +333,7 @@ NON_STRICT = {
 def test_a_non_strict_tool_schema_with_unenforceable_keywords_is_called(client: openai.OpenAI) -> None:
     tool = {"type": "function", "function": {"name": "run", "parameters": NON_STRICT}}
     answer = client.chat.completions.create(
-        model="default", messages=ASK, tools=[tool], tool_choice="required", max_tokens=60
+        model="gemma3:270m", messages=ASK, tools=[tool], tool_choice="required", max_tokens=60
     )
     choice = answer.choices[0]
     assert choice.message.tool_calls, choice
@@ -354,7 +354,7 @@ def test_a_required_recursive_schema_is_a_400_not_a_500(client: openai.OpenAI) -
     tool = {"type": "function", "function": {"name": "walk", "parameters": loop}}
     with pytest.raises(openai.BadRequestError) as err:
         client.chat.completions.create(
-            model="default", messages=ASK, tools=[tool], tool_choice="required", max_tokens=5
+            model="gemma3:270m", messages=ASK, tools=[tool], tool_choice="required", max_tokens=5
         )
     body = err.value.body
     assert isinstance(body, dict) and body["param"] == "tools[0].function.parameters"

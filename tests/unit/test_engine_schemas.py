@@ -23,7 +23,7 @@ from lumbung.engines.llamacpp.grammar import GrammarCompiler, MaskSampler, gramm
 from lumbung.engines.llamacpp.model import LlamaModel
 from lumbung.engines.llamacpp.schemas import AnswerCheck, drop_always_true, prepare
 from lumbung.errors import ApiError, InvalidRequest, UnsupportedParameter
-from lumbung.store.embedded import embedded_model_path
+from lumbung.store.embedded import GEMMA, embedded_model_path
 from lumbung.types import Chunk, ToolCall
 
 Pair = tuple[dict[str, Any], Any]  # a schema and a value that satisfies it
@@ -33,7 +33,7 @@ NAMES = st.text(string.ascii_lowercase + "_", min_size=1, max_size=8)
 
 @pytest.fixture(scope="module")
 def compiler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GrammarCompiler]:
-    model = LlamaModel(embedded_model_path(tmp_path_factory.mktemp("home")), vocab_only=True)
+    model = LlamaModel(embedded_model_path(tmp_path_factory.mktemp("home"), GEMMA), vocab_only=True)
     yield GrammarCompiler(model, [106])
     model.close()
 
