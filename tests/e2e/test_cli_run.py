@@ -9,6 +9,7 @@ what the model saw. The shared server runs without a prefix cache, so greedy tex
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -105,13 +106,11 @@ def test_prompt_argument_and_stdin_join_and_verbose_reports(
     assert out.returncode == 0, out.stderr
     expected = greedy(server, [{"role": "user", "content": "Summarise:\n\nThe cat sat on the mat."}])
     assert out.stdout.strip() == expected.strip()
-    for line in (
-        "time to first token:",
-        "eval rate:",
-        "prompt eval count:",
-        f"eval count:           {MAX_TOKENS}",
-    ):
+    for line in ("time to first token:", "eval rate:", "prompt eval count:"):
         assert line in out.stderr
+    # The default model may end its answer before MAX_TOKENS: the count is the answer's own.
+    counted = re.search(r"^eval count:\s+(\d+) token", out.stderr, re.MULTILINE)
+    assert counted and 1 <= int(counted.group(1)) <= MAX_TOKENS
 
 
 def test_terminal_chat_with_system_multiline_history_and_clear(
