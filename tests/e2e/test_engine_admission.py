@@ -15,13 +15,13 @@ from lumbung.engines.llamacpp.backend import LocalModel, LocalModelSpec
 from lumbung.engines.llamacpp.embedder import MAX_SEQUENCES
 from lumbung.engines.llamacpp.engine import EngineConfig
 from lumbung.errors import ContextLengthExceeded, InvalidRequest, RateLimited
-from lumbung.store.embedded import embedded_model_path
+from lumbung.store.embedded import GEMMA, embedded_model_path
 from lumbung.types import ChatRequest, Chunk, Message, SamplingParams
 
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return embedded_model_path(tmp_path_factory.mktemp("admission-home"))
+    return embedded_model_path(tmp_path_factory.mktemp("admission-home"), GEMMA)
 
 
 @pytest.fixture

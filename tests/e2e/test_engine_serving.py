@@ -174,37 +174,43 @@ def test_requests_that_can_never_fit_are_400_and_embeddings_share_the_places(
     hi = [{"role": "user", "content": "hi"}]
     for stream in (False, True):
         with pytest.raises(openai.BadRequestError) as err:
-            client.chat.completions.create(model="default", messages=hi, n=3, max_tokens=2, stream=stream)  # type: ignore[call-overload]
+            client.chat.completions.create(model="gemma3:270m", messages=hi, n=3, max_tokens=2, stream=stream)  # type: ignore[call-overload]
         assert err.value.param == "n" and "parallel (1) + max_queue (1) = 2" in err.value.message
     with pytest.raises(openai.BadRequestError) as err:
-        client.completions.create(model="default", prompt=["a", "b", "c"], max_tokens=2)
+        client.completions.create(model="gemma3:270m", prompt=["a", "b", "c"], max_tokens=2)
     assert "3 sequences" in err.value.message
-    two = client.completions.create(model="default", prompt=["a", "b"], max_tokens=2)  # fits: served
+    two = client.completions.create(model="gemma3:270m", prompt=["a", "b"], max_tokens=2)  # fits: served
     assert len(two.choices) == 2
 
     # Two long answers hold both places: embeddings are refused like any other request.
     with httpx.Client(base_url=server.base_url, timeout=60) as http:
         counting = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10,"  # a base model counts on: no early stop
-        body = {"model": "default", "prompt": counting, "max_tokens": 2000, "temperature": 0, "stream": True}
+        body = {
+            "model": "gemma3:270m",
+            "prompt": counting,
+            "max_tokens": 2000,
+            "temperature": 0,
+            "stream": True,
+        }
         with http.stream("POST", "/v1/completions", json=body) as first:
             lines = first.iter_lines()  # kept: a dropped iterator closes the connection
             next(lines)
             asyncio.run(_hold_queued(server))
     wait_for(lambda: models(server)["gemma3:270m"]["active_requests"] == 0)
-    assert client.embeddings.create(model="default", input="hello").data  # free again
+    assert client.embeddings.create(model="gemma3:270m", input="hello").data  # free again
 
 
 async def _hold_queued(server: ServerProcess) -> None:
     async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as http:
-        body = {"model": "default", "messages": [{"role": "user", "content": "x"}], "max_tokens": 2}
+        body = {"model": "gemma3:270m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 2}
         queued = asyncio.ensure_future(http.post("/v1/chat/completions", json=body))
         while models(server)["gemma3:270m"]["queued_requests"] != 1:
             await asyncio.sleep(0.05)
-        openai_style = await http.post("/v1/embeddings", json={"model": "default", "input": "hello"})
+        openai_style = await http.post("/v1/embeddings", json={"model": "gemma3:270m", "input": "hello"})
         assert openai_style.status_code == 429 and int(openai_style.headers["retry-after"]) >= 1
         assert openai_style.json()["error"]["code"] == "rate_limit_exceeded"
         assert "takes 2 at once" in openai_style.json()["error"]["message"]
-        ollama_style = await http.post("/api/embed", json={"model": "default", "input": ["hello"]})
+        ollama_style = await http.post("/api/embed", json={"model": "gemma3:270m", "input": ["hello"]})
         assert ollama_style.status_code == 429 and "retry-after" in ollama_style.headers
         assert set(ollama_style.json()) == {"error"}
         queued.cancel()

@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from lumbung.engines.llamacpp.model import LlamaModel
-from lumbung.store.embedded import embedded_model_path
+from lumbung.store.embedded import GEMMA, embedded_model_path
 from tests.support.server import ServerProcess
 
 PROMPT = "The capital of France is"
@@ -17,7 +17,7 @@ PROMPT = "The capital of France is"
 
 @pytest.fixture(scope="module")
 def vocab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaModel]:
-    model = LlamaModel(embedded_model_path(tmp_path_factory.mktemp("home")), vocab_only=True)
+    model = LlamaModel(embedded_model_path(tmp_path_factory.mktemp("home"), GEMMA), vocab_only=True)
     yield model
     model.close()
 
@@ -36,7 +36,9 @@ def first_token(vocab: LlamaModel, text: str) -> int:
 
 def test_completions_ban_the_greedy_token_and_force_another(client: openai.OpenAI, vocab: LlamaModel) -> None:
     def complete(**extra: object) -> str:
-        done = client.completions.create(model="default", prompt=PROMPT, max_tokens=1, temperature=0, **extra)  # type: ignore[call-overload]
+        done = client.completions.create(
+            model="gemma3:270m", prompt=PROMPT, max_tokens=1, temperature=0, **extra
+        )  # type: ignore[call-overload]
         return str(done.choices[0].text)
 
     greedy = complete()
@@ -52,7 +54,7 @@ def test_chat_bans_and_forces_on_the_greedy_path_and_when_sampling(
     ask = [{"role": "user", "content": "Name one colour."}]
 
     def chat(**extra: object) -> str:
-        done = client.chat.completions.create(model="default", messages=ask, max_tokens=1, **extra)  # type: ignore[call-overload]
+        done = client.chat.completions.create(model="gemma3:270m", messages=ask, max_tokens=1, **extra)  # type: ignore[call-overload]
         return str(done.choices[0].message.content)
 
     greedy = chat(temperature=0)
@@ -70,9 +72,11 @@ def test_a_token_id_outside_the_vocabulary_is_a_400_naming_logit_bias(
     client: openai.OpenAI, vocab: LlamaModel
 ) -> None:
     for create in (
-        lambda bias: client.completions.create(model="default", prompt=PROMPT, max_tokens=1, logit_bias=bias),
+        lambda bias: client.completions.create(
+            model="gemma3:270m", prompt=PROMPT, max_tokens=1, logit_bias=bias
+        ),
         lambda bias: client.chat.completions.create(
-            model="default", messages=[{"role": "user", "content": "hi"}], max_tokens=1, logit_bias=bias
+            model="gemma3:270m", messages=[{"role": "user", "content": "hi"}], max_tokens=1, logit_bias=bias
         ),
     ):
         with pytest.raises(openai.BadRequestError) as err:

@@ -13,7 +13,7 @@ import httpx
 import ollama
 import pytest
 
-from lumbung.store.embedded import embedded_model_path
+from lumbung.store.embedded import GEMMA, SMOLLM2_SHA256, embedded_model_path
 from tests.support.server import ServerProcess
 
 HELLO = [{"role": "user", "content": "Write a short poem about rice barns."}]
@@ -210,15 +210,17 @@ def test_tags_and_ps_show_each_alias_and_the_gguf_sha256(
     client: ollama.Client, server: ServerProcess, lumbung_home: Path
 ) -> None:
     """The digest is the served GGUF's sha256, hashed in the background once: polled until known."""
-    expected = hashlib.sha256(embedded_model_path(lumbung_home).read_bytes()).hexdigest()
-    client.generate(model="default", prompt="")
+    expected = hashlib.sha256(embedded_model_path(lumbung_home, GEMMA).read_bytes()).hexdigest()
+    client.generate(model="gemma3:270m", prompt="")
     for _ in range(600):
         listed = {m.model: m for m in client.list().models}
-        if listed["gemma3:270m"].digest:
+        if listed["gemma3:270m"].digest and listed["smollm2:135m"].digest:
             break
         time.sleep(0.1)
     assert listed["gemma3:270m"].digest == expected
-    assert listed["default"].digest == expected and listed["default"].size == listed["gemma3:270m"].size
+    # The alias `default` is listed with the default model's own file: SmolLM2's.
+    assert listed["default"].digest == listed["smollm2:135m"].digest == SMOLLM2_SHA256
+    assert listed["default"].size == listed["smollm2:135m"].size
     running = {m.model: m for m in client.ps().models}
     assert running["gemma3:270m"].digest == expected
 

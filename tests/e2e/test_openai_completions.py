@@ -168,17 +168,18 @@ def test_embeddings_dimensions_and_bad_input(client: openai.OpenAI) -> None:
 def test_embeddings_of_token_ids_as_openai_allows(client: openai.OpenAI, server: ServerProcess) -> None:
     """``input`` as one list of token ids, or a list of them: the same vectors as the text."""
     from lumbung.engines.llamacpp.model import LlamaModel
+    from lumbung.store.embedded import GEMMA, embedded_model_path
 
     texts = ["The cat sat on the mat.", "Quarterly revenue grew ten percent."]
-    vocab = LlamaModel(next((server.home / "models").rglob("*.gguf")), vocab_only=True)
+    vocab = LlamaModel(embedded_model_path(server.home, GEMMA), vocab_only=True)
     try:
         ids = [vocab.tokenize(t, add_special=True, parse_special=False) for t in texts]
         n_vocab = vocab.n_vocab
     finally:
         vocab.close()
-    by_text = client.embeddings.create(model="default", input=texts, encoding_format="float")
-    by_ids = client.embeddings.create(model="default", input=ids, encoding_format="float")
-    one = client.embeddings.create(model="default", input=ids[1], encoding_format="float")
+    by_text = client.embeddings.create(model="gemma3:270m", input=texts, encoding_format="float")
+    by_ids = client.embeddings.create(model="gemma3:270m", input=ids, encoding_format="float")
+    one = client.embeddings.create(model="gemma3:270m", input=ids[1], encoding_format="float")
     assert by_ids.usage.prompt_tokens == by_text.usage.prompt_tokens == len(ids[0]) + len(ids[1])
     for got, want in (
         (by_ids.data[0], by_text.data[0]),
@@ -188,11 +189,11 @@ def test_embeddings_of_token_ids_as_openai_allows(client: openai.OpenAI, server:
         assert all(
             math.isclose(x, y, abs_tol=1e-5) for x, y in zip(got.embedding, want.embedding, strict=True)
         )
-    raw = httpx.post(f"{client.base_url}embeddings", json={"model": "default", "input": ids})
+    raw = httpx.post(f"{client.base_url}embeddings", json={"model": "gemma3:270m", "input": ids})
     assert raw.status_code == 200
     validate(raw.json(), "CreateEmbeddingResponse")
     bad = httpx.post(
-        f"{client.base_url}embeddings", json={"model": "default", "input": [ids[0], [7, n_vocab]]}
+        f"{client.base_url}embeddings", json={"model": "gemma3:270m", "input": [ids[0], [7, n_vocab]]}
     )
     error = bad.json()["error"]
     assert bad.status_code == 400 and error["param"] == "input" and error["type"] == "invalid_request_error"

@@ -31,7 +31,7 @@ client = instructor.from_openai(
     openai.OpenAI(base_url=os.environ["BASE_URL"], api_key="sk-test", max_retries=0), mode=instructor.Mode.TOOLS
 )
 farm = client.chat.completions.create(
-    model="default",
+    model="gemma3:270m",
     response_model=Crops,
     messages=[{"role": "user", "content": "Which crops grow on a farm in Java? Answer with three."}],
     max_tokens=120,
@@ -65,7 +65,7 @@ const setEnv = tool({
 const schema = JSON.stringify(z.toJSONSchema(setEnv.inputSchema));
 if (!schema.includes("propertyNames")) throw new Error("zod no longer writes propertyNames: " + schema);
 const result = await generateText({
-  model: lumbung("default"),
+  model: lumbung("gemma3:270m"),
   tools: { set_env: setEnv },
   toolChoice: "required",
   prompt: "Run `make` with CC set to gcc.",

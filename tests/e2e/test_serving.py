@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import openai
 
-from lumbung.store.embedded import embedded_model_path
+from lumbung.store.embedded import GEMMA, embedded_model_path
 from tests.conftest import Closing
 from tests.support.gguf_files import write_gguf
 from tests.support.server import ServerProcess
@@ -128,7 +128,7 @@ def test_a_model_file_that_breaks_after_start_up_is_a_permanent_error_in_every_a
         config={
             "serve_default_model": False,
             "models": [
-                {"id": "gemma", "path": str(embedded_model_path(lumbung_home))},  # loads at start-up
+                {"id": "gemma", "path": str(embedded_model_path(lumbung_home, GEMMA))},  # loads at start-up
                 {"id": "late", "path": str(late)},
                 {"id": "gone", "path": str(gone)},
             ],

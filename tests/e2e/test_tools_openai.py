@@ -366,7 +366,7 @@ def test_a_forced_call_cut_by_max_tokens_is_never_text(client: openai.OpenAI) ->
     syntax in the text: a named call cut before its name was whole is that call, incomplete."""
     for limit in range(1, 7):
         done = client.chat.completions.create(
-            model="default",
+            model="gemma3:270m",
             messages=ASK,
             tools=TOOLS,
             max_tokens=limit,
@@ -380,7 +380,7 @@ def test_a_forced_call_cut_by_max_tokens_is_never_text(client: openai.OpenAI) ->
         assert [c.function.name for c in calls] == ["get_weather"], (limit, calls)  # type: ignore[union-attr]
         pieces = []
         with client.chat.completions.create(
-            model="default",
+            model="gemma3:270m",
             messages=ASK,
             tools=TOOLS,
             max_tokens=limit,

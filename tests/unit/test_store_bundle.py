@@ -201,7 +201,7 @@ def test_names_taken_by_stored_or_served_models_are_refused(
         (rename("default"), "default"),  # reserved by the server (the default model's alias)
     ]:
         bundle = write_bundle(tmp_path / "b.tar", with_manifest(good, change))
-        refused(target, bundle, f"wants the name '{taken}'", reserved={"default", EMBEDDED.name})
+        refused(target, bundle, f"wants the name '{taken}'", reserved={"default", EMBEDDED_DEFAULT.name})
     assert [m.reference for m in target.models()] == [there.reference]
 
 
@@ -237,7 +237,7 @@ def test_the_same_model_may_come_again_but_not_with_other_files(
 def test_cli_refuses_the_default_models_names_in_one_line(good: list[Member], tmp_path: Path) -> None:
     home = tmp_path / "home"
     env = {"LUMBUNG_HOME": str(home)}
-    for name in (EMBEDDED.name, "default"):
+    for name in (*(e.name for e in EMBEDDED), "default"):
         bundle = write_bundle(tmp_path / "b.tar", with_manifest(good, rename(name)))
         result = CliRunner().invoke(main, ["import", str(bundle)], env=env)
         assert result.exit_code == 1 and "Traceback" not in result.output, result.output
@@ -275,8 +275,8 @@ def test_the_embedded_default_is_not_exported(tmp_path: Path) -> None:
     st = store.blob_stat(sha)
     store.save(
         Manifest(
-            name=EMBEDDED.name,
-            reference=EMBEDDED.reference,
+            name=EMBEDDED_DEFAULT.name,
+            reference=EMBEDDED_DEFAULT.reference,
             source=Source(kind="embedded"),
             format="gguf",
             files=[
@@ -292,5 +292,5 @@ def test_the_embedded_default_is_not_exported(tmp_path: Path) -> None:
         )
     )
     with pytest.raises(StoreError, match="every lumbung ships it"):
-        export(store, [EMBEDDED.name], tmp_path / "e.tar")
+        export(store, [EMBEDDED_DEFAULT.name], tmp_path / "e.tar")
     assert not (tmp_path / "e.tar").exists()

@@ -51,7 +51,7 @@ def export(
     for m in manifests:
         if _is_embedded(m):
             raise StoreError(
-                f"{m.name!r} is the embedded default: every lumbung ships it, so it is not exported"
+                f"{m.name!r} is an embedded model: every lumbung ships it, so it is not exported"
             )
     for m in manifests:
         store.cheap_check(m)
