@@ -451,7 +451,7 @@ def test_an_input_schema_without_strict_is_best_effort_and_with_strict_enforced_
 ) -> None:
     ask = [{"role": "user", "content": "List the files."}]
     done = client.messages.create(
-        model="default",
+        model="gemma3:270m",
         max_tokens=80,
         messages=ask,  # type: ignore[arg-type]
         tools=[CLAUDE_CODE_LIKE_TOOL],  # type: ignore[list-item]
@@ -463,7 +463,7 @@ def test_an_input_schema_without_strict_is_best_effort_and_with_strict_enforced_
     strict = {**CLAUDE_CODE_LIKE_TOOL, "strict": True}
     with pytest.raises(anthropic.BadRequestError) as err:
         client.messages.create(
-            model="default",
+            model="gemma3:270m",
             max_tokens=8,
             messages=ask,  # type: ignore[arg-type]
             tools=[strict],  # type: ignore[list-item]
