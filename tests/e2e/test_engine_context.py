@@ -127,10 +127,15 @@ def test_no_or_a_huge_max_tokens_runs_to_the_end_of_the_context(start_server: St
         response = client.responses.create(model="default", input=COUNT[0]["content"], temperature=0)
         assert response.status == "incomplete" and response.usage
         assert response.usage.input_tokens + response.usage.output_tokens == 128
-    with anthropic.Anthropic(base_url=server.base_url, api_key="none") as claude:
-        msg = claude.messages.create(
+    # The SDK asks for streaming when max_tokens is this large (a whole answer could take hours).
+    claude = anthropic.Anthropic(base_url=server.base_url, api_key="none")
+    with (
+        claude,
+        claude.messages.stream(
             model="default", max_tokens=10**12, messages=COUNT, extra_body={"temperature": 0}
-        )
+        ) as stream,
+    ):
+        msg = stream.get_final_message()
     assert msg.stop_reason == "max_tokens" and msg.usage.input_tokens + msg.usage.output_tokens == 128
     with ollama.Client(host=server.base_url) as ollama_client:
         for options in ({"temperature": 0}, {"temperature": 0, "num_predict": -1}):
