@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from lumbung.cli_store import CONFIG, JSON, _errors, _settings
+from lumbung.engines.llamacpp.context import FALLBACK_TRAINED
 from lumbung.store.sizing import KV_TYPES, Estimate, estimate, gguf_shape, shape_of
 
 
@@ -59,8 +60,8 @@ def size(
 ) -> None:
     """Memory to serve MODEL (a stored model, a GGUF file, or a Hugging Face config.json or its folder
     for vLLM): weights + KV cache bytes per token x context x parallel sequences, from the model's own
-    metadata. Defaults: the server's context_size and parallel for a GGUF, the trained context and one
-    sequence for a config.json."""
+    metadata. Defaults: the server's context_size (else the trained context) and parallel for a GGUF,
+    the trained context and one sequence for a config.json."""
     settings = _settings(config)
     with _errors():
         path = Path(model)
@@ -74,7 +75,9 @@ def size(
             manifest = store.find(model)
             shape = gguf_shape([read_gguf(store.blob_path(f.sha256), f.path) for f in manifest.weights])
         gguf = shape.source == "gguf"
-        context = ctx or (settings.context_size if gguf else shape.context_trained or settings.context_size)
+        # What the server would give each request: its context_size, else the model's trained
+        # context (the memory budget may lower it at load: docs/models.md, "Context length").
+        context = ctx or settings.context_size or shape.context_trained or FALLBACK_TRAINED
         sequences = parallel or (settings.parallel if gguf else 1)
         e = estimate(shape, context, sequences, kv_type)
     click.echo(json.dumps(e.as_dict(), indent=2) if as_json else "\n".join(lines(e)))

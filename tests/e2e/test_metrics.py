@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import Closing
 from tests.support.server import ServerProcess
 
-MODEL = "gemma3:270m"  # the embedded model's id ("default" is its alias)
+MODEL = "smollm2:135m"  # the embedded default model's id ("default" is its alias)
 SYSTEM = "You are the rice barn's keeper. Answer in one short sentence. " * 8  # a shared prefix
 
 

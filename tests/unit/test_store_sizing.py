@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from lumbung.cli import main
 from lumbung.errors import InvalidModelFile
-from lumbung.store.embedded import embedded_model_path
+from lumbung.store.embedded import GEMMA, embedded_model_path
 from lumbung.store.gguf_info import read_gguf
 from lumbung.store.sizing import config_shape, estimate, shape_of
 
@@ -43,7 +43,7 @@ DEEPSEEK_V3 = {
 def test_the_embedded_gguf_is_sized_as_llama_cpp_counts_it(lumbung_home: Path) -> None:
     from lumbung.engines.llamacpp.model import LlamaModel
 
-    path = embedded_model_path(lumbung_home)
+    path = embedded_model_path(lumbung_home, GEMMA)
     shape = shape_of(path)
     llama = LlamaModel(path)
     assert shape.kv_bytes_per_token() == llama.kv_bytes_per_cell  # llama.cpp's own layer and head counts

@@ -83,7 +83,6 @@ class EngineStats:
     queued: int
     kv_cells: int  # the context's KV capacity
     kv_used: int
-    kv_bytes_per_cell: int
     cache_entries: int
     cache_cells: int
     cache_hits: int
@@ -207,7 +206,6 @@ class Engine:
             queued=self._queued,
             kv_cells=self.n_ctx,
             kv_used=kv_used,
-            kv_bytes_per_cell=self.model.kv_bytes_per_cell,
             cache_entries=entries,
             cache_cells=cache_cells,
             cache_hits=cache.hits,
