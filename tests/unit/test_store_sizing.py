@@ -61,12 +61,12 @@ def test_the_embedded_gguf_is_sized_as_llama_cpp_counts_it(lumbung_home: Path) -
     assert shown["architecture"] == "gemma3" and shown["sliding_window"]
     text = CliRunner().invoke(main, ["size", str(path)]).output
     assert "KV per token" in text and "sliding-window" in text
-    # By its name in the store, with the server's defaults (context_size 4096 x parallel 4).
+    # By its name in the store, with the server's defaults (the trained context, 32768, x parallel 4).
     by_name = CliRunner().invoke(
         main, ["size", "gemma3:270m", "--json"], env={"LUMBUNG_HOME": str(lumbung_home)}
     )
     assert by_name.exit_code == 0, by_name.output
-    assert json.loads(by_name.output)["kv_bytes"] == 4096 * 4 * llama.kv_bytes_per_cell
+    assert json.loads(by_name.output)["kv_bytes"] == 32768 * 4 * llama.kv_bytes_per_cell
     missing = CliRunner().invoke(main, ["size", "no-such-model"], env={"LUMBUNG_HOME": str(lumbung_home)})
     assert missing.exit_code == 1 and "not in the store" in missing.output
 
