@@ -1,7 +1,7 @@
 """Claude Code 2.1, unmodified, against lumbung (``ANTHROPIC_BASE_URL``), in print mode.
 
-Installed from npm (tests/support/agents.py). A tool round trip runs on a route whose target is
-a scripted fake provider (it calls Claude Code's Read tool, then
+Installed from npm (tests/support/agents.py). One turn runs on the embedded model; a tool round trip
+runs on a route whose target is a scripted fake provider (it calls Claude Code's Read tool, then
 answers with text quoting the tool's result), so the agent's loop crosses lumbung's Anthropic <->
 core <-> OpenAI translation both ways.
 """
@@ -18,6 +18,9 @@ from tests.support.fake_upstream import FakeUpstream
 from tests.support.server import ServerProcess
 
 SECRET = "lumbung-rice-barn-42"
+# The embedded model with a context that holds the agent's first prompt (it was trained on 32k), one
+# request at a time, and time enough on a small CPU to read it and answer.
+LOCAL = {"context_size": 32768, "parallel": 1, "request_timeout": 3000}
 
 
 @pytest.fixture
@@ -56,4 +59,15 @@ def test_tool_round_trip_through_a_route(fake: FakeUpstream, start_server: objec
     assert FakeUpstream.tool_result(turns[0]) is None
     result = FakeUpstream.tool_result(turns[-1])
     assert result is not None and SECRET in result, turns[-1]["messages"][-3:]
+    assert "Traceback" not in srv.logs()
+
+
+@pytest.mark.timeout(3600)
+def test_a_turn_on_the_local_model(start_server: object, workdir: Path) -> None:
+    """Claude Code's first prompt is ~19k tokens: the embedded model (trained on 32k) serves it with
+    a context that large. On a small CPU the prompt alone takes minutes."""
+    srv: ServerProcess = start_server(config=LOCAL)  # type: ignore[operator]
+    run = claude_code(srv.base_url, "default", "Say hi.", workdir=workdir, timeout=3300, slow=True)
+    assert run.returncode == 0, run
+    assert run.stdout.strip(), run
     assert "Traceback" not in srv.logs()

@@ -1,8 +1,8 @@
 """Codex CLI 0.171, unmodified, against lumbung: ``codex exec`` with a custom model provider
 (``wire_api = "responses"``, ``base_url`` at lumbung).
 
-Installed from npm (tests/support/agents.py). A tool round trip runs on a route whose target is
-a scripted fake provider (it calls Codex's ``exec_command`` tool, then
+Installed from npm (tests/support/agents.py). One turn runs on the embedded model; a tool round trip
+runs on a route whose target is a scripted fake provider (it calls Codex's ``exec_command`` tool, then
 answers with text quoting the tool's output), so the agent's loop crosses lumbung's Responses <->
 core <-> OpenAI translation both ways. Codex offers a ``namespace`` tool and ``web_search`` with
 every request: both must pass.
@@ -20,6 +20,9 @@ from tests.support.fake_upstream import FakeUpstream
 from tests.support.server import ServerProcess
 
 SECRET = "lumbung-rice-barn-42"
+# The embedded model with a context that holds the agent's first prompt (it was trained on 32k), one
+# request at a time, and time enough on a small CPU to read it and answer.
+LOCAL = {"context_size": 32768, "parallel": 1, "request_timeout": 3000}
 
 
 @pytest.fixture
@@ -59,4 +62,16 @@ def test_tool_round_trip_through_a_route(fake: FakeUpstream, start_server: objec
     assert result is not None and SECRET in result, turns[-1]["messages"][-3:]
     assert "The tool said" in run.stdout and SECRET in run.stdout, run
     log = srv.logs()
+    assert "Traceback" not in log and "Task was destroyed" not in log, log
+
+
+@pytest.mark.timeout(3600)
+def test_a_turn_on_the_local_model(start_server: object, workdir: Path) -> None:
+    """Codex's first prompt is several thousand tokens: the embedded model (trained on 32k) serves it
+    with a context that large. On a small CPU the prompt alone takes minutes."""
+    srv: ServerProcess = start_server(config=LOCAL)  # type: ignore[operator]
+    run = codex_exec(srv.base_url, "default", "Say hi.", workdir=workdir, timeout=3300)
+    assert run.returncode == 0, run
+    log = srv.logs()
+    assert '"path":"/v1/responses","status":200' in log.replace(" ", ""), log
     assert "Traceback" not in log and "Task was destroyed" not in log, log
