@@ -18,9 +18,10 @@ from tests.support.fake_upstream import FakeUpstream
 from tests.support.server import ServerProcess
 
 SECRET = "lumbung-rice-barn-42"
-# The embedded model with a context that holds the agent's first prompt (it was trained on 32k), one
+# The embedded gemma3:270m offers its trained 32k context, which holds the agent's first prompt; one
 # request at a time, and time enough on a small CPU to read it and answer.
-LOCAL = {"context_size": 32768, "parallel": 1, "request_timeout": 3000}
+MODEL = "gemma3:270m"
+LOCAL = {"parallel": 1, "request_timeout": 3000}
 
 
 @pytest.fixture
@@ -68,10 +69,10 @@ def test_tool_round_trip_through_a_route(
 
 @pytest.mark.timeout(3600)
 def test_a_turn_on_the_local_model(start_server: object, workdir: Path) -> None:
-    """Claude Code's first prompt is ~19k tokens: the embedded model (trained on 32k) serves it with
-    a context that large. On a small CPU the prompt alone takes minutes."""
+    """Claude Code's first prompt is ~19k tokens: the embedded gemma3:270m (trained on 32k) serves it
+    with its whole context. On a small CPU the prompt alone takes minutes."""
     srv: ServerProcess = start_server(config=LOCAL)  # type: ignore[operator]
-    run = claude_code(srv.base_url, "gemma3:270m", "Say hi.", workdir=workdir, timeout=3300, slow=True)
+    run = claude_code(srv.base_url, MODEL, "Say hi.", workdir=workdir, timeout=3300, slow=True)
     assert run.returncode == 0, run
     assert run.stdout.strip(), run
     assert "Traceback" not in srv.logs()

@@ -20,9 +20,10 @@ from tests.support.fake_upstream import FakeUpstream
 from tests.support.server import ServerProcess
 
 SECRET = "lumbung-rice-barn-42"
-# The embedded model with a context that holds the agent's first prompt (it was trained on 32k), one
+# The embedded gemma3:270m offers its trained 32k context, which holds the agent's first prompt; one
 # request at a time, and time enough on a small CPU to read it and answer.
-LOCAL = {"context_size": 32768, "parallel": 1, "request_timeout": 3000}
+MODEL = "gemma3:270m"
+LOCAL = {"parallel": 1, "request_timeout": 3000}
 
 
 @pytest.fixture
@@ -67,10 +68,10 @@ def test_tool_round_trip_through_a_route(fake: FakeUpstream, start_server: objec
 
 @pytest.mark.timeout(3600)
 def test_a_turn_on_the_local_model(start_server: object, workdir: Path) -> None:
-    """Codex's first prompt is several thousand tokens: the embedded model (trained on 32k) serves it
-    with a context that large. On a small CPU the prompt alone takes minutes."""
+    """Codex's first prompt is several thousand tokens: the embedded gemma3:270m (trained on 32k) serves it
+    with its whole context. On a small CPU the prompt alone takes minutes."""
     srv: ServerProcess = start_server(config=LOCAL)  # type: ignore[operator]
-    run = codex_exec(srv.base_url, "default", "Say hi.", workdir=workdir, timeout=3300)
+    run = codex_exec(srv.base_url, MODEL, "Say hi.", workdir=workdir, timeout=3300)
     assert run.returncode == 0, run
     log = srv.logs()
     assert '"path":"/v1/responses","status":200' in log.replace(" ", ""), log
