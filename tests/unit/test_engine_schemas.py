@@ -183,6 +183,20 @@ def test_a_strict_schema_is_enforced_whole_or_refused_by_keyword(pair: Pair) -> 
         assert ready.unenforced == []
 
 
+def test_property_counts_beside_optional_properties_are_keywords_checked_after() -> None:
+    """llguidance cannot count properties when some are optional (found by the property test):
+    strict names the keyword, non-strict checks it after generation, and a fully required object
+    keeps it enforced."""
+    props = {"a": {"type": "string"}, "b": {"type": "integer"}}
+    for keyword in ("minProperties", "maxProperties"):
+        schema = {"type": "object", "properties": props, keyword: 1}
+        with pytest.raises(UnsupportedParameter, match=f"Unsupported schema keyword.*{keyword}"):
+            prepare(schema, strict=True, where="w")
+        assert prepare(schema, strict=False, where="w").unenforced == [keyword]
+        required = {**schema, "required": ["a", "b"], keyword: 2}
+        assert prepare(required, strict=True, where="w").unenforced == []
+
+
 def test_property_names_of_type_string_are_satisfied_as_they_are(compiler: GrammarCompiler) -> None:
     record = {
         "type": "object",

@@ -166,11 +166,12 @@ def _misread(node: dict[str, Any]) -> list[str]:
     """Keywords the grammar compiler accepts but enforces wrongly here (found by the property test in
     tests/unit/test_engine_schemas.py): treated as ones it cannot enforce.
 
-    llguidance's ``minProperties`` refuses valid objects once the schema declares optional properties.
+    llguidance's ``minProperties`` refuses valid objects once the schema declares optional properties,
+    and it refuses ``maxProperties`` there with a message of its own: both are named as keywords.
     """
     props = node.get("properties")
     optional = isinstance(props, dict) and set(props) - set(node.get("required", []))
-    return ["minProperties"] if "minProperties" in node and optional else []
+    return [k for k in ("minProperties", "maxProperties") if k in node] if optional else []
 
 
 def drop_always_true(schema: Any, misread: list[str] | None = None) -> Any:
