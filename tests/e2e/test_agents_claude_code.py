@@ -18,10 +18,11 @@ from tests.support.fake_upstream import FakeUpstream
 from tests.support.server import ServerProcess
 
 SECRET = "lumbung-rice-barn-42"
-# The embedded gemma3:270m offers its trained 32k context, which holds the agent's first prompt; one
-# request at a time, and time enough on a small CPU to read it and answer.
+# The embedded gemma3:270m with its trained 32k context (test servers get 8k unless they ask), which
+# holds the agent's first prompt; one request at a time, and time enough on a small CPU to read it
+# and answer.
 MODEL = "gemma3:270m"
-LOCAL = {"parallel": 1, "request_timeout": 3000}
+LOCAL = {"context_size": 32768, "parallel": 1, "request_timeout": 3000}
 
 
 @pytest.fixture
