@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.agents import claude_code
+from tests.support.agents import LOCAL_TURNS, claude_code
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.server import ServerProcess
 
@@ -69,6 +69,7 @@ def test_tool_round_trip_through_a_route(
 
 
 @pytest.mark.timeout(3600)
+@LOCAL_TURNS
 def test_a_turn_on_the_local_model(start_server: object, workdir: Path) -> None:
     """Claude Code's first prompt is ~19k tokens: the embedded gemma3:270m (trained on 32k) serves it
     with its whole context. On a small CPU the prompt alone takes minutes."""

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.agents import codex_exec
+from tests.support.agents import LOCAL_TURNS, codex_exec
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.server import ServerProcess
 
@@ -68,6 +68,7 @@ def test_tool_round_trip_through_a_route(fake: FakeUpstream, start_server: objec
 
 
 @pytest.mark.timeout(3600)
+@LOCAL_TURNS
 def test_a_turn_on_the_local_model(start_server: object, workdir: Path) -> None:
     """Codex's first prompt is several thousand tokens: the embedded gemma3:270m (trained on 32k) serves it
     with its whole context. On a small CPU the prompt alone takes minutes."""

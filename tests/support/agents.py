@@ -18,6 +18,15 @@ from pathlib import Path
 
 import pytest
 
+# An agent's turn on the embedded 270M model reads its whole first prompt (Claude Code ~18k tokens,
+# Codex ~5k) and then writes until the tiny model stops by itself: 10 to 26 minutes a turn on 2 CPU
+# cores, which does not fit the suite's CI budget. Run them with LUMBUNG_AGENT_LOCAL_TURNS=1; the
+# agents' tool round trips through lumbung's translation run always.
+LOCAL_TURNS = pytest.mark.skipif(
+    os.environ.get("LUMBUNG_AGENT_LOCAL_TURNS") != "1",
+    reason="an agent's turn on the local model takes 10+ minutes on 2 cores: LUMBUNG_AGENT_LOCAL_TURNS=1",
+)
+
 PACKAGES = {"claude": "@anthropic-ai/claude-code@2.1", "codex": "@openai/codex@0.171"}
 DEAD_PROXY = "http://127.0.0.1:9"  # the discard port: nothing listens, connections are refused
 
