@@ -18,7 +18,7 @@ import re
 from typing import Any, ClassVar
 
 from lumbung.toolcalls.base import Literal, lark_string
-from lumbung.toolcalls.xml import XmlFormat
+from lumbung.toolcalls.xml import XmlFormat, typed_value
 from lumbung.types import Tool
 
 DSML = "｜DSML｜"
@@ -42,13 +42,7 @@ class DsmlFormat(XmlFormat):
         return f"<{DSML}{self.wrapper}>"
 
     def value(self, match: re.Match[str], schema: dict[str, Any]) -> Any:
-        raw = match.group("value")
-        if match.group("string") == "true":
-            return raw
-        try:
-            return json.loads(raw)
-        except ValueError:
-            return raw
+        return typed_value(match.group("value"), match.group("string") == "true")
 
     def render_call(self, name: str, arguments: dict[str, Any]) -> str:
         params = "".join(
@@ -59,9 +53,11 @@ class DsmlFormat(XmlFormat):
         return f'<{DSML}{self.wrapper}>\n{INVOKE}{name}">\n{params}{INVOKE_END}\n</{DSML}{self.wrapper}>'
 
     def grammar(self, tools: list[Tool], *, max_calls: int, lit: Literal, json_rule: Any) -> str:
-        inner = super().grammar(tools, max_calls=max_calls, lit=lit, json_rule=json_rule)
-        head = f"start: {lark_string(f'<{DSML}{self.wrapper}>' + chr(10))} calls {lark_string(chr(10) + f'</{DSML}{self.wrapper}>')}"
-        return head + "\n" + inner.replace("start:", "calls:", 1)
+        opening = lark_string(f"<{DSML}{self.wrapper}>\n")
+        closing = lark_string(f"\n</{DSML}{self.wrapper}>")
+        return self.grammar_in_block(
+            tools, opening, closing, max_calls=max_calls, lit=lit, json_rule=json_rule
+        )
 
     def grammar_open(self, tool: Tool, lit: Literal) -> str:
         return lark_string(f'{INVOKE}{tool.name}">\n')

@@ -21,7 +21,7 @@ from typing import Any
 from lumbung.toolcalls.base import Literal, lark_string
 from lumbung.toolcalls.parsed import partial_suffix
 from lumbung.toolcalls.reasoning import Splitter
-from lumbung.toolcalls.xml import XmlFormat
+from lumbung.toolcalls.xml import XmlFormat, typed_value
 from lumbung.types import Tool
 
 OPEN, CLOSE, SEP, END_MSG = "<|open|>", "<|close|>", "<|sep|>", "<|end_of_msg|>"
@@ -104,13 +104,7 @@ class KimiK3Format(XmlFormat):
         return TOOLS
 
     def value(self, match: re.Match[str], schema: dict[str, Any]) -> Any:
-        raw = match.group("value")
-        if match.group("type") == "string":
-            return raw
-        try:
-            return json.loads(raw)
-        except ValueError:
-            return raw
+        return typed_value(match.group("value"), match.group("type") == "string")
 
     def render_call(self, name: str, arguments: dict[str, Any]) -> str:
         params = "".join(
@@ -121,9 +115,9 @@ class KimiK3Format(XmlFormat):
         return f'{TOOLS}{CALL}{html.escape(name)}" index="1"{SEP}{params}{CALL_END}{TOOLS_END}'
 
     def grammar(self, tools: list[Tool], *, max_calls: int, lit: Literal, json_rule: Any) -> str:
-        inner = super().grammar(tools, max_calls=max_calls, lit=lit, json_rule=json_rule)
-        return f"start: {lark_string(TOOLS)} calls {lark_string(TOOLS_END)}\n" + inner.replace(
-            "start:", "calls:", 1
+        opening, closing = lark_string(TOOLS), lark_string(TOOLS_END)
+        return self.grammar_in_block(
+            tools, opening, closing, max_calls=max_calls, lit=lit, json_rule=json_rule
         )
 
     def grammar_open(self, tool: Tool, lit: Literal) -> str:

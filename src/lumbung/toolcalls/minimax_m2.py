@@ -43,9 +43,11 @@ class MiniMaxM2Format(XmlFormat):
         return f'{BLOCK}\n{INVOKE}{name}">\n{params}{INVOKE_END}\n{BLOCK_END}'
 
     def grammar(self, tools: list[Tool], *, max_calls: int, lit: Literal, json_rule: Any) -> str:
-        inner = super().grammar(tools, max_calls=max_calls, lit=lit, json_rule=json_rule)
-        head = f"start: {lit(BLOCK)} {lark_string(chr(10))} calls {lark_string(chr(10))} {lit(BLOCK_END)}"
-        return head + "\n" + inner.replace("start:", "calls:", 1)
+        opening = f"{lit(BLOCK)} {lark_string(chr(10))}"
+        closing = f"{lark_string(chr(10))} {lit(BLOCK_END)}"
+        return self.grammar_in_block(
+            tools, opening, closing, max_calls=max_calls, lit=lit, json_rule=json_rule
+        )
 
     def grammar_open(self, tool: Tool, lit: Literal) -> str:
         return lark_string(f'{INVOKE}{tool.name}">\n')

@@ -27,15 +27,23 @@ from lumbung.toolcalls.stream import CallStreamer
 from lumbung.types import Tool
 
 
-def schema_value(raw: str, schema: dict[str, Any]) -> Any:
-    """A raw value typed by its schema: strings stay text, anything else is read as JSON."""
-    kind = schema.get("type")
-    if kind == "string" or (isinstance(kind, list) and "string" in kind and raw[:1] not in '{["'):
+def typed_value(raw: str, text: bool) -> Any:
+    """A raw value: text when marked so (by its schema or the model's own type attribute), otherwise
+    read as JSON, and kept as text when it is not JSON."""
+    if text:
         return raw
     try:
         return json.loads(raw)
     except ValueError:
         return raw
+
+
+def schema_value(raw: str, schema: dict[str, Any]) -> Any:
+    """A raw value typed by its schema: strings stay text, anything else is read as JSON."""
+    kind = schema.get("type")
+    return typed_value(
+        raw, kind == "string" or (isinstance(kind, list) and "string" in kind and raw[:1] not in '{["')
+    )
 
 
 def _lark_regex_text(text: str) -> str:
@@ -60,6 +68,20 @@ class XmlFormat(ToolFormat):
 
     def grammar_close(self, lit: Literal) -> str:
         raise NotImplementedError
+
+    def grammar_in_block(
+        self,
+        tools: list[Tool],
+        opening: str,
+        closing: str,
+        *,
+        max_calls: int,
+        lit: Literal,
+        json_rule: JsonRule,
+    ) -> str:
+        """The calls' grammar between the Lark terms ``opening`` and ``closing`` (a block around them)."""
+        inner = XmlFormat.grammar(self, tools, max_calls=max_calls, lit=lit, json_rule=json_rule)
+        return f"start: {opening} calls {closing}\n" + inner.replace("start:", "calls:", 1)
 
     def grammar(self, tools: list[Tool], *, max_calls: int, lit: Literal, json_rule: JsonRule) -> str:
         rules = [f"start: {repeat('call', 'SEP', max_calls)}", f"SEP: {lark_string(self.separator)}"]
