@@ -6,6 +6,8 @@ from typing import Any, Protocol, TypeVar
 
 import pytest
 
+from tests.support.agents import SECRET
+from tests.support.fake_upstream import FakeUpstream
 from tests.support.server import ServerProcess
 
 E2E = Path(__file__).parent / "e2e"
@@ -79,3 +81,20 @@ def closing() -> Iterator[Closing[Any]]:
     yield register
     for client in clients:
         client.close()
+
+
+@pytest.fixture
+def agent_project(tmp_path: Path) -> Path:
+    """A coding agent's project directory with one file whose secret a tool round trip must carry."""
+    path = tmp_path / "project"
+    path.mkdir()
+    (path / "notes.txt").write_text(f"The password is {SECRET}.\n")
+    return path
+
+
+@pytest.fixture
+def scripted_provider() -> Iterator[FakeUpstream]:
+    """A fake provider scripted as an agent's model: a tool call first, then text quoting its result."""
+    upstream = FakeUpstream(name="scripted").start()
+    yield upstream
+    upstream.stop()

@@ -8,58 +8,37 @@ core <-> OpenAI translation both ways.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.agents import LOCAL_TURNS, claude_code
+from tests.support.agents import LOCAL, LOCAL_TURNS, MODEL, SECRET, claude_code
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.server import ServerProcess
-
-SECRET = "lumbung-rice-barn-42"
-# The embedded gemma3:270m with its trained 32k context (test servers get 8k unless they ask), which
-# holds the agent's first prompt; one request at a time, and time enough on a small CPU to read it
-# and answer.
-MODEL = "gemma3:270m"
-LOCAL = {"context_size": 32768, "parallel": 1, "request_timeout": 3000}
-
-
-@pytest.fixture
-def workdir(tmp_path: Path) -> Path:
-    path = tmp_path / "project"
-    path.mkdir()
-    (path / "notes.txt").write_text(f"The password is {SECRET}.\n")
-    return path
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeUpstream]:
-    upstream = FakeUpstream(name="scripted").start()
-    yield upstream
-    upstream.stop()
 
 
 @pytest.mark.parametrize("kind", ["openai", "anthropic"])
 def test_tool_round_trip_through_a_route(
-    kind: str, fake: FakeUpstream, start_server: object, workdir: Path
+    kind: str, scripted_provider: FakeUpstream, start_server: object, agent_project: Path
 ) -> None:
     """The provider speaks OpenAI's chat completions, or Anthropic's Messages (the typed path both
     ways: system messages mid-conversation are hoisted into ``system`` for it)."""
-    fake.agent_tool = "Read"
-    fake.agent_arguments = {"file_path": str(workdir / "notes.txt")}
+    scripted_provider.agent_tool = "Read"
+    scripted_provider.agent_arguments = {"file_path": str(agent_project / "notes.txt")}
     config = {
         "serve_default_model": False,
-        "providers": [{"name": "scripted", "kind": kind, "base_url": fake.base_url, "jurisdiction": "ID"}],
+        "providers": [
+            {"name": "scripted", "kind": kind, "base_url": scripted_provider.base_url, "jurisdiction": "ID"}
+        ],
         "routes": [{"name": "agent", "tiers": [["scripted/m1"]]}],
     }
     srv: ServerProcess = start_server(config=config)  # type: ignore[operator]
-    run = claude_code(srv.base_url, "agent", "What does notes.txt say?", workdir=workdir, timeout=300)
+    run = claude_code(srv.base_url, "agent", "What does notes.txt say?", workdir=agent_project, timeout=300)
     assert run.returncode == 0, run
     assert SECRET in run.stdout, run
     path = "/chat/completions" if kind == "openai" else "/messages"
-    turns = [s.body for s in fake.seen if s.path.endswith(path) and s.body.get("tools")]
-    assert len(turns) >= 2, [s.path for s in fake.seen]
+    turns = [s.body for s in scripted_provider.seen if s.path.endswith(path) and s.body.get("tools")]
+    assert len(turns) >= 2, [s.path for s in scripted_provider.seen]
     # The first turn offered Claude Code's tools; the next carried Read's result back.
     assert "Read" in {t["function"]["name"] if kind == "openai" else t["name"] for t in turns[0]["tools"]}
     assert FakeUpstream.tool_result(turns[0]) is None
@@ -70,11 +49,11 @@ def test_tool_round_trip_through_a_route(
 
 @pytest.mark.timeout(3600)
 @LOCAL_TURNS
-def test_a_turn_on_the_local_model(start_server: object, workdir: Path) -> None:
+def test_a_turn_on_the_local_model(start_server: object, agent_project: Path) -> None:
     """Claude Code's first prompt is ~19k tokens: the embedded gemma3:270m (trained on 32k) serves it
     with its whole context. On a small CPU the prompt alone takes minutes."""
     srv: ServerProcess = start_server(config=LOCAL)  # type: ignore[operator]
-    run = claude_code(srv.base_url, MODEL, "Say hi.", workdir=workdir, timeout=3300, slow=True)
+    run = claude_code(srv.base_url, MODEL, "Say hi.", workdir=agent_project, timeout=3300, slow=True)
     assert run.returncode == 0, run
     assert run.stdout.strip(), run
     assert "Traceback" not in srv.logs()

@@ -10,53 +10,39 @@ every request: both must pass.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.agents import LOCAL_TURNS, codex_exec
+from tests.support.agents import LOCAL, LOCAL_TURNS, MODEL, SECRET, codex_exec
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.server import ServerProcess
 
-SECRET = "lumbung-rice-barn-42"
-# The embedded gemma3:270m with its trained 32k context (test servers get 8k unless they ask), which
-# holds the agent's first prompt; one request at a time, and time enough on a small CPU to read it
-# and answer.
-MODEL = "gemma3:270m"
-LOCAL = {"context_size": 32768, "parallel": 1, "request_timeout": 3000}
 
-
-@pytest.fixture
-def workdir(tmp_path: Path) -> Path:
-    path = tmp_path / "project"
-    path.mkdir()
-    (path / "notes.txt").write_text(f"The password is {SECRET}.\n")
-    return path
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeUpstream]:
-    upstream = FakeUpstream(name="scripted").start()
-    yield upstream
-    upstream.stop()
-
-
-def test_tool_round_trip_through_a_route(fake: FakeUpstream, start_server: object, workdir: Path) -> None:
-    fake.agent_tool = "exec_command"
-    fake.agent_arguments = {"cmd": "cat notes.txt"}
+def test_tool_round_trip_through_a_route(
+    scripted_provider: FakeUpstream, start_server: object, agent_project: Path
+) -> None:
+    scripted_provider.agent_tool = "exec_command"
+    scripted_provider.agent_arguments = {"cmd": "cat notes.txt"}
     config = {
         "serve_default_model": False,
         "providers": [
-            {"name": "scripted", "kind": "openai", "base_url": fake.base_url, "jurisdiction": "ID"}
+            {
+                "name": "scripted",
+                "kind": "openai",
+                "base_url": scripted_provider.base_url,
+                "jurisdiction": "ID",
+            }
         ],
         "routes": [{"name": "agent", "tiers": [["scripted/m1"]]}],
     }
     srv: ServerProcess = start_server(config=config)  # type: ignore[operator]
-    run = codex_exec(srv.base_url, "agent", "What does notes.txt say?", workdir=workdir, timeout=300)
+    run = codex_exec(srv.base_url, "agent", "What does notes.txt say?", workdir=agent_project, timeout=300)
     assert run.returncode == 0, run
-    turns = [s.body for s in fake.seen if s.path.endswith("/chat/completions") and s.body.get("tools")]
-    assert len(turns) >= 2, [s.path for s in fake.seen]
+    turns = [
+        s.body for s in scripted_provider.seen if s.path.endswith("/chat/completions") and s.body.get("tools")
+    ]
+    assert len(turns) >= 2, [s.path for s in scripted_provider.seen]
     names = {t["function"]["name"] for t in turns[0]["tools"]}
     assert "exec_command" in names and "spawn_agent" in names  # namespace tools, flattened
     assert FakeUpstream.tool_result(turns[0]) is None
@@ -69,11 +55,11 @@ def test_tool_round_trip_through_a_route(fake: FakeUpstream, start_server: objec
 
 @pytest.mark.timeout(3600)
 @LOCAL_TURNS
-def test_a_turn_on_the_local_model(start_server: object, workdir: Path) -> None:
+def test_a_turn_on_the_local_model(start_server: object, agent_project: Path) -> None:
     """Codex's first prompt is several thousand tokens: the embedded gemma3:270m (trained on 32k) serves it
     with its whole context. On a small CPU the prompt alone takes minutes."""
     srv: ServerProcess = start_server(config=LOCAL)  # type: ignore[operator]
-    run = codex_exec(srv.base_url, MODEL, "Say hi.", workdir=workdir, timeout=3300)
+    run = codex_exec(srv.base_url, MODEL, "Say hi.", workdir=agent_project, timeout=3300)
     assert run.returncode == 0, run
     log = srv.logs()
     assert '"path":"/v1/responses","status":200' in log.replace(" ", ""), log

@@ -27,6 +27,13 @@ LOCAL_TURNS = pytest.mark.skipif(
     reason="an agent's turn on the local model takes 10+ minutes on 2 cores: LUMBUNG_AGENT_LOCAL_TURNS=1",
 )
 
+SECRET = "lumbung-rice-barn-42"
+# The embedded gemma3:270m with its trained 32k context (test servers get 8k unless they ask), which
+# holds the agent's first prompt; one request at a time, and time enough on a small CPU to read it
+# and answer.
+MODEL = "gemma3:270m"
+LOCAL = {"context_size": 32768, "parallel": 1, "request_timeout": 3000}
+
 PACKAGES = {"claude": "@anthropic-ai/claude-code@2.1", "codex": "@openai/codex@0.171"}
 DEAD_PROXY = "http://127.0.0.1:9"  # the discard port: nothing listens, connections are refused
 
