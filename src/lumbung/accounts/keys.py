@@ -6,6 +6,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
+from lumbung.accounts.policy import KeyPolicy
 from lumbung.errors import AuthenticationError, ConfigError, PermissionDenied
 
 _PREFIX = "sha256:"
@@ -42,6 +43,7 @@ class Caller:
 
     owner: str | None
     sees_all: bool
+    policy: KeyPolicy | None = None  # a virtual key's scopes and limits; None: a config-file key (or none)
 
     def may_see(self, owner: str | None) -> bool:
         """Whether this caller may read or change something ``owner`` created (None: created before

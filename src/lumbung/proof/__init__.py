@@ -1,0 +1,1 @@
+"""Proof before the switch: recorded traffic, replayed on a candidate and compared (docs/migration.md)."""
