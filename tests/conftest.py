@@ -7,6 +7,7 @@ from typing import Any, Protocol, TypeVar
 import pytest
 
 from tests.support.agents import SECRET
+from tests.support.browser import chromium  # noqa: F401  (a fixture for the web pages' tests)
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.server import ServerProcess
 
