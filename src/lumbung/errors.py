@@ -20,14 +20,16 @@
     │   └── InternalError           500, a bug: logged with its traceback
     ├── EngineError                 the local engine failed (load, decode); mapped to ApiError at the edge
     │   └── ModelFileError          a model's file is missing, truncated or not a GGUF (not temporary)
-    └── StoreError                  the model store (store/): pull, verify, bundles
-        ├── BadReference            a model reference that cannot be parsed or names nothing
-        ├── ModelNotInStore         no stored model has that name, reference or alias
-        ├── HubError                a hub refused or failed (not found, gated, network)
-        ├── OfflineError            the operation needs the network and lumbung is offline
-        ├── UnsafeFile              a file the store refuses: pickle, unknown format, hostile name
-        ├── InvalidModelFile        a GGUF or safetensors file that is truncated or malformed
-        └── IntegrityError          bytes that do not match their published or recorded sha256/size
+    ├── StoreError                  the model store (store/): pull, verify, bundles
+    │   ├── BadReference            a model reference that cannot be parsed or names nothing
+    │   ├── ModelNotInStore         no stored model has that name, reference or alias
+    │   ├── HubError                a hub refused or failed (not found, gated, network)
+    │   ├── OfflineError            the operation needs the network and lumbung is offline
+    │   ├── UnsafeFile              a file the store refuses: pickle, unknown format, hostile name
+    │   ├── InvalidModelFile        a GGUF or safetensors file that is truncated or malformed
+    │   └── IntegrityError          bytes that do not match their published or recorded sha256/size
+    └── ReplayError                 a replay or its report cannot run (proof/): no such recording,
+                                    invalid thresholds, no embedding model to compare with
 
 Each surface renders an ApiError in its own envelope (OpenAI, Anthropic, Ollama) in one place.
 Foreign exceptions are mapped at the boundary with ``raise ... from exc``.
@@ -198,3 +200,7 @@ class InvalidModelFile(StoreError):
 
 class IntegrityError(StoreError):
     """Bytes that do not match their published or recorded sha256 or size."""
+
+
+class ReplayError(LumbungError):
+    """A replay or report cannot run: a missing recording, invalid thresholds, no embedding model."""
