@@ -11,6 +11,7 @@
     │   ├── NotFound                404 (ModelNotFound: model_not_found)
     │   ├── PayloadTooLarge         413
     │   ├── RateLimited             429, with Retry-After
+    │   ├── QuotaExceeded           429 insufficient_quota: a key's budget for its period is spent
     │   ├── Overloaded              503, with Retry-After (queue full, model loading)
     │   ├── UpstreamError           502/504, a backend failed
     │   │   ├── UpstreamTimeout         504, connect / first token / idle / overall deadline passed
@@ -123,6 +124,15 @@ class RateLimited(ApiError):
     status = 429
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
+
+
+class QuotaExceeded(ApiError):
+    """A virtual key spent its budget for the period (OpenAI's own code for an account out of
+    credit); ``retry_after``: seconds until the period resets."""
+
+    status = 429
+    type = "insufficient_quota"
+    code = "insufficient_quota"
 
 
 class Overloaded(ApiError):

@@ -2,8 +2,9 @@
 ``RequestRecord`` for every request it accepts; surfaces note what they learn (the model, streaming,
 an in-band error), the gateway notes each attempt (which target, how it ended, the usage it reported),
 and the boundary closes it once the request is over (the answer's last byte went out, the client left, or
-the request was refused) and everything it started has ended. Closing hands it to the record's sinks: today the access log line; the usage ledger's row is
-one more sink (one per accepted request, success or failure).
+the request was refused) and everything it started has ended. Closing hands it to the record's sinks: the
+access log line, /metrics, traces, and the usage ledger's row (accounts/ledger.py: one per accepted
+request, success or failure).
 
 The gateway finds the record of the request it serves through ``current`` (a context variable the
 boundary sets for the request's task, inherited by the tasks it starts), so no surface passes it
@@ -43,7 +44,11 @@ class RequestRecord:
     path: str
     api: str = "openai"
     caller: Caller | None = None  # once the key was checked (None: no authentication)
+    admin: bool = False  # an operator endpoint (/admin/..., /metrics): not API traffic, no ledger row
     start: float = field(default_factory=time.perf_counter)
+    at: float = field(
+        default_factory=time.time
+    )  # arrival on the wall clock (epoch seconds): the ledger's time
     model: str | None = None
     status: int = 200
     stream: bool = False

@@ -34,6 +34,7 @@ from lumbung.config import (
     RouteConfig,
     check_gateway,
 )
+from lumbung.config.prices import Prices
 from lumbung.errors import ConfigError
 
 # The embedded models (store/embedded.py): the default, and Gemma 3 270M beside it.
@@ -150,6 +151,32 @@ class Settings(BaseModel):
     egress: list[str] | None = Field(
         default=None,
         description="Jurisdictions any request's data may go to (e.g. `[ID]`); unset: any. `local` always.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="The state database (usage ledger, stored responses) as an SQLAlchemy async URL, "
+        "e.g. `postgresql+asyncpg://user:pass@host/lumbung` for several instances sharing one "
+        "(`pip install 'lumbung[postgres]'`). Unset: SQLite (WAL) at `home`/lumbung.db.",
+    )
+    usage_ledger: bool = Field(
+        default=True,
+        description="Keep the usage ledger: one row per accepted request in the state database "
+        "(`lumbung usage`, `/admin/usage`, budgets). Off: no rows, and budgets are not enforced.",
+    )
+    ledger_flush_ms: int = Field(
+        default=200,
+        ge=1,
+        description="The ledger writes its queued rows this often (ms): a `kill -9` loses at most the "
+        "requests that ended in this window (docs/accounts.md).",
+    )
+    ledger_batch_rows: int = Field(
+        default=500, ge=1, description="The ledger writes at once when this many rows are queued."
+    )
+    prices: Prices = Field(
+        default_factory=Prices,
+        description="Prices per target (per million tokens; a local model's own cost per hour) and a "
+        "reference price per route (the API its traffic left): `lumbung usage` shows spend and savings; "
+        "budgets count spend.",
     )
     log_level: str = Field(default="info", description="Log level: debug, info, warning, error.")
     otlp_endpoint: str | None = Field(

@@ -1,10 +1,11 @@
 """The one boundary every HTTP request crosses, as raw ASGI around everything else (the pass-through
 path and Starlette's endpoints alike):
 
-    record (RequestRecord: request id, api) -> key and scope (401/403) -> body limit (413)
+    record (RequestRecord: request id, api) -> key and scope (401/403) -> admission checks of the
+      key (a spent budget: 429 insufficient_quota) -> body limit (413)
       -> the app (a client hang-up cancels it, and everything it started, at once) -> an error before the first byte in the API's own envelope -> x-request-id on every
       answer -> the record closed once the app is done (the last byte went out or the client left,
-      and every attempt is closed): its sinks run (the access log line; a usage ledger is one more)
+      and every attempt is closed): its sinks run (the access log line, metrics, the usage ledger)
 
 Which API a path belongs to, and whether it needs a key (or an operator key), each endpoint declares
 with ``common.endpoint``; ``Policies`` reads that from the routes once. Paths without a declared
@@ -28,7 +29,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lumbung import record
-from lumbung.accounts.keys import KeyRing, presented_key
+from lumbung.accounts.keys import Caller, KeyRing, presented_key
 from lumbung.errors import ApiError, InternalError, InvalidRequest, PayloadTooLarge
 from lumbung.record import RequestRecord
 from lumbung.types import new_id
@@ -39,6 +40,7 @@ errlog = logging.getLogger("lumbung.errors")
 ErrorRenderer = Callable[[ApiError], dict[str, Any]]
 WATCH_AFTER = 0.02  # seconds into a request before a client hang-up is watched for
 Sink = Callable[[RequestRecord], None]
+Admit = Callable[[Caller], None]  # raises the ApiError that refuses an accepted key's request
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,13 +230,20 @@ class Boundary:
     """ASGI: the boundary above, around ``app``."""
 
     def __init__(
-        self, app: ASGIApp, keys: KeyRing, limit: int, policies: Policies, sinks: Sequence[Sink]
+        self,
+        app: ASGIApp,
+        keys: KeyRing,
+        limit: int,
+        policies: Policies,
+        sinks: Sequence[Sink],
+        admit: Sequence[Admit] = (),
     ) -> None:
         self.app = app
         self.keys = keys
         self.limit = limit
         self.policies = policies
         self.sinks = sinks
+        self.admit = admit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -249,6 +258,7 @@ class Boundary:
             method=scope["method"],
             path=path,
             api=policy.api,
+            admin=policy.admin,
             sinks=self.sinks,
             traceparent=parent.decode("latin-1") if parent else None,
         )
@@ -258,6 +268,8 @@ class Boundary:
         try:
             if policy.auth:
                 rec.caller = self.keys.check(_key(headers), admin=policy.admin)
+                for check in self.admit:
+                    check(rec.caller)
             self._check_declared(headers.get(b"content-length"))
             await self.app(scope, _bounded(receive, self.limit, hang_up.arm), reply)
         except ApiError as exc:

@@ -16,12 +16,13 @@ from starlette.types import Receive
 
 from lumbung import record
 from lumbung.accounts.keys import Caller, KeyRing, presented_key
+from lumbung.accounts.ledger import Ledger
 from lumbung.errors import ApiError, InternalError, InvalidRequest
 from lumbung.gateway.router import Gateway
 from lumbung.observe.metrics import Metrics
 from lumbung.record import RequestRecord
 from lumbung.settings import Settings
-from lumbung.surfaces.boundary import ErrorRenderer, Policy, Sink, access_log, error_response
+from lumbung.surfaces.boundary import Admit, ErrorRenderer, Policy, Sink, access_log, error_response
 from lumbung.types import new_id
 
 errlog = logging.getLogger("lumbung.errors")
@@ -37,8 +38,10 @@ class AppState:
     seen_extra_fields: set[str] = field(default_factory=set)
     # Resources opened on first use (a database) register how to close them at shutdown.
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-    # Where every request's record goes once closed: the access log; a usage ledger adds itself here.
+    # Where every request's record goes once closed: the access log; metrics and the ledger add themselves.
     sinks: list[Sink] = field(default_factory=lambda: [access_log])
+    admit: list[Admit] = field(default_factory=list)  # checks of an accepted key (budgets)
+    ledger: Ledger | None = None  # the usage ledger (accounts/ledger.py); None when turned off
     metrics: Metrics | None = None  # GET /metrics; every request counted once it ends
 
     def note_extra_fields(self, surface: str, names: list[str]) -> None:

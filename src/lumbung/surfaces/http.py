@@ -16,12 +16,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
+from lumbung.accounts.budgets import Budgets
+from lumbung.accounts.costs import Costing
 from lumbung.accounts.keys import KeyRing
+from lumbung.accounts.ledger import Ledger
 from lumbung.errors import ApiError, NotFound
 from lumbung.gateway.router import Gateway
 from lumbung.observe.metrics import Endpoints, Metrics
 from lumbung.observe.traces import Traces
 from lumbung.settings import Settings
+from lumbung.state.db import Database
 from lumbung.surfaces import (
     admin_routes,
     anthropic_routes,
@@ -82,7 +86,7 @@ class App(Starlette):
         settings = state.settings
         policies = Policies(self.routes, Policy(error_body, auth=False))
         front = PassThroughApp(super().__call__, state)
-        self._front = Boundary(front, state.keys, settings.max_body_bytes, policies, state.sinks)
+        self._front = Boundary(front, state.keys, settings.max_body_bytes, policies, state.sinks, state.admit)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._front(scope, receive, send)
@@ -104,6 +108,8 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         task: asyncio.Task[Any] | None = None
         gateway.start()
+        if state.ledger is not None:
+            await state.ledger.start()
         if preload is None:
             state.ready = True
         else:
@@ -126,6 +132,8 @@ def create_app(
             for close in reversed(state.closers):
                 await close()
             await gateway.aclose()
+            if state.ledger is not None:  # after the requests' records closed: they are its last rows
+                await state.ledger.aclose()
             if on_shutdown is not None:
                 await asyncio.to_thread(on_shutdown)
 
@@ -143,6 +151,11 @@ def create_app(
     ]
     state.metrics = Metrics(gateway, Endpoints(_templates(routes)))
     state.sinks.append(state.metrics.record)
+    if settings.usage_ledger:
+        state.ledger = ledger_of(settings, gateway)
+        state.sinks.append(state.ledger.sink)
+        if state.ledger.budgets is not None:
+            state.admit.append(state.ledger.budgets.check)
     if settings.otlp_endpoint:
         traces = Traces(settings.otlp_endpoint, state.metrics.endpoints)
         state.sinks.append(traces.record)
@@ -159,6 +172,19 @@ def create_app(
     )
     app.state.lumbung = state
     return app
+
+
+def ledger_of(settings: Settings, gateway: Gateway) -> Ledger:
+    """The usage ledger and the budgets it settles, in the state database."""
+    db = Database(settings.database_url) if settings.database_url else Database.under(settings.home)
+    return Ledger(
+        db,
+        Costing(settings.prices, settings.parallel),
+        gateway.route_name,
+        budgets=Budgets(settings.prices.currency),
+        flush_seconds=settings.ledger_flush_ms / 1000,
+        batch_rows=settings.ledger_batch_rows,
+    )
 
 
 def _templates(routes: list[BaseRoute]) -> list[tuple[str, re.Pattern[str] | None]]:
