@@ -31,6 +31,7 @@ from lumbung.config import (
     AmxMode,
     ModelConfig,
     ProviderConfig,
+    RecordingConfig,
     RouteConfig,
     check_gateway,
 )
@@ -177,6 +178,11 @@ class Settings(BaseModel):
         description="Prices per target (per million tokens; a local model's own cost per hour) and a "
         "reference price per route (the API its traffic left): `lumbung usage` shows spend and savings; "
         "budgets count spend.",
+    )
+    recording: RecordingConfig = Field(
+        default_factory=RecordingConfig,
+        description="Rules for every recording of live traffic (routes' `record`, keys' `--record`, "
+        "shadow pairs): redaction, size caps, retention (docs/migration.md).",
     )
     log_level: str = Field(default="info", description="Log level: debug, info, warning, error.")
     otlp_endpoint: str | None = Field(

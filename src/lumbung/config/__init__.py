@@ -24,6 +24,7 @@ from lumbung.config.providers import (
     allowed,
     jurisdiction_of,
 )
+from lumbung.config.recording import RecordingConfig, RedactConfig, RouteRecordConfig, ShadowConfig
 from lumbung.config.routes import GatewayConfigError, RouteConfig, TargetConfig, check_gateway
 from lumbung.config.vllm import BackoffConfig, FleetConfig, LaunchConfig
 
@@ -41,8 +42,12 @@ __all__ = [
     "LaunchConfig",
     "ModelConfig",
     "ProviderConfig",
+    "RecordingConfig",
+    "RedactConfig",
     "RopeScaling",
     "RouteConfig",
+    "RouteRecordConfig",
+    "ShadowConfig",
     "TargetConfig",
     "Timeouts",
     "allowed",

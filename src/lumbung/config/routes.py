@@ -19,6 +19,7 @@ from lumbung.config.providers import (
     allowed,
     jurisdiction_of,
 )
+from lumbung.config.recording import RouteRecordConfig, ShadowConfig
 
 
 class GatewayConfigError(ValueError):
@@ -86,6 +87,27 @@ class RouteConfig(BaseModel):
     retry_budget: float = Field(
         default=0.2, ge=0, le=1, description="Retries allowed as a fraction of requests (plus 10 per second)."
     )
+    record: RouteRecordConfig | None = Field(
+        default=None,
+        description="Record a sample of this route's requests and answers for replay "
+        "(`{rate: 0.1}`; docs/migration.md). Unset: not recorded (a key may still ask for it).",
+    )
+    shadow: ShadowConfig | None = Field(
+        default=None,
+        description="Mirror a fraction of live requests to a candidate in the background and record both "
+        "answers in the recording `shadow-NAME` (`{target: local-model, fraction: 0.1}`); the client's "
+        "answer is never delayed or changed.",
+    )
+
+    @field_validator("record", mode="before")
+    @classmethod
+    def _rate(cls, value: Any) -> Any:
+        # `record: true` or `record: 0.25` are shorthands for `{rate: 1.0}` and `{rate: 0.25}`.
+        if value is True:
+            return {"rate": 1.0}
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return {"rate": value}
+        return value
 
     @field_validator("tiers", mode="before")
     @classmethod
@@ -166,3 +188,37 @@ def check_gateway(
                             f"{target.target!r} is in jurisdiction {where!r}",
                             loc,
                         )
+    for r, route in enumerate(routes):
+        if route.shadow is not None:
+            _check_shadow(route, ("routes", r, "shadow", "target"), routes, kinds, names, egress)
+
+
+def _check_shadow(
+    route: RouteConfig,
+    loc: tuple[Any, ...],
+    routes: list[RouteConfig],
+    kinds: dict[str, ProviderConfig],
+    names: set[str],
+    egress: list[str] | None,
+) -> None:
+    """A shadow's candidate exists, is not the route itself, and every target it may reach is one the
+    route's data may go to: mirrored requests carry the live route's data."""
+    assert route.shadow is not None
+    name = route.shadow.target
+    if name not in names:
+        raise GatewayConfigError(f"route {route.name!r}: shadow target {name!r} is no route or model", loc)
+    candidate = next((r for r in routes if name in (r.name, *r.aliases)), None)
+    if candidate is route:
+        raise GatewayConfigError(f"route {route.name!r}: a route cannot shadow itself", loc)
+    if candidate is None:
+        return  # a local model: it never leaves this machine
+    for tier in candidate.tiers:
+        for target in tier:
+            provider = kinds.get(target.provider)
+            where = LOCAL_JURISDICTION if provider is None else jurisdiction_of(provider)
+            if not allowed(where, route.egress):
+                raise GatewayConfigError(
+                    f"egress policy: route {route.name!r} may send data only to {route.egress}, but its "
+                    f"shadow target {name!r} reaches {target.target!r} in jurisdiction {where!r}",
+                    loc,
+                )

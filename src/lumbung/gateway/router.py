@@ -43,6 +43,7 @@ from lumbung.gateway.breaker import Breaker, BreakerState
 from lumbung.gateway.retry import Deadline, backoff
 from lumbung.gateway.state import Member, ProviderState, Route, TargetState
 from lumbung.gateway.status import snapshot
+from lumbung.gateway.tap import Tap, tee
 from lumbung.types import ChatRequest, Chunk, Completion, CompletionRequest, EmbeddingInputs, ModelInfo, Usage
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,7 @@ class Gateway:
         self._routes: dict[str, Route] = {}
         # (from provider, to provider) -> requests moved on after a failure, for /metrics.
         self.failovers: Counter[tuple[str, str]] = Counter()
+        self.tap: Tap | None = None  # recording and shadowing (proof/tap.py), set by the app
         self._claim_local(self._routes, {})
         # Routes whose every target can relay OpenAI requests as bytes (checked once, not per request).
         self._forwarding: set[str] = set()
@@ -223,13 +225,20 @@ class Gateway:
     def stream(self, request: Request) -> AsyncGenerator[Chunk, None]:
         route = self.resolve(request.model)
         if not route.guarded:
-            return self._direct(route.tiers[0][0], request)
+            return self._tapped(route, request, self._direct(route.tiers[0][0], request))
         key = affinity_key(prompt_text(request)) if route.prefix_affinity else None
 
         def start(target: TargetState) -> Call[Chunk]:
             return _chunks(target.provider.backend.stream(replace(request, model=target.model)))
 
-        return self._stream(route, key, start, whole=False)
+        return self._tapped(route, request, self._stream(route, key, start, whole=False))
+
+    def _tapped(
+        self, route: Route, request: Request | ForwardRequest, items: AsyncGenerator[T, None]
+    ) -> AsyncGenerator[T, None]:
+        """``items``, watched on their way out when the tap wants this request (recording, shadow)."""
+        watch = self.tap.watch(route, request) if self.tap is not None else None
+        return items if watch is None else tee(items, watch)
 
     async def complete(self, request: Request) -> Completion:
         """A whole (non-streamed) answer. Nothing reaches the client before it is complete, so a
@@ -242,8 +251,11 @@ class Gateway:
         def start(target: TargetState) -> Call[Chunk]:
             return _chunks(target.provider.backend.stream(replace(request, model=target.model)))
 
+        watch = self.tap.watch(route, request) if self.tap is not None else None
         attempt, completion = await self._commit(route, key, start, _whole, whole=False)
         await attempt.close()
+        if watch is not None:
+            watch.whole(completion)
         return completion
 
     async def complete_all(self, requests: Sequence[Request]) -> list[Completion]:
@@ -270,7 +282,7 @@ class Gateway:
             forwarded = cast(Forwarder, target.provider.backend).forward(request, target.model)
             return Call(forwarded.items, forwarded.is_last, lambda _: forwarded.usage())
 
-        return self._stream(route, key, start, whole=not request.stream)
+        return self._tapped(route, request, self._stream(route, key, start, whole=not request.stream))
 
     def _choose(self, route: Route, tried: set[Member], key: str | None) -> Member | None:
         for tier in route.tiers:

@@ -23,7 +23,9 @@ from lumbung.accounts.ledger import Ledger
 from lumbung.errors import ApiError, NotFound
 from lumbung.gateway.router import Gateway
 from lumbung.observe.metrics import Endpoints, Metrics
+from lumbung.observe.proof import ProofState
 from lumbung.observe.traces import Traces
+from lumbung.proof.tap import build_tap
 from lumbung.settings import Settings
 from lumbung.state.db import Database
 from lumbung.surfaces import (
@@ -150,6 +152,9 @@ def create_app(
         *openai_responses_routes.routes(),
     ]
     state.metrics = Metrics(gateway, Endpoints(_templates(routes)))
+    tap = gateway.tap = build_tap(settings, gateway)
+    state.metrics.registry.register(ProofState(tap))
+    state.closers.append(tap.aclose)
     state.sinks.append(state.metrics.record)
     if settings.usage_ledger:
         state.ledger = ledger_of(settings, gateway)
