@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lumbung.engines.vllm_metrics import ReplicaLoad
+from lumbung.engines.vllm_metrics import ReplicaLoad, parse_metrics
 from lumbung.gateway.balancer import affinity_key, bounded_affinity, by_affinity, choose, least_outstanding
 
 
@@ -22,6 +22,13 @@ class C:
     inflight: int = 0
     load: ReplicaLoad | None = None
     saturated: bool = False
+
+
+VLLM_TEXT = """# TYPE vllm:num_requests_running gauge
+vllm:num_requests_running{{model_name="m"}} {running}
+# TYPE vllm:num_requests_waiting gauge
+vllm:num_requests_waiting{{model_name="m"}} {waiting}
+"""
 
 
 def said(running: int = 0, waiting: int = 0, kv: float | None = 0.1) -> ReplicaLoad:
@@ -159,3 +166,26 @@ def test_bounded_affinity_never_puts_more_than_its_share_on_a_replica(
             busy = [r for r in replicas if r.inflight]
             if busy:
                 busy[which % len(busy)].inflight -= 1
+
+
+def test_a_replica_learns_how_many_it_runs_at_once_from_its_queue() -> None:
+    first = parse_metrics(VLLM_TEXT.format(running=5, waiting=0), at=0.0)
+    assert first.slots is None  # never queued: its limit is unknown
+    queueing = parse_metrics(VLLM_TEXT.format(running=16, waiting=3), at=1.0, previous=first)
+    assert queueing.slots == 16
+    quiet = parse_metrics(VLLM_TEXT.format(running=2, waiting=0), at=2.0, previous=queueing)
+    assert quiet.slots == 16  # remembered once learned
+
+
+def test_a_prefix_does_not_queue_at_home_while_another_replica_has_room() -> None:
+    key = affinity_key("a shared system prompt")
+    replicas = [C(f"r{i}", load=said(running=16)) for i in range(4)]
+    home = by_affinity(replicas, key)
+    for r in replicas:
+        r.inflight = 16
+        r.load = ReplicaLoad(16, 0, 0.5, None, sleeping=False, scraped_at=0.0, slots=16)
+    home.inflight = 18  # sent two since its last metrics: both wait behind its 16 running
+    # within its bounded share (ceil(1.25 * 67 / 4) = 21), but the others would start it at once
+    assert bounded_affinity(replicas, key) is not home
+    home.inflight = 16
+    assert bounded_affinity(replicas, key) is home

@@ -40,6 +40,16 @@ class ReplicaLoad:
     scraped_at: float
     prefix_queries: float = 0.0  # the counters, for the next read's rate
     prefix_hits: float = 0.0
+    slots: int | None = None  # sequences it runs at once, learned: what ran while others waited
+
+
+def learned_slots(running: int, waiting: int, previous: ReplicaLoad | None) -> int | None:
+    """How many sequences a replica runs at once (vLLM's ``max_num_seqs``, which its metrics do not
+    say): what it was running while requests waited, the most seen so far; None until it queued once."""
+    before = previous.slots if previous is not None else None
+    if waiting > 0 and running > 0:
+        return max(running, before or 0)
+    return before
 
 
 def _number(value: float, metric: str) -> float:
@@ -98,4 +108,5 @@ def parse_metrics(text: str, at: float, previous: ReplicaLoad | None = None) -> 
         scraped_at=at,
         prefix_queries=queries,
         prefix_hits=hits,
+        slots=learned_slots(int(sums[RUNNING]), int(sums[WAITING]), previous),
     )

@@ -88,6 +88,18 @@ def outstanding(candidate: Reporting) -> int:
     return max(candidate.inflight, load.running + load.waiting)
 
 
+def queued(candidate: Reporting) -> int:
+    """Requests waiting in the target's own queue for a place: as it last said, or, once it is known
+    how many it runs at once, what it holds beyond that (its metrics are up to a scrape old, lumbung's
+    own count is current)."""
+    load = candidate.load
+    if load is None:
+        return 0
+    if load.slots is None:
+        return load.waiting
+    return max(load.waiting, outstanding(candidate) - load.slots)
+
+
 def cost(candidate: Reporting) -> float:
     """What one more request would weigh on the target, per unit of weight."""
     load = candidate.load
@@ -108,9 +120,10 @@ def bounded_affinity(candidates: Sequence[R], key: str, load_factor: float = DEF
     loads = {id(c): outstanding(c) for c in candidates}
     total = sum(loads.values()) + 1  # with the request being placed
     weights = sum(c.weight for c in candidates)
+    shortest = min(queued(c) for c in candidates)
     for candidate in sorted(candidates, key=lambda c: _score(key, c), reverse=True):
         share = math.ceil(load_factor * total * candidate.weight / weights)
-        if loads[id(candidate)] + 1 <= share:
+        if loads[id(candidate)] + 1 <= share and queued(candidate) <= shortest:
             return candidate
     return least_loaded(candidates)  # unreachable: the shares add up to at least ``total``
 
