@@ -55,6 +55,7 @@ class RequestRecord:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     error: str | None = None
+    rate_limited: str | None = None  # the key's limit that refused it: requests, tokens or concurrency
     traceparent: str | None = None  # the client's W3C trace context: its trace, if any, this one joins
     attempts: list[AttemptNote] = field(default_factory=list)
     latency_ms: float | None = None

@@ -29,6 +29,7 @@ from lumbung.config import (
     EMBEDDED_DEFAULT_ID,
     EMBEDDED_GEMMA_ID,
     AmxMode,
+    KeyLimitsConfig,
     ModelConfig,
     ProviderConfig,
     RecordingConfig,
@@ -184,6 +185,19 @@ class Settings(BaseModel):
         description="Rules for every recording of live traffic (routes' `record`, keys' `--record`, "
         "shadow pairs): redaction, size caps, retention (docs/migration.md).",
     )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis (`redis://HOST:PORT/DB`, `rediss://` for TLS) shared by several lumbung "
+        "instances behind one load balancer: rate limits count across all of them, and a provider "
+        "cut off or a circuit opened on one is known to all within a second (docs/deploy.md). Unset: "
+        "each instance keeps its own.",
+    )
+    key_limits: KeyLimitsConfig | None = Field(
+        default=None,
+        description="Rate limits of each key from `api_keys`/`admin_api_keys` (each key its own "
+        "count; with no keys configured, all callers together): `{rpm, tpm, max_concurrent}`. "
+        "Virtual keys carry their own limits (`lumbung keys create --rpm ...`). docs/accounts.md.",
+    )
     log_level: str = Field(default="info", description="Log level: debug, info, warning, error.")
     otlp_endpoint: str | None = Field(
         default=None,
@@ -232,11 +246,17 @@ def _env_value(name: str, annotation: Any, raw: str) -> Any:
     """Decode one environment variable: lists are comma-separated, objects are JSON."""
     shape = _list_shape(annotation)
     if shape is None:
-        return raw
+        return yaml.safe_load(raw) if _is_object(annotation) else raw
     args = typing.get_args(shape)
     if not args or args[0] is str:
         return [part.strip() for part in raw.split(",") if part.strip()]
     return yaml.safe_load(raw)
+
+
+def _is_object(annotation: Any) -> bool:
+    """Whether a setting is a mapping of its own (a model, also inside ``X | None``)."""
+    arms = typing.get_args(annotation) or (annotation,)
+    return any(isinstance(arm, type) and issubclass(arm, BaseModel) for arm in arms)
 
 
 def _list_shape(annotation: Any) -> Any:

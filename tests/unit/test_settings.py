@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from lumbung.config import KeyLimitsConfig
 from lumbung.config_docs import render
 from lumbung.errors import ConfigError
 from lumbung.settings import _env_value, load_settings
@@ -69,6 +70,11 @@ def test_unreadable_and_invalid_yaml(tmp_path: Path) -> None:
 
 def test_configuration_docs_are_generated_from_the_code() -> None:
     assert DOCS.read_text() == render(), "run: python -m lumbung.config_docs > docs/configuration.md"
+
+
+def test_an_object_setting_is_read_as_json_from_the_environment() -> None:
+    settings, _ = load_settings(None, environ={"LUMBUNG_KEY_LIMITS": '{"rpm": 60, "max_concurrent": 2}'})
+    assert settings.key_limits == KeyLimitsConfig(rpm=60, max_concurrent=2)
 
 
 def test_optional_list_setting_is_split_from_the_environment() -> None:

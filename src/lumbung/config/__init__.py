@@ -7,6 +7,7 @@ from it and no lower layer imports a higher one (tests/unit/test_layering.py hol
 
 from __future__ import annotations
 
+from lumbung.config.limits import KeyLimitsConfig
 from lumbung.config.models import (
     EMBEDDED_DEFAULT_ID,
     EMBEDDED_GEMMA_ID,
@@ -39,6 +40,7 @@ __all__ = [
     "CircuitConfig",
     "FleetConfig",
     "GatewayConfigError",
+    "KeyLimitsConfig",
     "LaunchConfig",
     "ModelConfig",
     "ProviderConfig",

@@ -136,6 +136,13 @@ class Metrics:
             ["surface", "model", "status"],
             registry=r,
         )
+        self.rate_limited = Counter(
+            "lumbung_rate_limited_requests",
+            "Requests refused by their key's rate limit, by API surface and the limit reached "
+            "(requests, tokens, concurrency).",
+            ["surface", "limit"],
+            registry=r,
+        )
         r.register(GatewayState(gateway))
         self._rows: dict[_Key, _Row] = {}
 
@@ -202,6 +209,8 @@ class Metrics:
 
     def record(self, rec: RequestRecord) -> None:
         """A request record's sink (surfaces/boundary.py closes each record once its request is over)."""
+        if rec.rate_limited is not None:
+            self.rate_limited.labels(rec.api, rec.rate_limited).inc()
         target = rec.target
         if target is None and rec.attempts:
             target = rec.attempts[-1].target  # nothing answered: the provider tried last

@@ -2,10 +2,16 @@
 path and Starlette's endpoints alike):
 
     record (RequestRecord: request id, api) -> key and scope (401/403) -> admission checks of the
-      key (a spent budget: 429 insufficient_quota) -> body limit (413)
+      key (a spent budget: 429 insufficient_quota) -> body limit (413) -> the key's rate limits (429;
+      accounts/limits.py)
       -> the app (a client hang-up cancels it, and everything it started, at once) -> an error before the first byte in the API's own envelope -> x-request-id on every
       answer -> the record closed once the app is done (the last byte went out or the client left,
       and every attempt is closed): its sinks run (the access log line, metrics, the usage ledger)
+
+A key with rate limits holds its concurrency slot from the check until the request is over, however it
+ends (answered, failed, client gone, stream cut), and its tokens are settled then with the usage the
+attempts reported; a key with a tokens-per-minute limit has its body read before the app runs, to
+estimate what to reserve. Its ``x-ratelimit-*`` headers go on every answer, refusals included.
 
 Which API a path belongs to, and whether it needs a key (or an operator key), each endpoint declares
 with ``common.endpoint``; ``Policies`` reads that from the routes once. Paths without a declared
@@ -20,6 +26,7 @@ import asyncio
 import json
 import logging
 import re
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lumbung import record
 from lumbung.accounts.keys import Caller, KeyRing, presented_key
+from lumbung.accounts.limits import Grant, Limits, RateLimitExceeded, RateLimits, estimate
 from lumbung.errors import ApiError, InternalError, InvalidRequest, PayloadTooLarge
 from lumbung.record import RequestRecord
 from lumbung.types import new_id
@@ -121,20 +129,25 @@ class _Reply:
     """``send`` for one request: stamps ``x-request-id`` on the answer and keeps its status on the
     record."""
 
-    __slots__ = ("ending", "rec", "send", "started")
+    __slots__ = ("ending", "extra", "rec", "send", "started")
 
     def __init__(self, send: Send, rec: RequestRecord) -> None:
         self.send = send
         self.rec = rec
         self.started = False
         self.ending = False  # the last bytes are going out: a "disconnect" from now on is the server's
+        self.extra: list[tuple[bytes, bytes]] = []  # more headers for the answer (x-ratelimit-*)
 
     async def __call__(self, message: Message) -> None:
         kind = message["type"]
         if kind == "http.response.start":
             self.started = True
             self.rec.status = message["status"]
-            headers = [*message.get("headers", ()), (b"x-request-id", self.rec.id.encode("latin-1"))]
+            headers = [
+                *message.get("headers", ()),
+                *self.extra,
+                (b"x-request-id", self.rec.id.encode("latin-1")),
+            ]
             message = {**message, "headers": headers}
         elif kind == "http.response.body" and not message.get("more_body", False):
             self.ending = True
@@ -212,6 +225,25 @@ def _bounded(receive: Receive, limit: int, read: Callable[[], None]) -> Receive:
 _READ = (b"authorization", b"x-api-key", b"content-length", b"x-request-id", b"traceparent")
 
 
+async def _buffered(receive: Receive) -> tuple[bytes, Receive]:
+    """The whole body, read now, and a ``receive`` that gives the app the same messages again."""
+    pending: deque[Message] = deque()
+    body: list[bytes] = []
+    while True:
+        message = await receive()
+        pending.append(message)
+        if message["type"] != "http.request":
+            break
+        body.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+
+    async def replay() -> Message:
+        return pending.popleft() if pending else await receive()
+
+    return b"".join(body), replay
+
+
 def _headers(scope: Scope) -> dict[bytes, bytes]:
     """The headers the boundary reads (ASGI gives names lower-cased); the first of each wins."""
     found: dict[bytes, bytes] = {}
@@ -237,6 +269,7 @@ class Boundary:
         policies: Policies,
         sinks: Sequence[Sink],
         admit: Sequence[Admit] = (),
+        limits: RateLimits | None = None,
     ) -> None:
         self.app = app
         self.keys = keys
@@ -244,6 +277,7 @@ class Boundary:
         self.policies = policies
         self.sinks = sinks
         self.admit = admit
+        self.limits = limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -265,14 +299,22 @@ class Boundary:
         token = record.current.set(rec)
         reply = _Reply(send, rec)
         hang_up = _HangUp(receive, reply)
+        grant: Grant | None = None
         try:
             if policy.auth:
                 rec.caller = self.keys.check(_key(headers), admin=policy.admin)
                 for check in self.admit:
                     check(rec.caller)
             self._check_declared(headers.get(b"content-length"))
-            await self.app(scope, _bounded(receive, self.limit, hang_up.arm), reply)
+            receive = _bounded(receive, self.limit, hang_up.arm)
+            counted = self.limits.of(rec.caller) if self.limits and rec.caller else None
+            if counted is not None:
+                grant, receive = await self._count(*counted, receive, reply)
+            await self.app(scope, receive, reply)
         except ApiError as exc:
+            if isinstance(exc, RateLimitExceeded):
+                rec.rate_limited = exc.limit
+                reply.extra = exc.quota.headers()
             await reply.error(exc, policy.render)
         except asyncio.CancelledError:
             if not hang_up.gone:
@@ -285,11 +327,30 @@ class Boundary:
             await reply.error(InternalError(f"Internal error ({type(exc).__name__})."), policy.render)
         finally:
             hang_up.stop()
+            if grant is not None and self.limits is not None:
+                usage = rec.usage
+                used = usage.prompt_tokens + usage.completion_tokens if usage is not None else 0
+                self.limits.limiter.finish(grant, used)
             if not reply.started:  # no answer at all: the client left before it
                 rec.status = 499
                 rec.error = rec.error or "client_disconnected"
             rec.close()
             record.current.reset(token)
+
+    async def _count(
+        self, key: str, limits: Limits, receive: Receive, reply: _Reply
+    ) -> tuple[Grant | None, Receive]:
+        """Count the request against its key's limits (429 past one); its tokens are estimated from
+        the body, read here for keys with a tokens limit."""
+        assert self.limits is not None
+        tokens = 0
+        if limits.tpm is not None:
+            body, receive = await _buffered(receive)
+            tokens = estimate(body)
+        grant = await self.limits.limiter.acquire(key, limits, tokens)
+        if grant is not None:
+            reply.extra = grant.quota.headers()
+        return grant, receive
 
     def _check_declared(self, declared: bytes | None) -> None:
         """A declared Content-Length over the limit is refused before a byte of the body is read."""

@@ -17,6 +17,7 @@ from starlette.types import Receive
 from lumbung import record
 from lumbung.accounts.keys import Caller, KeyRing, presented_key
 from lumbung.accounts.ledger import Ledger
+from lumbung.accounts.limits import RateLimits
 from lumbung.errors import ApiError, InternalError, InvalidRequest
 from lumbung.gateway.router import Gateway
 from lumbung.observe.metrics import Metrics
@@ -43,6 +44,7 @@ class AppState:
     admit: list[Admit] = field(default_factory=list)  # checks of an accepted key (budgets)
     ledger: Ledger | None = None  # the usage ledger (accounts/ledger.py); None when turned off
     metrics: Metrics | None = None  # GET /metrics; every request counted once it ends
+    limits: RateLimits | None = None  # rate limits per key, checked by the request boundary
 
     def note_extra_fields(self, surface: str, names: list[str]) -> None:
         """Unknown request fields are accepted; each is logged once per process, not per request."""

@@ -20,6 +20,8 @@ from lumbung.accounts.budgets import Budgets
 from lumbung.accounts.costs import Costing
 from lumbung.accounts.keys import KeyRing
 from lumbung.accounts.ledger import Ledger
+from lumbung.accounts.limits import Limiter, Limits, LocalLimiter, RateLimits
+from lumbung.clock import Clock
 from lumbung.errors import ApiError, NotFound
 from lumbung.gateway.router import Gateway
 from lumbung.observe.metrics import Endpoints, Metrics
@@ -88,7 +90,15 @@ class App(Starlette):
         settings = state.settings
         policies = Policies(self.routes, Policy(error_body, auth=False))
         front = PassThroughApp(super().__call__, state)
-        self._front = Boundary(front, state.keys, settings.max_body_bytes, policies, state.sinks, state.admit)
+        self._front = Boundary(
+            front,
+            state.keys,
+            settings.max_body_bytes,
+            policies,
+            state.sinks,
+            state.admit,
+            limits=state.limits,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._front(scope, receive, send)
@@ -105,6 +115,8 @@ def create_app(
     state = AppState(
         settings=settings, gateway=gateway, keys=KeyRing(settings.api_keys, settings.admin_api_keys)
     )
+    state.limits = rate_limits(settings, gateway.clock)
+    state.closers.append(state.limits.limiter.aclose)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -190,6 +202,20 @@ def ledger_of(settings: Settings, gateway: Gateway) -> Ledger:
         flush_seconds=settings.ledger_flush_ms / 1000,
         batch_rows=settings.ledger_batch_rows,
     )
+
+
+def rate_limits(settings: Settings, clock: Clock) -> RateLimits:
+    """The limiter: in this process, or in Redis shared by every instance (``redis_url``)."""
+    defaults = None
+    if settings.key_limits is not None:
+        cfg = settings.key_limits
+        defaults = Limits(cfg.rpm, cfg.tpm, cfg.max_concurrent)
+    limiter: Limiter = LocalLimiter(clock)
+    if settings.redis_url:
+        from lumbung.accounts.limits_redis import RedisLimiter
+
+        limiter = RedisLimiter(settings.redis_url, lease=settings.request_timeout + 60)
+    return RateLimits(limiter, defaults)
 
 
 def _templates(routes: list[BaseRoute]) -> list[tuple[str, re.Pattern[str] | None]]:

@@ -1,0 +1,28 @@
+"""Keys whose callers carry a virtual key's policy, for in-process tests of what reads
+``Caller.policy`` (limits) without the key store: config-file keys, each given a ``KeyPolicy``."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from lumbung.accounts.keys import Caller, KeyRing, digest
+from lumbung.accounts.policy import KeyPolicy
+from tests.support.inprocess import InProcess
+
+
+class PolicyRing(KeyRing):
+    def __init__(self, policies: dict[str, KeyPolicy]) -> None:
+        super().__init__(list(policies))
+        self.policies = {digest(key): policy for key, policy in policies.items()}
+
+    def check(self, presented: str | None, *, admin: bool = False) -> Caller:
+        caller = super().check(presented, admin=admin)
+        policy = self.policies.get(caller.owner or "")
+        return dataclasses.replace(caller, policy=policy)
+
+
+def use_policies(lb: InProcess, policies: dict[str, KeyPolicy]) -> None:
+    """The app ``lb`` checks keys with ``policies`` from now on (the boundary and the routes)."""
+    ring = PolicyRing(policies)
+    lb.app.state.lumbung.keys = ring
+    lb.app._front.keys = ring  # type: ignore[attr-defined]  # the boundary (surfaces/http.py: App)
