@@ -11,7 +11,17 @@ from typing import Any
 
 import click
 
-from lumbung import __version__, cli_gateway, cli_proof, cli_ps, cli_run, cli_show, cli_size, cli_store
+from lumbung import (
+    __version__,
+    cli_gateway,
+    cli_proof,
+    cli_ps,
+    cli_recordings,
+    cli_run,
+    cli_show,
+    cli_size,
+    cli_store,
+)
 from lumbung.errors import LumbungError
 from lumbung.settings import Settings, load_settings
 
@@ -118,4 +128,5 @@ main.add_command(cli_store.import_models)
 main.add_command(cli_ps.ps)
 main.add_command(cli_run.run)
 main.add_command(cli_proof.replay_command)
+main.add_command(cli_recordings.recordings)
 main.add_command(cli_proof.shadow)

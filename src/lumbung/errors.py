@@ -29,8 +29,10 @@
     │   ├── UnsafeFile              a file the store refuses: pickle, unknown format, hostile name
     │   ├── InvalidModelFile        a GGUF or safetensors file that is truncated or malformed
     │   └── IntegrityError          bytes that do not match their published or recorded sha256/size
-    └── ReplayError                 a replay or its report cannot run (proof/): no such recording,
-                                    invalid thresholds, no embedding model to compare with
+    ├── ReplayError                 a replay or its report cannot run (proof/): no such recording,
+    │                               invalid thresholds, no embedding model to compare with
+    └── RecordingError              a recording, or a file to import into one, that cannot be read
+                                    or written (proof/): the message names the file and line
 
 Each surface renders an ApiError in its own envelope (OpenAI, Anthropic, Ollama) in one place.
 Foreign exceptions are mapped at the boundary with ``raise ... from exc``.
@@ -214,3 +216,7 @@ class IntegrityError(StoreError):
 
 class ReplayError(LumbungError):
     """A replay or report cannot run: a missing recording, invalid thresholds, no embedding model."""
+
+
+class RecordingError(LumbungError):
+    """A recording, or a file to import into one, that cannot be read or written (names file and line)."""

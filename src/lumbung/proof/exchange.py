@@ -10,6 +10,7 @@ reassembled into one), whatever surface the request came in on, so a replay can 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -48,8 +49,13 @@ class Exchange:
         return cls(**known)
 
 
+def file_name(name: str) -> str:
+    """A recording's file name for any route or key name (``qwen2.5:7b`` -> ``qwen2.5_7b``)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip(".") or "_"
+
+
 def recording_path(home: Path, name: str) -> Path:
-    return home / RECORDINGS_DIR / f"{name}.jsonl"
+    return home / RECORDINGS_DIR / f"{file_name(name)}.jsonl"
 
 
 def read_exchanges(path: Path) -> Iterator[Exchange]:

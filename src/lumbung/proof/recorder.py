@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import queue
-import re
 import threading
 import time
 from collections import Counter
@@ -24,17 +23,12 @@ from dataclasses import asdict
 from pathlib import Path
 
 from lumbung.config import RecordingConfig
-from lumbung.proof.exchange import RECORDINGS_DIR, Exchange
+from lumbung.proof.exchange import RECORDINGS_DIR, Exchange, recording_path
 from lumbung.proof.redact import Redactor
 
 log = logging.getLogger(__name__)
 PRUNE_EVERY = 3600.0  # seconds between retention passes while serving
 OUTCOMES = ("written", "dropped", "too_large", "full", "failed")
-
-
-def file_name(name: str) -> str:
-    """A recording's file name for any route or key name (``qwen2.5:7b`` -> ``qwen2.5_7b``)."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip(".") or "_"
 
 
 Build = Callable[[], Exchange]
@@ -43,6 +37,7 @@ WallClock = Callable[[], float]  # unix seconds: retention compares with exchang
 
 class Recorder:
     def __init__(self, home: Path, config: RecordingConfig, clock: WallClock = time.time) -> None:
+        self.home = home
         self.dir = home / RECORDINGS_DIR
         self.config = config
         self.clock = clock
@@ -108,7 +103,7 @@ class Recorder:
         if len(line) > self.config.max_exchange_bytes:
             self.counts["too_large"] += 1
             return
-        path = self.dir / f"{file_name(name)}.jsonl"
+        path = recording_path(self.home, name)
         size = self._sizes.get(name)
         if size is None:
             size = path.stat().st_size if path.exists() else 0

@@ -71,24 +71,24 @@ class Shadows:
 
     def offer(
         self, route: Route, request: ChatRequest | CompletionRequest | ForwardRequest, rid: str
-    ) -> bool:
-        """On the live request's path: whether a copy of it was queued for the candidate."""
+    ) -> str | None:
+        """On the live request's path: the candidate a copy of it was queued for, or None."""
         lane = self.lanes.get(route.name)
         if (
             lane is None
             or isinstance(request, CompletionRequest)
             or self.rng.random() >= lane.config.fraction
         ):
-            return False
+            return None
         if not lane.workers:
             self._start(lane)
         try:
             lane.queue.put_nowait(Copy(rid, request, time.time()))
         except asyncio.QueueFull:
             lane.counts["dropped"] += 1
-            return False
+            return None
         lane.counts["queued"] += 1
-        return True
+        return lane.config.target
 
     def _start(self, lane: Lane) -> None:
         lane.workers = [

@@ -75,10 +75,11 @@ class ProofTap:
         policy = rec.caller.policy if rec.caller is not None else None
         if policy is not None and policy.record and self.rng.random() < policy.record:
             names.append(key_recording(policy.name))
-        shadowed = self.shadows is not None and self.shadows.offer(route, request, rec.id)
-        if not names and not shadowed:
+        candidate = self.shadows.offer(route, request, rec.id) if self.shadows is not None else None
+        if not names and candidate is None:
             return None
-        watch = Watching(self.recorder, names, route.name if shadowed else None, request, time.time())
+        shadow = (route.name, candidate) if candidate is not None else None
+        watch = Watching(self.recorder, names, shadow, request, time.time())
         rec.sinks = (*rec.sinks, watch.finish)
         return watch
 
@@ -92,19 +93,19 @@ class ProofTap:
 class Watching:
     """One watched request: its answer's items as they pass, then its exchanges once it is over."""
 
-    __slots__ = ("created", "items", "names", "recorder", "request", "shadow_of", "whole_answer")
+    __slots__ = ("created", "items", "names", "recorder", "request", "shadow", "whole_answer")
 
     def __init__(
         self,
         recorder: Recorder,
         names: list[str],
-        shadow_of: str | None,
+        shadow: tuple[str, str] | None,
         request: ChatRequest | ForwardRequest,
         created: float,
     ) -> None:
         self.recorder = recorder
         self.names = names
-        self.shadow_of = shadow_of
+        self.shadow = shadow  # (route, candidate) when a copy went to the route's shadow
         self.request = request
         self.created = created
         self.items: list[Any] = []
@@ -121,12 +122,13 @@ class Watching:
         facts = Facts.of(rec)
         for name in self.names:
             self.recorder.submit(name, lambda: self.exchange(facts, "recorded"))
-        if self.shadow_of is not None:
+        if self.shadow is not None:
+            route, candidate = self.shadow
             self.recorder.submit(
-                shadow_recording(self.shadow_of), lambda: self.exchange(facts, "shadow-live")
+                shadow_recording(route), lambda: self.exchange(facts, "shadow-live", {"candidate": candidate})
             )
 
-    def exchange(self, facts: Facts, role: str) -> Exchange:
+    def exchange(self, facts: Facts, role: str, extra: dict[str, Any] | None = None) -> Exchange:
         """Built on the recorder's thread."""
         request, response, stream = self._bodies(facts.model, facts.stream)
         if response is not None and not response.get("usage") and facts.usage is not None:
@@ -146,6 +148,7 @@ class Watching:
             ttft_ms=facts.ttft_ms,
             error=facts.error if response is None or facts.error else None,
             role=role,
+            extra=extra or {},
         )
 
     def _bodies(self, model: str | None, stream: bool) -> tuple[dict[str, Any], dict[str, Any] | None, bool]:
