@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from lumbung import (
     cli_show,
     cli_size,
     cli_store,
+    cli_usage,
 )
 from lumbung.errors import LumbungError
 from lumbung.settings import Settings, load_settings
@@ -107,6 +109,8 @@ def show_config(config: Path | None, as_json: bool) -> None:
     for name in ("api_keys", "admin_api_keys"):
         if values.get(name):
             values[name] = [f"<{len(values[name])} key(s) hidden>"]
+    if values.get("database_url"):  # its password, if any, stays hidden
+        values["database_url"] = re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", values["database_url"])
     if as_json:
         click.echo(json.dumps({k: {"value": v, "source": sources[k]} for k, v in values.items()}, indent=2))
         return
@@ -126,6 +130,7 @@ main.add_command(cli_store.verify)
 main.add_command(cli_store.export_models)
 main.add_command(cli_store.import_models)
 main.add_command(cli_ps.ps)
+main.add_command(cli_usage.usage)
 main.add_command(cli_run.run)
 main.add_command(cli_proof.replay_command)
 main.add_command(cli_recordings.recordings)

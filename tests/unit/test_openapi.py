@@ -13,7 +13,7 @@ from tests.support.inprocess import in_process
 # Not in the description: the description itself, the operator API (/metrics: Prometheus text,
 # docs/observability.md), and the model store's routes
 # (they reach model hubs), documented in docs/ instead.
-UNDESCRIBED = {"/openapi.json", "/admin/providers", "/metrics", "/api/pull", "/api/delete"}
+UNDESCRIBED = {"/openapi.json", "/admin/providers", "/admin/usage", "/metrics", "/api/pull", "/api/delete"}
 
 
 async def test_every_route_is_described_with_its_methods(tmp_path: Path) -> None:

@@ -40,6 +40,7 @@ from lumbung.surfaces import (
     openai_responses_routes,
     openai_routes,
     openapi,
+    usage_routes,
 )
 from lumbung.surfaces.boundary import Boundary, Policies, Policy
 from lumbung.surfaces.common import AppState, state_of
@@ -157,6 +158,7 @@ def create_app(
         *openai_routes.routes(),
         *anthropic_routes.routes(),
         *admin_routes.routes(),
+        *usage_routes.routes(),
         *openai_completions_routes.routes(),
         *openai_embeddings_routes.routes(),
         *ollama_routes.routes(),
