@@ -190,7 +190,7 @@ def check_gateway(
                         )
     for r, route in enumerate(routes):
         if route.shadow is not None:
-            _check_shadow(route, ("routes", r, "shadow", "target"), routes, kinds, names, egress)
+            _check_shadow(route, ("routes", r, "shadow", "target"), routes, kinds)
 
 
 def _check_shadow(
@@ -198,20 +198,18 @@ def _check_shadow(
     loc: tuple[Any, ...],
     routes: list[RouteConfig],
     kinds: dict[str, ProviderConfig],
-    names: set[str],
-    egress: list[str] | None,
 ) -> None:
     """A shadow's candidate exists, is not the route itself, and every target it may reach is one the
     route's data may go to: mirrored requests carry the live route's data."""
     assert route.shadow is not None
     name = route.shadow.target
-    if name not in names:
-        raise GatewayConfigError(f"route {route.name!r}: shadow target {name!r} is no route or model", loc)
     candidate = next((r for r in routes if name in (r.name, *r.aliases)), None)
     if candidate is route:
         raise GatewayConfigError(f"route {route.name!r}: a route cannot shadow itself", loc)
     if candidate is None:
-        return  # a local model: it never leaves this machine
+        # A local model (configured, or in the store: the server checks it exists when it starts);
+        # it never leaves this machine.
+        return
     for tier in candidate.tiers:
         for target in tier:
             provider = kinds.get(target.provider)

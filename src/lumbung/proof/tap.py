@@ -20,6 +20,7 @@ from typing import Any
 from lumbung import record
 from lumbung.config import RouteConfig
 from lumbung.engines.base import ForwardRequest
+from lumbung.errors import ConfigError
 from lumbung.gateway.router import Gateway
 from lumbung.gateway.state import Route
 from lumbung.proof.exchange import Exchange
@@ -199,6 +200,13 @@ class Facts:
 
 
 def build_tap(settings: Settings, gateway: Gateway) -> ProofTap:
+    """The app's tap; a shadow target the gateway does not serve is refused here, at start-up."""
+    for route in settings.routes:
+        if route.shadow is not None and gateway.route_name(route.shadow.target) is None:
+            raise ConfigError(
+                f"route {route.name!r}: shadow target {route.shadow.target!r} is no route or model this "
+                "server serves"
+            )
     recorder = Recorder(settings.home, settings.recording)
     rng = random.Random()
     shadows = (
