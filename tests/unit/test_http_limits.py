@@ -23,6 +23,7 @@ from tests.support.fake_backend import Fail, Hang
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.inprocess import MODEL, in_process, route
 from tests.support.limits import use_policies
+from tests.support.redis_server import RedisServer
 from tests.support.surfaces import ANTHROPIC_MESSAGES, OPENAI_CHAT, SURFACES, Surface
 
 surfaces = pytest.mark.parametrize("surface", SURFACES, ids=[s.name for s in SURFACES])
@@ -230,3 +231,15 @@ async def test_refusals_are_counted_in_the_metrics(tmp_path: Path) -> None:
         if s.name.endswith("_total")
     }
     assert samples == {("anthropic", "requests"): 2.0}
+
+
+async def test_two_apps_over_one_redis_share_a_keys_limits(tmp_path: Path, redis_server: RedisServer) -> None:
+    options: dict[str, Any] = {"api_keys": ["k1"], "key_limits": {"rpm": 3}, "redis_url": redis_server.url}
+    auth = headers(OPENAI_CHAT, "k1")
+    body = OPENAI_CHAT.body(MODEL, stream=False)
+    async with in_process(tmp_path / "a", **options) as a, in_process(tmp_path / "b", **options) as b:
+        answers = [await lb.client.post(OPENAI_CHAT.path, json=body, headers=auth) for lb in (a, b, a, b)]
+    assert [r.status_code for r in answers] == [200, 200, 200, 429]
+    assert [r.headers["x-ratelimit-remaining-requests"] for r in answers] == ["2", "1", "0", "0"]
+    assert answers[3].headers["retry-after"] in ("20", "21")
+    assert (a.local.opened, b.local.opened) == (2, 1)

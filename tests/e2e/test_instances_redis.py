@@ -1,0 +1,75 @@
+"""Two real `lumbung serve` processes over one real redis-server, as two instances behind a load
+balancer: one key's limit counted once across both, through the OpenAI SDK over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from tests.support.fake_upstream import FakeUpstream
+from tests.support.redis_server import RedisServer
+from tests.support.server import ServerProcess
+
+
+@pytest.fixture
+def upstream() -> Iterator[FakeUpstream]:
+    fake = FakeUpstream("up", words=3).start()
+    yield fake
+    fake.stop()
+
+
+def instances_config(upstream: FakeUpstream, redis_url: str, **more: Any) -> dict[str, Any]:
+    return {
+        "serve_default_model": False,
+        "redis_url": redis_url,
+        "providers": [{"name": "up", "kind": "openai", "base_url": upstream.base_url, "jurisdiction": "ID"}],
+        "routes": [{"name": "r", "tiers": [["up/m"]]}],
+        **more,
+    }
+
+
+@pytest.fixture
+def two_instances(tmp_path: Path) -> Iterator[Any]:
+    started: list[ServerProcess] = []
+
+    def start(config: dict[str, Any]) -> tuple[ServerProcess, ServerProcess]:
+        for name in ("a", "b"):
+            (tmp_path / name).mkdir()
+            started.append(ServerProcess(tmp_path / name, config=config).start())
+        return started[0], started[1]
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def test_two_instances_share_one_requests_per_minute_limit(
+    upstream: FakeUpstream, redis_server: RedisServer, two_instances: Any
+) -> None:
+    # Config-file keys with `key_limits`; a virtual key's --rpm is read from the same place.
+    config = instances_config(upstream, redis_server.url, api_keys=["sk-app"], key_limits={"rpm": 2})
+    a, b = two_instances(config)
+    clients = [openai.OpenAI(base_url=s.base_url + "/v1", api_key="sk-app", max_retries=0) for s in (a, b)]
+    messages: list[Any] = [{"role": "user", "content": "hi"}]
+    try:
+        remaining = []
+        for client in clients:
+            raw = client.chat.completions.with_raw_response.create(model="r", messages=messages)
+            assert raw.parse().choices[0].message.content
+            remaining.append(raw.headers["x-ratelimit-remaining-requests"])
+        assert remaining == ["1", "0"]  # the second instance counted the first one's request
+        for client in clients:
+            with pytest.raises(openai.RateLimitError) as refused:
+                client.chat.completions.create(model="r", messages=messages)
+            headers = refused.value.response.headers
+            assert headers["x-ratelimit-limit-requests"] == "2"
+            assert headers["x-ratelimit-remaining-requests"] == "0"
+            assert int(headers["retry-after"]) >= 1
+    finally:
+        for client in clients:
+            client.close()
+    assert len(upstream.seen) == 2
