@@ -8,8 +8,8 @@ import pytest
 
 from tests.support.agents import SECRET
 from tests.support.browser import chromium  # noqa: F401  (a fixture for the web pages' tests)
-from tests.support.redis_server import redis_server  # noqa: F401  (a real redis-server for a test)
 from tests.support.fake_upstream import FakeUpstream
+from tests.support.redis_server import redis_server  # noqa: F401  (a real redis-server for a test)
 from tests.support.server import ServerProcess
 
 E2E = Path(__file__).parent / "e2e"
