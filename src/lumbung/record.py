@@ -58,6 +58,7 @@ class RequestRecord:
     rate_limited: str | None = None  # the key's limit that refused it: requests, tokens or concurrency
     traceparent: str | None = None  # the client's W3C trace context: its trace, if any, this one joins
     attempts: list[AttemptNote] = field(default_factory=list)
+    serving: str | None = None  # the target committed to answer (x-lumbung-target), once one is
     latency_ms: float | None = None
     done: bool = False
     sinks: Sequence[Callable[[RequestRecord], None]] = ()

@@ -44,6 +44,7 @@ from lumbung.gateway.retry import Deadline, backoff
 from lumbung.gateway.state import Member, ProviderState, Route, TargetState
 from lumbung.gateway.status import snapshot
 from lumbung.gateway.tap import Tap, tee
+from lumbung.gateway.timeline import Timeline
 from lumbung.types import ChatRequest, Chunk, Completion, CompletionRequest, EmbeddingInputs, ModelInfo, Usage
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,7 @@ class Gateway:
         # (from provider, to provider) -> requests moved on after a failure, for /metrics.
         self.failovers: Counter[tuple[str, str]] = Counter()
         self.tap: Tap | None = None  # recording and shadowing (proof/tap.py), set by the app
+        self.timeline = Timeline(clock)  # the same failovers as a story, for the dashboard
         self._claim_local(self._routes, {})
         # Routes whose every target can relay OpenAI requests as bytes (checked once, not per request).
         self._forwarding: set[str] = set()
@@ -296,7 +298,10 @@ class Gateway:
         its own requests), but an attempt all the same, so it is counted and accounted."""
         state = member.state
         stream = state.provider.backend.stream(replace(request, model=state.model))
-        attempt = Attempt(member, _chunks(stream), clock=self.clock, record=record.current.get())
+        notes = record.current.get()
+        attempt = Attempt(member, _chunks(stream), clock=self.clock, record=notes)
+        if notes is not None:
+            notes.serving = state.key
         try:
             async for chunk in stream:
                 if attempt.first_at is None:
@@ -377,7 +382,7 @@ class Gateway:
                 probe=probe is None,
             )
             try:
-                return attempt, await settle(attempt)
+                settled = await settle(attempt)
             except InvalidRequest:
                 await attempt.close()
                 raise  # the client's fault: another target would refuse it too
@@ -391,6 +396,25 @@ class Gateway:
             except BaseException:
                 await attempt.close()
                 raise
+            else:
+                self._answered(route, state, failures, notes)
+                return attempt, settled
+
+    def _answered(
+        self,
+        route: Route,
+        state: TargetState,
+        failures: list[tuple[Member, ApiError]],
+        notes: record.RequestRecord | None,
+    ) -> None:
+        """``state`` answers the request: the timeline learns where traffic went, the request's
+        record which target serves it (its ``x-lumbung-target``)."""
+        if failures:
+            failed = [(m.state.provider.name, e.message) for m, e in failures]
+            self.timeline.moved(route.name, failed, state.key)
+        self.timeline.answered(route.name, state.provider.name, state.key)
+        if notes is not None:
+            notes.serving = state.key
 
     def _next_round_pause(self, route: Route, rounds: int, deadline: Deadline) -> float | None:
         """How long to wait before another pass over the route, or None to give up."""
@@ -412,6 +436,8 @@ class Gateway:
         deadline: Deadline,
         budget_spent: bool = False,
     ) -> ApiError:
+        if failures:
+            self.timeline.moved(route.name, [(m.state.provider.name, e.message) for m, e in failures], None)
         if len(failures) == 1 and len(route.members()) == 1:
             return failures[0][1]
         if deadline.expired:

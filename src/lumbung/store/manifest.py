@@ -74,6 +74,9 @@ class Manifest(BaseModel):
     files: list[StoredFile]
     gguf: GgufSummary | None = None
     pulled_at: str = Field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+    verified_at: str | None = Field(
+        default=None, description="When `lumbung verify` last re-hashed every file and all matched."
+    )
 
     @property
     def size(self) -> int:

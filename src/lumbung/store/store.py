@@ -13,6 +13,7 @@ Loading a model does the cheap check (every file present with its recorded size 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import fcntl
 import hashlib
 import logging
@@ -264,8 +265,9 @@ class ModelStore:
                 refreshed.append(stored)
             else:
                 refreshed.append(stored.model_copy(update={"mtime_ns": st.st_mtime_ns}))
-        if not problems and refreshed != manifest.files:
-            updated = manifest.model_copy(update={"files": refreshed})
+        if not problems:
+            now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+            updated = manifest.model_copy(update={"files": refreshed, "verified_at": now})
             mf.write_atomic(self.manifest_path(manifest.reference), mf.dump(updated))
         return problems
 

@@ -148,6 +148,8 @@ class _Reply:
                 *self.extra,
                 (b"x-request-id", self.rec.id.encode("latin-1")),
             ]
+            if self.rec.serving is not None:  # which provider answers (the playground shows it)
+                headers.append((b"x-lumbung-target", self.rec.serving.encode("latin-1", "replace")))
             message = {**message, "headers": headers}
         elif kind == "http.response.body" and not message.get("more_body", False):
             self.ending = True
