@@ -47,6 +47,7 @@ from lumbung.surfaces.common import AppState, state_of
 from lumbung.surfaces.corked import CorkedHttpToolsProtocol
 from lumbung.surfaces.openai import error_body
 from lumbung.surfaces.openai_passthrough import PassThroughApp
+from lumbung.ui import routes as ui_routes
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +165,7 @@ def create_app(
         *ollama_routes.routes(),
         *ollama_store_routes.routes(),
         *openai_responses_routes.routes(),
+        *ui_routes.routes(),
     ]
     state.metrics = Metrics(gateway, Endpoints(_templates(routes)))
     tap = gateway.tap = build_tap(settings, gateway)

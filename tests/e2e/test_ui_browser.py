@@ -1,0 +1,195 @@
+"""The dashboard in a real browser: Debian's Chromium driven by Playwright against a live `lumbung serve`
+with the real embedded model, two fake upstream providers behind one route, and a fake hub to pull from.
+
+Each test logs in with the operator key (the key lives in the tab's sessionStorage, so every new page
+logs in again) and checks what the page shows against what the server did. Screenshots of each page go
+to ``$LUMBUNG_SCREENSHOTS`` when set (docs/screenshots/ holds the ones docs/ui.md links to).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from playwright.sync_api import expect
+
+from tests.support.fake_hub import FakeFile, FakeHub
+from tests.support.fake_upstream import FakeUpstream
+from tests.support.gguf_files import write_gguf
+from tests.support.server import ServerProcess
+
+pytestmark = pytest.mark.e2e
+OPERATOR, API = "ui-operator-key", "ui-api-key"
+TIMEOUTS = {"connect": 1.0, "first_token": 2.0, "idle": 2.0, "total": 20.0}
+WAIT = 20_000  # ms a page may take to show what the server did (live updates, a model's answer)
+
+
+class Rig:
+    def __init__(
+        self, server: ServerProcess, primary: FakeUpstream, backup: FakeUpstream, hub: FakeHub
+    ) -> None:
+        self.server, self.primary, self.backup, self.hub = server, primary, backup, hub
+
+    @property
+    def url(self) -> str:
+        return self.server.base_url
+
+    def operator_get(self, path: str) -> Any:
+        answer = httpx.get(self.url + path, headers={"Authorization": f"Bearer {OPERATOR}"}, timeout=30)
+        answer.raise_for_status()
+        return answer.json()
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    home = tmp_path_factory.mktemp("ui-home")
+    primary = FakeUpstream(name="primary").start()
+    backup = FakeUpstream(name="backup").start()
+    tiny = write_gguf(tmp_path_factory.mktemp("hub") / "tiny.gguf", tensors=2, shape=(1024, 1024))
+    hub = FakeHub().start()
+    hub.commit("acme/tiny-GGUF", [FakeFile("tiny-F32.gguf", source=tiny)], license="mit")
+    hub.faults.delay = 0.3  # a slow link: the pull takes seconds, its progress shows
+    config = {
+        "api_keys": [API],
+        "admin_api_keys": [OPERATOR],
+        "providers": [
+            {"name": n, "kind": "openai", "base_url": u.base_url, "jurisdiction": "US", "timeouts": TIMEOUTS}
+            for n, u in (("primary", primary), ("backup", backup))
+        ],
+        "routes": [{"name": "chat", "tiers": [["primary/m1"], ["backup/m1"]]}],
+    }
+    env = {"MODELSCOPE_ENDPOINT": hub.url}
+    server = ServerProcess(home, config=config, env=env).start()
+    yield Rig(server, primary, backup, hub)
+    server.stop()
+    primary.stop()
+    backup.stop()
+    hub.stop()
+
+
+def shot(page: Any, name: str) -> None:
+    folder = os.environ.get("LUMBUNG_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
+
+
+def open_page(chromium: Any, rig: Rig, name: str) -> Any:
+    """A new tab on /ui/NAME, logged in with the operator key by keyboard."""
+    page = chromium.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(f"{rig.url}/ui/{name}")
+    page.get_by_label("Operator key").fill(OPERATOR)
+    page.keyboard.press("Enter")
+    page.locator("#page").wait_for(state="visible", timeout=WAIT)
+    return page
+
+
+def test_login_takes_an_operator_key_and_refuses_an_api_key(chromium: Any, rig: Rig) -> None:
+    page = chromium.new_page()
+    page.goto(f"{rig.url}/ui")  # redirected to the overview
+    key = page.get_by_label("Operator key")
+    assert key.is_visible() and page.locator("#page").is_hidden()
+    key.fill(API)
+    page.keyboard.press("Enter")
+    alert = page.get_by_role("alert").first
+    alert.wait_for(timeout=WAIT)
+    assert "operator key" in alert.inner_text()
+    assert page.evaluate("sessionStorage.length") == 0  # a refused key is not kept
+    key.fill("not-a-key")
+    page.keyboard.press("Enter")
+    expect(page.locator("#login-error")).to_contain_text("Incorrect")
+    key.fill(OPERATOR)
+    page.keyboard.press("Enter")
+    page.locator("#providers tbody tr[data-provider=primary]").wait_for(timeout=WAIT)
+    assert page.evaluate("Object.keys(localStorage).length") == 0  # kept for the tab only
+    page.get_by_role("button", name="Log out").click()
+    key.wait_for(state="visible")
+    assert page.evaluate("sessionStorage.length") == 0
+    page.close()
+
+
+def test_a_region_blocked_provider_shows_cut_off_live_and_the_failover_is_on_the_timeline(
+    chromium: Any, rig: Rig
+) -> None:
+    page = open_page(chromium, rig, "overview")
+    primary = page.locator("#providers tr[data-provider=primary]")
+    primary.locator("td.health").wait_for(timeout=WAIT)
+    assert primary.locator("td.health").inner_text() == "ok"
+    assert "primary/m1" in page.locator("#routes tr[data-route=chat]").inner_text()
+    page.get_by_text("Live", exact=True).wait_for(timeout=WAIT)
+    shot(page, "overview")
+
+    rig.primary.set("403_region")
+    with openai.OpenAI(base_url=rig.url + "/v1", api_key=API, max_retries=0) as client:
+        done = client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "hi"}])
+    assert done.choices[0].message.content  # the backup answered
+
+    # No reload: the page learns it from the event stream.
+    cut = primary.locator("td.cutoff")
+    expect(primary.locator("td.health")).to_have_text("cut off", timeout=WAIT)
+    assert "region" in cut.inner_text().lower()
+    outage = page.locator("#timeline tr[data-provider=primary]")
+    outage.wait_for(timeout=WAIT)
+    assert "backup/m1" in outage.locator("td.to").inner_text()
+    assert "so far" in outage.inner_text()  # the outage is still on
+    route = page.locator("#routes tr[data-route=chat]")
+    assert "backup/m1" in route.locator("td.serving").inner_text()
+    assert route.locator("td.next").inner_text() == "backup/m1"
+    shot(page, "overview-failover")
+    page.close()
+
+
+def test_the_playground_streams_tokens_from_the_local_model(chromium: Any, rig: Rig) -> None:
+    local = [m["id"] for m in rig.operator_get("/ui/api/overview")["local"] if m["loaded"]]
+    page = open_page(chromium, rig, "playground")
+    page.get_by_label("Model or route").select_option(local[0])
+    page.get_by_label("System prompt").fill("You answer in one short sentence.")
+    page.get_by_label("Temperature").fill("0")
+    page.get_by_label("Message").fill("Name a colour.")
+    page.get_by_label("Message").press("Control+Enter")
+    expect(page.locator("#stat-finish")).to_have_text(re.compile("^(stop|length)$"), timeout=60_000)
+    answer = page.locator(".msg.assistant .text").last
+    assert answer.inner_text().strip()
+    assert int(answer.get_attribute("data-chunks") or 0) > 1  # it came in pieces, as they were made
+    assert page.locator("#stat-target").inner_text() == f"local/{local[0]}"
+    assert page.locator("#stat-ttft").inner_text().endswith(" s")
+    assert float(page.locator("#stat-tps").inner_text()) > 0
+    prompt, cached, completion = page.locator("#stat-tokens").inner_text().split(" / ")
+    assert int(prompt) > 0 and int(cached) >= 0 and int(completion) > 1
+    assert page.locator("#stat-id").inner_text().startswith("req")
+    shot(page, "playground")
+    page.close()
+
+
+def test_a_pull_shows_progress_and_ends_verified_then_verify_and_remove(chromium: Any, rig: Rig) -> None:
+    page = open_page(chromium, rig, "models")
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.locator("#loaded tbody tr[data-model]").first.wait_for(timeout=WAIT)
+    loaded = page.locator("#loaded tbody tr").filter(has_text="loaded").first
+    assert re.search(r"\d iB|\d (K|M|G)iB", loaded.inner_text())  # the default model's memory
+
+    page.get_by_label("Model reference").fill("ms:acme/tiny-GGUF:tiny-F32.gguf")
+    page.get_by_role("button", name="Pull").click()
+    status = page.locator("#pull-status")
+    expect(status).to_contain_text("verified", timeout=60_000)
+    assert int(page.locator("#pull-progress").get_attribute("data-partial") or 0) > 1  # it moved
+    assert "sha256" in status.inner_text()
+    row = page.locator("#store tr[data-model]").filter(has_text="acme/tiny-GGUF")
+    row.wait_for(timeout=WAIT)
+    text = row.inner_text()
+    assert "mit" in text and "ms: acme/tiny-GGUF" in text
+    shot(page, "models")
+
+    name = row.get_attribute("data-model")
+    page.get_by_role("button", name=f"Verify {name}").click()
+    expect(page.locator("#store-status")).to_contain_text("every file matches", timeout=WAIT)
+    page.get_by_role("button", name=f"Remove {name}").click()
+    row.wait_for(state="detached", timeout=WAIT)
+    assert name not in [m["name"] for m in rig.operator_get("/ui/api/models")["store"]]
+    page.close()
