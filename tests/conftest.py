@@ -9,6 +9,7 @@ import pytest
 from tests.support.agents import SECRET
 from tests.support.browser import chromium  # noqa: F401  (a fixture for the web pages' tests)
 from tests.support.fake_upstream import FakeUpstream
+from tests.support.postgres_server import postgres_server, postgres_url  # noqa: F401  (PostgreSQL tests)
 from tests.support.redis_server import redis_server  # noqa: F401  (a real redis-server for a test)
 from tests.support.server import ServerProcess
 

@@ -52,8 +52,10 @@ def headers(surface: Surface, key: str) -> dict[str, str]:
     return {**surface.headers, "authorization": f"Bearer {key}"}
 
 
-def server(home: Path) -> Any:
-    return in_process(home, providers={"a": FakeBackend("a")}, routes=[route("r", ["a"])], prices=PRICES)
+def server(home: Path, **options: Any) -> Any:
+    return in_process(
+        home, providers={"a": FakeBackend("a")}, routes=[route("r", ["a"])], prices=PRICES, **options
+    )
 
 
 async def ask(lb: InProcess, surface: Surface, key: str) -> Any:
@@ -98,8 +100,18 @@ async def test_spend_is_settled_from_the_ledger_after_a_restart(tmp_path: Path) 
     assert again.status_code == 429 and again.json()["error"]["code"] == "insufficient_quota"
 
 
-async def test_instances_sharing_a_database_see_each_others_spend(tmp_path: Path) -> None:
-    async with server(tmp_path) as one, server(tmp_path) as two:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """One SQLite file (under the shared home), or a real PostgreSQL database."""
+    if request.param == "sqlite":
+        return {}
+    return {"database_url": request.getfixturevalue("postgres_url")}
+
+
+async def test_instances_sharing_a_database_see_each_others_spend(
+    tmp_path: Path, database: dict[str, Any]
+) -> None:
+    async with server(tmp_path, **database) as one, server(tmp_path, **database) as two:
         with_keys(one, {"k-team": TEAM})
         with_keys(two, {"k-team": TEAM})
         assert (await ask(two, OPENAI_CHAT, "k-team")).status_code == 200  # ``two`` now watches the key

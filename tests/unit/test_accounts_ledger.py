@@ -249,3 +249,13 @@ async def test_every_request_leaves_exactly_one_row_with_its_outcome(
     async with in_process(tmp_path, ledger_batch_rows=17, **gateway_of(*upstreams)) as lb:
         sent = await traffic(lb, upstreams, 300, seed=16)
     check_rows(sent, await ledger_rows(sqlite_url(tmp_path)))
+
+
+async def test_the_same_ledger_on_a_real_postgresql(
+    tmp_path: Path, upstreams: tuple[FakeUpstream, FakeUpstream], postgres_url: str
+) -> None:
+    options = gateway_of(*upstreams)
+    async with in_process(tmp_path, database_url=postgres_url, ledger_batch_rows=17, **options) as lb:
+        sent = await traffic(lb, upstreams, 150, seed=15)
+    check_rows(sent, await ledger_rows(postgres_url))
+    assert not (tmp_path / "lumbung.db").exists()
