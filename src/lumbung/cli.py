@@ -15,6 +15,7 @@ import click
 from lumbung import (
     __version__,
     cli_gateway,
+    cli_keys,
     cli_proof,
     cli_ps,
     cli_recordings,
@@ -135,3 +136,4 @@ main.add_command(cli_run.run)
 main.add_command(cli_proof.replay_command)
 main.add_command(cli_recordings.recordings)
 main.add_command(cli_proof.shadow)
+main.add_command(cli_keys.keys)

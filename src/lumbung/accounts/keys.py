@@ -39,7 +39,8 @@ def _known(candidate: str, digests: tuple[str, ...]) -> bool:
 @dataclass(frozen=True, slots=True)
 class Caller:
     """Who sent a request, as far as what it owns goes: the sha256 digest of its key (never the key),
-    and whether it may see what every key owns (an operator key, or a server with no keys at all)."""
+    or for a virtual key its id (stable when the key is rotated), and whether it may see what every
+    key owns (an operator key, or a server with no keys at all)."""
 
     owner: str | None
     sees_all: bool
@@ -75,21 +76,36 @@ class KeyRing:
         if not self._digests:
             return OPEN
         if not presented:
-            raise AuthenticationError(
-                "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'.",
-                code="missing_api_key",
-            )
-        candidate = digest(presented)
-        if not _known(candidate, self._digests):
+            raise missing_key()
+        caller = self.match(digest(presented), admin=admin)
+        if caller is None:
             raise AuthenticationError("Incorrect API key provided.")
+        return caller
+
+    def match(self, candidate: str, *, admin: bool = False) -> Caller | None:
+        """The caller whose key has the digest ``candidate``, None when no configured key has it;
+        with ``admin``, 403 unless it is an operator key."""
+        if not _known(candidate, self._digests):
+            return None
         operator = _known(candidate, self._admin)
         if admin and not operator:
-            raise PermissionDenied(
-                "This action needs an operator key (admin_api_keys / LUMBUNG_ADMIN_API_KEYS); "
-                "the key sent is an API key.",
-                code="admin_key_required",
-            )
+            raise operator_key_required()
         return Caller(owner=candidate, sees_all=operator)
+
+
+def operator_key_required() -> PermissionDenied:
+    return PermissionDenied(
+        "This action needs an operator key (admin_api_keys / LUMBUNG_ADMIN_API_KEYS); "
+        "the key sent is an API key.",
+        code="admin_key_required",
+    )
+
+
+def missing_key() -> AuthenticationError:
+    return AuthenticationError(
+        "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'.",
+        code="missing_api_key",
+    )
 
 
 def presented_key(authorization: str | None, x_api_key: str | None) -> str | None:

@@ -36,7 +36,8 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lumbung import record
-from lumbung.accounts.keys import Caller, KeyRing, presented_key
+from lumbung.accounts.auth import Authenticator
+from lumbung.accounts.keys import Caller, presented_key
 from lumbung.accounts.limits import Grant, Limits, RateLimitExceeded, RateLimits, estimate
 from lumbung.errors import ApiError, InternalError, InvalidRequest, PayloadTooLarge
 from lumbung.record import RequestRecord
@@ -266,7 +267,7 @@ class Boundary:
     def __init__(
         self,
         app: ASGIApp,
-        keys: KeyRing,
+        keys: Authenticator,
         limit: int,
         policies: Policies,
         sinks: Sequence[Sink],
@@ -304,7 +305,7 @@ class Boundary:
         grant: Grant | None = None
         try:
             if policy.auth:
-                rec.caller = self.keys.check(_key(headers), admin=policy.admin)
+                rec.caller = await self.keys.check(_key(headers), admin=policy.admin)
                 for check in self.admit:
                     check(rec.caller)
             self._check_declared(headers.get(b"content-length"))

@@ -18,6 +18,7 @@ from lumbung import record
 from lumbung.accounts.keys import Caller, KeyRing, presented_key
 from lumbung.accounts.ledger import Ledger
 from lumbung.accounts.limits import RateLimits
+from lumbung.accounts.virtual import VirtualKeys
 from lumbung.errors import ApiError, InternalError, InvalidRequest
 from lumbung.gateway.router import Gateway
 from lumbung.observe.metrics import Metrics
@@ -45,6 +46,7 @@ class AppState:
     ledger: Ledger | None = None  # the usage ledger (accounts/ledger.py); None when turned off
     metrics: Metrics | None = None  # GET /metrics; every request counted once it ends
     limits: RateLimits | None = None  # rate limits per key, checked by the request boundary
+    virtual_keys: VirtualKeys | None = None  # the key store's keys (accounts/virtual.py), read on use
 
     def note_extra_fields(self, surface: str, names: list[str]) -> None:
         """Unknown request fields are accepted; each is logged once per process, not per request."""

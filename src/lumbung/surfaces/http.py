@@ -16,11 +16,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
+from lumbung.accounts.auth import Authenticator
 from lumbung.accounts.budgets import Budgets
 from lumbung.accounts.costs import Costing
 from lumbung.accounts.keys import KeyRing
 from lumbung.accounts.ledger import Ledger
 from lumbung.accounts.limits import Limiter, Limits, LocalLimiter, RateLimits
+from lumbung.accounts.store import KeyStore
+from lumbung.accounts.virtual import VirtualKeys
 from lumbung.clock import Clock
 from lumbung.errors import ApiError, NotFound
 from lumbung.gateway.router import Gateway
@@ -94,7 +97,7 @@ class App(Starlette):
         front = PassThroughApp(super().__call__, state)
         self._front = Boundary(
             front,
-            state.keys,
+            Authenticator(state.keys, state.virtual_keys),
             settings.max_body_bytes,
             policies,
             state.sinks,
@@ -119,6 +122,13 @@ def create_app(
     )
     state.limits = rate_limits(settings, gateway.clock)
     state.closers.append(state.limits.limiter.aclose)
+
+    async def open_keys() -> KeyStore:
+        db = await state_database(settings).open()
+        state.closers.append(db.close)
+        return KeyStore(db)
+
+    state.virtual_keys = VirtualKeys(open_keys)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -195,9 +205,14 @@ def create_app(
     return app
 
 
+def state_database(settings: Settings) -> Database:
+    """The state database: ``database_url``, or SQLite under ``home``."""
+    return Database(settings.database_url) if settings.database_url else Database.under(settings.home)
+
+
 def ledger_of(settings: Settings, gateway: Gateway) -> Ledger:
     """The usage ledger and the budgets it settles, in the state database."""
-    db = Database(settings.database_url) if settings.database_url else Database.under(settings.home)
+    db = state_database(settings)
     return Ledger(
         db,
         Costing(settings.prices, settings.parallel),
