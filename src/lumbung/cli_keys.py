@@ -22,7 +22,7 @@ from lumbung.accounts.policy import KeyPolicy
 from lumbung.accounts.store import KeyStore, VirtualKey
 from lumbung.errors import LumbungError
 from lumbung.settings import Settings, load_settings
-from lumbung.surfaces.http import state_database
+from lumbung.state.db import Database
 
 T = TypeVar("T")
 _CONFIG = click.option(
@@ -49,7 +49,7 @@ def _run(config: Path | None, work: Callable[[KeyStore], Awaitable[T]]) -> T:
     settings = _settings(config)
 
     async def go() -> T:
-        db = await state_database(settings).open()
+        db = await Database.at(settings.database_url, settings.home).open()
         try:
             return await work(KeyStore(db))
         finally:

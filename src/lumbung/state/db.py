@@ -45,6 +45,11 @@ class Database:
         home.mkdir(parents=True, exist_ok=True)
         return cls(sqlite_url(home))
 
+    @classmethod
+    def at(cls, url: str | None, home: Path) -> Database:
+        """The state database: ``url`` (the ``database_url`` setting), or SQLite under ``home``."""
+        return cls(url) if url else cls.under(home)
+
     async def open(self) -> Database:
         async with self.engine.begin() as conn:
             await conn.run_sync(Base.metadata.create_all)

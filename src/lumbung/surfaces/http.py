@@ -124,7 +124,7 @@ def create_app(
     state.closers.append(state.limits.limiter.aclose)
 
     async def open_keys() -> KeyStore:
-        db = await state_database(settings).open()
+        db = await Database.at(settings.database_url, settings.home).open()
         state.closers.append(db.close)
         return KeyStore(db)
 
@@ -205,14 +205,9 @@ def create_app(
     return app
 
 
-def state_database(settings: Settings) -> Database:
-    """The state database: ``database_url``, or SQLite under ``home``."""
-    return Database(settings.database_url) if settings.database_url else Database.under(settings.home)
-
-
 def ledger_of(settings: Settings, gateway: Gateway) -> Ledger:
     """The usage ledger and the budgets it settles, in the state database."""
-    db = state_database(settings)
+    db = Database.at(settings.database_url, settings.home)
     return Ledger(
         db,
         Costing(settings.prices, settings.parallel),
