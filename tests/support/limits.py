@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from lumbung.accounts.auth import Authenticator
 from lumbung.accounts.keys import Caller, KeyRing, digest
 from lumbung.accounts.policy import KeyPolicy
 from tests.support.inprocess import InProcess
@@ -15,14 +16,16 @@ class PolicyRing(KeyRing):
         super().__init__(list(policies))
         self.policies = {digest(key): policy for key, policy in policies.items()}
 
-    def check(self, presented: str | None, *, admin: bool = False) -> Caller:
-        caller = super().check(presented, admin=admin)
-        policy = self.policies.get(caller.owner or "")
-        return dataclasses.replace(caller, policy=policy)
+    def match(self, candidate: str, *, admin: bool = False) -> Caller | None:
+        caller = super().match(candidate, admin=admin)
+        if caller is None:
+            return None
+        return dataclasses.replace(caller, policy=self.policies.get(candidate))
 
 
 def use_policies(lb: InProcess, policies: dict[str, KeyPolicy]) -> None:
     """The app ``lb`` checks keys with ``policies`` from now on (the boundary and the routes)."""
     ring = PolicyRing(policies)
     lb.app.state.lumbung.keys = ring
-    lb.app._front.keys = ring  # type: ignore[attr-defined]  # the boundary (surfaces/http.py: App)
+    # The boundary (surfaces/http.py: App) checks config keys (this ring) before the key store's.
+    lb.app._front.keys = Authenticator(ring)  # type: ignore[attr-defined]
