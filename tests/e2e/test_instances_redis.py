@@ -1,12 +1,15 @@
 """Two real `lumbung serve` processes over one real redis-server, as two instances behind a load
-balancer: one key's limit counted once across both, through the OpenAI SDK over HTTP."""
+balancer: one key's limit counted once across both, and a provider's region block found by one
+known to the other before it sends the provider anything, through the OpenAI SDK over HTTP."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
@@ -18,6 +21,13 @@ from tests.support.server import ServerProcess
 @pytest.fixture
 def upstream() -> Iterator[FakeUpstream]:
     fake = FakeUpstream("up", words=3).start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def backup() -> Iterator[FakeUpstream]:
+    fake = FakeUpstream("backup", words=3).start()
     yield fake
     fake.stop()
 
@@ -73,3 +83,39 @@ def test_two_instances_share_one_requests_per_minute_limit(
         for client in clients:
             client.close()
     assert len(upstream.seen) == 2
+
+
+def test_a_region_block_found_by_one_instance_reaches_the_other(
+    upstream: FakeUpstream, backup: FakeUpstream, redis_server: RedisServer, two_instances: Any
+) -> None:
+    config = instances_config(upstream, redis_server.url)
+    config["providers"].append(
+        {"name": "backup", "kind": "openai", "base_url": backup.base_url, "jurisdiction": "ID"}
+    )
+    config["routes"] = [{"name": "r", "tiers": [["up/m"], ["backup/m"]]}]
+    a, b = two_instances(config)
+    upstream.set("403_region")
+    clients = [openai.OpenAI(base_url=s.base_url + "/v1", api_key="none", max_retries=0) for s in (a, b)]
+    messages: list[Any] = [{"role": "user", "content": "hi"}]
+    try:
+        answer = clients[0].chat.completions.create(model="r", messages=messages)
+        assert "backup" in (answer.choices[0].message.content or "")  # moved on past the block
+        assert len(upstream.seen) == 1
+        # The other instance, which sent nothing, now shows the provider cut off ...
+        deadline = time.monotonic() + 30
+        while provider_health(b, "up") != "cut_off":
+            assert time.monotonic() < deadline, "the other instance never learned of the cut-off"
+            time.sleep(0.02)
+        # ... and sends its requests past it without trying it.
+        upstream.set("ok")
+        answer = clients[1].chat.completions.create(model="r", messages=messages)
+        assert "backup" in (answer.choices[0].message.content or "")
+        assert len(upstream.seen) == 1
+    finally:
+        for client in clients:
+            client.close()
+
+
+def provider_health(server: ServerProcess, name: str) -> str:
+    status = httpx.get(server.base_url + "/admin/providers", timeout=10).json()
+    return str(next(p for p in status["providers"] if p["name"] == name)["health"])

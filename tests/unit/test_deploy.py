@@ -49,6 +49,7 @@ def test_compose_runs_two_gateways_over_the_vllm_replicas_it_names(tmp_path: Pat
     assert {"redis", "postgres"} <= set(services)
     config = settings_of((DEPLOY / "lumbung.compose.yaml").read_text(), tmp_path)
     assert replicas_of(config) == [f"http://{name}:8000/v1" for name in vllms]
+    assert config.redis_url == "redis://redis:6379/0"  # both gateways share limits and provider marks
     for name in vllms:
         command = services[name]["command"]
         assert command[command.index("--port") + 1] == "8000"
@@ -78,6 +79,8 @@ def test_kubernetes_manifests_are_whole_and_agree(tmp_path: Path) -> None:
     assert by["Service", "vllm"]["spec"]["clusterIP"] == "None"  # one name per pod, lumbung balances
     assert replicas_of(config) == [f"http://vllm-{i}.vllm:8000/v1" for i in range(vllm["spec"]["replicas"])]
     assert "--port=8000" in vllm["spec"]["template"]["spec"]["containers"][0]["args"]
+    redis = by["Service", "redis"]["spec"]["ports"][0]["port"]
+    assert config.redis_url == f"redis://redis:{redis}/0"  # every gateway names the one Redis Service
     gateway = by["Deployment", "lumbung"]
     assert gateway["spec"]["replicas"] == 2
     container = gateway["spec"]["template"]["spec"]["containers"][0]

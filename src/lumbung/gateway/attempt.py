@@ -194,10 +194,12 @@ def record_failure(member: Member, error: ApiError, clock: TimerClock) -> None:
     if isinstance(error, ProviderCutOff):
         state.provider.cut_off(error.message)
         log.warning("provider %s is cut off: %s", state.provider.name, error.message)
+        if state.provider.marks is not None:
+            state.provider.marks.cut_off(state.provider)
     elif isinstance(error, (RateLimited, Overloaded)):
         # Alive but limiting: wait as told, without counting it against the breaker.
         state.cool_until = clock() + (error.retry_after if error.retry_after is not None else 1.0)
         if state.breaker.probe_started is not None:
             state.breaker.probe_started = None
-    else:
-        state.breaker.failure()
+    elif state.breaker.failure() and state.provider.marks is not None:
+        state.provider.marks.opened(state)

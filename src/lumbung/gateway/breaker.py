@@ -69,10 +69,20 @@ class Breaker:
         self.failures = 0
         self.probe_started = None
 
-    def failure(self) -> None:
+    def failure(self) -> bool:
+        """One more failure; True when it opened the circuit."""
         self.failures += 1
         if self._state is BreakerState.HALF_OPEN or self.failures >= self.policy.failures_to_open:
             self.trip()
+            return True
+        return False
+
+    @property
+    def probe_in(self) -> float:
+        """Seconds until an open circuit lets a probe through (0: not open)."""
+        if self._state is not BreakerState.OPEN:
+            return 0.0
+        return max(0.0, self.opened_at + self.policy.open_for - self.clock())
 
     def trip(self, open_for: float | None = None) -> None:
         """Open now (``open_for`` overrides the pause, e.g. a long cut-off)."""

@@ -119,6 +119,11 @@ def build_gateway(
                 budget=RetryBudget(ratio=rc.retry_budget, clock=clock),
             )
         )
+    if settings.redis_url:
+        from lumbung.gateway.shared import SharedState
+
+        every = [*providers.values(), *(p for states in replicas.values() for p in states)]
+        fleets.append(SharedState(settings.redis_url, every, targets.values()))
     used = {m.state.provider.name for r in routes for m in r.members()}
     shown = [p for name, p in providers.items() if name != LOCAL_PROVIDER or name in used]
     shown += [p for states in replicas.values() for p in states]

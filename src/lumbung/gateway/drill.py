@@ -127,8 +127,9 @@ async def run_drill(
             proxies[p.name] = [proxy]
             p = p.model_copy(update={"base_url": url})
         providers.append(p)
+    # No redis_url: the drill's own cut-offs and open circuits are faked, never told to a fleet.
     drill_settings = settings.model_copy(
-        update={"providers": providers, "api_keys": [], "admin_api_keys": []}
+        update={"providers": providers, "api_keys": [], "admin_api_keys": [], "redis_url": None}
     )
     engine = LlamaCppBackend(local_specs(settings), request_timeout=settings.request_timeout)
     local = FaultyBackend(engine)

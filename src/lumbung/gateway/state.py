@@ -5,7 +5,7 @@ route learns about a target (it fails, it is rate limited) every route knows."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from lumbung.clock import Clock
 from lumbung.config import Timeouts
@@ -15,6 +15,15 @@ from lumbung.engines.vllm_metrics import ReplicaLoad
 from lumbung.gateway.balancer import DEFAULT_LOAD_FACTOR
 from lumbung.gateway.breaker import Breaker, BreakerPolicy, BreakerState
 from lumbung.gateway.retry import RetryBudget
+
+
+class Marks(Protocol):
+    """Told of what this instance finds out about providers, to tell the other instances
+    (gateway/shared.py: through Redis)."""
+
+    def cut_off(self, provider: ProviderState) -> None: ...
+
+    def opened(self, target: TargetState) -> None: ...
 
 
 @dataclass(eq=False)
@@ -31,6 +40,7 @@ class ProviderState:
     cut_off_reason: str | None = None
     cut_offs: int = 0
     replica: Replica | None = None  # a vLLM replica: its own metrics and health, read by its fleet
+    marks: Marks | None = None  # where a cut-off or an opened circuit found here is told (shared state)
 
     @property
     def is_cut_off(self) -> bool:
@@ -40,6 +50,16 @@ class ProviderState:
         self.cut_off_until = self.clock() + self.cut_off_cooldown
         self.cut_off_reason = reason[:300]
         self.cut_offs += 1
+
+    def learn_cut_off(self, reason: str, seconds: float) -> bool:
+        """Another instance found this provider cut off, for ``seconds`` more; False: known already."""
+        until = self.clock() + seconds
+        if until <= self.cut_off_until:
+            return False
+        self.cut_off_until = until
+        self.cut_off_reason = reason[:300]
+        self.cut_offs += 1
+        return True
 
     def clear_cut_off(self) -> None:
         self.cut_off_until = 0.0
