@@ -27,6 +27,17 @@ def _context(m: dict[str, Any]) -> str:
     return f"{ctx:,}" if not isinstance(trained, int) or trained == ctx else f"{ctx:,} (trained {trained:,})"
 
 
+def _kv(m: dict[str, Any]) -> str:
+    """KV cache in use of its size; a quantized cache says its type and what it saves against f16."""
+    if "kv_bytes" not in m:
+        return "-"
+    text = f"{_mib(m.get('kv_bytes_used'))} of {_mib(m.get('kv_bytes'))}"
+    kind, f16, size = m.get("kv_cache_type"), m.get("kv_bytes_f16"), m.get("kv_bytes")
+    if kind and kind != "f16" and isinstance(f16, int) and isinstance(size, int):
+        text += f" {kind}, saves {_mib(f16 - size)}"
+    return text
+
+
 def _unloads(m: dict[str, Any], now: float) -> str:
     at = m.get("expires_at")
     if at is None:  # kept forever, or busy (the keep-alive counts from the last request)
@@ -53,7 +64,7 @@ def rows(models: list[dict[str, Any]], now: float, include_all: bool) -> list[li
         )
         running = f"{m.get('active_requests', 0)}/{m.get('parallel', '?')}"
         queued = str(m.get("queued_requests", 0))
-        kv = f"{_mib(m.get('kv_bytes_used'))} of {_mib(m.get('kv_bytes'))}" if "kv_bytes" in m else "-"
+        kv = _kv(m)
         out.append(
             [m["id"], _mib(m.get("memory_bytes")), _context(m), kv, running, queued, hit, _unloads(m, now)]
         )

@@ -46,6 +46,7 @@ def engine_config(settings: Settings, model: ModelConfig | None = None) -> Engin
         cache_mb=(
             model.prefix_cache_mb if model and model.prefix_cache_mb is not None else settings.prefix_cache_mb
         ),
+        kv_type=(model.kv_cache_type if model and model.kv_cache_type else settings.kv_cache_type),
     )
 
 

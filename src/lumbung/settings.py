@@ -30,6 +30,7 @@ from lumbung.config import (
     EMBEDDED_GEMMA_ID,
     AmxMode,
     KeyLimitsConfig,
+    KvCacheType,
     ModelConfig,
     ProviderConfig,
     RecordingConfig,
@@ -112,6 +113,12 @@ class Settings(BaseModel):
         description="KV cache memory (MiB) per model that keeps finished requests' tokens, so a new "
         "request starting with the same tokens (a shared system prompt, a growing chat) skips "
         "recomputing them; least recently used first out. 0: off.",
+    )
+    kv_cache_type: KvCacheType = Field(
+        default="f16",
+        description="KV cache element type of local models: f16, q8_0 (about half the memory: twice the "
+        "contexts in the same budget) or q4_0 (about a quarter); quantized caches run with flash "
+        "attention on. Per model: `kv_cache_type` in its entry. Quality cost: docs/performance.md.",
     )
     memory_budget_mb: int = Field(
         default_factory=_default_memory_budget_mb,

@@ -54,3 +54,10 @@ def test_ps_says_when_the_server_cannot_be_reached() -> None:
     result = CliRunner().invoke(main, ["ps", "--url", "http://127.0.0.1:9"])
     assert result.exit_code != 0 and "cannot reach" in result.output
     assert "loaded local models" in CliRunner().invoke(main, ["ps", "--help"]).output
+
+
+def test_a_quantized_kv_cache_says_its_type_and_what_it_saves() -> None:
+    q8 = {**LOADED, "kv_bytes": 272 * 2**20, "kv_cache_type": "q8_0", "kv_bytes_f16": 512 * 2**20}
+    assert rows([q8], 0, False)[0][3] == "40 MiB of 272 MiB q8_0, saves 240 MiB"
+    f16 = {**LOADED, "kv_cache_type": "f16", "kv_bytes_f16": 512 * 2**20}
+    assert rows([f16], 0, False)[0][3] == "40 MiB of 512 MiB"

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from lumbung.engines.llamacpp.context import ContextPlan, plan_context
+from lumbung.engines.llamacpp.kv_types import cell_bytes
 from lumbung.errors import EngineError
 
 MiB = 2**20
@@ -67,3 +68,23 @@ def test_a_model_that_cannot_hold_a_small_context_is_refused() -> None:
 def test_a_gguf_without_a_trained_context_falls_back() -> None:
     assert plan(trained=0).size == 4096
     assert plan(trained=0, configured=1024).size == 1024
+
+
+@pytest.mark.parametrize(("kv_type", "at_least"), [("q8_0", 1.8), ("q4_0", 3.4)])
+def test_a_quantized_kv_cache_fits_more_4k_sequences_in_the_same_budget(
+    kv_type: str, at_least: float
+) -> None:
+    """The issue's memory target: concurrent 4k-token sequences that fit in a fixed budget (weights
+    and KV together) with q8_0 >= 1.8x f16, as the engine sizes its context."""
+    budget, context = 600 * MiB, 4096
+
+    def sequences(kind: str) -> int:
+        per_cell = cell_bytes(SMOL["kv_bytes_per_token"], kind)  # type: ignore[arg-type]
+        parallel = 1
+        while plan(kv_bytes_per_token=per_cell, configured=context, parallel=parallel + 1,
+                   budget_bytes=budget).size >= context:  # fmt: skip
+            parallel += 1
+        return parallel
+
+    assert sequences(kv_type) >= at_least * sequences("f16")
+    assert cell_bytes(23040, "q8_0") == 12240 and cell_bytes(23040, "q4_0") == 6480

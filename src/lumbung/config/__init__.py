@@ -13,6 +13,7 @@ from lumbung.config.models import (
     EMBEDDED_GEMMA_ID,
     AdapterConfig,
     AmxMode,
+    KvCacheType,
     ModelConfig,
     RopeScaling,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "FleetConfig",
     "GatewayConfigError",
     "KeyLimitsConfig",
+    "KvCacheType",
     "LaunchConfig",
     "ModelConfig",
     "ProviderConfig",

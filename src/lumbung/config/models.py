@@ -20,6 +20,8 @@ RopeScaling = Literal["linear", "yarn"]
 
 # llama.cpp's AMX kernels: auto (tried once per model in a child process), on, off (engines/llamacpp/amx.py).
 AmxMode = Literal["auto", "on", "off"]
+# KV cache element types llama.cpp quantizes to on CPU (keys and values alike).
+KvCacheType = Literal["f16", "q8_0", "q4_0"]
 
 
 class AdapterConfig(BaseModel):
@@ -87,6 +89,12 @@ class ModelConfig(BaseModel):
     keep_alive: float | None = Field(default=None, description="Seconds idle before unloading.")
     max_queue: int | None = Field(default=None, ge=0, description="Requests waiting beyond `parallel`.")
     prefix_cache_mb: float | None = Field(default=None, ge=0, description="Prefix cache memory (MiB).")
+    kv_cache_type: KvCacheType | None = Field(
+        default=None,
+        description="KV cache element type: f16, q8_0 (about half the memory: twice the contexts in the "
+        "same budget) or q4_0 (about a quarter); quantized caches run with flash attention on "
+        "(default: the global `kv_cache_type`). Quality cost: docs/performance.md.",
+    )
     embedding: bool = Field(default=False, description="An embedding model (pooling on).")
     adapters: list[AdapterConfig] = Field(
         default_factory=list,

@@ -46,6 +46,8 @@ def model_body(info: ModelInfo) -> dict[str, Any]:
         "kv_cells_used",
         "kv_bytes",
         "kv_bytes_used",
+        "kv_cache_type",
+        "kv_bytes_f16",
         "context_length_trained",
         "expires_at",
         "prefix_cache",

@@ -481,6 +481,8 @@ class LlamaCppBackend:
                     "kv_cells_used": stats.kv_used,
                     "kv_bytes": stats.kv_cells * stats.kv_bytes_per_cell,
                     "kv_bytes_used": stats.kv_used * stats.kv_bytes_per_cell,
+                    "kv_cache_type": spec.engine.kv_type,
+                    "kv_bytes_f16": stats.kv_cells * loaded.model.kv_bytes_per_cell,  # what f16 would take
                     "context_length_trained": loaded.engine.context.trained,
                     "prefix_cache": {
                         "entries": stats.cache_entries,

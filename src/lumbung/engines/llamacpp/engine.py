@@ -31,7 +31,8 @@ from typing import Any, cast
 
 import llama_cpp
 
-from lumbung.config import AmxMode, RopeScaling
+from lumbung.config import AmxMode, KvCacheType, RopeScaling
+from lumbung.engines.llamacpp import kv_types
 from lumbung.engines.llamacpp.context import ContextPlan, plan_context
 from lumbung.engines.llamacpp.detok import StopMatcher
 from lumbung.engines.llamacpp.kv import KvLedger
@@ -75,6 +76,7 @@ class EngineConfig:
     prefill_chunk: int = 256  # most prompt tokens per step while other sequences generate
     flash_attn: bool | None = None  # None: llama.cpp decides
     amx: AmxMode = "auto"  # llama.cpp's AMX kernels, where the build has them (amx.py)
+    kv_type: KvCacheType = "f16"  # the KV cache's element type (kv_types.py)
 
 
 @dataclass(slots=True)
@@ -105,9 +107,10 @@ class Engine:
         self.config = config
         self.name = name
         self.ids_per_handle = 2 if llama_cpp.llama_model_n_swa(model.ptr) > 0 else 1
+        self.kv_bytes_per_cell = kv_types.cell_bytes(model.kv_bytes_per_cell, config.kv_type)
         cache_cells = config.cache_tokens
         if cache_cells is None:
-            cache_cells = int(config.cache_mb * 2**20) // model.kv_bytes_per_cell
+            cache_cells = int(config.cache_mb * 2**20) // self.kv_bytes_per_cell
         cache_on = cache_cells > 0 and config.cache_entries > 0
         handles = config.parallel + (config.cache_entries if cache_on else 0)
         handles = min(handles, LLAMA_MAX_SEQ // self.ids_per_handle)
@@ -120,7 +123,7 @@ class Engine:
             trained=model.n_ctx_train,
             configured=config.context_size,
             rope_scaling=config.rope_scaling,
-            kv_bytes_per_token=model.kv_bytes_per_cell,
+            kv_bytes_per_token=self.kv_bytes_per_cell,
             weights_bytes=model.size_bytes,
             parallel=config.parallel,
             cache_cells=own_cells,
@@ -146,8 +149,10 @@ class Engine:
         params.kv_unified = True  # sequences share one KV pool, so cached prefixes can be shared
         params.swa_full = True  # sliding-window models keep full KV: prefixes stay reusable
         params.no_perf = True
-        if config.flash_attn is not None:
-            params.flash_attn_type = int(config.flash_attn)
+        params.type_k = params.type_v = kv_types.ggml_type(config.kv_type)
+        flash_attn = kv_types.flash_attention(config.kv_type, config.flash_attn, name)
+        if flash_attn is not None:
+            params.flash_attn_type = int(flash_attn)
         self.ctx = llama_cpp.llama_init_from_model(model.ptr, params)
         if not self.ctx:
             raise EngineError(f"llama.cpp could not create a context for {name} ({params.n_ctx} tokens)")
@@ -156,15 +161,16 @@ class Engine:
         self.batch = llama_cpp.llama_batch_init(self.batch_size, 0, self.ids_per_handle)
         self.ledger = KvLedger()
         self.cache = PrefixCache(self.ledger, cache_cells if cache_on else 0, handles - config.parallel)
-        self.memory_bytes = model.size_bytes + self.n_ctx * model.kv_bytes_per_cell
+        self.memory_bytes = model.size_bytes + self.n_ctx * self.kv_bytes_per_cell
         log.info(
-            "model %s: %d tokens per request (trained %d; set by %s), KV cache %.0f MiB for %d "
+            "model %s: %d tokens per request (trained %d; set by %s), KV cache (%s) %.0f MiB for %d "
             "requests and the prefix cache",
             name,
             self.context_size,
             self.context.trained,
             self.context.limited_by,
-            self.n_ctx * model.kv_bytes_per_cell / 2**20,
+            config.kv_type,
+            self.n_ctx * self.kv_bytes_per_cell / 2**20,
             config.parallel,
         )
         self._free = list(range(handles - 1, -1, -1))
@@ -211,7 +217,7 @@ class Engine:
             cache_hits=cache.hits,
             cache_misses=cache.misses,
             cached_tokens=cache.reused_tokens,
-            kv_bytes_per_cell=self.model.kv_bytes_per_cell,
+            kv_bytes_per_cell=self.kv_bytes_per_cell,
             generated_tokens=self.generated_tokens,
             refused=self.refused,
         )
