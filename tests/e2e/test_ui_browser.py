@@ -63,6 +63,11 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
             for n, u in (("primary", primary), ("backup", backup))
         ],
         "routes": [{"name": "chat", "tiers": [["primary/m1"], ["backup/m1"]]}],
+        # Spend and savings to chart: the backup bills per token, the route's old API billed more.
+        "prices": {
+            "targets": {"backup/*": {"input": 1000.0, "output": 2000.0}},
+            "routes": {"chat": {"input": 5000.0, "output": 10000.0}},
+        },
     }
     env = {"MODELSCOPE_ENDPOINT": hub.url}
     server = ServerProcess(home, config=config, env=env).start()
@@ -192,4 +197,24 @@ def test_a_pull_shows_progress_and_ends_verified_then_verify_and_remove(chromium
     page.get_by_role("button", name=f"Remove {name}").click()
     row.wait_for(state="detached", timeout=WAIT)
     assert name not in [m["name"] for m in rig.operator_get("/ui/api/models")["store"]]
+    page.close()
+
+
+def test_usage_shows_the_ledger_by_route_with_charts(chromium: Any, rig: Rig) -> None:
+    with openai.OpenAI(base_url=rig.url + "/v1", api_key=API, max_retries=0) as client:
+        client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "hi"}])
+    page = open_page(chromium, rig, "usage")
+    page.get_by_label("Group by").select_option("route")
+    page.get_by_role("button", name="Show").click()
+    row = page.locator("#usage-table tr[data-group=chat]")
+    row.wait_for(timeout=WAIT)
+    served = rig.operator_get("/admin/usage?by=route&since=24h")
+    [chat] = [g for g in served["groups"] if g["group"] == "chat"]
+    assert row.locator("td").first.inner_text() == str(chat["requests"])
+    bars = page.locator("svg[data-series=requests] rect")
+    assert bars.count() >= 1
+    assert page.locator("svg[data-series=spend] rect").count() >= 1  # the backup's bill
+    assert page.locator("svg[data-series=savings] rect").count() >= 1  # less than the old API's
+    assert chat["spend"] > 0 and chat["savings"] > 0
+    shot(page, "usage")
     page.close()

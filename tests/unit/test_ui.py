@@ -167,3 +167,30 @@ async def test_verify_rehashes_a_stored_model_and_names_a_damaged_file(tmp_path:
         assert missing.status_code == 404 and missing.json()["error"]["param"] == "model"
         wrong = await lb.client.post("/ui/api/verify", json={"name": "x"})
         assert wrong.status_code == 400
+
+
+async def test_usage_over_time_comes_from_the_ledger(tmp_path: Path) -> None:
+    async with cut_off_rig(tmp_path) as lb:
+        for _ in range(3):
+            assert (await lb.client.post("/v1/chat/completions", json=CHAT)).status_code == 200
+        by_route = (await lb.client.get("/ui/api/usage?by=route&since=1h")).json()
+        by_provider = (await lb.client.get("/ui/api/usage?by=provider")).json()
+        wrong = await lb.client.get("/ui/api/usage?by=colour")
+        bad_since = await lb.client.get("/ui/api/usage?since=yesterday-ish")
+    assert (
+        by_route["groups"] == ["r"]
+        and len(by_route["buckets"]) == by_route["series"]["requests"][0]["values"].__len__()
+    )
+    [requests] = by_route["series"]["requests"]
+    assert sum(requests["values"]) == 3 and requests["values"][-1] == 3  # all in the latest bucket
+    [tokens] = by_route["series"]["tokens"]
+    assert sum(tokens["values"]) > 0
+    assert by_provider["groups"] == ["b"]  # the provider that answered
+    assert wrong.status_code == 400 and wrong.json()["error"]["param"] == "by"
+    assert bad_since.status_code == 400 and bad_since.json()["error"]["param"] == "since"
+
+
+async def test_usage_says_so_when_the_ledger_is_off(tmp_path: Path) -> None:
+    async with in_process(tmp_path, usage_ledger=False) as lb:
+        off = await lb.client.get("/ui/api/usage")
+    assert off.status_code == 404 and "ledger" in off.json()["error"]["message"]

@@ -8,6 +8,7 @@ endpoints its scripts read (operator keys only when keys are configured, like ``
     GET  /ui/api/models           the store and the local models
     GET  /ui/api/events           the two above as server-sent events, sent again when they change
     POST /ui/api/verify           re-hash a stored model's files (``lumbung verify``)
+    GET  /ui/api/usage            the usage ledger in time buckets per group (ui/usage.py)
 
 Pulls and removals go through Ollama's ``/api/pull`` and ``/api/delete``, chats through
 ``/v1/chat/completions``: the dashboard has no second copy of them.
@@ -26,11 +27,13 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import BaseRoute, Route
 
 from lumbung import errors
+from lumbung.accounts.usage import BY, parse_since
 from lumbung.store.serving import StoreService
 from lumbung.store.store import ModelStore
 from lumbung.surfaces import openai as oai
 from lumbung.surfaces.common import RequestLog, endpoint, read_body, sse_response, state_of
 from lumbung.ui import data
+from lumbung.ui import usage as ui_usage
 from lumbung.ui.pages import PAGES, render
 from lumbung.ui.static import assets
 
@@ -175,6 +178,22 @@ async def verify(request: Request, entry: RequestLog) -> Response:
     )
 
 
+@operator
+async def usage(request: Request, entry: RequestLog) -> Response:
+    """``?by=key|route|model|provider&since=24h``: the ledger in ``usage.BUCKETS`` buckets since then."""
+    state = state_of(request)
+    if state.ledger is None:
+        raise errors.NotFound("The usage ledger is off (usage_ledger: false).")
+    by = request.query_params.get("by", "key")
+    if by not in BY:
+        raise errors.InvalidRequest(f"by: must be one of {', '.join(BY)}", param="by")
+    since = parse_since(request.query_params.get("since") or "24h")
+    assert since is not None
+    await state.ledger.flush()  # this server's latest requests included
+    found = await ui_usage.series(state.ledger.db, by, since)
+    return JSONResponse({"by": by, "currency": state.settings.prices.currency, **found.as_json()})
+
+
 def routes() -> list[BaseRoute]:
     return [
         Route("/ui", home, methods=["GET"]),
@@ -184,6 +203,7 @@ def routes() -> list[BaseRoute]:
         Route("/ui/api/models", models, methods=["GET"]),
         Route("/ui/api/events", events, methods=["GET"]),
         Route("/ui/api/verify", verify, methods=["POST"]),
+        Route("/ui/api/usage", usage, methods=["GET"]),
         Route("/ui/assets/{name}", asset, methods=["GET"]),
         Route("/ui/{page}", page, methods=["GET"]),
     ]
