@@ -27,6 +27,7 @@ from lumbung.types import ChatRequest, Message
 from tests.support.fake_backend import FakeBackend, Say
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.inprocess import InProcess, in_process, route
+from tests.support.surfaces import SURFACES, Surface
 
 TOOLS = [
     {
@@ -291,3 +292,27 @@ async def test_a_key_with_a_record_rate_records_into_its_own_recording(tmp_path:
     assert exchange.id == "req-key-1" and exchange.key == "key_1"
     assert exchange.response["choices"][0]["message"]["content"] == "hi there"  # type: ignore[index]
     assert exchange.provider == "local/fake-model"
+
+
+@pytest.mark.parametrize("surface", SURFACES, ids=lambda s: s.name)
+@pytest.mark.parametrize("stream", [False, True])
+async def test_every_chat_surface_is_recorded_as_a_chat_exchange(
+    tmp_path: Path, surface: Surface, stream: bool
+) -> None:
+    cloud = FakeBackend("cloud", ["m"], default=Say(("Selamat", " pagi")))
+    routes = [route("gpt", ["cloud"], record=True)]
+    async with in_process(tmp_path, providers={"cloud": cloud}, routes=routes) as lb:
+        body = surface.body("gpt", stream=stream)
+        response = await lb.client.post(surface.path, json=body, headers=surface.headers)
+        assert response.status_code == 200, response.text
+        exchanges = recorded(lb, "gpt")
+    if surface.name == "openai.completions":  # a raw prompt has no chat request to replay
+        assert exchanges == []
+        return
+    (exchange,) = exchanges
+    assert exchange.surface == {"openai.responses": "responses", "openai.chat": "openai"}.get(
+        surface.name, surface.name.split(".")[0]
+    )
+    assert exchange.request["messages"][-1] == {"role": "user", "content": "hi"}
+    assert exchange.response["choices"][0]["message"]["content"] == "Selamat pagi"  # type: ignore[index]
+    assert exchange.id == response.headers["x-request-id"]
