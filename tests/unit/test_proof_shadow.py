@@ -81,7 +81,8 @@ async def test_both_answers_are_recorded_under_the_live_request_s_id(
         assert live[rid].response["choices"][0]["message"]["content"] == "Hello w1 w2 from cloud"  # type: ignore[index]
         assert candidate[rid].provider == f"local/{MODEL}" and candidate[rid].route == MODEL
         assert candidate[rid].response["choices"][0]["message"]["content"] == "Hi from local"  # type: ignore[index]
-        assert candidate[rid].request["messages"] == live[rid].request["messages"]
+        assert candidate[rid].request == live[rid].request  # the same request, asked the same way
+        assert candidate[rid].stream is live[rid].stream
         assert candidate[rid].latency_ms is not None and candidate[rid].ttft_ms is not None
     assert [r.messages[0].content for r in local.requests] == ["Say hello"] * 4  # type: ignore[union-attr]
     assert 'lumbung_shadow_requests_total{outcome="answered",route="gpt"} 4.0' in metrics

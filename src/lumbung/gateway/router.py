@@ -236,10 +236,14 @@ class Gateway:
         return self._tapped(route, request, self._stream(route, key, start, whole=False))
 
     def _tapped(
-        self, route: Route, request: Request | ForwardRequest, items: AsyncGenerator[T, None]
+        self,
+        route: Route,
+        request: Request | ForwardRequest,
+        items: AsyncGenerator[T, None],
+        stream: bool = True,
     ) -> AsyncGenerator[T, None]:
         """``items``, watched on their way out when the tap wants this request (recording, shadow)."""
-        watch = self.tap.watch(route, request) if self.tap is not None else None
+        watch = self.tap.watch(route, request, stream) if self.tap is not None else None
         return items if watch is None else tee(items, watch)
 
     async def complete(self, request: Request) -> Completion:
@@ -253,7 +257,7 @@ class Gateway:
         def start(target: TargetState) -> Call[Chunk]:
             return _chunks(target.provider.backend.stream(replace(request, model=target.model)))
 
-        watch = self.tap.watch(route, request) if self.tap is not None else None
+        watch = self.tap.watch(route, request, False) if self.tap is not None else None
         attempt, completion = await self._commit(route, key, start, _whole, whole=False)
         await attempt.close()
         if watch is not None:
@@ -284,7 +288,8 @@ class Gateway:
             forwarded = cast(Forwarder, target.provider.backend).forward(request, target.model)
             return Call(forwarded.items, forwarded.is_last, lambda _: forwarded.usage())
 
-        return self._tapped(route, request, self._stream(route, key, start, whole=not request.stream))
+        stream = self._stream(route, key, start, whole=not request.stream)
+        return self._tapped(route, request, stream, request.stream)
 
     def _choose(self, route: Route, tried: set[Member], key: str | None) -> Member | None:
         for tier in route.tiers:

@@ -26,8 +26,11 @@ class Watch(Protocol):
 
 
 class Tap(Protocol):
-    def watch(self, route: Route, request: ChatRequest | CompletionRequest | ForwardRequest) -> Watch | None:
-        """A watch for this request's answer, or None (most requests): decided in microseconds."""
+    def watch(
+        self, route: Route, request: ChatRequest | CompletionRequest | ForwardRequest, stream: bool
+    ) -> Watch | None:
+        """A watch for this request's answer, or None (most requests): decided in microseconds.
+        ``stream``: whether the answer is asked for as a stream or whole."""
         ...
 
 

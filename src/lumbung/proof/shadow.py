@@ -46,6 +46,7 @@ class Copy:
     id: str
     request: ChatRequest | ForwardRequest
     created: float
+    stream: bool  # asked for as a stream, or whole: the candidate is asked the same way
 
 
 @dataclass
@@ -70,7 +71,11 @@ class Shadows:
         self.lanes = {r.name: Lane(r.name, r.shadow) for r in routes if r.shadow is not None}
 
     def offer(
-        self, route: Route, request: ChatRequest | CompletionRequest | ForwardRequest, rid: str
+        self,
+        route: Route,
+        request: ChatRequest | CompletionRequest | ForwardRequest,
+        rid: str,
+        stream: bool,
     ) -> str | None:
         """On the live request's path: the candidate a copy of it was queued for, or None."""
         lane = self.lanes.get(route.name)
@@ -83,7 +88,7 @@ class Shadows:
         if not lane.workers:
             self._start(lane)
         try:
-            lane.queue.put_nowait(Copy(rid, request, time.time()))
+            lane.queue.put_nowait(Copy(rid, request, time.time(), stream))
         except asyncio.QueueFull:
             lane.counts["dropped"] += 1
             return None
@@ -131,7 +136,7 @@ class Shadows:
         if not self._may_send(lane):
             lane.counts["egress_denied"] += 1
             return
-        stream = copy.request.stream if isinstance(copy.request, ForwardRequest) else True
+        stream = copy.stream
         # A record of its own: the gateway notes the candidate's attempts on it (which target answered,
         # its first token), and the tap knows to leave it alone. No sinks: not a client's request.
         rec = RequestRecord(id=copy.id, method="POST", path="/shadow", api=SHADOW_API, stream=stream)
@@ -140,7 +145,7 @@ class Shadows:
         error: str | None = None
         try:
             async with asyncio.timeout(lane.config.timeout):
-                completion = await self._ask(replace(request, model=target))
+                completion = await self._ask(replace(request, model=target), stream)
         except TimeoutError:
             error = "timeout"
         except ApiError as exc:
@@ -150,7 +155,8 @@ class Shadows:
             rec.close()
         lane.counts["answered" if error is None else "failed"] += 1
         ttft = rec.first_token_seconds
-        body = chat_body(request, request.model, stream)
+        live_body = copy.request.body if isinstance(copy.request, ForwardRequest) else None
+        body = dict(live_body) if live_body is not None else chat_body(request, request.model, stream)
         exchange = Exchange(
             id=copy.id,
             request=body,
@@ -167,7 +173,9 @@ class Shadows:
         )
         self.recorder.submit(shadow_recording(lane.route), lambda: exchange)
 
-    async def _ask(self, request: ChatRequest) -> Completion:
+    async def _ask(self, request: ChatRequest, stream: bool) -> Completion:
+        if not stream:
+            return await self.gateway.complete(request)
         collector = Collector()
         chunks = self.gateway.stream(request)
         try:

@@ -62,7 +62,7 @@ class ProofTap:
         }
 
     def watch(
-        self, route: Route, request: ChatRequest | CompletionRequest | ForwardRequest
+        self, route: Route, request: ChatRequest | CompletionRequest | ForwardRequest, stream: bool
     ) -> Watching | None:
         rec = record.current.get()
         if rec is None or rec.api == SHADOW_API or isinstance(request, CompletionRequest):
@@ -76,7 +76,7 @@ class ProofTap:
         policy = rec.caller.policy if rec.caller is not None else None
         if policy is not None and policy.record and self.rng.random() < policy.record:
             names.append(key_recording(policy.name))
-        candidate = self.shadows.offer(route, request, rec.id) if self.shadows is not None else None
+        candidate = self.shadows.offer(route, request, rec.id, stream) if self.shadows is not None else None
         if not names and candidate is None:
             return None
         shadow = (route.name, candidate) if candidate is not None else None
