@@ -1,9 +1,13 @@
 """Two real `lumbung serve` processes over one real redis-server, as two instances behind a load
-balancer: one key's limit counted once across both, and a provider's region block found by one
+balancer: one virtual key's limit counted once across both, and a provider's region block found by one
 known to the other before it sends the provider anything, through the OpenAI SDK over HTTP."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,12 +48,12 @@ def instances_config(upstream: FakeUpstream, redis_url: str, **more: Any) -> dic
 
 @pytest.fixture
 def two_instances(tmp_path: Path) -> Iterator[Any]:
+    """Two servers over one data directory (one key store, as two machines over one PostgreSQL)."""
     started: list[ServerProcess] = []
 
     def start(config: dict[str, Any]) -> tuple[ServerProcess, ServerProcess]:
-        for name in ("a", "b"):
-            (tmp_path / name).mkdir()
-            started.append(ServerProcess(tmp_path / name, config=config).start())
+        for _ in range(2):
+            started.append(ServerProcess(tmp_path, config=config).start())
         return started[0], started[1]
 
     yield start
@@ -57,13 +61,22 @@ def two_instances(tmp_path: Path) -> Iterator[Any]:
         server.stop()
 
 
-def test_two_instances_share_one_requests_per_minute_limit(
-    upstream: FakeUpstream, redis_server: RedisServer, two_instances: Any
+def create_key(home: Path, *options: str) -> str:
+    """``lumbung keys create`` as an operator runs it: the new key's secret."""
+    env = {**os.environ, "LUMBUNG_HOME": str(home)}
+    env.pop("LUMBUNG_CONFIG", None)
+    command = [sys.executable, "-m", "lumbung", "keys", "create", *options, "--json"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=True)
+    return str(json.loads(done.stdout)["key"])
+
+
+def test_two_instances_share_one_virtual_keys_requests_per_minute(
+    tmp_path: Path, upstream: FakeUpstream, redis_server: RedisServer, two_instances: Any
 ) -> None:
-    # Config-file keys with `key_limits`; a virtual key's --rpm is read from the same place.
-    config = instances_config(upstream, redis_server.url, api_keys=["sk-app"], key_limits={"rpm": 2})
+    secret = create_key(tmp_path, "--name", "app", "--rpm", "2")
+    config = instances_config(upstream, redis_server.url, admin_api_keys=["sk-operator"])
     a, b = two_instances(config)
-    clients = [openai.OpenAI(base_url=s.base_url + "/v1", api_key="sk-app", max_retries=0) for s in (a, b)]
+    clients = [openai.OpenAI(base_url=s.base_url + "/v1", api_key=secret, max_retries=0) for s in (a, b)]
     messages: list[Any] = [{"role": "user", "content": "hi"}]
     try:
         remaining = []
