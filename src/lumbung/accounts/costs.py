@@ -12,6 +12,7 @@ from typing import Any
 
 from lumbung.config.prices import Prices
 from lumbung.record import AttemptNote, RequestRecord
+from lumbung.types import Usage
 
 HANG_UPS = frozenset({"client_disconnected", "client_closed_request"})
 CUT_OFF = "provider_cut_off"
@@ -48,6 +49,7 @@ class Costing:
     def __init__(self, prices: Prices, parallel: int = 1) -> None:
         self.prices = prices
         self.parallel = max(1, parallel)
+        self.priced = bool(prices.targets)
 
     def attempt(self, note: AttemptNote) -> float | None:
         price = self.prices.of(note.target)
@@ -65,6 +67,8 @@ class Costing:
     def cost(self, rec: RequestRecord) -> float | None:
         """What every attempt of the request cost (failed ones too: a provider bills what it served);
         None when no target it tried has a price."""
+        if not self.priced:
+            return None
         total: float | None = None
         for note in rec.attempts:
             spent = self.attempt(note)
@@ -72,10 +76,9 @@ class Costing:
                 total = (total or 0.0) + spent
         return total
 
-    def reference(self, rec: RequestRecord, route: str | None) -> float | None:
-        """What the request's answer would have cost on the API its route left."""
+    def reference(self, usage: Usage | None, route: str | None) -> float | None:
+        """What a request's answer (``usage``) would have cost on the API its route left."""
         price = self.prices.routes.get(route) if route is not None else None
-        usage = rec.usage
         if price is None or usage is None:
             return None
         return price.tokens(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens)
@@ -108,5 +111,5 @@ def row_of(rec: RequestRecord, costing: Costing, route_of: Callable[[str], str |
         "ttft_ms": round(ttft * 1000, 1) if ttft is not None else None,
         "latency_ms": rec.latency_ms or 0.0,
         "cost": costing.cost(rec),
-        "reference_cost": costing.reference(rec, route),
+        "reference_cost": costing.reference(usage, route),
     }
