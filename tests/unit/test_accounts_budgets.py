@@ -13,12 +13,14 @@ from typing import Any
 import pytest
 
 from lumbung.accounts.budgets import Budgets, period_bounds
-from lumbung.accounts.keys import Caller, KeyRing
+from lumbung.accounts.keys import Caller
 from lumbung.accounts.policy import KeyPolicy
+from lumbung.accounts.store import KeyStore
 from lumbung.errors import QuotaExceeded
-from lumbung.surfaces.common import AppState
+from lumbung.state.db import Database, sqlite_url
 from tests.support.fake_backend import FakeBackend
 from tests.support.inprocess import InProcess, in_process, route
+from tests.support.ledger import ledger_rows
 from tests.support.surfaces import ANTHROPIC_MESSAGES, OLLAMA_CHAT, OPENAI_CHAT, Surface
 
 PRICES: dict[str, Any] = {"targets": {"a/m": {"input": 1000.0, "output": 2000.0}}}
@@ -27,23 +29,14 @@ TEAM = KeyPolicy(id="key_team", name="team", budget=2.5 * COST, period="day")
 FREE = KeyPolicy(id="key_free", name="free")
 
 
-class PolicyKeys(KeyRing):
-    """Keys that carry a virtual key's policy, as the key store's do (accounts/policy.py)."""
-
-    def __init__(self, policies: dict[str, KeyPolicy]) -> None:
-        super().__init__(list(policies))
-        self.policies = policies
-
-    def check(self, presented: str | None, *, admin: bool = False) -> Caller:
-        caller = super().check(presented, admin=admin)
-        return dataclasses.replace(caller, policy=self.policies.get(presented or ""))
-
-
-def with_keys(lb: InProcess, policies: dict[str, KeyPolicy]) -> None:
-    keys = PolicyKeys(policies)
-    state: AppState = lb.app.state.lumbung
-    state.keys = keys
-    lb.app._front.keys = keys  # type: ignore[attr-defined]  # the boundary's
+async def new_key(home: Path, policy: KeyPolicy, **database: Any) -> str:
+    """A virtual key made in the key store (as ``lumbung keys create`` does): its secret."""
+    db = await Database.at(database.get("database_url"), home).open()
+    try:
+        _, secret = await KeyStore(db).create(policy)
+    finally:
+        await db.close()
+    return secret
 
 
 def headers(surface: Surface, key: str) -> dict[str, str]:
@@ -54,7 +47,12 @@ def headers(surface: Surface, key: str) -> dict[str, str]:
 
 def server(home: Path, **options: Any) -> Any:
     return in_process(
-        home, providers={"a": FakeBackend("a")}, routes=[route("r", ["a"])], prices=PRICES, **options
+        home,
+        providers={"a": FakeBackend("a")},
+        routes=[route("r", ["a"])],
+        prices=PRICES,
+        api_keys=["k-config"],  # keys are on: virtual keys are checked too
+        **options,
     )
 
 
@@ -70,11 +68,11 @@ async def ask(lb: InProcess, surface: Surface, key: str) -> Any:
 async def test_past_its_budget_a_key_is_refused_with_insufficient_quota(
     tmp_path: Path, surface: Surface
 ) -> None:
+    team, free = await new_key(tmp_path, TEAM), await new_key(tmp_path, FREE)
     async with server(tmp_path) as lb:
-        with_keys(lb, {"k-team": TEAM, "k-free": FREE})
-        answered = [await ask(lb, surface, "k-team") for _ in range(3)]  # 0, 1 and 2 costs spent before
-        refused = await ask(lb, surface, "k-team")
-        other = await ask(lb, surface, "k-free")
+        answered = [await ask(lb, surface, team) for _ in range(3)]  # 0, 1 and 2 costs spent before
+        refused = await ask(lb, surface, team)
+        other = await ask(lb, surface, free)
     assert [r.status_code for r in answered] == [200, 200, 200]
     assert refused.status_code == 429 and other.status_code == 200
     assert surface.is_error_envelope(refused.json())
@@ -87,16 +85,19 @@ async def test_past_its_budget_a_key_is_refused_with_insufficient_quota(
         error = refused.json()["error"]
         assert (error["type"], error["code"]) == ("insufficient_quota", "insufficient_quota")
     assert len(lb.fake("a").requests) == 4  # the refused request never reached the provider
+    rows = await ledger_rows(sqlite_url(tmp_path))  # counted by the virtual keys' ids, the refusal too
+    keys = [r["key"] for r in rows]
+    assert len(set(keys)) == 2 and all(k.startswith("key_") for k in keys) and keys[3] == keys[0]
+    assert [r["error"] for r in rows] == [None, None, None, "insufficient_quota", None]
 
 
 async def test_spend_is_settled_from_the_ledger_after_a_restart(tmp_path: Path) -> None:
+    team = await new_key(tmp_path, TEAM)
     async with server(tmp_path) as lb:
-        with_keys(lb, {"k-team": TEAM})
         for _ in range(3):
-            assert (await ask(lb, OPENAI_CHAT, "k-team")).status_code == 200
+            assert (await ask(lb, OPENAI_CHAT, team)).status_code == 200
     async with server(tmp_path) as lb:
-        with_keys(lb, {"k-team": TEAM})
-        again = await ask(lb, OPENAI_CHAT, "k-team")
+        again = await ask(lb, OPENAI_CHAT, team)
     assert again.status_code == 429 and again.json()["error"]["code"] == "insufficient_quota"
 
 
@@ -111,15 +112,14 @@ def database(request: pytest.FixtureRequest) -> dict[str, Any]:
 async def test_instances_sharing_a_database_see_each_others_spend(
     tmp_path: Path, database: dict[str, Any]
 ) -> None:
+    team = await new_key(tmp_path, TEAM, **database)
     async with server(tmp_path, **database) as one, server(tmp_path, **database) as two:
-        with_keys(one, {"k-team": TEAM})
-        with_keys(two, {"k-team": TEAM})
-        assert (await ask(two, OPENAI_CHAT, "k-team")).status_code == 200  # ``two`` now watches the key
+        assert (await ask(two, OPENAI_CHAT, team)).status_code == 200  # ``two`` now watches the key
         for _ in range(2):
-            assert (await ask(one, OPENAI_CHAT, "k-team")).status_code == 200
+            assert (await ask(one, OPENAI_CHAT, team)).status_code == 200
         # ``two`` re-reads the spend after its next flushes: wait for that state, not for a time.
         for _ in range(200):
-            if (await ask(two, OPENAI_CHAT, "k-team")).status_code == 429:
+            if (await ask(two, OPENAI_CHAT, team)).status_code == 429:
                 break
             await asyncio.sleep(0.05)
         else:
