@@ -21,6 +21,8 @@ from dataclasses import replace
 from typing import Any, Protocol, TypeVar, cast
 
 from lumbung import record
+from lumbung.accounts import scopes
+from lumbung.accounts.policy import KeyPolicy
 from lumbung.aio import gather_or_cancel
 from lumbung.clock import TimerClock, monotonic, sleep
 from lumbung.config import LOCAL_JURISDICTION, Timeouts, allowed
@@ -185,12 +187,46 @@ class Gateway:
     # -- names -------------------------------------------------------------------------------------
 
     def resolve(self, name: str) -> Route:
+        """The route of public name ``name``, as far as the key of the request being served may use it
+        (accounts/scopes.py): 403 for a name outside its scope, or a route none of whose targets its
+        egress scope allows."""
         route = self._routes.get(name)
         if route is None:
             raise ModelNotFound(
                 f"The model `{name}` does not exist or you do not have access to it.", param="model"
             )
+        policy = scopes.current()
+        if policy is not None:
+            self._check_scope(policy, name, route)
         return route
+
+    def _check_scope(self, policy: KeyPolicy, name: str, route: Route) -> None:
+        if not scopes.names_allowed(policy, (route.name, *route.aliases)):
+            raise PermissionDenied(
+                f"This API key may not use model `{name}`; it may use: {scopes.scope_text(policy)}.",
+                param="model",
+                code="model_not_allowed",
+            )
+        if route.guarded and not any(self._reachable(policy, m) for m in route.members()):
+            raise PermissionDenied(
+                f"This API key's data may go only to {', '.join(policy.egress)} (and local models); "
+                f"no target of model `{name}` is there.",
+                param="model",
+                code="egress_denied",
+            )
+
+    @staticmethod
+    def _reachable(policy: KeyPolicy | None, member: Member) -> bool:
+        """Whether the key's egress scope lets its data go to ``member``'s provider."""
+        return scopes.egress_allowed(policy, member.state.provider.jurisdiction)
+
+    def visible(self, name: str) -> bool:
+        """Whether the key of the request being served may use ``name`` (listings show only those)."""
+        try:
+            self.resolve(name)
+        except (ModelNotFound, PermissionDenied):
+            return False
+        return True
 
     def route_name(self, name: str) -> str | None:
         """The route ``name`` resolves to (aliases folded into it), None for an unknown name: what
@@ -208,14 +244,18 @@ class Gateway:
         return list(seen.values())
 
     def models(self) -> list[ModelInfo]:
+        """Every model and route the key of the request being served may use."""
         out = [info for backend in self.backends for info in backend.models()]
         for name, route in self._routes.items():
             if name == route.name and route.guarded:
                 targets = [[m.key for m in tier] for tier in route.tiers]
                 out.append(ModelInfo(id=route.name, aliases=list(route.aliases), details={"tiers": targets}))
+        if scopes.current() is not None:
+            out = [info for info in out if self.visible(info.id)]
         return out
 
     def model(self, name: str) -> ModelInfo:
+        """One model's description (403 for one the key may not use, as ``resolve``)."""
         route = self.resolve(name)
         for info in self.models():
             if info.id == route.name:
@@ -291,9 +331,15 @@ class Gateway:
         stream = self._stream(route, key, start, whole=not request.stream)
         return self._tapped(route, request, stream, request.stream)
 
-    def _choose(self, route: Route, tried: set[Member], key: str | None) -> Member | None:
+    def _choose(
+        self, route: Route, tried: set[Member], key: str | None, policy: KeyPolicy | None = None
+    ) -> Member | None:
         for tier in route.tiers:
-            ready = [m for m in tier if m not in tried and m.state.blocked_for() == 0.0]
+            ready = [
+                m
+                for m in tier
+                if m not in tried and m.state.blocked_for() == 0.0 and self._reachable(policy, m)
+            ]
             if ready:
                 return choose(ready, key, self.rng, route.affinity_load_factor)
         return None
@@ -352,13 +398,14 @@ class Gateway:
         deadline = Deadline(self.request_timeout, self.clock)
         route.budget.record_request()
         notes = record.current.get()
+        policy = notes.caller.policy if notes is not None and notes.caller is not None else None
         tried: set[Member] = set()
         failures: list[tuple[Member, ApiError]] = []
         attempts, rounds = 0, 1
         while True:
-            member = self._choose(route, tried, key)
+            member = self._choose(route, tried, key, policy)
             if member is None:
-                pause = self._next_round_pause(route, rounds, deadline)
+                pause = self._next_round_pause(route, rounds, deadline, policy)
                 if pause is None:
                     raise self._exhausted(route, failures, deadline)
                 await sleep(self.clock, pause)
@@ -421,11 +468,17 @@ class Gateway:
         if notes is not None:
             notes.serving = state.key
 
-    def _next_round_pause(self, route: Route, rounds: int, deadline: Deadline) -> float | None:
+    def _next_round_pause(
+        self, route: Route, rounds: int, deadline: Deadline, policy: KeyPolicy | None = None
+    ) -> float | None:
         """How long to wait before another pass over the route, or None to give up."""
         if rounds >= MAX_ROUNDS:
             return None
-        waits = [m.state.blocked_for() for m in route.members() if not m.state.provider.is_cut_off]
+        waits = [
+            m.state.blocked_for()
+            for m in route.members()
+            if not m.state.provider.is_cut_off and self._reachable(policy, m)
+        ]
         soonest = min(waits, default=None)
         if soonest is None:
             return None
@@ -487,9 +540,10 @@ class Gateway:
 
     async def embed(self, name: str, inputs: EmbeddingInputs) -> Embeddings:
         route = self.resolve(name)
+        policy = scopes.current()
         last: ApiError | None = None
         for member in route.members():
-            if route.guarded and member.state.blocked_for() > 0:
+            if (route.guarded and member.state.blocked_for() > 0) or not self._reachable(policy, member):
                 continue
             self._check_egress(route, member.state.provider)
             # One call, not a stream: in flight while it runs, its prompt tokens noted as its usage.
@@ -515,8 +569,9 @@ class Gateway:
     async def count_tokens(self, request: Request) -> int:
         """Counted by the first available target that can count (the local engine, Anthropic)."""
         route = self.resolve(request.model)
+        policy = scopes.current()
         for member in route.members():
-            if route.guarded and member.state.blocked_for() > 0:
+            if (route.guarded and member.state.blocked_for() > 0) or not self._reachable(policy, member):
                 continue
             self._check_egress(route, member.state.provider)
             try:
