@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,6 +43,10 @@ class Rig:
     def url(self) -> str:
         return self.server.base_url
 
+    def loaded_model(self) -> str:
+        """The default local model, loaded at start-up."""
+        return next(m["id"] for m in self.operator_get("/ui/api/overview")["local"] if m["loaded"])
+
     def operator_get(self, path: str) -> Any:
         answer = httpx.get(self.url + path, headers={"Authorization": f"Bearer {OPERATOR}"}, timeout=30)
         answer.raise_for_status()
@@ -62,7 +69,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
             {"name": n, "kind": "openai", "base_url": u.base_url, "jurisdiction": "US", "timeouts": TIMEOUTS}
             for n, u in (("primary", primary), ("backup", backup))
         ],
-        "routes": [{"name": "chat", "tiers": [["primary/m1"], ["backup/m1"]]}],
+        "routes": [{"name": "chat", "tiers": [["primary/m1"], ["backup/m1"]], "record": True}],
         # Spend and savings to chart: the backup bills per token, the route's old API billed more.
         "prices": {
             "targets": {"backup/*": {"input": 1000.0, "output": 2000.0}},
@@ -151,9 +158,9 @@ def test_a_region_blocked_provider_shows_cut_off_live_and_the_failover_is_on_the
 
 
 def test_the_playground_streams_tokens_from_the_local_model(chromium: Any, rig: Rig) -> None:
-    local = [m["id"] for m in rig.operator_get("/ui/api/overview")["local"] if m["loaded"]]
+    local = rig.loaded_model()
     page = open_page(chromium, rig, "playground")
-    page.get_by_label("Model or route").select_option(local[0])
+    page.get_by_label("Model or route").select_option(local)
     page.get_by_label("System prompt").fill("You answer in one short sentence.")
     page.get_by_label("Temperature").fill("0")
     page.get_by_label("Message").fill("Name a colour.")
@@ -162,7 +169,7 @@ def test_the_playground_streams_tokens_from_the_local_model(chromium: Any, rig: 
     answer = page.locator(".msg.assistant .text").last
     assert answer.inner_text().strip()
     assert int(answer.get_attribute("data-chunks") or 0) > 1  # it came in pieces, as they were made
-    assert page.locator("#stat-target").inner_text() == f"local/{local[0]}"
+    assert page.locator("#stat-target").inner_text() == f"local/{local}"
     assert page.locator("#stat-ttft").inner_text().endswith(" s")
     assert float(page.locator("#stat-tps").inner_text()) > 0
     prompt, cached, completion = page.locator("#stat-tokens").inner_text().split(" / ")
@@ -217,4 +224,31 @@ def test_usage_shows_the_ledger_by_route_with_charts(chromium: Any, rig: Rig) ->
     assert page.locator("svg[data-series=savings] rect").count() >= 1  # less than the old API's
     assert chat["spend"] > 0 and chat["savings"] > 0
     shot(page, "usage")
+    page.close()
+
+
+def test_a_replay_report_is_listed_and_opened(chromium: Any, rig: Rig) -> None:
+    """`lumbung replay` of the route's own recording against the local model writes the report the
+    page lists and opens."""
+    with openai.OpenAI(base_url=rig.url + "/v1", api_key=API, max_retries=0) as client:
+        client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "Say hi."}])
+    recording = rig.server.home / "recordings" / "chat.jsonl"
+    deadline = time.monotonic() + 30  # written off the request's path, by the recorder's thread
+    while not (recording.is_file() and recording.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    local = rig.loaded_model()
+    replay = [sys.executable, "-m", "lumbung", "replay", "chat", "--against", local, "--url", rig.url]
+    replay += ["--api-key", OPERATOR, "--embedding-model", "none", "--limit", "1", "--seed", "1"]
+    done = subprocess.run(replay, env=rig.server.env, capture_output=True, text=True, timeout=300)
+    assert done.returncode in (0, 1), done.stderr  # 1: a threshold failed; the report is written either way
+    page = open_page(chromium, rig, "reports")
+    row = page.locator("#reports tr[data-report]").filter(has_text=f"on {local}").first
+    row.wait_for(timeout=WAIT)
+    assert "replay" in row.inner_text() and "recorded" in row.inner_text()
+    name = row.get_attribute("data-report")
+    page.get_by_role("button", name=f"Open {name}").click()
+    expect(page.locator("#report-h")).to_have_text(f"replay of chat on {local}", timeout=WAIT)
+    assert page.locator("#report-checks tr[data-check]").count() >= 1
+    assert page.locator("#report-metrics tbody tr").count() >= 1
+    shot(page, "reports")
     page.close()

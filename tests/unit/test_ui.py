@@ -15,6 +15,7 @@ import httpx
 from lumbung.clock import FakeClock
 from lumbung.errors import ProviderCutOff
 from lumbung.gateway.timeline import Timeline
+from lumbung.proof.report import Report
 from lumbung.store.pull import add_file
 from lumbung.store.refs import parse_reference
 from lumbung.store.store import ModelStore
@@ -194,3 +195,33 @@ async def test_usage_says_so_when_the_ledger_is_off(tmp_path: Path) -> None:
     async with in_process(tmp_path, usage_ledger=False) as lb:
         off = await lb.client.get("/ui/api/usage")
     assert off.status_code == 404 and "ledger" in off.json()["error"]["message"]
+
+
+async def test_reports_are_listed_newest_first_and_opened_by_name_only(tmp_path: Path) -> None:
+    folder = tmp_path / "reports"
+    old = Report("replay of app on m", "app.jsonl", "m", "recorded", 1.0, []).write_json(folder / "old.json")
+    os.utime(old, (1, 1))
+    Report("shadow report of r", "shadow-r.jsonl", "m", "shadow-live", 2.0, []).write_json(
+        folder / "new.json"
+    )
+    (folder / "new.html").write_text("<html><script>alert(1)</script></html>")
+    (folder / "broken.json").write_text("{")
+    os.utime(folder / "broken.json", (0, 0))
+    async with in_process(tmp_path) as lb:
+        listed = (await lb.client.get("/ui/api/reports")).json()
+        one = await lb.client.get("/ui/api/reports/old")
+        page = await lb.client.get("/ui/api/reports/new.html")
+        escapes = [await lb.client.get(f"/ui/api/reports/{n}") for n in ("..%2Fsecret", ".hidden", "nope")]
+    assert [r["name"] for r in listed["reports"]] == ["new", "old", "broken"]
+    new, older, broken = listed["reports"]
+    assert (new["kind"], new["html"], new["passed"], older["kind"], older["html"]) == (
+        "shadow",
+        True,
+        True,
+        "replay",
+        False,
+    )
+    assert broken["error"].startswith("unreadable")
+    assert one.json()["title"] == "replay of app on m"
+    assert page.headers["content-disposition"].startswith("attachment")  # never shown under /ui's origin
+    assert [r.status_code for r in escapes] == [404, 400, 404]

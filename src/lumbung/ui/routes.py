@@ -9,6 +9,8 @@ endpoints its scripts read (operator keys only when keys are configured, like ``
     GET  /ui/api/events           the two above as server-sent events, sent again when they change
     POST /ui/api/verify           re-hash a stored model's files (``lumbung verify``)
     GET  /ui/api/usage            the usage ledger in time buckets per group (ui/usage.py)
+    GET  /ui/api/reports          the migration reports under HOME/reports (ui/reports.py)
+    GET  /ui/api/reports/NAME     one report's JSON; NAME.html its HTML page, as a download
 
 Pulls and removals go through Ollama's ``/api/pull`` and ``/api/delete``, chats through
 ``/v1/chat/completions``: the dashboard has no second copy of them.
@@ -33,6 +35,7 @@ from lumbung.store.store import ModelStore
 from lumbung.surfaces import openai as oai
 from lumbung.surfaces.common import RequestLog, endpoint, read_body, sse_response, state_of
 from lumbung.ui import data
+from lumbung.ui import reports as ui_reports
 from lumbung.ui import usage as ui_usage
 from lumbung.ui.pages import PAGES, render
 from lumbung.ui.static import assets
@@ -194,6 +197,30 @@ async def usage(request: Request, entry: RequestLog) -> Response:
     return JSONResponse({"by": by, "currency": state.settings.prices.currency, **found.as_json()})
 
 
+@operator
+async def reports(request: Request, entry: RequestLog) -> Response:
+    home = state_of(request).settings.home
+    return JSONResponse(
+        {"folder": str(ui_reports.folder(home)), "reports": await asyncio.to_thread(ui_reports.listing, home)}
+    )
+
+
+@operator
+async def report(request: Request, entry: RequestLog) -> Response:
+    home = state_of(request).settings.home
+    name = request.path_params["name"]
+    if name.endswith(".html"):
+        # Someone else's page, possibly with scripts: saved, never shown under the dashboard's origin.
+        path = ui_reports.path_of(home, name.removesuffix(".html"), ".html")
+        headers = {
+            "Content-Disposition": f'attachment; filename="{path.name}"',
+            "X-Content-Type-Options": "nosniff",
+        }
+        return Response(await asyncio.to_thread(path.read_bytes), media_type="text/html", headers=headers)
+    path = ui_reports.path_of(home, name, ".json")
+    return Response(await asyncio.to_thread(path.read_bytes), media_type="application/json")
+
+
 def routes() -> list[BaseRoute]:
     return [
         Route("/ui", home, methods=["GET"]),
@@ -204,6 +231,8 @@ def routes() -> list[BaseRoute]:
         Route("/ui/api/events", events, methods=["GET"]),
         Route("/ui/api/verify", verify, methods=["POST"]),
         Route("/ui/api/usage", usage, methods=["GET"]),
+        Route("/ui/api/reports", reports, methods=["GET"]),
+        Route("/ui/api/reports/{name}", report, methods=["GET"]),
         Route("/ui/assets/{name}", asset, methods=["GET"]),
         Route("/ui/{page}", page, methods=["GET"]),
     ]
