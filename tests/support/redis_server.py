@@ -45,6 +45,13 @@ class RedisServer:
         path = self.folder / "redis.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
+    def restart(self) -> RedisServer:
+        """Stopped, then started again on the same port, empty (as after a crash without saving)."""
+        self.stop()
+        fresh = start_redis(self.folder, port=self.port)
+        self.proc = fresh.proc
+        return self
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -55,9 +62,10 @@ class RedisServer:
                 self.proc.wait()
 
 
-def start_redis(folder: Path, timeout: float = 30.0) -> RedisServer:
+def start_redis(folder: Path, timeout: float = 30.0, port: int | None = None) -> RedisServer:
+    """A redis-server on ``port`` (default: a free one), answering PING."""
     binary = ensure("redis-server", "redis-server")
-    port = free_port()
+    port = port or free_port()
     folder.mkdir(parents=True, exist_ok=True)
     args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder)]
     args += ["--save", "", "--appendonly", "no", "--logfile", str(folder / "redis.log")]

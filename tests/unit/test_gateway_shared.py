@@ -148,3 +148,16 @@ async def test_without_redis_each_instance_keeps_its_own_marks(tmp_path: Path) -
         assert provider(one, "a").is_cut_off and not provider(other, "a").is_cut_off
         assert provider(one, "a").marks is None
         assert not [w for w in one.gateway.watchers if isinstance(w, SharedState)]
+
+
+async def test_after_redis_comes_back_the_instances_listen_again(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    async with two(tmp_path, redis_server.url) as (one, other):
+        redis_server.restart()
+        # Each notices the loss, then subscribes again (and reads the marks in force: none now).
+        await until(lambda: not shared(other).listening or shared(other)._down, "the loss is noticed")
+        await until(lambda: shared(one).listening and shared(other).listening, "both listen again")
+        one.fake("a").then(Fail(ProviderCutOff(REGION)))
+        assert await ask(one) == 200
+        await until(lambda: provider(other, "a").is_cut_off, "the cut-off reaches the other instance")

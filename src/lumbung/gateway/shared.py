@@ -23,6 +23,8 @@ from collections.abc import Iterable
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from lumbung.gateway.state import ProviderState, TargetState
@@ -47,6 +49,11 @@ class SharedState:
         timeout: float = 2.0,
     ) -> None:
         self.redis = aioredis.Redis.from_url(url, socket_connect_timeout=timeout, health_check_interval=30)
+        # The subscription's own connection, never retried behind our back: a lost subscription must
+        # be noticed, to read the marks in force again once subscribed anew (``_listen``).
+        self.listener = aioredis.Redis.from_url(
+            url, socket_connect_timeout=timeout, health_check_interval=30, retry=Retry(NoBackoff(), 0)
+        )
         self.providers = {p.name: p for p in providers}
         self.targets: dict[str, list[TargetState]] = {}
         for target in targets:
@@ -109,13 +116,14 @@ class SharedState:
         for provider in self.providers.values():
             provider.marks = None
         await self.redis.aclose()
+        await self.listener.aclose()
 
     async def _listen(self) -> None:
         """Subscribe, then read the marks in force (subscribed first: none is missed between), then
         take each message as it comes; again from the start whenever Redis goes away."""
         while True:
             try:
-                async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                async with self.listener.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(CHANNEL)
                     await self._catch_up()
                     self._came_back()
