@@ -174,7 +174,7 @@ def wait_http(port: int, path: str, proc: subprocess.Popen[bytes], timeout: floa
 
 
 def start_all(
-    work: Path, litellm: str | None
+    work: Path, litellm: str | None, before: str | None = None
 ) -> tuple[dict[str, int], dict[str, int], list[subprocess.Popen[bytes]]]:
     procs = []
     mock = free_port()
@@ -200,7 +200,6 @@ def start_all(
         )
     )
     ports["floor"] = floor
-    lum = free_port()
     cfg = {
         "serve_default_model": False,
         "providers": [
@@ -214,25 +213,17 @@ def start_all(
         "routes": [{"name": "bench", "tiers": [["mock/bench"]]}],
     }
     (work / "lumbung.yaml").write_text(json.dumps(cfg))
-    log = (work / "lumbung.log").open("wb")
-    procs.append(
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "lumbung",
-                "serve",
-                "--port",
-                str(lum),
-                "--config",
-                str(work / "lumbung.yaml"),
-            ],
-            stdout=log,
-            stderr=log,
-            env={**os.environ, "LUMBUNG_HOME": str(work / "home")},
-        )
-    )
-    ports["lumbung"] = lum
+    servers = {"lumbung": None, **({"before": before} if before else {})}
+    for name, source in servers.items():
+        port = free_port()
+        env = {**os.environ, "LUMBUNG_HOME": str(work / f"home-{name}")}
+        if source is not None:  # another commit's source tree, first on the path
+            env["PYTHONPATH"] = str(Path(source) / "src")
+        log = (work / f"{name}.log").open("wb")
+        command = [sys.executable, "-m", "lumbung", "serve", "--port", str(port)]
+        command += ["--config", str(work / "lumbung.yaml")]
+        procs.append(subprocess.Popen(command, stdout=log, stderr=log, env=env))
+        ports[name] = port
     if litellm:
         lit = free_port()
         (work / "litellm.yaml").write_text(
@@ -259,11 +250,13 @@ def start_all(
             )
         )
         ports["litellm"] = lit
-    wait_http(floor, "/", procs[1])
-    wait_http(lum, "/health", procs[2])
+    by_name = dict(zip(ports, procs, strict=True))
+    wait_http(floor, "/", by_name["floor"])
+    for name in servers:
+        wait_http(ports[name], "/health", by_name[name])
     if litellm:
-        wait_http(ports["litellm"], "/health/liveliness", procs[3], timeout=300)
-    pids = dict(zip(ports, (p.pid for p in procs), strict=True))
+        wait_http(ports["litellm"], "/health/liveliness", by_name["litellm"], timeout=300)
+    pids = {name: p.pid for name, p in by_name.items()}
     return ports, pids, procs
 
 
@@ -384,6 +377,16 @@ def report(results: dict[str, dict[str, object]], names: list[str]) -> None:
             f"\n{mode}: lumbung adds {lum_light.p50_ms - floor.p50_ms:+.2f} ms p50 over the floor "
             "(a bare uvicorn + lumbung.engines.http1 relay)"
         )
+    if "before" in names:
+        for mode in ("whole", "stream"):
+            now, then = results[f"{mode}/lumbung"]["light"], results[f"{mode}/before"]["light"]
+            assert isinstance(now, Result) and isinstance(then, Result)
+            now_cpu, then_cpu = results[f"{mode}/lumbung"]["cpu_us"], results[f"{mode}/before"]["cpu_us"]
+            print(
+                f"\n{mode}: this tree vs before: p50 {now.p50_ms - then.p50_ms:+.2f} ms, "
+                f"CPU per request {now_cpu:.0f} vs {then_cpu:.0f} us, sustained "
+                f"{results[f'{mode}/lumbung']['sustained']} vs {results[f'{mode}/before']['sustained']} req/s"
+            )
     if "litellm" in names:
         for mode in ("whole", "stream"):
             lum, lit = results[f"{mode}/lumbung"]["sustained"], results[f"{mode}/litellm"]["sustained"]
@@ -401,12 +404,18 @@ def main() -> None:
     parser.add_argument(
         "--litellm", default=shutil.which("litellm") or "/work/.bench-cache/litellm-venv/bin/litellm"
     )
+    parser.add_argument(
+        "--before",
+        default=None,
+        help="Another commit's source tree (e.g. from `git archive`): served beside this one as "
+        "'before', same config, so a change is measured in the same run.",
+    )
     parser.add_argument("--seconds", type=float, default=3.0, help="Seconds of load per rate step.")
     parser.add_argument("--quick", action="store_true", help="Fewer rate steps.")
     args = parser.parse_args()
     litellm = args.litellm if args.litellm and Path(args.litellm).exists() else None
     work = Path(tempfile.mkdtemp(prefix="lumbung-bench-"))
-    ports, pids, procs = start_all(work, litellm)
+    ports, pids, procs = start_all(work, litellm, args.before)
     try:
         import uvloop
 

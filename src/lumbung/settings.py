@@ -37,7 +37,7 @@ from lumbung.config import (
     RouteConfig,
     check_gateway,
 )
-from lumbung.config.prices import Prices
+from lumbung.config.prices import Prices, check_prices
 from lumbung.errors import ConfigError
 
 # The embedded models (store/embedded.py): the default, and Gemma 3 270M beside it.
@@ -226,6 +226,8 @@ class Settings(BaseModel):
         if self.serve_default_model:
             local |= {DEFAULT_MODEL_ID, *DEFAULT_MODEL_ALIASES, GEMMA_MODEL_ID}
         check_gateway(self.providers, self.routes, self.egress, local)
+        routes = local | {r.name for r in self.routes}  # the ledger names a route by its name, not an alias
+        check_prices(self.prices, {"local", *(p.name for p in self.providers)}, routes)
         return self
 
     # Where each value came from (load_settings fills these): for messages at start-up.

@@ -4,6 +4,7 @@ price per route turn the ledger's rows into what `lumbung usage` and `/admin/usa
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,8 @@ from click.testing import CliRunner
 
 from lumbung.accounts.usage import parse_since
 from lumbung.cli import main
-from lumbung.errors import InvalidRequest, UpstreamError
+from lumbung.errors import ConfigError, InvalidRequest, UpstreamError
+from lumbung.settings import load_settings
 from lumbung.state.db import sqlite_url
 from tests.support.fake_backend import Fail, FakeBackend
 from tests.support.inprocess import MODEL, in_process, route
@@ -100,8 +102,9 @@ def test_lumbung_usage_prints_spend_and_savings(tmp_path: Path) -> None:
     import asyncio
 
     async def traffic() -> None:
+        prices = {**PRICES, "targets": {"a/m": PRICES["targets"]["a/m"]}}
         async with in_process(
-            tmp_path, providers={"a": FakeBackend("a")}, routes=[route("r", ["a"])], prices=PRICES
+            tmp_path, providers={"a": FakeBackend("a")}, routes=[route("r", ["a"])], prices=prices
         ) as lb:
             for _ in range(2):
                 ok = await lb.client.post(OPENAI_CHAT.path, json=OPENAI_CHAT.body("r", stream=False))
@@ -109,7 +112,15 @@ def test_lumbung_usage_prints_spend_and_savings(tmp_path: Path) -> None:
 
     asyncio.run(traffic())
     config = tmp_path / "lumbung.yaml"
-    config.write_text(yaml.safe_dump({"home": str(tmp_path), "serve_default_model": False, "prices": PRICES}))
+    provider = {"name": "a", "kind": "openai", "base_url": "http://127.0.0.1:9/v1", "jurisdiction": "ID"}
+    settings = {
+        "home": str(tmp_path),
+        "serve_default_model": False,
+        "providers": [provider],
+        "routes": [route("r", ["a"])],
+        "prices": {**PRICES, "targets": {"a/m": PRICES["targets"]["a/m"]}},
+    }
+    config.write_text(yaml.safe_dump(settings))
     runner = CliRunner()
     shown = runner.invoke(main, ["usage", "--config", str(config), "--by", "route"])
     assert shown.exit_code == 0, shown.output
@@ -134,3 +145,41 @@ def test_since_reads_durations_and_iso_times() -> None:
     assert parse_since(None) is None
     with pytest.raises(InvalidRequest):
         parse_since("soon")
+
+
+@pytest.mark.parametrize(
+    ("prices", "said"),
+    [
+        ({"targets": {"nobody/m": {"input": 1}}}, "'nobody/m' names no configured provider"),
+        ({"routes": {"chta": {"input": 1}}}, "'chta' is not a route"),
+        ({"targets": {"a": {"input": 1}}}, "must look like `provider/model`"),
+        ({"targets": {"a/m": {"input": -1}}}, "greater than or equal to 0"),
+    ],
+)
+def test_prices_naming_nothing_are_refused_at_start_up(
+    tmp_path: Path, prices: dict[str, Any], said: str
+) -> None:
+    config = tmp_path / "lumbung.yaml"
+    settings = {
+        "serve_default_model": False,
+        "providers": [
+            {"name": "a", "kind": "openai", "base_url": "http://127.0.0.1:9/v1", "jurisdiction": "ID"}
+        ],
+        "routes": [{"name": "chat", "tiers": [["a/m"]]}],
+        "prices": prices,
+    }
+    config.write_text(yaml.safe_dump(settings))
+    with pytest.raises(ConfigError, match=re.escape(said)):
+        load_settings(config, environ={})
+
+
+def test_lumbung_config_hides_the_database_password(tmp_path: Path) -> None:
+    config = tmp_path / "lumbung.yaml"
+    config.write_text(
+        yaml.safe_dump({"database_url": "postgresql+asyncpg://ledger:s3cret@db.internal/lumbung"})
+    )
+    shown = CliRunner().invoke(main, ["config", "--config", str(config)])
+    assert shown.exit_code == 0, shown.output
+    assert (
+        "s3cret" not in shown.output and "postgresql+asyncpg://ledger:***@db.internal/lumbung" in shown.output
+    )

@@ -62,3 +62,18 @@ class Prices(BaseModel):
         if found is None:
             found = self.targets.get(target.partition("/")[0] + "/*")
         return found
+
+
+def check_prices(prices: Prices, providers: set[str], routes: set[str]) -> None:
+    """Every priced target names a configured provider, every reference price a route (or a local
+    model's own name): a misspelt one would leave spend or savings silently empty."""
+    from lumbung.config.routes import GatewayConfigError
+
+    for name in prices.targets:
+        if name.partition("/")[0] not in providers:
+            raise GatewayConfigError(
+                f"prices: {name!r} names no configured provider", ("prices", "targets", name)
+            )
+    for name in prices.routes:
+        if name not in routes:
+            raise GatewayConfigError(f"prices: {name!r} is not a route", ("prices", "routes", name))
