@@ -116,6 +116,31 @@ async def test_tokens_are_reserved_from_the_body_and_settled_with_the_usage(
     assert int(second.headers["x-ratelimit-remaining-tokens"]) == 10_000 - 5 - reserved
 
 
+async def test_a_cut_stream_keeps_its_reservation_and_a_failed_request_gets_it_back(tmp_path: Path) -> None:
+    surface = OPENAI_CHAT
+    async with limited(tmp_path, tpm=10_000) as lb:
+        auth = headers(surface, "k1")
+        body = surface.body(MODEL, stream=True)
+        reserved = estimate(httpx.Request("POST", surface.path, json=body).content)
+
+        async def remaining() -> int:
+            # A request that fails before answering: it shows the bucket, then gives its tokens back.
+            lb.local.then(Fail(UpstreamError("broke")))
+            response = await lb.client.post(surface.path, json=body, headers=auth)
+            assert response.status_code >= 500
+            return int(response.headers["x-ratelimit-remaining-tokens"]) + reserved
+
+        assert await remaining() == 10_000
+        assert await remaining() == 10_000  # the failed one cost nothing
+        lb.local.then(Hang(after=1))
+        async with lb.client.stream("POST", surface.path, json=body, headers=auth) as response:
+            assert response.status_code == 200
+            await until(lambda: lb.local.hanging == 1)
+        await until(lambda: lb.local.open_streams == 0)
+        # Cut after its first words, its usage never reported: the estimate stands.
+        assert await remaining() == 10_000 - reserved
+
+
 async def test_past_the_tokens_limit_is_429_naming_tokens(tmp_path: Path) -> None:
     async with limited(tmp_path, tpm=100) as lb:
         body = {**OPENAI_CHAT.body(MODEL, stream=False), "max_tokens": 90}

@@ -247,6 +247,16 @@ async def _buffered(receive: Receive) -> tuple[bytes, Receive]:
     return b"".join(body), replay
 
 
+def _used(rec: RequestRecord, grant: Grant) -> int:
+    """Tokens a request used, for its key's tokens limit: what its answers reported; none when nothing
+    answered; the estimate when an answer began but never reported (a stream cut halfway), so
+    hanging up on a long answer does not make it free."""
+    usage = rec.usage
+    if usage is not None:
+        return usage.prompt_tokens + usage.completion_tokens
+    return grant.tokens if rec.first_token_seconds is not None else 0
+
+
 def _headers(scope: Scope) -> dict[bytes, bytes]:
     """The headers the boundary reads (ASGI gives names lower-cased); the first of each wins."""
     found: dict[bytes, bytes] = {}
@@ -331,9 +341,7 @@ class Boundary:
         finally:
             hang_up.stop()
             if grant is not None and self.limits is not None:
-                usage = rec.usage
-                used = usage.prompt_tokens + usage.completion_tokens if usage is not None else 0
-                self.limits.limiter.finish(grant, used)
+                self.limits.limiter.finish(grant, _used(rec, grant))
             if not reply.started:  # no answer at all: the client left before it
                 rec.status = 499
                 rec.error = rec.error or "client_disconnected"
