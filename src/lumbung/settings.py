@@ -212,6 +212,13 @@ class Settings(BaseModel):
         "per request is exported to its /v1/traces. Unset: no traces. Needs `pip install 'lumbung[otel]'`.",
     )
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://HOST:PORT/DB, rediss://... (TLS) or unix://PATH URL")
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _level(cls, value: str) -> str:

@@ -77,6 +77,13 @@ def test_an_object_setting_is_read_as_json_from_the_environment() -> None:
     assert settings.key_limits == KeyLimitsConfig(rpm=60, max_concurrent=2)
 
 
+def test_a_redis_url_that_is_not_one_is_refused_by_name() -> None:
+    with pytest.raises(ConfigError, match=r"redis_url: .*redis://HOST:PORT"):
+        load_settings(None, environ={"LUMBUNG_REDIS_URL": "localhost:6379"})
+    settings, _ = load_settings(None, environ={"LUMBUNG_REDIS_URL": "rediss://cache.internal:6380/2"})
+    assert settings.redis_url == "rediss://cache.internal:6380/2"
+
+
 def test_optional_list_setting_is_split_from_the_environment() -> None:
     settings, sources = load_settings(None, environ={"LUMBUNG_EGRESS": "ID, US"})
     assert settings.egress == ["ID", "US"] and sources["egress"] == "env LUMBUNG_EGRESS"
