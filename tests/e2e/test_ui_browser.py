@@ -252,3 +252,27 @@ def test_a_replay_report_is_listed_and_opened(chromium: Any, rig: Rig) -> None:
     assert page.locator("#report-metrics tbody tr").count() >= 1
     shot(page, "reports")
     page.close()
+
+
+UNLABELLED = """() => [...document.querySelectorAll("input, select, textarea, button")]
+    .filter((c) => c.offsetParent !== null || c.closest("#page"))
+    .filter((c) => !(c.labels && c.labels.length) && !c.getAttribute("aria-label") && !c.textContent.trim())
+    .map((c) => c.outerHTML)"""
+
+
+@pytest.mark.parametrize("name", ["overview", "models", "playground", "usage", "keys", "reports"])
+def test_every_control_has_a_label_and_the_page_works_by_keyboard(chromium: Any, rig: Rig, name: str) -> None:
+    page = chromium.new_page()
+    page.goto(f"{rig.url}/ui/{name}")
+    page.locator("#login-key:focus").wait_for(timeout=WAIT)  # the key field takes the focus
+    page.keyboard.type(OPERATOR)
+    page.keyboard.press("Enter")
+    page.locator("#page").wait_for(state="visible", timeout=WAIT)
+    page.reload()  # still logged in: the tab keeps the key for its session
+    page.locator("#page").wait_for(state="visible", timeout=WAIT)
+    page.keyboard.press("Tab")  # from the top: the skip link, then the pages
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.getAttribute('href')") == "/ui/overview"
+    assert page.evaluate(UNLABELLED) == []
+    page.close()

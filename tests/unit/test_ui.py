@@ -19,6 +19,7 @@ from lumbung.proof.report import Report
 from lumbung.store.pull import add_file
 from lumbung.store.refs import parse_reference
 from lumbung.store.store import ModelStore
+from lumbung.ui.static import assets
 from tests.support.fake_backend import Fail, FakeBackend
 from tests.support.gguf_files import write_gguf
 from tests.support.inprocess import in_process, route
@@ -225,3 +226,8 @@ async def test_reports_are_listed_newest_first_and_opened_by_name_only(tmp_path:
     assert one.json()["title"] == "replay of app on m"
     assert page.headers["content-disposition"].startswith("attachment")  # never shown under /ui's origin
     assert [r.status_code for r in escapes] == [404, 400, 404]
+
+
+def test_the_whole_ui_stays_small_on_the_wire() -> None:
+    """What a slow link carries for every page together, once (then cached by hash): under 32 KiB."""
+    assert sum(len(a.gzipped) for a in assets().values()) < 32 * 1024
