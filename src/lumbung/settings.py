@@ -129,6 +129,14 @@ class Settings(BaseModel):
     request_timeout: float = Field(
         default=600.0, gt=0, description="Seconds a request may run before it is ended."
     )
+    stream_keepalive: float = Field(
+        default=15.0,
+        ge=0,
+        description="Seconds a streamed answer waits for its first token before it starts without it "
+        "and then sends a keep-alive (an SSE comment, an Anthropic `ping`, an empty Ollama line) each "
+        "time this long passes, so clients and proxies do not give up while a long prompt is read. "
+        "0: never (the answer waits for its first token).",
+    )
     keep_alive: float = Field(
         default=300.0,
         description="Seconds an idle model stays loaded (negative: forever). Ollama clients may change "

@@ -53,7 +53,7 @@ def test_a_turn_on_the_local_model(start_server: object, agent_project: Path) ->
     """Claude Code's first prompt is ~19k tokens: the embedded gemma3:270m (trained on 32k) serves it
     with its whole context. On a small CPU the prompt alone takes minutes."""
     srv: ServerProcess = start_server(config=LOCAL)  # type: ignore[operator]
-    run = claude_code(srv.base_url, MODEL, "Say hi.", workdir=agent_project, timeout=3300, slow=True)
+    run = claude_code(srv.base_url, MODEL, "Say hi.", workdir=agent_project, timeout=3300)
     assert run.returncode == 0, run
     assert run.stdout.strip(), run
     assert "Traceback" not in srv.logs()

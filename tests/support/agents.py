@@ -96,16 +96,13 @@ def run(cmd: list[str], *, cwd: Path, env: dict[str, str], timeout: float) -> Ru
     return Run(done.returncode, done.stdout, done.stderr)
 
 
-def claude_code(
-    base_url: str, model: str, prompt: str, *, workdir: Path, timeout: float, slow: bool = False
-) -> Run:
+def claude_code(base_url: str, model: str, prompt: str, *, workdir: Path, timeout: float) -> Run:
     """``claude -p PROMPT`` (print mode, default settings) with ANTHROPIC_BASE_URL at lumbung.
 
-    ``slow``: a prompt that takes minutes to read. lumbung answers once the first token exists; Claude
-    Code gives up on a request after 300 s without a byte unless told to wait (its Bun fetch timeout,
-    lifted by API_FORCE_IDLE_TIMEOUT=false, then the SDK's API_TIMEOUT_MS).
+    A prompt that takes minutes to read needs no setting: lumbung starts the answer and sends
+    Anthropic's ``ping`` events until the first token (surfaces/keepalive.py), so Claude Code's idle
+    timeout (~300 s) never fires.
     """
-    waits = {"API_FORCE_IDLE_TIMEOUT": "false", "API_TIMEOUT_MS": str(int(timeout * 1000))} if slow else {}
     env = offline_env(
         workdir.parent / "claude-home",
         ANTHROPIC_BASE_URL=base_url,
@@ -117,7 +114,6 @@ def claude_code(
         # The small model for background work (titles, summaries) is the same route.
         ANTHROPIC_SMALL_FAST_MODEL=model,
         ANTHROPIC_DEFAULT_HAIKU_MODEL=model,
-        **waits,
     )
     return run(
         [str(agent_binary("claude")), "-p", prompt, "--model", model], cwd=workdir, env=env, timeout=timeout

@@ -8,6 +8,8 @@ layer: no model, no sockets. Each call to ``stream`` takes the next step of ``sc
     Say(texts)      one chunk per text, then a finish chunk with usage
     "empty"         ends without a single chunk
     "truncated"     one chunk of text, then ends without a finish reason
+    Slow(gate, e)   nothing until the test sets ``gate`` (a prompt still being read), then "ok", or
+                    raises ``e``
 
 Everything it saw is recorded: the requests, how many streams were opened, and how many were closed
 (a closed stream is how a cancellation reaches a backend).
@@ -45,7 +47,13 @@ class Say:
     texts: tuple[str, ...]
 
 
-Step = str | Fail | Hang | Crash | Say
+@dataclass(frozen=True)
+class Slow:
+    gate: asyncio.Event
+    error: ApiError | None = None
+
+
+Step = str | Fail | Hang | Crash | Say | Slow
 
 
 @dataclass
@@ -79,6 +87,10 @@ class FakeBackend:
         try:
             if step == "empty":
                 return
+            if isinstance(step, Slow):
+                await step.gate.wait()
+                if step.error is not None:
+                    raise step.error
             if isinstance(step, Say):
                 for text in step.texts:
                     yield Chunk(text=text)

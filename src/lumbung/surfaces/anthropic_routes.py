@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -17,10 +19,12 @@ from lumbung.surfaces.common import (
     state_of,
     unless_disconnected,
 )
-from lumbung.surfaces.relay import first_chunk, interleave, relay
+from lumbung.surfaces.keepalive import Framing, keep_alive_of, start
+from lumbung.surfaces.relay import interleave, relay
 from lumbung.types import Chunk, Usage
 
 anthropic_endpoint = endpoint(ant.error_body)
+PING = sse_event("ping", {"type": "ping"})
 
 
 def _check_version(request: Request) -> None:
@@ -47,20 +51,18 @@ async def messages(request: Request, entry: RequestLog) -> Response:
         entry.completion_tokens = completion.usage.completion_tokens
         return _with_request_id(JSONResponse(ant.message_body(chat, model, completion, options)), entry)
     stream = state.gateway.stream(chat)
-    first = await first_chunk(request, stream)
-    entry.stream = True
     writer = ant.EventWriter(chat, model, options)
-    # message_start reports the input before any output: the local engine says it (cache reuse
-    # included) on the first chunk; for other backends it is counted.
-    prompt = first.prompt_usage
-    if prompt is None:
+
+    async def counted() -> Usage:
         try:
-            prompt = Usage(await state.gateway.count_tokens(chat))
+            return Usage(await state.gateway.count_tokens(chat))
         except UnsupportedParameter:
-            prompt = Usage()  # a route whose providers cannot count: message_delta has the usage
-        except BaseException:
-            await stream.aclose()
-            raise
+            return Usage()  # a route whose providers cannot count: message_delta has the usage
+
+    async def early() -> list[bytes]:
+        # Anthropic's own order: message_start (the input as counted), then pings while it works.
+        events = writer.start(await counted())
+        return [sse_event(name, data) for name, data in events if name != "ping"]
 
     def render(index: int, chunk: Chunk) -> list[bytes]:
         return [sse_event(name, data) for name, data in writer.events(chunk)]
@@ -68,10 +70,24 @@ async def messages(request: Request, entry: RequestLog) -> Response:
     def fail(exc: ApiError) -> bytes:
         return sse_event("error", ant.error_body(exc))
 
-    head = [sse_event(name, data) for name, data in writer.start(prompt)]
-    return _with_request_id(
-        sse_response(relay(interleave([stream], [first]), render, fail, entry, head=head)), entry
-    )
+    async def answer(firsts: list[Chunk], started: bool) -> AsyncIterator[bytes]:
+        head: list[bytes] = []
+        if not started:
+            # message_start reports the input before any output: the local engine says it (cache
+            # reuse included) on the first chunk; for other backends it is counted.
+            prompt = firsts[0].prompt_usage
+            if prompt is None:
+                try:
+                    prompt = await counted()
+                except BaseException:
+                    await stream.aclose()
+                    raise
+            head = [sse_event(name, data) for name, data in writer.start(prompt)]
+        return relay(interleave([stream], firsts), render, fail, entry, head=head)
+
+    framing = Framing(answer, fail, beat=lambda: PING, early=early)
+    events = await start(request, [stream], keep_alive_of(state), framing, entry)
+    return _with_request_id(sse_response(events), entry)
 
 
 @anthropic_endpoint

@@ -345,6 +345,16 @@ class LineWriter:
             else:
                 self.calls[-1].arguments += call.arguments
 
+    def waiting(self) -> dict[str, Any]:
+        """A chunk that adds nothing: sent while the prompt is still being read (keep-alive)."""
+        out: dict[str, Any] = {"model": self.model, "created_at": now_iso()}
+        if self.chat:
+            out["message"] = {"role": "assistant", "content": ""}
+        else:
+            out["response"] = ""
+        out["done"] = False
+        return out
+
     def body(self, chunk: Chunk) -> dict[str, Any] | None:
         self.timer.mark()
         thinking = chunk.reasoning if self.call.think else ""

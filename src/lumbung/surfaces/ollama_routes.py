@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.requests import Request
@@ -17,8 +18,9 @@ from lumbung.engines.base import Collector
 from lumbung.errors import ApiError, InvalidRequest, NotFound, UnsupportedParameter
 from lumbung.surfaces import ollama as oll
 from lumbung.surfaces.common import AppState, RequestLog, endpoint, read_body, state_of, unless_disconnected
+from lumbung.surfaces.keepalive import Framing, keep_alive_of, start
 from lumbung.surfaces.ollama_wire import ChatIn, EmbeddingsIn, EmbedIn, GenerateIn, ShowIn
-from lumbung.surfaces.relay import interleave, open_all, relay
+from lumbung.surfaces.relay import interleave, relay
 from lumbung.types import ChatRequest, Chunk, CompletionRequest, ModelInfo
 
 ollama_endpoint = endpoint(oll.error_body)
@@ -61,8 +63,6 @@ async def _answer(
     if not call.stream:
         return JSONResponse(await unless_disconnected(request, _whole(state, core, writer, entry)))
     stream = state.gateway.stream(core)
-    firsts = await open_all(request, [stream])
-    entry.stream = True
 
     def render(index: int, chunk: Chunk) -> list[bytes]:
         body = writer.body(chunk)
@@ -71,9 +71,14 @@ async def _answer(
     def fail(exc: ApiError) -> bytes:
         return _line(oll.error_body(exc))
 
-    return StreamingResponse(
-        relay(interleave([stream], firsts), render, fail, entry), media_type="application/x-ndjson"
-    )
+    async def answer(firsts: list[Chunk], early: bool) -> AsyncIterator[bytes]:
+        return relay(interleave([stream], firsts), render, fail, entry)
+
+    # NDJSON has no comments: a slow first token is waited out with lines of empty content, which
+    # every Ollama client reads as a chunk that adds nothing (docs/api-compatibility.md).
+    framing = Framing(answer, fail, beat=lambda: _line(writer.waiting()))
+    events = await start(request, [stream], keep_alive_of(state), framing, entry)
+    return StreamingResponse(events, media_type="application/x-ndjson")
 
 
 async def _whole(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -18,7 +20,8 @@ from lumbung.surfaces.common import (
     state_of,
     unless_disconnected,
 )
-from lumbung.surfaces.relay import interleave, open_all, relay
+from lumbung.surfaces.keepalive import SSE_KEEPALIVE, Framing, keep_alive_of, start
+from lumbung.surfaces.relay import interleave, relay
 from lumbung.types import Chunk
 
 openai_endpoint = endpoint(oai.error_body)
@@ -39,8 +42,6 @@ async def completions(request: Request, entry: RequestLog) -> Response:
         entry.completion_tokens = answer["usage"]["completion_tokens"]
         return JSONResponse(answer)
     streams = [state.gateway.stream(r) for r in call.requests]
-    firsts = await open_all(request, streams)
-    entry.stream = True
     writer = oc.CompletionChunkWriter(call, model)
 
     def render(index: int, chunk: Chunk) -> list[bytes]:
@@ -49,10 +50,18 @@ async def completions(request: Request, entry: RequestLog) -> Response:
     def fail(exc: ApiError) -> bytes:
         return sse_data(oai.error_body(exc))
 
-    events = relay(
-        interleave(streams, firsts), render, fail, entry, tail=b"data: [DONE]\n\n", choices_per_prompt=call.n
-    )
-    return sse_response(events)
+    async def rest(firsts: list[Chunk], early: bool) -> AsyncIterator[bytes]:
+        return relay(
+            interleave(streams, firsts),
+            render,
+            fail,
+            entry,
+            tail=b"data: [DONE]\n\n",
+            choices_per_prompt=call.n,
+        )
+
+    framing = Framing(rest, fail, beat=lambda: SSE_KEEPALIVE)
+    return sse_response(await start(request, streams, keep_alive_of(state), framing, entry))
 
 
 def routes() -> list[BaseRoute]:

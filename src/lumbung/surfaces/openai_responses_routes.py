@@ -30,9 +30,10 @@ from lumbung.surfaces.common import (
     state_of,
     unless_disconnected,
 )
+from lumbung.surfaces.keepalive import SSE_KEEPALIVE, Framing, keep_alive_of, start
 from lumbung.surfaces.openai_responses_stream import ResponseEventWriter
 from lumbung.surfaces.openai_responses_tools import in_wire_terms
-from lumbung.surfaces.relay import interleave, open_all, relay
+from lumbung.surfaces.relay import interleave, relay
 from lumbung.types import Chunk, Message
 
 log = logging.getLogger(__name__)
@@ -127,8 +128,6 @@ async def _answer(request: Request, entry: RequestLog, call: orr.ResponsesCall) 
         return JSONResponse(answer)
     store = await store_of(request) if call.store else None
     stream = state.gateway.stream(chat)
-    firsts = await open_all(request, [stream])
-    entry.stream = True
     writer = ResponseEventWriter(call, model)
     last: list[tuple[str, dict[str, Any]]] = []  # the closing event, held until the response is stored
 
@@ -143,14 +142,15 @@ async def _answer(request: Request, entry: RequestLog, call: orr.ResponsesCall) 
         in_wire_terms(exc, call.tools)
         return b"".join(sse_event(name, data) for name, data in writer.failed(exc))
 
-    async def events() -> AsyncIterator[bytes]:
-        async for piece in relay(
-            interleave([stream], firsts),
-            render,
-            fail,
-            entry,
-            head=[sse_event(n, d) for n, d in writer.start()],
-        ):
+    def opening() -> list[bytes]:
+        return [sse_event(n, d) for n, d in writer.start()]
+
+    async def early() -> list[bytes]:
+        return opening()  # response.created and response.in_progress, then SSE comments
+
+    async def events(firsts: list[Chunk], started: bool) -> AsyncIterator[bytes]:
+        head = [] if started else opening()
+        async for piece in relay(interleave([stream], firsts), render, fail, entry, head=head):
             yield piece
         if store is not None and last:
             # Stored before the client hears it is done, so a previous_response_id sent right
@@ -159,7 +159,11 @@ async def _answer(request: Request, entry: RequestLog, call: orr.ResponsesCall) 
             await _save(store, call.id, writer.final_body(), call.input_items, conversation, caller)
             yield sse_event(*last[0])
 
-    return sse_response(events())
+    async def rest(firsts: list[Chunk], started: bool) -> AsyncIterator[bytes]:
+        return events(firsts, started)
+
+    framing = Framing(rest, fail, beat=lambda: SSE_KEEPALIVE, early=early)
+    return sse_response(await start(request, [stream], keep_alive_of(state), framing, entry))
 
 
 @openai_endpoint

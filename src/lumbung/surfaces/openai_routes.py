@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.requests import Request
@@ -20,7 +21,8 @@ from lumbung.surfaces.common import (
     state_of,
     unless_disconnected,
 )
-from lumbung.surfaces.relay import interleave, open_all, relay
+from lumbung.surfaces.keepalive import SSE_KEEPALIVE, Framing, keep_alive_of, start
+from lumbung.surfaces.relay import interleave, relay
 from lumbung.types import Chunk, ModelInfo
 
 log = logging.getLogger(__name__)
@@ -89,9 +91,6 @@ async def chat_completions(request: Request, entry: RequestLog) -> Response:
         entry.completion_tokens = answer["usage"]["completion_tokens"]
         return JSONResponse(answer)
     streams = [state.gateway.stream(r) for r in choices]
-    # The first chunks are awaited before answering: until then any failure is a plain HTTP error.
-    firsts = await open_all(request, streams)
-    entry.stream = True
     writer = oai.ChunkWriter(chat, model, options.include_usage, options.n, options.logprobs)
 
     def render(index: int, chunk: Chunk) -> list[bytes]:
@@ -100,16 +99,21 @@ async def chat_completions(request: Request, entry: RequestLog) -> Response:
     def fail(exc: ApiError) -> bytes:
         return sse_data(oai.error_body(exc))
 
-    # After the first byte, errors travel inside the stream; a stream never ends in silence.
-    events = relay(
-        interleave(streams, firsts),
-        render,
-        fail,
-        entry,
-        tail=b"data: [DONE]\n\n",
-        choices_per_prompt=options.n,
-    )
-    return sse_response(events)
+    async def rest(firsts: list[Chunk], early: bool) -> AsyncIterator[bytes]:
+        # After the first byte, errors travel inside the stream; a stream never ends in silence.
+        return relay(
+            interleave(streams, firsts),
+            render,
+            fail,
+            entry,
+            tail=b"data: [DONE]\n\n",
+            choices_per_prompt=options.n,
+        )
+
+    # The first chunks are awaited before answering (until then any failure is a plain HTTP error),
+    # unless they take long: then SSE comments keep the connection alive (surfaces/keepalive.py).
+    framing = Framing(rest, fail, beat=lambda: SSE_KEEPALIVE)
+    return sse_response(await start(request, streams, keep_alive_of(state), framing, entry))
 
 
 def routes() -> list[BaseRoute]:

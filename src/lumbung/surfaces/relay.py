@@ -2,7 +2,8 @@
 
 A surface supplies how a chunk and an error are framed; this module owns the rules every stream
 keeps: the first chunk is awaited before the answer starts (until then a failure is a plain HTTP
-error), later errors travel inside the stream, a stream never ends in silence, and a client that
+error; a slow one is waited out with keep-alives, surfaces/keepalive.py), later errors travel inside
+the stream, a stream never ends in silence, and a client that
 goes away cancels the backend.
 """
 
@@ -21,10 +22,6 @@ from lumbung.surfaces.common import RequestLog, unless_disconnected
 from lumbung.types import Chunk, Completion
 
 log = logging.getLogger(__name__)
-
-
-async def first_chunk(request: Request, stream: AsyncGenerator[Chunk, None]) -> Chunk:
-    return (await open_all(request, [stream]))[0]
 
 
 async def relay(
