@@ -89,7 +89,7 @@ def shot(page: Any, name: str) -> None:
     folder = os.environ.get("LUMBUNG_SCREENSHOTS")
     if folder:
         Path(folder).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
+        page.screenshot(path=str(Path(folder) / f"{name}.png"))  # the viewport: small files
 
 
 def open_page(chromium: Any, rig: Rig, name: str) -> Any:
