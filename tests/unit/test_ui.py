@@ -21,6 +21,7 @@ from lumbung.store.refs import parse_reference
 from lumbung.store.store import ModelStore
 from lumbung.ui.static import assets
 from tests.support.fake_backend import Fail, FakeBackend
+from tests.support.fake_upstream import FakeUpstream
 from tests.support.gguf_files import write_gguf
 from tests.support.inprocess import in_process, route
 
@@ -231,3 +232,27 @@ async def test_reports_are_listed_newest_first_and_opened_by_name_only(tmp_path:
 def test_the_whole_ui_stays_small_on_the_wire() -> None:
     """What a slow link carries for every page together, once (then cached by hash): under 32 KiB."""
     assert sum(len(a.gzipped) for a in assets().values()) < 32 * 1024
+
+
+async def test_the_pass_through_path_names_its_target_and_feeds_the_timeline(tmp_path: Path) -> None:
+    """Bytes forwarded to OpenAI-compatible upstreams (surfaces/openai_passthrough.py) take the same
+    attempt loop: the header and the timeline are the same as on the typed path."""
+    a, b = FakeUpstream("a", words=3), FakeUpstream("b", words=3)
+    servers = [await a.serve(), await b.serve()]
+    a.set("403_region")
+    try:
+        routes = [route("r", ["a"], ["b"])]
+        async with in_process(tmp_path, providers={"a": a.base_url, "b": b.base_url}, routes=routes) as lb:
+            assert lb.gateway.forwards("r") == "r"  # the pass-through path, not the typed one
+            whole = await lb.client.post("/v1/chat/completions", json=CHAT)
+            async with lb.client.stream("POST", "/v1/chat/completions", json={**CHAT, "stream": True}) as s:
+                streamed = s.headers.get("x-lumbung-target")
+                await s.aread()
+            body = (await lb.client.get("/ui/api/overview")).json()
+    finally:
+        for server in servers:
+            server.close()
+            await server.wait_closed()
+    assert whole.headers["x-lumbung-target"] == streamed == "b/m"
+    [outage] = body["timeline"]
+    assert (outage["provider"], outage["to"], outage["moved"]) == ("a", "b/m", 1)  # then a was skipped
