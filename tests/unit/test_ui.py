@@ -122,6 +122,7 @@ async def test_the_event_stream_sends_each_topic_at_once(tmp_path: Path) -> None
         assert events["overview"]["timeline"][0]["provider"] == "a"
         assert [m["id"] for m in events["models"]["local"]] == ["fake-model"]
         assert events["models"]["store"] == []
+        assert (await lb.client.get("/ui/api/session")).json() == {"operator": True, "keys": False}  # open
         wrong = await lb.client.get("/ui/api/events?topics=overview,nope")
         assert wrong.status_code == 400 and "nope" in wrong.json()["error"]["message"]
 
