@@ -62,7 +62,8 @@
   function loadedRow(m, now) {
     const lookups = (m.prefix_cache_hits || 0) + (m.prefix_cache_misses || 0);
     const hits = lookups ? m.prefix_cache_hits + " of " + lookups : "–";
-    const tps = rate(m, now);
+    const measured = rate(m, now);
+    const tps = measured !== null && !m.running ? 0 : measured; // no event comes while nothing changes
     return el("tr", { "data-model": m.id },
       el("th", { scope: "row" }, m.id),
       el("td", {}, m.loaded ? "loaded" : "not loaded"),
@@ -74,9 +75,15 @@
       el("td", {}, unloads(m, now)));
   }
 
+  let last = null; // the latest event and when it came: the countdowns and rates go on between events
+  function renderLoaded(body, now) {
+    fill(document.querySelector("#loaded tbody"), body.local.map((m) => loadedRow(m, now)), "No local models.", 8);
+  }
+
   function render(body) {
+    last = [body, performance.now()];
     fill(document.querySelector("#store tbody"), body.store.map(storeRow), "The store is empty: pull a model.", 8);
-    fill(document.querySelector("#loaded tbody"), body.local.map((m) => loadedRow(m, body.now)), "No local models.", 8);
+    renderLoaded(body, body.now);
   }
 
   async function pull(ev) {
@@ -119,5 +126,7 @@
   UI.start(() => {
     document.getElementById("pull").addEventListener("submit", pull);
     UI.live(["models"], { models: render });
+    // No event while nothing changes: then no tokens were made, and the unload countdown runs on.
+    setInterval(() => last && renderLoaded(last[0], last[0].now + (performance.now() - last[1]) / 1000), 5000);
   });
 })();
