@@ -112,3 +112,41 @@ def test_the_openai_sdk_s_traffic_is_recorded_and_shadowed(
     )
     names = {r["name"]: r["exchanges"] for r in json.loads(listed.stdout)}
     assert names == {"gpt-4o-mini": 3, "shadow-gpt-4o-mini": 6}
+
+
+def test_a_key_created_with_record_has_its_requests_recorded(
+    tmp_path: Path, upstreams: tuple[FakeUpstream, FakeUpstream]
+) -> None:
+    cloud, _ = upstreams
+    config = {
+        "serve_default_model": False,
+        "api_keys": ["operator-key"],
+        "providers": [{"name": "cloud", "kind": "openai", "base_url": cloud.base_url, "jurisdiction": "ID"}],
+        "routes": [{"name": "gpt-4o-mini", "tiers": [["cloud/gpt-4o-mini"]]}],
+    }
+    env = {**os.environ, "LUMBUNG_HOME": str(tmp_path)}
+    env.pop("LUMBUNG_CONFIG", None)
+    created = subprocess.run(
+        [sys.executable, "-m", "lumbung", "keys", "create", "--name", "ci", "--record", "1", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    made = json.loads(created.stdout)
+    server = ServerProcess(tmp_path, config=config, env={"LUMBUNG_HOME": str(tmp_path)}).start()
+    try:
+        messages = [{"role": "user", "content": "hello"}]
+        for key in (made["key"], "operator-key"):
+            client = openai.OpenAI(base_url=server.base_url + "/v1", api_key=key)
+            answer = client.chat.completions.create(model="gpt-4o-mini", messages=messages)  # type: ignore[arg-type]
+            assert answer.choices[0].message.content == "Hello w1 w2 from cloud"
+    finally:
+        server.stop()
+    (exchange,) = read_exchanges(recording_path(tmp_path, "key-ci"))
+    assert exchange.key == made["id"] and exchange.provider == "cloud/gpt-4o-mini"
+    assert exchange.request["messages"] == messages
+    assert not recording_path(tmp_path, "gpt-4o-mini").exists()
+    for path in tmp_path.rglob("*.jsonl"):
+        assert made["key"].encode() not in path.read_bytes()
