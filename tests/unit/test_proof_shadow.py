@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from lumbung.cli import main
 from lumbung.errors import ConfigError
 from lumbung.proof.exchange import Exchange, read_exchanges, recording_path
 from lumbung.proof.tap import ProofTap
@@ -164,3 +166,19 @@ async def test_a_shadow_target_the_server_does_not_serve_is_refused_at_start_up(
             routes=[route("gpt", ["a"], shadow={"target": "nothing"})],
         ):
             pass
+
+
+async def test_lumbung_shadow_report_reads_the_pairs(tmp_path: Path, cloud: FakeUpstream) -> None:
+    same = FakeBackend("local", [MODEL], default=Say(("Hello", " w1 w2", " from cloud")))  # the live words
+    routes = [route("gpt", ["cloud"], shadow={"target": MODEL, "fraction": 1.0})]
+    async with in_process(tmp_path, local=same, providers={"cloud": cloud.base_url}, routes=routes) as lb:
+        for stream in (False, True, False):
+            assert (await lb.client.post("/v1/chat/completions", json=chat(stream))).status_code == 200
+        await settle(lb)
+    out = tmp_path / "report.json"
+    args = ["shadow", "report", "gpt", "--embedding-model", "none", "--report", str(out)]
+    env = {"LUMBUNG_HOME": str(tmp_path), "LUMBUNG_CONFIG": ""}
+    result = await asyncio.to_thread(CliRunner().invoke, main, args, env=env)  # it runs a loop of its own
+    assert result.exit_code == 0, result.output
+    assert "shadow report of gpt: 3 requests, 0 failed" in result.output
+    assert "exact_match             100.0%  (3/3)" in result.output
