@@ -12,6 +12,7 @@ targets are checked per request, as well as once at start-up (config/routes.py).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import time
@@ -96,8 +97,10 @@ class Shadows:
         return lane.config.target
 
     def _start(self, lane: Lane) -> None:
+        # A context of their own: started from a live request's task, they must not carry its record.
+        loop = asyncio.get_running_loop()
         lane.workers = [
-            asyncio.get_running_loop().create_task(self._work(lane), name=f"shadow-{lane.route}-{i}")
+            loop.create_task(self._work(lane), name=f"shadow-{lane.route}-{i}", context=contextvars.Context())
             for i in range(lane.config.concurrency)
         ]
 
