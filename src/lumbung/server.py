@@ -47,6 +47,8 @@ def engine_config(settings: Settings, model: ModelConfig | None = None) -> Engin
             model.prefix_cache_mb if model and model.prefix_cache_mb is not None else settings.prefix_cache_mb
         ),
         kv_type=(model.kv_cache_type if model and model.kv_cache_type else settings.kv_cache_type),
+        persist_dir=settings.home / "cache" / "prefix",
+        persist_mb=settings.prefix_cache_persist_mb,
     )
 
 

@@ -114,6 +114,14 @@ class Settings(BaseModel):
         "request starting with the same tokens (a shared system prompt, a growing chat) skips "
         "recomputing them; least recently used first out. 0: off.",
     )
+    prefix_cache_persist_mb: float = Field(
+        default=0.0,
+        ge=0,
+        description="Disk (MiB per model) for cached prefixes of 256 tokens or more, saved when a model "
+        "unloads (the server stops, or its keep-alive ends) and read back when it loads, so the first "
+        "request after a restart that shares a long system prompt is warm. Files under "
+        "HOME/cache/prefix, refused when made by another model or settings. 0: off.",
+    )
     kv_cache_type: KvCacheType = Field(
         default="f16",
         description="KV cache element type of local models: f16, q8_0 (about half the memory: twice the "

@@ -142,7 +142,10 @@ class LocalModel:
                 and not self.model.piece(t)
                 and t not in self.stop_tokens
             )
-            self.engine = Engine(self.model, spec.engine, name=spec.id)
+            digest = spec.details.get("digest")
+            self.engine = Engine(
+                self.model, spec.engine, name=spec.id, digest=digest if isinstance(digest, str) else None
+            )
         except BaseException:
             self.model.close()
             raise

@@ -21,18 +21,20 @@ only under the adapter set that computed it.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import queue
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, cast
 
 import llama_cpp
 
 from lumbung.config import AmxMode, KvCacheType, RopeScaling
-from lumbung.engines.llamacpp import kv_types
+from lumbung.engines.llamacpp import kv_types, prefix_store
 from lumbung.engines.llamacpp.context import ContextPlan, plan_context
 from lumbung.engines.llamacpp.detok import StopMatcher
 from lumbung.engines.llamacpp.kv import KvLedger
@@ -77,6 +79,9 @@ class EngineConfig:
     flash_attn: bool | None = None  # None: llama.cpp decides
     amx: AmxMode = "auto"  # llama.cpp's AMX kernels, where the build has them (amx.py)
     kv_type: KvCacheType = "f16"  # the KV cache's element type (kv_types.py)
+    persist_dir: Path | None = None  # where long cached prefixes are saved at unload (prefix_store.py)
+    persist_mb: float = 0.0  # the most they may take on disk (0: not saved)
+    persist_min_tokens: int = 256  # shorter prefixes are cheap to recompute: not saved
 
 
 @dataclass(slots=True)
@@ -102,7 +107,9 @@ _STOP = object()
 class Engine:
     """Continuous-batching scheduler over one llama.cpp context."""
 
-    def __init__(self, model: LlamaModel, config: EngineConfig, name: str = "model") -> None:
+    def __init__(
+        self, model: LlamaModel, config: EngineConfig, name: str = "model", digest: str | None = None
+    ) -> None:
         self.model = model
         self.config = config
         self.name = name
@@ -189,6 +196,8 @@ class Engine:
         self._lora: LoraKey = BASE  # the adapter set on the context now
         self._turn = 0  # steps taken while sequences with different adapter sets ran
         self.last_used = time.monotonic()
+        self._persist = self._persistence(digest, flash_attn) if cache_on else None
+        self.restored = self._restore_prefixes()
         self._thread = threading.Thread(target=self._run, name=f"engine-{name}", daemon=True)
         self._thread.start()
 
@@ -295,6 +304,7 @@ class Engine:
                 item = None
             while item is not None:
                 if item is _STOP:
+                    self._save_prefixes()
                     self._fail_all(EngineError("the model was unloaded"))
                     return
                 if isinstance(item, Sequence):
@@ -525,6 +535,68 @@ class Engine:
             llama_cpp.llama_memory_seq_rm(self.mem, seq_id, -1, -1)
         self.ledger.drop(handle)
         self._free.append(handle)
+
+    # -- the prefix cache on disk (prefix_store.py) ---------------------------------------------
+
+    def _persistence(self, digest: str | None, flash_attn: bool | None) -> tuple[Path, dict[str, Any]] | None:
+        config = self.config
+        if config.persist_dir is None or config.persist_mb <= 0:
+            return None
+        layout = {"ids_per_handle": self.ids_per_handle, "n_embd": self.model.n_embd}
+        ident = prefix_store.identity(self.model.path, digest, config.kv_type, flash_attn, layout)
+        return prefix_store.file_for(config.persist_dir, self.name), ident
+
+    def _restore_prefixes(self) -> int:
+        """Before the engine thread starts: the saved entries back into KV and the cache, most
+        recently used last. Returns the tokens restored."""
+        if self._persist is None:
+            return 0
+        path, ident = self._persist
+        restored = 0
+        for entry in reversed(prefix_store.load(path, ident)):
+            if not self._free:
+                break
+            handle = self._free.pop()
+            ids = self._ids(handle)
+            buf = (ctypes.c_uint8 * len(entry.data)).from_buffer_copy(entry.data)
+            if llama_cpp.llama_state_seq_set_data(self.ctx, buf, len(entry.data), ids[0]) == 0:
+                log.warning(
+                    "engine %s: a saved prefix did not fit back into KV; the rest stay cold", self.name
+                )
+                self._forget(handle)
+                break
+            for other in ids[1:]:
+                llama_cpp.llama_memory_seq_cp(self.mem, ids[0], other, 0, len(entry.tokens))
+            self.ledger.extend(handle, len(entry.tokens))
+            for old in self.cache.add(handle, entry.tokens):
+                self._forget(old)
+            restored += len(entry.tokens)
+        if restored:
+            log.info("model %s: %d cached prefix tokens restored from %s", self.name, restored, path)
+        return restored
+
+    def _save_prefixes(self) -> None:
+        """On the engine thread, at unload: the longest-lived cached prefixes of the base model
+        (most recently used first, within ``persist_mb``) to disk."""
+        if self._persist is None:
+            return
+        path, ident = self._persist
+        budget, entries = int(self.config.persist_mb * 2**20), []
+        for handle, tokens in self.cache.recent_first():
+            seq_id = self._ids(handle)[0]
+            size = int(llama_cpp.llama_state_seq_get_size(self.ctx, seq_id))
+            if len(tokens) < self.config.persist_min_tokens or size > budget:
+                continue
+            buf = (ctypes.c_uint8 * size)()
+            written = int(llama_cpp.llama_state_seq_get_data(self.ctx, buf, size, seq_id))
+            entries.append(prefix_store.Entry(tokens, bytes(buf[:written])))
+            budget -= written
+        try:
+            prefix_store.save(path, ident, entries)
+        except OSError as exc:
+            log.warning("engine %s: could not save the prefix cache to %s: %s", self.name, path, exc)
+            return
+        log.info("model %s: %d cached prefixes saved to %s", self.name, len(entries), path)
 
     def _fail_all(self, exc: BaseException) -> None:
         for seq in list(self._active):

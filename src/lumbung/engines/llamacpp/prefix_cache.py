@@ -97,6 +97,10 @@ class PrefixCache:
             self._keys.pop(handle, None)
         return freed + self.shrink()
 
+    def recent_first(self) -> list[tuple[int, list[int]]]:
+        """The base model's entries (no adapter set), most recently used first."""
+        return [(h, t) for h, t in reversed(self._entries.items()) if h not in self._keys]
+
     def shrink(self, extra_cells: int = 0) -> list[int]:
         """Evict least recently used entries until the budget (less ``extra_cells``) holds."""
         freed = []
