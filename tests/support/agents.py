@@ -32,7 +32,7 @@ SECRET = "lumbung-rice-barn-42"
 # holds the agent's first prompt; one request at a time, and time enough on a small CPU to read it
 # and answer.
 MODEL = "gemma3:270m"
-LOCAL = {"context_size": 32768, "parallel": 1, "request_timeout": 3000}
+LOCAL = {"context_size": 32768, "parallel": 1, "request_timeout": 3000, "prefix_cache_mb": 1024}
 
 PACKAGES = {"claude": "@anthropic-ai/claude-code@2.1", "codex": "@openai/codex@0.171"}
 DEAD_PROXY = "http://127.0.0.1:9"  # the discard port: nothing listens, connections are refused

@@ -23,11 +23,12 @@ from lumbung.surfaces.http import SERVER_OPTIONS
 from tests.support.fake_backend import Slow
 from tests.support.inprocess import MODEL, InProcess, in_process
 from tests.support.server import free_port
-from tests.support.surfaces import SURFACES, Surface
+from tests.support.surfaces import ANTHROPIC_MESSAGES, SURFACES, Surface
 
 surfaces = pytest.mark.parametrize("surface", SURFACES, ids=[s.name for s in SURFACES])
 EVERY = 15.0
 ANSWER = "local0 local1 local2 "  # the fake backend's answer once the gate opens
+EMPTY_TEXT = b'"delta":{"type":"text_delta","text":""}'
 
 
 async def until(condition: Any) -> None:
@@ -68,7 +69,7 @@ def beats(surface: Surface, raw: bytes) -> int:
             and (e["data"]["message"]["content"] if key else e["data"]["response"]) == ""
         )
     if surface.name == "anthropic.messages":
-        return raw.count(b"event: ping\n")
+        return raw.count(b"event: ping\n") + raw.count(EMPTY_TEXT)
     return raw.count(b": keep-alive\n\n")
 
 
@@ -189,7 +190,7 @@ class Served:
         await self.task
 
 
-async def _anthropic(base: str) -> str:
+async def _anthropic_message(base: str) -> Any:
     async with (
         anthropic.AsyncAnthropic(base_url=base, api_key="k") as client,
         client.messages.stream(
@@ -198,6 +199,11 @@ async def _anthropic(base: str) -> str:
     ):
         message = await stream.get_final_message()
     assert message.stop_reason == "end_turn"
+    return message
+
+
+async def _anthropic(base: str) -> str:
+    message = await _anthropic_message(base)
     return "".join(b.text for b in message.content if b.type == "text")
 
 
@@ -277,3 +283,28 @@ async def test_the_sdks_read_a_kept_alive_stream_as_an_ordinary_answer(
             gate.set()
             assert await task == ANSWER
     assert lb.local.open_streams == 0
+
+
+async def test_anthropic_beats_become_content_events_before_claude_codes_stall_watchdog(
+    tmp_path: Path,
+) -> None:
+    """Claude Code ends a stream after 300 s with no event but pings; past two minutes the beats are
+    empty text deltas, in a text block the answer then continues (the SDK's message: one text block)."""
+    clock = FakeClock()
+    gate = asyncio.Event()
+    async with in_process(tmp_path, clock=clock, stream_keepalive=EVERY) as lb:
+        lb.local.then(Slow(gate))
+        async with Served(lb) as served:
+            task = asyncio.ensure_future(_anthropic_message(served.base_url))
+            await until(lambda: lb.local.opened == 1)
+            for beat in range(1, 13):  # three minutes
+                clock.advance(EVERY)
+                await until(lambda n=beat: beats(ANTHROPIC_MESSAGES, served.raw) == n)  # type: ignore[misc]
+            gate.set()
+            message = await task
+    events = ANTHROPIC_MESSAGES.parse(served.raw)
+    names = [e["event"] for e in events]
+    assert names.count("ping") == 8  # 120 s of pings, then content events
+    assert served.raw.count(EMPTY_TEXT) == 4
+    assert names.count("content_block_start") == 1
+    assert [(b.type, getattr(b, "text", None)) for b in message.content] == [("text", ANSWER)]

@@ -429,6 +429,13 @@ class EventWriter:
     def _delta(self, delta: dict[str, Any]) -> Event:
         return ("content_block_delta", {"type": "content_block_delta", "index": self.index, "delta": delta})
 
+    def idle(self) -> list[Event]:
+        """An empty text delta (in a text block the answer then continues): activity for clients
+        that count only content events as such (Claude Code's stream watchdog skips pings)."""
+        out = [] if self.open == "text" else self._begin("text", {"type": "text", "text": ""})
+        out.append(self._delta({"type": "text_delta", "text": ""}))
+        return out
+
     def events(self, chunk: Chunk) -> list[Event]:
         out: list[Event] = []
         if chunk.reasoning and self.options.thinking:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator
 
 from starlette.requests import Request
@@ -25,6 +26,7 @@ from lumbung.types import Chunk, Usage
 
 anthropic_endpoint = endpoint(ant.error_body)
 PING = sse_event("ping", {"type": "ping"})
+PINGS_FOR = 120.0  # seconds of a slow first token kept alive by pings alone
 
 
 def _check_version(request: Request) -> None:
@@ -85,8 +87,18 @@ async def messages(request: Request, entry: RequestLog) -> Response:
             head = [sse_event(name, data) for name, data in writer.start(prompt)]
         return relay(interleave([stream], firsts), render, fail, entry, head=head)
 
-    framing = Framing(answer, fail, beat=lambda: PING, early=early)
-    events = await start(request, [stream], keep_alive_of(state), framing, entry)
+    keep = keep_alive_of(state)
+    beats = itertools.count(1)
+
+    def beat() -> bytes:
+        # Pings, as Anthropic's API sends them; past PINGS_FOR seconds, empty text deltas: Claude
+        # Code ends a stream after 300 s without an event other than a ping.
+        if next(beats) * keep.every <= PINGS_FOR:
+            return PING
+        return b"".join(sse_event(name, data) for name, data in writer.idle())
+
+    framing = Framing(answer, fail, beat=beat, early=early)
+    events = await start(request, [stream], keep, framing, entry)
     return _with_request_id(sse_response(events), entry)
 
 
