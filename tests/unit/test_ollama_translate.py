@@ -226,3 +226,13 @@ def test_capabilities_are_named_as_ollama_names_them() -> None:
         "thinking",
     ]
     assert oll.capabilities(ModelInfo(id="m", details={"embedding": True})) == ["embedding"]
+
+
+def test_errors_name_the_ollama_option_not_the_core_parameter() -> None:
+    from lumbung.errors import InvalidRequest
+    from lumbung.surfaces.ollama import error_body
+
+    cut = InvalidRequest("max_tokens: the answer was cut; raise max_tokens.", param="max_tokens")
+    assert error_body(cut) == {"error": "num_predict: the answer was cut; raise num_predict."}
+    schema = InvalidRequest("Unsupported schema keyword(s) in 'response_format.json_schema.schema': not")
+    assert error_body(schema)["error"] == "Unsupported schema keyword(s) in 'format': not"

@@ -66,7 +66,20 @@ def test_sampling_format_and_tool_choice() -> None:
 @pytest.mark.parametrize(
     ("body", "param"),
     [
-        ({"tools": [{"type": "custom", "name": "apply_patch"}]}, "tools[0].type"),
+        (
+            {
+                "tools": [
+                    {
+                        "type": "custom",
+                        "name": "apply_patch",
+                        "format": {"type": "grammar", "syntax": "lark", "definition": "start: /.+/"},
+                    }
+                ]
+            },
+            "tools[0].format",
+        ),
+        ({"tools": [{"type": "custom"}]}, "tools[0].name"),
+        ({"tools": [{"type": "computer_use_preview"}]}, "tools[0].type"),
         ({"tools": [{"type": "web_search"}], "tool_choice": {"type": "web_search"}}, "tool_choice"),
         ({"tools": [{"type": "file_search"}], "tool_choice": "required"}, "tool_choice"),
         (
@@ -281,3 +294,141 @@ def test_errors_name_the_field_the_client_sent() -> None:
     assert exc.param == "tools[1].tools[0].parameters" and "'tools[1].tools[0].parameters'" in exc.message
     exc = in_wire_terms(UnsupportedParameter("bad", param="response_format.json_schema.schema"), call.tools)
     assert exc.param == "text.format.schema"
+
+
+CLIENT_TOOLS = [
+    {"type": "custom", "name": "apply_patch", "description": "Edit files.", "format": {"type": "text"}},
+    {"type": "local_shell"},
+    {"type": "apply_patch"},
+]
+CLIENT_CALLS = [
+    ToolCall("c1", "apply_patch", json.dumps({"input": "*** Begin Patch\n*** End Patch"})),
+    ToolCall("c2", "local_shell", json.dumps({"command": ["ls", "-l"], "working_directory": "/tmp"})),
+]
+
+
+def test_client_tools_are_functions_to_the_model_and_calls_come_in_their_own_items() -> None:
+    """A custom tool takes free text (one string argument ``input``), local_shell a command; their
+    calls are reported as OpenAI reports them (``custom_tool_call``, ``local_shell_call``)."""
+    call = _call(tools=CLIENT_TOOLS[:2], tool_choice="auto")
+    assert [(t.name, sorted(t.parameters["properties"])) for t in call.request.tools] == [
+        ("apply_patch", ["input"]),
+        ("local_shell", ["command", "timeout_ms", "working_directory"]),
+    ]
+    done = Completion("", "tool_calls", Usage(5, 3), tool_calls=CLIENT_CALLS)
+    body = orr.response_body(
+        call, "m", status="completed", output=orr.output_items(done, False, call.tools), usage=done.usage
+    )
+    validate(body, "Response")
+    custom, shell = body["output"]
+    assert (custom["type"], custom["name"], custom["input"]) == (
+        "custom_tool_call",
+        "apply_patch",
+        "*** Begin Patch\n*** End Patch",
+    )
+    assert shell["type"] == "local_shell_call"
+    assert shell["action"] == {
+        "type": "exec",
+        "command": ["ls", "-l"],
+        "env": {},
+        "working_directory": "/tmp",
+    }
+    assert [t["type"] for t in body["tools"]] == ["custom", "local_shell"]
+
+
+def test_apply_patch_tool_calls_report_the_operation() -> None:
+    call = _call(tools=CLIENT_TOOLS[2:])
+    operation = {"type": "update_file", "path": "a.py", "diff": "@@\n-x\n+y\n"}
+    done = Completion(
+        "",
+        "tool_calls",
+        Usage(5, 3),
+        tool_calls=[ToolCall("c3", "apply_patch", json.dumps({"operation": operation}))],
+    )
+    output = orr.output_items(done, False, call.tools)
+    assert output[0]["type"] == "apply_patch_call" and output[0]["operation"] == operation
+    assert output[0]["call_id"] == "c3" and output[0]["status"] == "completed"
+
+
+def test_client_tool_calls_and_outputs_sent_back_become_the_same_calls_and_results() -> None:
+    tools = [{"type": "custom", "name": "edit"}, *CLIENT_TOOLS[1:]]  # a custom tool and apply_patch
+    again = _call(
+        tools=tools,
+        input=[
+            {"role": "user", "content": "go"},
+            {"type": "custom_tool_call", "call_id": "c1", "name": "edit", "input": "*** Begin Patch"},
+            {"type": "custom_tool_call_output", "call_id": "c1", "output": "patched"},
+            {
+                "type": "local_shell_call",
+                "id": "lsh_1",
+                "call_id": "c2",
+                "status": "completed",
+                "action": {"type": "exec", "command": ["ls"], "env": {}},
+            },
+            {"type": "local_shell_call_output", "id": "c2", "output": "a.py"},
+            {
+                "type": "apply_patch_call",
+                "call_id": "c3",
+                "status": "completed",
+                "operation": {"type": "delete_file", "path": "a.py"},
+            },
+            {"type": "apply_patch_call_output", "call_id": "c3", "status": "completed"},
+        ],
+    )
+    calls = [
+        (m.tool_calls[0].id, m.tool_calls[0].name, json.loads(m.tool_calls[0].arguments))
+        for m in again.messages
+        if m.tool_calls
+    ]
+    assert calls == [
+        ("c1", "edit", {"input": "*** Begin Patch"}),
+        ("c2", "local_shell", {"command": ["ls"]}),
+        ("c3", "apply_patch", {"operation": {"type": "delete_file", "path": "a.py"}}),
+    ]
+    results = [(m.tool_call_id, m.content) for m in again.messages if m.role == "tool"]
+    assert results == [("c1", "patched"), ("c2", "a.py"), ("c3", "completed")]
+
+
+def test_streamed_client_tool_calls_are_sent_whole_in_their_items() -> None:
+    call = _call(tools=CLIENT_TOOLS[:2])
+    writer = ResponseEventWriter(call, "m")
+    half = len(CLIENT_CALLS[0].arguments) // 2
+    events = _run(
+        writer,
+        [
+            Chunk(tool_calls=[ToolCall("c1", "apply_patch", CLIENT_CALLS[0].arguments[:half])]),
+            Chunk(tool_calls=[ToolCall("", "", CLIENT_CALLS[0].arguments[half:])]),
+            Chunk(tool_calls=[CLIENT_CALLS[1]]),
+            Chunk(finish_reason="tool_calls", usage=Usage(3, 2)),
+        ],
+    )
+    kinds = [k for k, _ in events]
+    assert kinds[2:] == [
+        "response.output_item.added",
+        "response.custom_tool_call_input.delta",
+        "response.custom_tool_call_input.done",
+        "response.output_item.done",
+        "response.output_item.added",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    output = events[-1][1]["response"]["output"]  # type: ignore[index]
+    assert [i["type"] for i in output] == ["custom_tool_call", "local_shell_call"]  # type: ignore[index]
+    assert output[0]["input"] == "*** Begin Patch\n*** End Patch"  # type: ignore[index]
+
+
+def test_a_required_tool_among_several_cut_before_its_name_names_max_output_tokens() -> None:
+    """The core's error names Chat Completions' ``max_tokens``; the Responses client sent
+    ``max_output_tokens``."""
+    from lumbung.surfaces.openai_responses_tools import in_wire_terms
+
+    call = _call(tools=CODEX_TOOLS, tool_choice="required", max_output_tokens=2)
+    exc = in_wire_terms(
+        InvalidRequest(
+            "max_tokens: the answer was cut before the name of the tool call it must make was "
+            "complete; raise max_tokens.",
+            param="max_tokens",
+        ),
+        call.tools,
+    )
+    assert exc.param == "max_output_tokens" and "max_tokens" not in exc.message

@@ -38,8 +38,19 @@ from lumbung.types import (
 OLLAMA_API_VERSION = "0.12.0"
 
 
+# Lower layers name the core request's parameters in Chat Completions' words; an Ollama client is
+# told the option it sent.
+_CORE_PARAMS = (
+    (re.compile(r"\bresponse_format(\.json_schema\.schema)?\b"), "format"),
+    (re.compile(r"\bmax_tokens\b"), "num_predict"),
+)
+
+
 def error_body(exc: ApiError) -> dict[str, Any]:
-    return {"error": exc.message}
+    message = exc.message
+    for pattern, replacement in _CORE_PARAMS:
+        message = pattern.sub(replacement, message)
+    return {"error": message}
 
 
 def now_iso() -> str:

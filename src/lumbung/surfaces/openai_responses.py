@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from lumbung.errors import ApiError, InvalidRequest, UnsupportedParameter
 from lumbung.surfaces import logprobs as lp
+from lumbung.surfaces import openai_responses_client_tools as client_tools
 from lumbung.surfaces.openai import validation_error
 from lumbung.surfaces.openai_responses_tools import ToolMap, tool_choice, tool_map, tools_body
 from lumbung.surfaces.openai_responses_wire import ContentPartIn, CreateResponseIn, ItemIn
@@ -124,13 +125,41 @@ def _messages(wire: CreateResponseIn, tools: ToolMap) -> tuple[list[Message], li
             out.append(
                 Message(role="tool", content=_text(item.output, f"{where}.output"), tool_call_id=item.call_id)
             )
+        elif kind is not None and kind in client_tools.OUTPUT_ITEMS:
+            call_id = item.call_id or item.id  # local_shell_call_output names its call by ``id``
+            if not call_id:
+                raise InvalidRequest(
+                    f"Missing required parameter: '{where}.call_id'.", param=f"{where}.call_id"
+                )
+            text = _text(item.output, f"{where}.output")
+            status = (item.model_extra or {}).get("status")
+            if not text and isinstance(status, str):
+                text = status  # apply_patch_call_output: its status says how the patch went
+            out.append(Message(role="tool", content=text, tool_call_id=call_id))
+        elif kind is not None and client_tools.kind_of_item(kind) is not None:
+            tool_kind = client_tools.kind_of_item(kind)
+            assert tool_kind is not None
+            call_id = item.call_id or item.id
+            name = item.name if tool_kind == "custom" else tool_kind
+            if not call_id or not name:
+                raise InvalidRequest(
+                    f"Missing required parameter: '{where}.call_id' or '{where}.name'.", param=where
+                )
+            fields = {"input": item.input, "action": item.action, "operation": item.operation}
+            call = ToolCall(call_id, name, client_tools.arguments_of(tool_kind, fields))
+            prev = out[-1] if out else None
+            if prev is not None and prev.role == "assistant":
+                prev.tool_calls.append(call)
+            else:
+                out.append(Message(role="assistant", content=None, tool_calls=[call]))
         elif kind == "reasoning":
             text = _text(item.content, f"{where}.content") or _text(item.summary, f"{where}.summary")
             out.append(Message(role="assistant", content=None, reasoning=text or None))
         else:
             raise _refuse(
                 f"{where}.type",
-                f"'{kind}' is not supported: send messages, function calls and their outputs.",
+                f"'{kind}' is not supported: send messages, reasoning, and calls of the client's "
+                "tools (function, custom, local_shell, apply_patch) and their outputs.",
             )
     items = [
         {
@@ -246,7 +275,13 @@ def response_body(
     wire = call.wire
     tool_choice: Any = call.request.tool_choice
     if isinstance(tool_choice, dict):
-        tool_choice = {"type": "function", **call.tools.call_fields(tool_choice["name"])}
+        kind = call.tools.kind(tool_choice["name"])
+        if kind == "custom":
+            tool_choice = {"type": "custom", "name": tool_choice["name"]}
+        elif kind != "function":
+            tool_choice = {"type": kind}
+        else:
+            tool_choice = {"type": "function", **call.tools.call_fields(tool_choice["name"])}
     body: dict[str, Any] = {
         "id": call.id,
         "object": "response",
@@ -326,19 +361,26 @@ def output_items(done: Completion, logprobs: bool, tools: ToolMap) -> list[dict[
             }
         )
     for c in done.tool_calls:
-        items.append(
-            {
-                "type": "function_call",
-                "id": item_id("fc"),
-                "call_id": c.id,
-                **tools.call_fields(c.name),
-                "arguments": c.arguments,
-                "status": "completed",
-            }
-        )
+        items.append(call_item(tools, c.name, c.id, c.arguments, "completed"))
     if done.finish_reason == "length":
         items[-1]["status"] = "incomplete"
     return items
+
+
+def call_item(tools: ToolMap, core: str, call_id: str, arguments: str, status: str) -> dict[str, Any]:
+    """The output item of a call: a ``function_call``, or the item of a client tool's kind."""
+    kind = tools.kind(core)
+    if kind != "function":
+        prefix = client_tools.CALL_ITEMS[kind][1]
+        return client_tools.call_item(kind, core, item_id(prefix), call_id, arguments, status)
+    return {
+        "type": "function_call",
+        "id": item_id("fc"),
+        "call_id": call_id,
+        **tools.call_fields(core),
+        "arguments": arguments,
+        "status": status,
+    }
 
 
 def conversation_after(call: ResponsesCall, history: list[Message], done: Completion) -> list[Message]:

@@ -17,6 +17,9 @@ from lumbung.surfaces import openai_responses as orr
 from lumbung.types import Chunk, Completion
 
 Event = tuple[str, dict[str, Any]]
+# A call of a client tool that is not a function (custom, local_shell, apply_patch) while its
+# arguments stream: its item is built from them, and sent whole once they are complete.
+CLIENT_CALL = "lumbung.client_call"
 
 
 class ResponseEventWriter:
@@ -81,6 +84,8 @@ class ResponseEventWriter:
         if item is None:
             return []
         self.open = None
+        if item["type"] == CLIENT_CALL:
+            return self._client_call(item, status)
         index = len(self.items)
         out: list[Event] = []
         item["status"] = status
@@ -106,6 +111,25 @@ class ResponseEventWriter:
                     arguments=item["arguments"],
                 )
             )
+        out.append(self._event("response.output_item.done", output_index=index, item=item))
+        self.items.append(item)
+        return out
+
+    def _client_call(self, pending: dict[str, Any], status: str) -> list[Event]:
+        """A call of a client tool that is not a function, announced and closed whole once its
+        arguments are (its item's fields come from them)."""
+        item = orr.call_item(
+            self.call.tools, pending["core"], pending["call_id"], pending["arguments"], status
+        )
+        index = len(self.items)
+        announced = {**item, "status": "in_progress"}
+        if item["type"] == "custom_tool_call":
+            announced["input"] = ""
+        out = [self._event("response.output_item.added", output_index=index, item=announced)]
+        if item["type"] == "custom_tool_call":
+            where = {"item_id": item["id"], "output_index": index}
+            out.append(self._event("response.custom_tool_call_input.delta", **where, delta=item["input"]))
+            out.append(self._event("response.custom_tool_call_input.done", **where, input=item["input"]))
         out.append(self._event("response.output_item.done", output_index=index, item=item))
         self.items.append(item)
         return out
@@ -164,18 +188,24 @@ class ResponseEventWriter:
             )
         for call in chunk.tool_calls:
             # A call with an id opens a function_call item; a fragment without one continues it.
-            if call.id or self.open is None or self.open["type"] != "function_call":
-                item = {
-                    "type": "function_call",
-                    "id": orr.item_id("fc"),
-                    "call_id": call.id or orr.item_id("call"),
-                    **self.call.tools.call_fields(call.name),
-                    "arguments": "",
-                }
-                out += self._begin(item)
+            if call.id or self.open is None or self.open["type"] not in ("function_call", CLIENT_CALL):
+                call_id = call.id or orr.item_id("call")
+                if self.call.tools.kind(call.name) != "function":
+                    out += self._close()
+                    self.open = {"type": CLIENT_CALL, "core": call.name, "call_id": call_id, "arguments": ""}
+                else:
+                    item = {
+                        "type": "function_call",
+                        "id": orr.item_id("fc"),
+                        "call_id": call_id,
+                        **self.call.tools.call_fields(call.name),
+                        "arguments": "",
+                    }
+                    out += self._begin(item)
             assert self.open is not None
             if call.arguments:
                 self.open["arguments"] += call.arguments
+            if call.arguments and self.open["type"] == "function_call":
                 out.append(
                     self._event(
                         "response.function_call_arguments.delta",

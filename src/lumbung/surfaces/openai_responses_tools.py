@@ -5,8 +5,8 @@ as one); the model sees them as plain function tools, and a call is reported wit
 its own name, as OpenAI reports it. Hosted tools (web search, file search, code interpreter, ...) run
 on OpenAI's servers, and a model may use them or not: lumbung has none, so they are left out, unless
 ``tool_choice`` requires one, which is refused. Tools the client runs but that are not functions
-(``custom``, ``local_shell``, ``apply_patch``, ...) cannot be called through a function call's shape,
-so they are refused.
+(``custom``, ``local_shell``, ``apply_patch``) are offered to the model as functions and reported in
+their own items (openai_responses_client_tools.py).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lumbung.errors import ApiError, InvalidRequest, UnsupportedParameter
+from lumbung.surfaces import openai_responses_client_tools as client_tools
 from lumbung.surfaces.openai_responses_wire import CreateResponseIn, ToolIn
 from lumbung.types import Tool
 
@@ -34,6 +35,11 @@ class ToolMap:
     tools: list[Tool] = field(default_factory=list)
     wire: dict[str, tuple[str | None, str]] = field(default_factory=dict)  # core name -> client's
     paths: list[str] = field(default_factory=list)  # core tool i -> "tools[4].tools[1]"
+    kinds: dict[str, str] = field(default_factory=dict)  # core name -> a client tool's kind (custom, ...)
+
+    def kind(self, core: str) -> str:
+        """``function``, or the kind of client tool the core tool stands for."""
+        return self.kinds.get(core, "function")
 
     def core_name(self, namespace: str | None, name: str) -> str:
         """The core name of a call the client sends back (a ``function_call`` input item)."""
@@ -65,6 +71,10 @@ def tool_map(wire: CreateResponseIn) -> ToolMap:
         where = f"tools[{i}]"
         if tool.type == "function":
             found.append((None, _function(tool, where), where))
+        elif tool.type in client_tools.KINDS:
+            mapped = client_tools.core_tool(tool.type, tool.name, tool.description, tool.format, where)
+            out.kinds[mapped.name] = tool.type
+            found.append((None, mapped, where))
         elif tool.type == "namespace":
             if not tool.name:
                 raise InvalidRequest(f"Missing required parameter: '{where}.name'.", param=f"{where}.name")
@@ -78,8 +88,8 @@ def tool_map(wire: CreateResponseIn) -> ToolMap:
         elif not is_hosted(tool.type):
             raise _refuse(
                 f"{where}.type",
-                f"'{tool.type}' is not supported: function and namespace tools are (hosted tools are "
-                "left out: lumbung runs none).",
+                f"'{tool.type}' is not supported: function, namespace, custom, local_shell and "
+                "apply_patch tools are (hosted tools are left out: lumbung runs none).",
             )
     bare = [t.name for _, t, _ in found]
     for namespace, fn, path in found:
@@ -102,8 +112,12 @@ def tool_choice(wire: CreateResponseIn, tools: ToolMap) -> str | dict[str, Any]:
         if choice == "required" and not tools.tools:
             raise _refuse("tool_choice", "'required' needs a function tool: lumbung runs no hosted tools.")
         return choice
+    if choice.type in ("local_shell", "apply_patch") and choice.type in tools.kinds:
+        return {"type": "function", "name": choice.type}
+    if choice.type == "custom":
+        return {"type": "function", "name": choice.name or ""}
     if choice.type != "function":
-        why = "lumbung runs no hosted tools" if is_hosted(choice.type) else "only function tools can be"
+        why = "lumbung runs no hosted tools" if is_hosted(choice.type) else "only the client's tools can be"
         raise _refuse("tool_choice", f"type '{choice.type}' cannot be required: {why}.")
     namespace = (choice.model_extra or {}).get("namespace")
     return {"type": "function", "name": tools.core_name(namespace, choice.name or "")}
@@ -130,6 +144,7 @@ _CORE_TOOL = re.compile(r"\btools\[(\d+)\]\.function\.parameters\b")
 _CORE_FORMAT = (
     (re.compile(r"\bresponse_format\.json_schema\.schema\b"), "text.format.schema"),
     (re.compile(r"\bresponse_format\b"), "text.format"),
+    (re.compile(r"\bmax_tokens\b"), "max_output_tokens"),
 )
 
 

@@ -34,6 +34,10 @@ class ItemIn(_Wire):
     namespace: str | None = None  # a function call's namespace tool, as the answer reported it
     output: str | list[ContentPartIn] | None = None
     summary: list[ContentPartIn] | None = None
+    # Calls of the client's non-function tools (openai_responses_client_tools.py)
+    input: str | None = None  # custom_tool_call
+    action: dict[str, Any] | None = None  # local_shell_call
+    operation: dict[str, Any] | None = None  # apply_patch_call
 
 
 class ToolIn(_Wire):
@@ -43,6 +47,7 @@ class ToolIn(_Wire):
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
     tools: list[ToolIn] | None = None  # a namespace's function tools
+    format: dict[str, Any] | None = None  # a custom tool's input format
 
 
 class NamedToolChoiceIn(_Wire):
