@@ -136,7 +136,31 @@ def test_delete_and_store_false(client: openai.OpenAI, server: ServerProcess) ->
 def test_refusals_and_function_tools(client: openai.OpenAI) -> None:
     for kwargs, param in [
         ({"tools": [{"type": "web_search"}], "tool_choice": {"type": "web_search"}}, "tool_choice"),
-        ({"tools": [{"type": "custom", "name": "apply_patch"}]}, "tools[0].type"),
+        (
+            {
+                "tools": [
+                    {
+                        "type": "custom",
+                        "name": "apply_patch",
+                        "format": {"type": "grammar", "syntax": "lark", "definition": "start: /.+/"},
+                    }
+                ]
+            },
+            "tools[0].format",
+        ),
+        (
+            {
+                "tools": [
+                    {
+                        "type": "computer_use_preview",
+                        "display_width": 1,
+                        "display_height": 1,
+                        "environment": "linux",
+                    }
+                ]
+            },
+            "tools[0].type",
+        ),
         ({"background": True}, "background"),
         ({"truncation": "auto"}, "truncation"),
         (
