@@ -13,7 +13,8 @@ import json
 import re
 from typing import Any
 
-from lumbung.toolcalls.base import Literal, ParsedCall, ToolFormat, compact, lark_string
+from lumbung.toolcalls.base import Literal, lark_string
+from lumbung.toolcalls.json_list import JsonListFormat
 from lumbung.toolcalls.reasoning import Splitter, ThinkSplitter
 from lumbung.types import Tool
 
@@ -25,40 +26,20 @@ _HEAD = (
 )
 
 
-class CommandRFormat(ToolFormat):
+class CommandRFormat(JsonListFormat):
     name = "command_r"
     starts = (OPEN,)
     end = CLOSE
-    separator = ", "
     stream_heads = (re.compile(r"\s*\[\s*" + _HEAD),)
     stream_next = (re.compile(r"\s*\}\s*,\s*" + _HEAD),)
 
-    def parse_block(self, body: str, tools: dict[str, Tool]) -> list[ParsedCall] | None:
-        try:
-            values = json.loads(body)
-        except ValueError:
-            return None
-        if not isinstance(values, list) or not values:
-            return None
-        calls = []
-        for value in values:
-            if not isinstance(value, dict) or not isinstance(value.get("tool_name"), str):
-                return None
-            name, args = value["tool_name"], value.get("parameters", {})
-            if (tools and name not in tools) or not isinstance(args, dict):
-                return None
-            calls.append(ParsedCall(name, compact(args)))
-        return calls
+    def element(self, value: dict[str, Any]) -> tuple[str, Any] | None:
+        name = value.get("tool_name")
+        return (name, value.get("parameters", {})) if isinstance(name, str) else None
 
     def render_call(self, name: str, arguments: dict[str, Any]) -> str:
         call = {"tool_call_id": "0", "tool_name": name, "parameters": arguments}
         return f"{OPEN}[{json.dumps(call, ensure_ascii=False)}]{CLOSE}"
-
-    def grammar_prefix(self, lit: Literal) -> str:
-        return f'{lit(OPEN)} "["'
-
-    def grammar_suffix(self, lit: Literal) -> str:
-        return f'"]" {lit(CLOSE)}'
 
     def grammar_call(self, tool: Tool, args_rule: str, lit: Literal) -> str:
         head = lark_string(f'{{"tool_call_id": "0", "tool_name": {json.dumps(tool.name)}, "parameters": ')
