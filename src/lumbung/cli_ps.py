@@ -71,6 +71,25 @@ def rows(models: list[dict[str, Any]], now: float, include_all: bool) -> list[li
     return out
 
 
+def memory_line(body: dict[str, Any]) -> str | None:
+    """Where the server's memory goes: the loaded models' weights, KV caches, compute buffers and
+    adapters, and the rest of the process (Python, the HTTP stack, allocator slack) (pure: tested)."""
+    process = body.get("process") or {}
+    rss = process.get("rss_bytes")
+    if not isinstance(rss, int):
+        return None
+    parts = {"weights": 0, "kv": 0, "compute": 0, "adapters": 0}
+    for m in body.get("data", []):
+        for key, value in (m.get("memory_breakdown") or {}).items():
+            if key in parts and isinstance(value, int):
+                parts[key] += value
+    named = ", ".join(f"{'KV' if k == 'kv' else k} {_mib(v)}" for k, v in parts.items() if v)
+    anon = process.get("anon_bytes")
+    anon_text = f" (anonymous {_mib(anon)})" if isinstance(anon, int) else ""
+    rest = rss - sum(parts.values())
+    return f"memory: RSS {_mib(rss)}{anon_text}" + (f" = {named}, the rest {_mib(rest)}" if named else "")
+
+
 @click.command("ps")
 @click.option(
     "--config",
@@ -87,7 +106,8 @@ def rows(models: list[dict[str, Any]], now: float, include_all: bool) -> list[li
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON of GET /v1/models.")
 def ps(config: Path | None, url: str | None, api_key: str | None, include_all: bool, as_json: bool) -> None:
     """Show the loaded local models: memory, context, KV cache in use, running/parallel requests,
-    queue, prefix cache, unload time."""
+    queue, prefix cache, unload time; then where the server's memory goes (weights, KV caches,
+    compute buffers, the rest)."""
     url, body = get_json(config, url, api_key, "/v1/models")
     models: list[dict[str, Any]] = body["data"]
     if as_json:
@@ -98,4 +118,8 @@ def ps(config: Path | None, url: str | None, api_key: str | None, include_all: b
         table.add_column(col)
     for row in rows(models, time.time(), include_all):
         table.add_row(*row)
-    Console(width=None if sys.stdout.isatty() else 200).print(table)
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    console.print(table)
+    line = memory_line(body)
+    if line:
+        console.print(line, markup=False)

@@ -31,3 +31,8 @@ def test_a_q8_0_kv_cache_answers_in_half_the_memory(start_server: Start) -> None
     assert listed["kv_cache_type"] == "q8_0"
     assert listed["kv_bytes"] < 0.55 * listed["kv_bytes_f16"]  # 34 bytes per 32 elements vs 64
     assert "KV cache (q8_0)" in server.logs()
+    # where the memory goes, as llama.cpp allocated it: its KV buffer is the quantized size
+    parts = listed["memory_breakdown"]
+    assert parts["weights"] > 50 * 2**20 and parts["compute"] > 0
+    assert abs(parts["kv"] - listed["kv_bytes"]) < 0.05 * listed["kv_bytes"]
+    assert body["process"]["rss_bytes"] > parts["kv"] + parts["compute"]

@@ -7,7 +7,7 @@ from typing import Any
 from click.testing import CliRunner
 
 from lumbung.cli import main
-from lumbung.cli_ps import rows
+from lumbung.cli_ps import memory_line, rows
 
 LOADED: dict[str, Any] = {
     "id": "gemma3:270m",
@@ -61,3 +61,24 @@ def test_a_quantized_kv_cache_says_its_type_and_what_it_saves() -> None:
     assert rows([q8], 0, False)[0][3] == "40 MiB of 272 MiB q8_0, saves 240 MiB"
     f16 = {**LOADED, "kv_cache_type": "f16", "kv_bytes_f16": 512 * 2**20}
     assert rows([f16], 0, False)[0][3] == "40 MiB of 512 MiB"
+
+
+def test_where_the_memory_goes() -> None:
+    body = {
+        "data": [
+            {
+                **LOADED,
+                "memory_breakdown": {"weights": 253 * 2**20, "kv": 288 * 2**20, "compute": 520 * 2**20},
+            },
+            {
+                **LOADED,
+                "id": "b",
+                "memory_breakdown": {"weights": 98 * 2**20, "kv": 24 * 2**20, "compute": 40 * 2**20},
+            },
+        ],
+        "process": {"rss_bytes": 1400 * 2**20, "anon_bytes": 900 * 2**20},
+    }
+    assert memory_line(body) == (
+        "memory: RSS 1,400 MiB (anonymous 900 MiB) = weights 351 MiB, KV 312 MiB, compute 560 MiB, the rest 177 MiB"
+    )
+    assert memory_line({"data": []}) is None  # an older server: no line

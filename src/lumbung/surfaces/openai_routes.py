@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
@@ -49,6 +50,7 @@ def model_body(info: ModelInfo) -> dict[str, Any]:
         "kv_bytes",
         "kv_bytes_used",
         "kv_cache_type",
+        "memory_breakdown",
         "kv_bytes_f16",
         "context_length_trained",
         "expires_at",
@@ -62,10 +64,26 @@ def model_body(info: ModelInfo) -> dict[str, Any]:
     return body
 
 
+def process_memory() -> dict[str, int]:
+    """The server process's resident memory and the anonymous part of it (not mapped from files: the
+    weights mapped from a GGUF are file-backed), from /proc; empty where there is no /proc."""
+    try:
+        fields = dict(
+            line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line
+        )
+        return {
+            "rss_bytes": int(fields["VmRSS"].split()[0]) * 1024,
+            "anon_bytes": int(fields["RssAnon"].split()[0]) * 1024,
+        }
+    except (OSError, KeyError, ValueError):
+        return {}
+
+
 @openai_endpoint
 async def list_models(request: Request, entry: RequestLog) -> Response:
     models = state_of(request).gateway.models()
-    return JSONResponse({"object": "list", "data": [model_body(m) for m in models]})
+    body = {"object": "list", "data": [model_body(m) for m in models], "process": process_memory()}
+    return JSONResponse(body)
 
 
 @openai_endpoint

@@ -90,6 +90,19 @@ class LocalModelSpec:
         return self.path() if callable(self.path) else self.path
 
 
+def memory_breakdown(loaded: LocalModel) -> dict[str, int]:
+    """Where a loaded model's memory goes: its weights (mapped from the file), its KV cache and the
+    compute buffers as llama.cpp allocated them (KV includes sliding-window layers at full size),
+    and its LoRA adapters."""
+    buffers = loaded.engine.buffers
+    return {
+        "weights": loaded.model.size_bytes,
+        "kv": buffers.get("KV", loaded.engine.n_ctx * loaded.engine.kv_bytes_per_cell),
+        "compute": buffers.get("compute", 0) + buffers.get("output", 0),
+        "adapters": sum(a.size_bytes for a in loaded.adapters.values()),
+    }
+
+
 def expected_context(spec: LocalModelSpec) -> int | None:
     """A model's context before it loads: the configured or trained one (the memory budget may
     lower it at load; once loaded, the engine's own figure is reported)."""
@@ -485,6 +498,7 @@ class LlamaCppBackend:
                     "kv_bytes": stats.kv_cells * stats.kv_bytes_per_cell,
                     "kv_bytes_used": stats.kv_used * stats.kv_bytes_per_cell,
                     "kv_cache_type": spec.engine.kv_type,
+                    "memory_breakdown": memory_breakdown(loaded),
                     "kv_bytes_f16": stats.kv_cells * loaded.model.kv_bytes_per_cell,  # what f16 would take
                     "context_length_trained": loaded.engine.context.trained,
                     "prefix_cache": {

@@ -34,7 +34,7 @@ from typing import Any, cast
 import llama_cpp
 
 from lumbung.config import AmxMode, KvCacheType, RopeScaling
-from lumbung.engines.llamacpp import kv_types, prefix_store
+from lumbung.engines.llamacpp import kv_types, logs, prefix_store
 from lumbung.engines.llamacpp.context import ContextPlan, plan_context
 from lumbung.engines.llamacpp.detok import StopMatcher
 from lumbung.engines.llamacpp.kv import KvLedger
@@ -160,7 +160,8 @@ class Engine:
         flash_attn = kv_types.flash_attention(config.kv_type, config.flash_attn, name)
         if flash_attn is not None:
             params.flash_attn_type = int(flash_attn)
-        self.ctx = llama_cpp.llama_init_from_model(model.ptr, params)
+        with logs.buffer_sizes() as self.buffers:  # KV, compute and output buffers, as allocated
+            self.ctx = llama_cpp.llama_init_from_model(model.ptr, params)
         if not self.ctx:
             raise EngineError(f"llama.cpp could not create a context for {name} ({params.n_ctx} tokens)")
         self.n_ctx = int(llama_cpp.llama_n_ctx(self.ctx))

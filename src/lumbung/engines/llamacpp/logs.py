@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import re
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import llama_cpp
 
@@ -29,7 +32,27 @@ _pending: list[str] = []
 _pending_level = logging.DEBUG
 
 
+# "llama_kv_cache:        CPU KV buffer size =    48.00 MiB" (one line per buffer and device)
+_BUFFER = re.compile(r"\b(model|KV|compute|output) buffer size =\s*([0-9.]+) MiB")
+_capture = threading.local()
+
+
+@contextmanager
+def buffer_sizes() -> Iterator[dict[str, int]]:
+    """The buffers llama.cpp reports allocating on this thread inside the block, in bytes by kind
+    (model, KV, compute, output): llama.cpp has no API for them, only these log lines."""
+    sizes: dict[str, int] = {}
+    _capture.sizes = sizes
+    try:
+        yield sizes
+    finally:
+        _capture.sizes = None
+
+
 def _emit(level: int, text: str) -> None:
+    sizes = getattr(_capture, "sizes", None)
+    if sizes is not None and (found := _BUFFER.search(text)):
+        sizes[found[1]] = sizes.get(found[1], 0) + int(float(found[2]) * 2**20)
     if _POOL_NOT_OVERFLOW in text:
         level = logging.DEBUG
     if log.isEnabledFor(level):
