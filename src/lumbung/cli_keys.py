@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import sys
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from lumbung.accounts.policy import KeyPolicy
-from lumbung.accounts.store import KeyStore, VirtualKey
+from lumbung.accounts.store import KeyStore, VirtualKey, parse_expires
 from lumbung.errors import LumbungError
 from lumbung.settings import Settings, load_settings
 from lumbung.state.db import Database
@@ -33,8 +32,6 @@ _CONFIG = click.option(
     help="YAML config file (default: $LUMBUNG_CONFIG); its `database_url`, or else `home`, is where the keys are kept.",
 )
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-_DURATION = re.compile(r"^(\d+)([mhdw])$")
-_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 def _settings(config: Path | None) -> Settings:
@@ -61,18 +58,11 @@ def _run(config: Path | None, work: Callable[[KeyStore], Awaitable[T]]) -> T:
         raise click.ClickException(str(exc)) from exc
 
 
-def parse_expires(text: str, now: datetime) -> datetime:
-    """``30d``, ``12h``, ``90m``, ``2w`` from now, or an ISO date or time (UTC when it names no zone)."""
-    found = _DURATION.match(text.strip())
-    if found:
-        return now + timedelta(**{_UNITS[found.group(2)]: int(found.group(1))})
+def _expires(text: str | None) -> datetime | None:
     try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError as exc:
-        raise click.BadParameter(
-            "give a duration (30d, 12h, 90m, 2w) or an ISO date/time (2027-01-31, 2027-01-31T12:00Z)"
-        ) from exc
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+        return parse_expires(text, datetime.now(UTC)) if text else None
+    except LumbungError as exc:
+        raise click.BadParameter(str(exc), param_hint="--expires") from exc
 
 
 def _listed(values: Iterable[str]) -> tuple[str, ...]:
@@ -170,7 +160,7 @@ def create(
         max_concurrent=max_concurrent,
         budget=budget,
         period="day" if period == "day" else "month" if period == "month" else None,
-        expires=parse_expires(expires, datetime.now(UTC)) if expires else None,
+        expires=_expires(expires),
         record=record,
     )
     key, secret = _run(config, lambda store: store.create(policy))

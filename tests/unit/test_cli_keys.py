@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from lumbung.accounts.keys import digest
+from lumbung.accounts.store import parse_expires
 from lumbung.cli import main
-from lumbung.cli_keys import parse_expires
 from tests.support.keys import key_store
 
 

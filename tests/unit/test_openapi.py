@@ -14,7 +14,17 @@ from tests.support.inprocess import in_process
 # docs/observability.md), and the model store's routes
 # (they reach model hubs), documented in docs/ instead; so is the dashboard (its pages and the JSON
 # they read, docs/ui.md).
-UNDESCRIBED = {"/openapi.json", "/admin/providers", "/admin/usage", "/metrics", "/api/pull", "/api/delete"}
+UNDESCRIBED = {
+    "/openapi.json",
+    "/admin/providers",
+    "/admin/usage",
+    "/admin/keys",  # docs/accounts.md
+    "/admin/keys/{key}",
+    "/admin/keys/{key}/rotate",
+    "/metrics",
+    "/api/pull",
+    "/api/delete",
+}
 UNDESCRIBED_PREFIXES = ("/ui",)
 
 

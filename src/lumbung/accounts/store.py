@@ -16,7 +16,7 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Float, Integer, String, Text, select, update
@@ -29,8 +29,10 @@ from lumbung.errors import InvalidRequest, NotFound
 from lumbung.state.db import Base, Database
 
 SECRET_PREFIX = "lb-"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:/ -]{0,99}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@: -]{0,99}$")
 _REGION = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
+_DURATION = re.compile(r"^(\d{1,6})([mhdw])$")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 class VirtualKeyRow(Base):
@@ -133,6 +135,23 @@ def _hint(secret: str) -> str:
     return f"{SECRET_PREFIX}...{secret[-4:]}"
 
 
+def parse_expires(text: str, now: datetime) -> datetime:
+    """``30d``, ``12h``, ``90m``, ``2w`` from ``now``, or an ISO date or time (UTC when it names no
+    zone); a 400 naming ``expires`` otherwise."""
+    found = _DURATION.match(text.strip())
+    if found:
+        return now + timedelta(**{_UNITS[found.group(2)]: int(found.group(1))})
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError as exc:
+        raise InvalidRequest(
+            "expires: give a duration (30d, 12h, 90m, 2w) or an ISO date/time (2027-01-31, "
+            "2027-01-31T12:00Z).",
+            param="expires",
+        ) from exc
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def _names(values: Sequence[str], what: str, pattern: re.Pattern[str] | None = None) -> tuple[str, ...]:
     out: list[str] = []
     for value in values:
@@ -148,7 +167,7 @@ def checked_policy(policy: KeyPolicy, now: datetime) -> KeyPolicy:
     """``policy`` as stored, or a 400 naming the first field that cannot be honoured."""
     if not _NAME.match(policy.name):
         raise InvalidRequest(
-            "A key's name is 1-100 characters: letters, digits and . _ @ : / - or spaces, "
+            "A key's name is 1-100 characters: letters, digits and . _ @ : - or spaces, "
             "starting with a letter or digit.",
             param="name",
         )

@@ -36,6 +36,7 @@ from lumbung.state.db import Database
 from lumbung.surfaces import (
     admin_routes,
     anthropic_routes,
+    keys_routes,
     ollama_routes,
     ollama_store_routes,
     openai_completions_routes,
@@ -170,6 +171,7 @@ def create_app(
         *anthropic_routes.routes(),
         *admin_routes.routes(),
         *usage_routes.routes(),
+        *keys_routes.routes(),
         *openai_completions_routes.routes(),
         *openai_embeddings_routes.routes(),
         *ollama_routes.routes(),
