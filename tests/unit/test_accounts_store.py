@@ -105,9 +105,19 @@ async def test_every_change_moves_the_generation(tmp_path: Path) -> None:
         seen.append(await store.generation())
         await store.revoke(key.id)
         seen.append(await store.generation())
-        await store.revoke(key.id)  # nothing changes
+        with pytest.raises(NotFound):  # a change refused is no change
+            await store.revoke("nobody")
+        with pytest.raises(InvalidRequest):
+            await store.create(policy(rpm=0))
         seen.append(await store.generation())
     assert seen == [0, 1, 2, 3, 3]
+
+
+async def test_stores_in_two_processes_share_one_generation(tmp_path: Path) -> None:
+    async with key_store(tmp_path) as one, key_store(tmp_path) as two:
+        await one.create(policy("a"))
+        await two.create(policy("b"))  # its own first write: the generation's row exists already
+        assert await one.generation() == await two.generation() == 2
 
 
 class Steps:

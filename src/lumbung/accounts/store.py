@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Float, Integer, String, Text, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -223,6 +224,18 @@ class KeyStore:
     def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
         self.db = db
         self.clock = clock
+        self._generation_made = False
+
+    async def _ensure_generation(self) -> None:
+        """The generation's one row, made once by whichever process gets there first."""
+        if self._generation_made:
+            return
+        try:
+            async with self.db.session() as session, session.begin():
+                session.add(KeyGenerationRow(id=1, n=0))
+        except IntegrityError:
+            pass  # made already (by this database's first key, or by another process just now)
+        self._generation_made = True
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
@@ -232,7 +245,9 @@ class KeyStore:
         secret, which is not kept anywhere."""
         policy = checked_policy(replace(policy, id=f"key_{secrets.token_hex(10)}"), self.now())
         secret = new_secret()
+        await self._ensure_generation()
         async with self.db.session() as session, session.begin():
+            await _bump(session)  # first: the transaction takes the write lock before it reads
             clash = await session.execute(
                 select(VirtualKeyRow.id).where(
                     VirtualKeyRow.name == policy.name, VirtualKeyRow.revoked.is_(None)
@@ -263,7 +278,6 @@ class KeyStore:
                 record=policy.record,
             )
             session.add(row)
-            await _bump(session)
         return _row_key(row), secret
 
     async def all(self) -> list[VirtualKey]:
@@ -281,25 +295,27 @@ class KeyStore:
     async def revoke(self, ref: str) -> VirtualKey:
         """Revoke a key for good (its row stays, for the record and the ledger); revoking a revoked
         key changes nothing."""
+        await self._ensure_generation()
         async with self.db.session() as session, session.begin():
+            await _bump(session)
             row = await _find(session, ref)
             if row.revoked is None:
                 row.revoked = self.clock()
-                await _bump(session)
         return _row_key(row)
 
     async def rotate(self, ref: str) -> tuple[VirtualKey, str]:
         """A new secret for a key (same id, name, scopes and limits; usage stays with it); the old
         secret stops working."""
         secret = new_secret()
+        await self._ensure_generation()
         async with self.db.session() as session, session.begin():
+            await _bump(session)
             row = await _find(session, ref)
             if row.revoked is not None:
                 raise InvalidRequest(
                     f"Key {row.id} is revoked; create a new one.", param="key", code="key_revoked"
                 )
             row.digest, row.hint = digest(secret), _hint(secret)
-            await _bump(session)
         return _row_key(row), secret
 
     async def generation(self) -> int:
@@ -331,8 +347,9 @@ async def _find(session: AsyncSession, ref: str) -> VirtualKeyRow:
 
 
 async def _bump(session: AsyncSession) -> None:
-    changed = await session.execute(
+    """Move the generation. Every write transaction here starts with it: on SQLite a transaction
+    that reads first cannot write once another writer (the usage ledger) committed meanwhile; one
+    that writes first waits for the lock (busy_timeout) instead."""
+    await session.execute(
         update(KeyGenerationRow).where(KeyGenerationRow.id == 1).values(n=KeyGenerationRow.n + 1)
     )
-    if getattr(changed, "rowcount", 0) == 0:
-        session.add(KeyGenerationRow(id=1, n=1))
