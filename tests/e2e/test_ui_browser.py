@@ -276,3 +276,40 @@ def test_every_control_has_a_label_and_the_page_works_by_keyboard(chromium: Any,
     assert page.evaluate("document.activeElement.getAttribute('href')") == "/ui/overview"
     assert page.evaluate(UNLABELLED) == []
     page.close()
+
+
+def test_a_key_made_in_the_ui_works_with_the_sdk_until_it_is_revoked(chromium: Any, rig: Rig) -> None:
+    page = open_page(chromium, rig, "keys")
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.get_by_label("Name").fill("ui-made")
+    page.get_by_label("Routes (comma-separated; empty: all)").fill("chat")
+    page.get_by_label("Requests per minute").fill("60")
+    page.get_by_role("button", name="Create key").click()
+    secret_box = page.locator("#key-secret-value")
+    expect(secret_box).not_to_be_empty(timeout=WAIT)
+    secret = secret_box.inner_text()
+    row = page.locator("#keys tr[data-key=ui-made]")
+    row.wait_for(timeout=WAIT)
+    assert "routes: chat" in row.inner_text() and "60 req/min" in row.inner_text()
+    assert row.locator("td.state").inner_text() == "active"
+    shot(page, "keys")
+    page.reload()  # the secret is shown once: not after a reload
+    row.wait_for(timeout=WAIT)
+    assert secret not in page.content()
+
+    rig.primary.set("ok")
+    with openai.OpenAI(base_url=rig.url + "/v1", api_key=secret, max_retries=0) as client:
+        done = client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "hi"}])
+        assert done.choices[0].message.content
+        page.get_by_role("button", name="Revoke ui-made").click()
+        expect(row.locator("td.state")).to_have_text("revoked", timeout=WAIT)
+        deadline = time.monotonic() + 10  # the server's view of the key store refreshes within a second
+        refused = None
+        while refused is None and time.monotonic() < deadline:
+            try:
+                client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "hi"}])
+                time.sleep(0.2)
+            except openai.AuthenticationError as exc:
+                refused = exc
+        assert refused is not None and refused.status_code == 401
+    page.close()

@@ -28,6 +28,7 @@
     if (!confirm("Revoke " + k.name + "? Requests with it are refused from then on.")) return;
     const res = await UI.call("/admin/keys/" + encodeURIComponent(k.id), { method: "DELETE" });
     if (!res.ok) throw new Error(await UI.errorText(res));
+    $("key-secret").hidden = true;
     say("Revoked " + k.name + ".", "ok");
     await load();
   }
@@ -41,7 +42,10 @@
       el("td", {}, limits(k)),
       el("td", {}, fmt.iso(k.created)),
       el("td", {}, k.expires ? fmt.iso(k.expires) : "never"),
-      el("td", {}, active ? el("button", { type: "button", "aria-label": "Revoke " + k.name, onclick: () => revoke(k).catch(fail) }, "Revoke") : null));
+      el("td", {}, active ? [
+        el("button", { type: "button", "aria-label": "Revoke " + k.name, onclick: () => revoke(k).catch(fail) }, "Revoke"), " ",
+        el("button", { type: "button", "aria-label": "Rotate " + k.name, onclick: () => rotate(k).catch(fail) }, "Rotate"),
+      ] : null));
   }
 
   async function load() {
@@ -52,7 +56,7 @@
     }
     if (!res.ok) throw new Error(await UI.errorText(res));
     const body = await res.json();
-    const keys = Array.isArray(body) ? body : body.data || body.keys || [];
+    const keys = body.data;
     fill(document.querySelector("#keys tbody"), keys.map(row), "No virtual keys yet.", 7);
     $("keys-create-section").hidden = false;
     $("keys-list-section").hidden = false;
@@ -66,14 +70,26 @@
     const body = { name: f.name.value.trim(), routes: list(f.routes.value), models: list(f.models.value), egress: list(f.egress.value) };
     for (const name of ["rpm", "tpm", "max_concurrent", "budget"]) if (number(f[name].value) !== undefined) body[name] = number(f[name].value);
     if (f.period.value) body.period = f.period.value;
-    if (number(f.expires_days.value) !== undefined) body.expires = new Date(Date.now() + number(f.expires_days.value) * 86400e3).toISOString();
+    if (number(f.expires_days.value) !== undefined) body.expires = number(f.expires_days.value) + "d";
     const res = await UI.call("/admin/keys", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
     if (!res.ok) throw new Error(await UI.errorText(res));
     const made = await res.json();
-    $("key-secret-value").textContent = made.secret || made.key;
-    $("key-secret").hidden = false;
     ev.target.reset();
-    say("Created " + (made.name || body.name) + ".", "ok");
+    showSecret(made, "Created");
+    await load();
+  }
+
+  function showSecret(made, what) {
+    $("key-secret-value").textContent = made.key;
+    $("key-secret").hidden = false;
+    say(what + " " + made.name + ".", "ok");
+  }
+
+  async function rotate(k) {
+    if (!confirm("Give " + k.name + " a new secret? The old one stops working.")) return;
+    const res = await UI.call("/admin/keys/" + encodeURIComponent(k.id) + "/rotate", { method: "POST" });
+    if (!res.ok) throw new Error(await UI.errorText(res));
+    showSecret(await res.json(), "New secret for");
     await load();
   }
 
