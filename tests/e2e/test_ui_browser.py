@@ -313,3 +313,8 @@ def test_a_key_made_in_the_ui_works_with_the_sdk_until_it_is_revoked(chromium: A
                 refused = exc
         assert refused is not None and refused.status_code == 401
     page.close()
+    usage = open_page(chromium, rig, "usage")  # by key: the key's requests under its name
+    mine = usage.locator("#usage-table tbody th").filter(has_text="ui-made")
+    mine.wait_for(timeout=WAIT)
+    assert mine.count() == 1
+    usage.close()

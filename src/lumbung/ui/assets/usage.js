@@ -14,7 +14,14 @@
     return node;
   }
 
-  const label = (g) => (g === null ? "(none)" : g);
+  let names = {}; // virtual key id -> its name, for the key view
+  const label = (g) => (g === null ? "(none)" : names[g] ? names[g] + " (" + g + ")" : g);
+
+  async function keyNames() {
+    const res = await UI.call("/admin/keys");
+    if (!res.ok) return {}; // no virtual keys here: ids and config keys' digests stand as they are
+    return Object.fromEntries((await res.json()).data.map((k) => [k.id, k.name]));
+  }
 
   function chart(name, body, currency) {
     const W = 600, H = 180, L = 48, B = 20;
@@ -74,6 +81,7 @@
       }
       if (!res.ok) throw new Error(await UI.errorText(res));
       const totals = await res.json();
+      if (totals.by === "key") names = await keyNames();
       const over = await UI.api("/ui/api/usage" + q);
       const lines = totals.groups.concat(totals.groups.length > 1 ? [totals.total] : []);
       fill(document.querySelector("#usage-table tbody"), lines.map((l) => totalRow(l, totals.currency)), "No requests in this period.", 9);
