@@ -174,7 +174,15 @@ async def test_verify_rehashes_a_stored_model_and_names_a_damaged_file(tmp_path:
 
 
 async def test_usage_over_time_comes_from_the_ledger(tmp_path: Path) -> None:
-    async with cut_off_rig(tmp_path) as lb:
+    await usage_over_time(tmp_path)
+
+
+async def test_usage_over_time_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
+    await usage_over_time(tmp_path, database_url=postgres_url)
+
+
+async def usage_over_time(tmp_path: Path, **settings: Any) -> None:
+    async with cut_off_rig(tmp_path, **settings) as lb:
         for _ in range(3):
             assert (await lb.client.post("/v1/chat/completions", json=CHAT)).status_code == 200
         by_route = (await lb.client.get("/ui/api/usage?by=route&since=1h")).json()
