@@ -224,6 +224,13 @@ SAMPLES: dict[str, dict[str, str]] = {
         "bad": '<|tools_prefix|>[{"get_weather": {"city": "Jakarta"]<|tools_suffix|>',
         "forced": f'<|tools_prefix|>[{{"get_weather": {_A}}}]<|tools_suffix|>',
     },
+    "firefunction": {
+        "one": ' functools[{"name": "get_weather", "arguments": {"city": "Jakarta", "days": 3}}]',
+        "two": ' functools[{"name": "get_weather", "arguments": {"city": "Jakarta", "days": 3}}, '
+        '{"name": "get_time", "arguments": {"tz": "WIB"}}]',
+        "bad": ' functools[{"name": "get_weather", "arguments": {"city": "Jak',
+        "forced": f'functools[{{"name": "get_weather", "arguments": {_A}}}]',
+    },
     "deepseek_v3_2": _dsml("function_calls"),
     "deepseek_v4": _dsml("tool_calls"),
     "gemma": {

@@ -32,7 +32,11 @@ from tests.support.conformance import DOC
 
 BEGIN, END = "<!-- matrix: chat templates (generated) -->", "<!-- end matrix -->"
 # What a turn ends with: special tokens (stop tokens, never text the parsers see) and whitespace.
-_TURN_END = re.compile(r"(?:\s*(?:<\|[^<>|]*\|>|<｜[^<>｜]*｜>|</s>|<end_of_turn>|<turn\|>))*\s*$")
+# A turn's end: end-of-turn tokens, and the start of the next assistant turn that some templates
+# (FireFunction v2) write even when no generation prompt is asked for.
+_TURN_END = re.compile(
+    r"(?:\s*(?:<\|[^<>|]*\|>|<｜[^<>｜]*｜>|</s>|<end_of_turn>|<turn\|>|(?<=<\|start_header_id\|>)assistant))*\s*$"
+)
 REASON, ANSWER = "The user wants a number; seven fits.", "Seven."
 
 

@@ -60,6 +60,7 @@ FORCED = {
             "nemotron",
             "gigachat",
             "apertus",
+            "firefunction",
         )
     },
 }

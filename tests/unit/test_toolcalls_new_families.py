@@ -149,6 +149,7 @@ def test_families_are_detected_from_their_templates_markers() -> None:
         "<TOOLCALL>{{ calls | tojson }}</TOOLCALL>": "nemotron",
         "<|function_call|>": "gigachat",
         "<|tools_prefix|>": "apertus",
+        "{{ '<|start_header_id|>' }}{{ ' functools[' + calls | join(', ') + ']' }}": "firefunction",
     }
     for template, family in signs.items():
         assert toolcalls.detect(override=None, template=template, architecture="").name == family
@@ -194,3 +195,12 @@ def test_kimi_k3_framing_reasoning_response_and_calls_over_any_split() -> None:
         assert [(t.name, json.loads(t.arguments)) for t in result.tool_calls] == [
             ("get_weather", {"tags": ["a"]})
         ]
+
+
+def test_firefunction_reads_arguments_as_json_text_and_code_mentioning_functools_stays_text() -> None:
+    text = ' functools[{"name": "get_weather", "arguments": "{\\"city\\": \\"X\\"}"}]'
+    for pieces in ([text], list(text)):
+        assert calls(shaped("firefunction", pieces)) == [("get_weather", {"city": "X"})]
+    code = "Use functools.cache on the function."
+    result = shaped("firefunction", list(code)).result()
+    assert result.text == code and not result.tool_calls

@@ -107,6 +107,10 @@ TWO["apertus"] = (
     '<|tools_prefix|>[{"write_file": {"path": "a.txt", "content": "hi there"}}, {"get_time": { "tz" : "WIB" }}]'
     "<|tools_suffix|>"
 )
+TWO["firefunction"] = (
+    ' functools[{"name": "write_file", "arguments": {"path": "a.txt", "content": "hi there"}}, '
+    '{"name": "get_time", "arguments": { "tz" : "WIB" }}]'
+)
 # Calls sent whole when their block closes (Gemma 4's notation is not JSON text).
 WHOLE = {"gemma4"}
 # Raw parameter values, typed once whole: these stream a parameter at a time.

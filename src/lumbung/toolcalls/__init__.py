@@ -12,6 +12,7 @@ from lumbung.toolcalls.base import CallParser, Parsed, ParsedCall, ToolFormat
 from lumbung.toolcalls.command_r import CommandRFormat
 from lumbung.toolcalls.deepseek import DeepSeekFormat
 from lumbung.toolcalls.deepseek_dsml import DeepSeekV4Format, DeepSeekV32Format
+from lumbung.toolcalls.firefunction import FireFunctionFormat
 from lumbung.toolcalls.gemma import GemmaFormat
 from lumbung.toolcalls.gemma4 import Gemma4Format
 from lumbung.toolcalls.gigachat import GigaChatFormat
@@ -50,6 +51,7 @@ FORMATS: dict[str, ToolFormat] = {
         NemotronFormat(),
         GigaChatFormat(),
         ApertusFormat(),
+        FireFunctionFormat(),
     )
 }
 # Text found in a chat template, checked in order: the first match names the family.
@@ -69,6 +71,7 @@ _TEMPLATE_SIGNS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("<TOOLCALL>",), "nemotron"),
     (("<|function_call|>",), "gigachat"),
     (("<|tools_prefix|>",), "apertus"),
+    (("functools[",), "firefunction"),
     (("<function=",), "qwen3_coder"),
     (("<tool_call>",), "hermes"),
     (("[TOOL_CALLS]",), "mistral"),
