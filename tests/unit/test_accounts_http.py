@@ -118,3 +118,25 @@ async def test_an_expired_key_is_401(tmp_path: Path) -> None:
     assert ok.status_code == 200
     assert expired.status_code == 401 and openai_error(expired.json())
     assert expired.json()["error"]["code"] == "api_key_expired"
+
+
+async def test_what_a_key_stored_stays_its_own_when_it_is_rotated(tmp_path: Path) -> None:
+    """A stored response belongs to the key's id, not its secret's digest: the rotated secret finds
+    it, another key does not."""
+    key_id, secret = await make_key(tmp_path, "app")
+    _, other = await make_key(tmp_path, "other")
+    async with in_process(tmp_path, **KEYS) as lb:
+        made = await lb.client.post(
+            "/v1/responses", json={"model": MODEL, "input": "hi", "store": True}, headers=bearer(secret)
+        )
+        assert made.status_code == 200, made.text
+        response_id = made.json()["id"]
+        async with key_store(tmp_path) as store:
+            _, rotated = await store.rotate(key_id)
+        view_of(lb).changed()  # as /admin/keys does after a rotate
+        mine = await lb.client.get(f"/v1/responses/{response_id}", headers=bearer(rotated))
+        theirs = await lb.client.get(f"/v1/responses/{response_id}", headers=bearer(other))
+        old = await lb.client.get(f"/v1/responses/{response_id}", headers=bearer(secret))
+    assert mine.status_code == 200 and mine.json()["id"] == response_id
+    assert theirs.status_code == 404 and openai_error(theirs.json())
+    assert old.status_code == 401
