@@ -10,7 +10,6 @@ from typing import Any
 from lumbung.engines.base import Measured
 from lumbung.gateway.router import Gateway
 from lumbung.store.manifest import Manifest
-from lumbung.store.store import ModelStore
 
 
 def _ready_targets(gateway: Gateway, name: str) -> list[str]:
@@ -63,8 +62,9 @@ def stored(manifest: Manifest) -> dict[str, Any]:
     }
 
 
-def models(gateway: Gateway, store: ModelStore) -> dict[str, Any]:
-    """The store's models, and the local models with what their engines say now."""
+def models(gateway: Gateway, manifests: list[Manifest]) -> dict[str, Any]:
+    """The store's models (``manifests``: read off the event loop, they are files), and the local
+    models with what their engines say now (read on the loop, which owns that state)."""
     generated = {
         s.model: s.generated_tokens
         for backend in gateway.backends
@@ -94,4 +94,4 @@ def models(gateway: Gateway, store: ModelStore) -> dict[str, Any]:
                 "keep_alive": d.get("keep_alive"),
             }
         )
-    return {"store": [stored(m) for m in store.models()], "local": local, "now": round(time.time(), 3)}
+    return {"store": [stored(m) for m in manifests], "local": local, "now": round(time.time(), 3)}

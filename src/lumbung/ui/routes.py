@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -103,19 +103,26 @@ async def overview(request: Request, entry: RequestLog) -> Response:
     return JSONResponse(data.overview(state_of(request).gateway))
 
 
+async def _models(request: Request) -> dict[str, Any]:
+    manifests = await asyncio.to_thread(_store(request).models)
+    return data.models(state_of(request).gateway, manifests)
+
+
 @operator
 async def models(request: Request, entry: RequestLog) -> Response:
-    store = _store(request)
-    return JSONResponse(await asyncio.to_thread(data.models, state_of(request).gateway, store))
+    return JSONResponse(await _models(request))
 
 
-def _topics(request: Request) -> dict[str, Callable[[], Any]]:
+def _topics(request: Request) -> dict[str, Callable[[], Awaitable[dict[str, Any]]]]:
     gateway = state_of(request).gateway
-    store = _store(request)
-    readers: dict[str, Callable[[], Any]] = {
-        "overview": lambda: data.overview(gateway),
-        "models": lambda: data.models(gateway, store),
-    }
+
+    async def overview() -> dict[str, Any]:
+        return data.overview(gateway)
+
+    async def models() -> dict[str, Any]:
+        return await _models(request)
+
+    readers = {"overview": overview, "models": models}
     asked = request.query_params.get("topics", "overview").split(",")
     unknown = [t for t in asked if t not in readers]
     if unknown:
@@ -137,7 +144,7 @@ async def events(request: Request, entry: RequestLog) -> Response:
         while True:
             sent = False
             for topic, read in topics.items():
-                body = await asyncio.to_thread(read) if topic == "models" else read()
+                body = await read()
                 stamp = json.dumps({k: v for k, v in body.items() if k != "now"}, sort_keys=True)
                 if last.get(topic) != stamp:
                     last[topic] = stamp
