@@ -140,3 +140,31 @@ async def test_what_a_key_stored_stays_its_own_when_it_is_rotated(tmp_path: Path
     assert mine.status_code == 200 and mine.json()["id"] == response_id
     assert theirs.status_code == 404 and openai_error(theirs.json())
     assert old.status_code == 401
+
+
+async def test_two_instances_on_one_postgresql_share_the_keys(tmp_path: Path, postgres_url: str) -> None:
+    """Two servers behind one load balancer, one PostgreSQL: a key made over one's /admin/keys works
+    on the other, and a revoke on one reaches the other once its view has refreshed."""
+    shared = {**KEYS, "database_url": postgres_url}
+    async with (
+        in_process(tmp_path / "a", **shared) as a,
+        in_process(tmp_path / "b", **shared) as b,
+    ):
+        clock = Steps()
+        view_of(b).clock = clock
+        assert (await b.client.get("/v1/models", headers=bearer("k-user"))).status_code == 200  # b looked
+        made = await a.client.post("/admin/keys", json={"name": "shared"}, headers=bearer("k-admin"))
+        assert made.status_code == 201, made.text
+        secret, key_id = made.json()["key"], made.json()["id"]
+        clock.now = view_of(b).refresh
+        on_b = await b.client.get("/v1/models", headers=bearer(secret))
+        await a.client.delete(f"/admin/keys/{key_id}", headers=bearer("k-admin"))
+        on_a = await a.client.get("/v1/models", headers=bearer(secret))
+        still_on_b = await b.client.get("/v1/models", headers=bearer(secret))  # within b's refresh
+        clock.now += view_of(b).refresh
+        gone_on_b = await b.client.get("/v1/models", headers=bearer(secret))
+    assert on_b.status_code == 200
+    assert on_a.status_code == 401  # the instance that revoked it: at once
+    assert still_on_b.status_code == 200  # the documented window (docs/accounts.md)
+    assert gone_on_b.status_code == 401 and gone_on_b.json()["error"]["code"] == "api_key_revoked"
+    assert not (tmp_path / "a" / "lumbung.db").exists()
