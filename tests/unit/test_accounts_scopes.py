@@ -198,3 +198,34 @@ async def test_the_pass_through_path_is_scoped_too(
     assert refused.status_code == 403 and openai_error(refused.json())
     assert served.status_code == 200 and b"from b" in served.content
     assert len(a.seen) == 0 and len(b.seen) == 1
+
+
+async def test_shadow_copies_keep_to_the_keys_egress(tmp_path: Path) -> None:
+    """A route shadowed to a candidate abroad: a copy of a request whose key may send data only to
+    ID is not sent there (counted as egress_denied); a config key's copy is."""
+    local, abroad = FakeUpstream("local", words=3), FakeUpstream("abroad", words=3)
+    servers = [await local.serve(), await abroad.serve()]
+    _, only_id = await make_key(tmp_path, "id-only", egress=("ID",))
+    try:
+        async with in_process(
+            tmp_path,
+            providers={"here": local.base_url, "there": abroad.base_url},
+            provider_options={"there": {"jurisdiction": "US"}},
+            routes=[route("gpt", ["here"], shadow={"target": "us", "fraction": 1.0}), route("us", ["there"])],
+            **KEYS,
+        ) as lb:
+            body = {"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}
+            for key in (only_id, "k-user"):
+                response = await lb.client.post("/v1/chat/completions", json=body, headers=bearer(key))
+                assert response.status_code == 200 and "from local" in response.text
+            tap = lb.gateway.tap
+            shadows = getattr(tap, "shadows", None)
+            assert shadows is not None
+            await shadows.idle()
+            lane = shadows.lanes["gpt"]
+        assert lane.counts["egress_denied"] == 1
+        assert len(abroad.seen) == 1  # the config key's copy only
+    finally:
+        for server in servers:
+            server.close()
+            await server.wait_closed()

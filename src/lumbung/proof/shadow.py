@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from lumbung import record
+from lumbung.accounts import scopes
 from lumbung.config import LOCAL_JURISDICTION, RouteConfig, ShadowConfig, allowed
 from lumbung.engines.base import Collector, ForwardRequest
 from lumbung.errors import ApiError, ModelNotFound
@@ -48,6 +49,7 @@ class Copy:
     request: ChatRequest | ForwardRequest
     created: float
     stream: bool  # asked for as a stream, or whole: the candidate is asked the same way
+    egress: tuple[str, ...] = ()  # the live request's key's egress scope (accounts/scopes.py)
 
 
 @dataclass
@@ -89,7 +91,9 @@ class Shadows:
         if not lane.workers:
             self._start(lane)
         try:
-            lane.queue.put_nowait(Copy(rid, request, time.time(), stream))
+            policy = scopes.current()  # the copy leaves the request's context: its key's scope goes along
+            egress = policy.egress if policy is not None else ()
+            lane.queue.put_nowait(Copy(rid, request, time.time(), stream, egress))
         except asyncio.QueueFull:
             lane.counts["dropped"] += 1
             return None
@@ -136,7 +140,7 @@ class Shadows:
             lane.counts["failed"] += 1
             log.warning("shadow %s: request %s cannot be mirrored: %s", lane.route, copy.id, exc.message)
             return
-        if not self._may_send(lane):
+        if not self._may_send(lane, copy.egress):
             lane.counts["egress_denied"] += 1
             return
         stream = copy.stream
@@ -190,8 +194,9 @@ class Shadows:
             await chunks.aclose()
         return collector.result()
 
-    def _may_send(self, lane: Lane) -> bool:
-        """Every target the candidate may reach is one the live route's data may go to."""
+    def _may_send(self, lane: Lane, key_egress: tuple[str, ...] = ()) -> bool:
+        """Every target the candidate may reach is one the live route's data may go to, and the
+        live request's key's (``key_egress``; empty: no scope of its own)."""
         try:
             live = self.gateway.resolve(lane.route)
             candidate = self.gateway.resolve(lane.config.target)
@@ -200,6 +205,8 @@ class Shadows:
         for member in candidate.members():
             where = member.state.provider.jurisdiction if candidate.guarded else LOCAL_JURISDICTION
             if not allowed(where, live.egress) or not allowed(where, self.gateway.egress):
+                return False
+            if key_egress and not allowed(where, list(key_egress)):
                 return False
         return True
 
