@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.agents import LOCAL, LOCAL_TURNS, MODEL, SECRET, claude_code
+from tests.support.agents import CLAUDE_LOCAL_TURN, LOCAL, MODEL, SECRET, claude_code
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.server import ServerProcess
 
@@ -48,10 +48,11 @@ def test_tool_round_trip_through_a_route(
 
 
 @pytest.mark.timeout(3600)
-@LOCAL_TURNS
+@CLAUDE_LOCAL_TURN
 def test_a_turn_on_the_local_model(start_server: object, agent_project: Path) -> None:
-    """Claude Code's first prompt is ~19k tokens: the embedded gemma3:270m (trained on 32k) serves it
-    with its whole context. On a small CPU the prompt alone takes minutes."""
+    """Claude Code's first prompt is ~19.5k tokens: the embedded gemma3:270m (trained on 32k) serves
+    it with its whole context. On a small CPU the prompt alone takes about five minutes, longer than
+    Claude Code waits for an event other than a ping: lumbung keeps the stream alive meanwhile."""
     srv: ServerProcess = start_server(config=LOCAL)  # type: ignore[operator]
     run = claude_code(srv.base_url, MODEL, "Say hi.", workdir=agent_project, timeout=3300)
     assert run.returncode == 0, run
