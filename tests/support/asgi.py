@@ -60,7 +60,8 @@ class _Exchange:
         if self.gone.is_set():
             return  # uvicorn drops what is sent after a hang-up (spec 2.3)
         if message["type"] == "http.response.start":
-            self.started.set_result(message)
+            if not self.started.done():  # done: the client gave up waiting (a cancelled request)
+                self.started.set_result(message)
         elif message["type"] == "http.response.body":
             if message.get("body"):
                 self.body.put_nowait(message["body"])

@@ -259,3 +259,53 @@ async def test_the_same_ledger_on_a_real_postgresql(
         sent = await traffic(lb, upstreams, 150, seed=15)
     check_rows(sent, await ledger_rows(postgres_url))
     assert not (tmp_path / "lumbung.db").exists()
+
+
+async def test_concurrent_requests_with_random_faults_and_hang_ups_leave_one_row_each(tmp_path: Path) -> None:
+    """The same, all at once: which request meets which fault is left to the scheduler, so the rows
+    are checked against what each client saw, and every attempt the backends opened is on a row."""
+    rng = random.Random(21)
+    a, b = FakeBackend("a"), FakeBackend("b")
+    # a's calls fail before the first token, hang (its first-token timeout moves on), or answer.
+    a.then(*[rng.choice(["ok", "ok", Fail(UpstreamError("a broke")), Hang()]) for _ in range(400)])
+    steady = {"circuit": {"failures_to_open": 100_000}}
+    options = {"a": {**steady, "timeouts": {"first_token": 0.05}}, "b": steady}
+    routes = [route("r", ["a"], ["b"], retry_budget=1.0)]
+    async with in_process(
+        tmp_path, providers={"a": a, "b": b}, provider_options=options, routes=routes, ledger_batch_rows=9
+    ) as lb:
+
+        async def one(n: int) -> tuple[str, str]:
+            surface = rng.choice(SURFACES)
+            stream = rng.random() < 0.5
+            headers = {**surface.headers, "x-request-id": f"c-{n}"}
+            call = asyncio.ensure_future(
+                lb.client.post(surface.path, json=surface.body("r", stream=stream), headers=headers)
+            )
+            if rng.random() < 0.2:  # this client hangs up at some point of the exchange
+                for _ in range(rng.randrange(1, 60)):
+                    await asyncio.sleep(0)
+                call.cancel()
+            try:
+                response = await call
+            except asyncio.CancelledError:
+                return f"c-{n}", "left"
+            assert response.status_code == 200, response.text
+            return f"c-{n}", "answered"
+
+        seen = dict(await asyncio.gather(*(one(n) for n in range(240))))
+        await until(lambda: a.opened == a.closed and b.opened == b.closed)
+    rows = await ledger_rows(sqlite_url(tmp_path))
+    by_id = {r["request_id"]: r for r in rows}
+    assert len(rows) == len(by_id) == len(seen) == 240
+    for rid, what in seen.items():
+        row = by_id[rid]
+        if what == "answered":
+            assert row["outcome"] in ("ok", "failed_over") and row["target"] in ("a/m", "b/m"), row
+            assert (row["prompt_tokens"], row["completion_tokens"]) == (2, 3), row
+        else:  # gone before the answer, or just as its last bytes went out
+            assert row["outcome"] in ("hang_up", "ok", "failed_over"), row
+    # Every call a backend opened is an attempt on exactly one row.
+    assert sum(r["attempts"] for r in rows) == a.opened + b.opened
+    assert sum(r["providers"].count("a/m") for r in rows if r["providers"]) == a.opened
+    assert {r["outcome"] for r in rows} >= {"ok", "failed_over", "hang_up"}

@@ -38,7 +38,8 @@ from lumbung.state.db import Base, Database
 log = logging.getLogger(__name__)
 
 MAX_QUEUED = 100_000  # rows kept while the database refuses writes; older ones are dropped (logged)
-REREAD_SECONDS = 1.0  # budgets re-read the spend of other instances at most this often
+REREAD_SECONDS = 1.0
+SHUTDOWN_TRIES = 3  # budgets re-read the spend of other instances at most this often
 
 
 class UsageEntry(Base):
@@ -96,6 +97,7 @@ class Ledger:
         self.written = 0
         self.dropped = 0
         self._full = asyncio.Event()
+        self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._reread_at = 0.0
@@ -121,7 +123,7 @@ class Ledger:
         self._task = asyncio.create_task(self._run(), name="usage-ledger")
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._full.wait(), self.flush_seconds)
             self._full.clear()
@@ -179,14 +181,21 @@ class Ledger:
                 self.budgets.stored(period, start, sums, sums.keys() if keys is None else keys)
 
     async def aclose(self) -> None:
-        """Stop the writer and write what is left (graceful shutdown)."""
+        """Stop the writer and write what is left (graceful shutdown). The writer is asked to stop,
+        never cancelled: a cancellation landing after a commit but before the transaction's end would
+        put its rows back in the queue, to be written twice."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            self._stopping = True
+            self._full.set()
+            await self._task
             self._task = None
-        try:
-            await self.flush()
-        except Exception:
-            log.exception("usage ledger: %d rows could not be written at shutdown", len(self.queued))
+        for attempt in range(SHUTDOWN_TRIES):
+            try:
+                await self.flush()
+                break
+            except Exception:
+                if attempt + 1 == SHUTDOWN_TRIES:
+                    log.exception("usage ledger: %d rows could not be written at shutdown", len(self.queued))
+                else:
+                    await asyncio.sleep(0.5)  # the database is busy (locked, restarting): once more
         await self.db.close()

@@ -3,6 +3,8 @@ summary (accounts/usage.py), as ``lumbung usage --json`` prints it. Operator key
 
 from __future__ import annotations
 
+import asyncio
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -23,7 +25,9 @@ async def usage(request: Request, entry: RequestLog) -> Response:
     if by not in BY:
         raise InvalidRequest(f"by: must be one of {', '.join(BY)}", param="by")
     since = parse_since(request.query_params.get("since"))
-    await ledger.flush()  # this server's latest requests included
+    # This server's latest requests included; shielded: a client leaving mid-write must not cancel
+    # a commit (its rows would be queued again and written twice).
+    await asyncio.shield(ledger.flush())
     lines = await summarize(ledger.db, by, since)
     return JSONResponse(
         {
