@@ -224,6 +224,14 @@ SAMPLES: dict[str, dict[str, str]] = {
         "bad": '<|tools_prefix|>[{"get_weather": {"city": "Jakarta"]<|tools_suffix|>',
         "forced": f'<|tools_prefix|>[{{"get_weather": {_A}}}]<|tools_suffix|>',
     },
+    "command_r_plus": {
+        "one": 'Action:\n```json\n[\n    {\n        "tool_name": "get_weather",\n        "parameters": '
+        '{"city": "Jakarta", "days": 3}\n    }\n]```',
+        "two": 'Action: ```json\n[{"tool_name": "get_weather", "parameters": {"city": "Jakarta", "days": 3}}, '
+        '{"tool_name": "get_time", "parameters": {"tz": "WIB"}}]\n```',
+        "bad": 'Action:\n```json\n[{"tool_name": "get_weather", "parameters": {"city": ```',
+        "forced": f'Action:\n```json[{{"tool_name": "get_weather", "parameters": {_A}}}]```',
+    },
     "firefunction": {
         "one": ' functools[{"name": "get_weather", "arguments": {"city": "Jakarta", "days": 3}}]',
         "two": ' functools[{"name": "get_weather", "arguments": {"city": "Jakarta", "days": 3}}, '

@@ -61,6 +61,7 @@ FORCED = {
             "gigachat",
             "apertus",
             "firefunction",
+            "command_r_plus",
         )
     },
 }

@@ -111,6 +111,10 @@ TWO["firefunction"] = (
     ' functools[{"name": "write_file", "arguments": {"path": "a.txt", "content": "hi there"}}, '
     '{"name": "get_time", "arguments": { "tz" : "WIB" }}]'
 )
+TWO["command_r_plus"] = (
+    'Action:\n```json\n[{"tool_name": "write_file", "parameters": {"path": "a.txt", "content": "hi there"}}, '
+    '{"tool_name": "get_time", "parameters": { "tz" : "WIB" }}]```'
+)
 # Calls sent whole when their block closes (Gemma 4's notation is not JSON text).
 WHOLE = {"gemma4"}
 # Raw parameter values, typed once whole: these stream a parameter at a time.

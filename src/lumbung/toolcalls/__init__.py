@@ -10,6 +10,7 @@ from lumbung.errors import ConfigError
 from lumbung.toolcalls.apertus import ApertusFormat
 from lumbung.toolcalls.base import CallParser, Parsed, ParsedCall, ToolFormat
 from lumbung.toolcalls.command_r import CommandRFormat
+from lumbung.toolcalls.command_r_plus import CommandRPlusFormat
 from lumbung.toolcalls.deepseek import DeepSeekFormat
 from lumbung.toolcalls.deepseek_dsml import DeepSeekV4Format, DeepSeekV32Format
 from lumbung.toolcalls.firefunction import FireFunctionFormat
@@ -52,6 +53,7 @@ FORMATS: dict[str, ToolFormat] = {
         GigaChatFormat(),
         ApertusFormat(),
         FireFunctionFormat(),
+        CommandRPlusFormat(),
     )
 }
 # Text found in a chat template, checked in order: the first match names the family.
@@ -68,6 +70,7 @@ _TEMPLATE_SIGNS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("<seed:tool_call>",), "seed_oss"),
     (("<tool_calls>",), "tool_calls_json"),
     (("<|START_ACTION|>",), "command_r"),
+    (("<|CHATBOT_TOKEN|>", "Action:"), "command_r_plus"),
     (("<TOOLCALL>",), "nemotron"),
     (("<|function_call|>",), "gigachat"),
     (("<|tools_prefix|>",), "apertus"),
