@@ -62,6 +62,7 @@ FORCED = {
             "apertus",
             "firefunction",
             "command_r_plus",
+            "hy3",
         )
     },
 }
@@ -73,6 +74,7 @@ RAW_TEXT_VALUES = {
     "deepseek_v4",
     "minimax_m2",
     "seed_oss",
+    "hy3",
 }  # a quote is valid there
 
 

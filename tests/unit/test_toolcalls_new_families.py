@@ -150,6 +150,7 @@ def test_families_are_detected_from_their_templates_markers() -> None:
         "<|function_call|>": "gigachat",
         "<|tools_prefix|>": "apertus",
         "{{ '<|start_header_id|>' }}{{ ' functools[' + calls | join(', ') + ']' }}": "firefunction",
+        "{%- set toolsep_token = '<tool_sep{}>'.format(HYTK) %}<arg_key>": "hy3",
         "{{ '<|CHATBOT_TOKEN|>' }}{{ '\\nAction:\\n```json\\n[\\n' }}": "command_r_plus",
     }
     for template, family in signs.items():

@@ -115,10 +115,27 @@ TWO["command_r_plus"] = (
     'Action:\n```json\n[{"tool_name": "write_file", "parameters": {"path": "a.txt", "content": "hi there"}}, '
     '{"tool_name": "get_time", "parameters": { "tz" : "WIB" }}]```'
 )
+TWO["hy3"] = (
+    "<tool_calls:opensource>\n<tool_call:opensource>write_file<tool_sep:opensource>\n"
+    "<arg_key:opensource>path</arg_key:opensource>\n<arg_value:opensource>a.txt</arg_value:opensource>\n"
+    "<arg_key:opensource>content</arg_key:opensource>\n<arg_value:opensource>hi there</arg_value:opensource>\n"
+    "</tool_call:opensource>\n<tool_call:opensource>get_time<tool_sep:opensource>\n"
+    "<arg_key:opensource>tz</arg_key:opensource>\n<arg_value:opensource>WIB</arg_value:opensource>\n"
+    "</tool_call:opensource>\n</tool_calls:opensource>"
+)
 # Calls sent whole when their block closes (Gemma 4's notation is not JSON text).
 WHOLE = {"gemma4"}
 # Raw parameter values, typed once whole: these stream a parameter at a time.
-PER_PARAMETER = {"qwen3_coder", "glm", "deepseek_v3_2", "deepseek_v4", "minimax_m2", "seed_oss", "kimi_k3"}
+PER_PARAMETER = {
+    "qwen3_coder",
+    "glm",
+    "deepseek_v3_2",
+    "deepseek_v4",
+    "minimax_m2",
+    "seed_oss",
+    "kimi_k3",
+    "hy3",
+}
 EXPECTED = [("write_file", '{"path":"a.txt","content":"hi there"}'), ("get_time", '{"tz":"WIB"}')]
 
 

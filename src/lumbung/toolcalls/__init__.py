@@ -20,6 +20,7 @@ from lumbung.toolcalls.gigachat import GigaChatFormat
 from lumbung.toolcalls.glm import GlmFormat
 from lumbung.toolcalls.harmony import HarmonyFormat
 from lumbung.toolcalls.hermes import HermesFormat
+from lumbung.toolcalls.hy3 import Hy3Format
 from lumbung.toolcalls.kimi_k2 import KimiK2Format
 from lumbung.toolcalls.kimi_k3 import KimiK3Format
 from lumbung.toolcalls.llama3 import Llama3Format
@@ -54,6 +55,7 @@ FORMATS: dict[str, ToolFormat] = {
         ApertusFormat(),
         FireFunctionFormat(),
         CommandRPlusFormat(),
+        Hy3Format(),
     )
 }
 # Text found in a chat template, checked in order: the first match names the family.
@@ -65,6 +67,7 @@ _TEMPLATE_SIGNS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("<|open|>", "<|sep|>"), "kimi_k3"),
     (("｜DSML｜", "function_calls>"), "deepseek_v3_2"),
     (("｜DSML｜",), "deepseek_v4"),
+    (("<tool_sep{}>",), "hy3"),
     (("<arg_key>",), "glm"),
     (("<minimax:tool_call>",), "minimax_m2"),
     (("<seed:tool_call>",), "seed_oss"),
