@@ -250,6 +250,17 @@ SAMPLES: dict[str, dict[str, str]] = {
         "<arg_key:opensource>days</arg_key:opensource>\n<arg_value:opensource>3</arg_value:opensource>\n"
         "</tool_call:opensource>",
     },
+    "solar_open": {
+        "one": "<|tool_calls|><|tool_call:begin|>c1<|tool_call:name|>get_weather<|tool_call:args|>"
+        '{"city": "Jakarta", "days": 3}<|tool_call:end|><|calls|>',
+        "two": "<|tool_calls|><|tool_call:begin|>c1<|tool_call:name|>get_weather<|tool_call:args|>"
+        '{"city": "Jakarta", "days": 3}<|tool_call:end|><|tool_call:begin|>c2<|tool_call:name|>get_time'
+        '<|tool_call:args|>{"tz": "WIB"}<|tool_call:end|><|calls|>',
+        "bad": '<|tool_calls|><|tool_call:begin|>c1<|tool_call:name|>get_weather<|tool_call:args|>{"city": '
+        "<|tool_call:end|>",
+        "forced": f"<|tool_calls|><|tool_call:begin|>call_0<|tool_call:name|>get_weather<|tool_call:args|>{_A}"
+        "<|tool_call:end|><|calls|>",
+    },
     "firefunction": {
         "one": ' functools[{"name": "get_weather", "arguments": {"city": "Jakarta", "days": 3}}]',
         "two": ' functools[{"name": "get_weather", "arguments": {"city": "Jakarta", "days": 3}}, '

@@ -63,6 +63,7 @@ FORCED = {
             "firefunction",
             "command_r_plus",
             "hy3",
+            "solar_open",
         )
     },
 }

@@ -151,6 +151,7 @@ def test_families_are_detected_from_their_templates_markers() -> None:
         "<|tools_prefix|>": "apertus",
         "{{ '<|start_header_id|>' }}{{ ' functools[' + calls | join(', ') + ']' }}": "firefunction",
         "{%- set toolsep_token = '<tool_sep{}>'.format(HYTK) %}<arg_key>": "hy3",
+        '{{- "<|tool_call:begin|>" + tool_call.id }}': "solar_open",
         "{{ '<|CHATBOT_TOKEN|>' }}{{ '\\nAction:\\n```json\\n[\\n' }}": "command_r_plus",
     }
     for template, family in signs.items():
@@ -206,3 +207,11 @@ def test_firefunction_reads_arguments_as_json_text_and_code_mentioning_functools
     code = "Use functools.cache on the function."
     result = shaped("firefunction", list(code)).result()
     assert result.text == code and not result.tool_calls
+
+
+def test_solar_open_channels_give_reasoning_text_and_calls() -> None:
+    template = "{{ '<|begin|>assistant<|think|>' + message.reasoning + '<|end|>' }}"
+    text = "<|think|>Say hello.<|end|><|begin|>assistant<|content|>Hello!"
+    for pieces in ([text], list(text)):
+        result = shaped("solar_open", pieces, template=template).result()
+        assert (result.reasoning, result.text, result.tool_calls) == ("Say hello.", "Hello!", [])

@@ -123,6 +123,11 @@ TWO["hy3"] = (
     "<arg_key:opensource>tz</arg_key:opensource>\n<arg_value:opensource>WIB</arg_value:opensource>\n"
     "</tool_call:opensource>\n</tool_calls:opensource>"
 )
+TWO["solar_open"] = (
+    "<|tool_calls|><|tool_call:begin|>c1<|tool_call:name|>write_file<|tool_call:args|>"
+    '{"path": "a.txt", "content": "hi there"}<|tool_call:end|><|tool_call:begin|>c2<|tool_call:name|>get_time'
+    '<|tool_call:args|>{ "tz" : "WIB" }<|tool_call:end|><|calls|>'
+)
 # Calls sent whole when their block closes (Gemma 4's notation is not JSON text).
 WHOLE = {"gemma4"}
 # Raw parameter values, typed once whole: these stream a parameter at a time.

@@ -28,6 +28,7 @@ from lumbung.toolcalls.minimax_m2 import MiniMaxM2Format
 from lumbung.toolcalls.mistral import MistralFormat
 from lumbung.toolcalls.qwen3_coder import Qwen3CoderFormat
 from lumbung.toolcalls.seed_oss import SeedOssFormat
+from lumbung.toolcalls.solar_open import SolarOpenFormat
 from lumbung.toolcalls.tool_calls_json import NemotronFormat, ToolCallsJsonFormat
 
 FORMATS: dict[str, ToolFormat] = {
@@ -56,6 +57,7 @@ FORMATS: dict[str, ToolFormat] = {
         FireFunctionFormat(),
         CommandRPlusFormat(),
         Hy3Format(),
+        SolarOpenFormat(),
     )
 }
 # Text found in a chat template, checked in order: the first match names the family.
@@ -68,6 +70,7 @@ _TEMPLATE_SIGNS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("｜DSML｜", "function_calls>"), "deepseek_v3_2"),
     (("｜DSML｜",), "deepseek_v4"),
     (("<tool_sep{}>",), "hy3"),
+    (("<|tool_call:begin|>",), "solar_open"),
     (("<arg_key>",), "glm"),
     (("<minimax:tool_call>",), "minimax_m2"),
     (("<seed:tool_call>",), "seed_oss"),
