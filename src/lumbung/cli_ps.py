@@ -46,6 +46,20 @@ def _unloads(m: dict[str, Any], now: float) -> str:
     return f"in {left // 60}m{left % 60:02d}s" if left >= 60 else f"in {left}s"
 
 
+def _speculation(m: dict[str, Any]) -> str:
+    """Speculative decoding's mode and how many of its draft tokens the model accepted."""
+    spec = m.get("speculative")
+    if not isinstance(spec, dict):
+        return "off"
+    rate = spec.get("acceptance_rate")
+    taken = (
+        f"{rate:.0%} of {spec.get('draft_tokens', 0):,} drafts accepted"
+        if rate is not None
+        else "no drafts yet"
+    )
+    return f"{spec.get('mode')}, {taken}"
+
+
 def rows(models: list[dict[str, Any]], now: float, include_all: bool) -> list[list[str]]:
     """One table row per model (pure: unit-tested)."""
     out = []
@@ -53,7 +67,7 @@ def rows(models: list[dict[str, Any]], now: float, include_all: bool) -> list[li
         if not m.get("loaded") and not include_all:
             continue
         if not m.get("loaded"):
-            out.append([m["id"], "-", _context(m), "-", "-", "-", "-", "not loaded"])
+            out.append([m["id"], "-", _context(m), "-", "-", "-", "-", "not loaded", "-"])
             continue
         cache = m.get("prefix_cache") or {}
         lookups = cache.get("hits", 0) + cache.get("misses", 0)
@@ -66,7 +80,17 @@ def rows(models: list[dict[str, Any]], now: float, include_all: bool) -> list[li
         queued = str(m.get("queued_requests", 0))
         kv = _kv(m)
         out.append(
-            [m["id"], _mib(m.get("memory_bytes")), _context(m), kv, running, queued, hit, _unloads(m, now)]
+            [
+                m["id"],
+                _mib(m.get("memory_bytes")),
+                _context(m),
+                kv,
+                running,
+                queued,
+                hit,
+                _unloads(m, now),
+                _speculation(m),
+            ]
         )
     return out
 
@@ -106,15 +130,25 @@ def memory_line(body: dict[str, Any]) -> str | None:
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON of GET /v1/models.")
 def ps(config: Path | None, url: str | None, api_key: str | None, include_all: bool, as_json: bool) -> None:
     """Show the loaded local models: memory, context, KV cache in use, running/parallel requests,
-    queue, prefix cache, unload time; then where the server's memory goes (weights, KV caches,
-    compute buffers, the rest)."""
+    queue, prefix cache, unload time, speculative decoding's acceptance rate; then where the server's
+    memory goes (weights, KV caches, compute buffers, the rest)."""
     url, body = get_json(config, url, api_key, "/v1/models")
     models: list[dict[str, Any]] = body["data"]
     if as_json:
         click.echo(json.dumps(models, indent=2))
         return
     table = Table(title=f"models at {url}")
-    for col in ("model", "memory", "context", "KV in use", "running", "queued", "prefix cache", "unloads"):
+    for col in (
+        "model",
+        "memory",
+        "context",
+        "KV in use",
+        "running",
+        "queued",
+        "prefix cache",
+        "unloads",
+        "speculation",
+    ):
         table.add_column(col)
     for row in rows(models, time.time(), include_all):
         table.add_row(*row)

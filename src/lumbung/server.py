@@ -50,6 +50,7 @@ def engine_config(settings: Settings, model: ModelConfig | None = None) -> Engin
         kv_type=(model.kv_cache_type if model and model.kv_cache_type else settings.kv_cache_type),
         persist_dir=settings.home / "cache" / "prefix",
         persist_mb=settings.prefix_cache_persist_mb,
+        speculative=(model.speculative if model and model.speculative else settings.speculative),
     )
 
 

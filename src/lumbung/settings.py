@@ -35,6 +35,7 @@ from lumbung.config import (
     ProviderConfig,
     RecordingConfig,
     RouteConfig,
+    SpeculativeConfig,
     check_gateway,
 )
 from lumbung.config.prices import Prices, check_prices
@@ -127,6 +128,12 @@ class Settings(BaseModel):
         description="KV cache element type of local models: f16, q8_0 (about half the memory: twice the "
         "contexts in the same budget) or q4_0 (about a quarter); quantized caches run with flash "
         "attention on. Per model: `kv_cache_type` in its entry. Quality cost: docs/performance.md.",
+    )
+    speculative: SpeculativeConfig | None = Field(
+        default=None,
+        description="Speculative decoding for every local model without its own `speculative` "
+        "(e.g. `{mode: ngram, max_draft: 8, ngram: 3}`); off unless set. Greedy answers stay the "
+        "model's own; a request may switch it with the `speculative` extension field.",
     )
     memory_budget_mb: int = Field(
         default_factory=_default_memory_budget_mb,

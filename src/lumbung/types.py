@@ -67,6 +67,7 @@ class SamplingParams:
     stop: list[str] = field(default_factory=list)
     logprobs: int | None = None  # None: off; N >= 0: the chosen token's logprob and the N most likely
     logit_bias: dict[int, float] = field(default_factory=dict)  # token id -> added logit, -100..100
+    speculative: bool | None = None  # speculative decoding on/off for this request; None: the model's
 
 
 @dataclass(slots=True)

@@ -36,8 +36,16 @@ def test_loaded_model_row() -> None:
             "1",
             "3 kept, 25% hits",
             "in use",
+            "off",
         ]
     ]
+
+
+def test_speculation_shows_its_acceptance_rate() -> None:
+    spec = {"mode": "ngram", "draft_tokens": 1200, "accepted_tokens": 900, "acceptance_rate": 0.75}
+    assert rows([{**LOADED, "speculative": spec}], 0, False)[0][8] == "ngram, 75% of 1,200 drafts accepted"
+    fresh = {**spec, "draft_tokens": 0, "accepted_tokens": 0, "acceptance_rate": None}
+    assert rows([{**LOADED, "speculative": fresh}], 0, False)[0][8] == "ngram, no drafts yet"
 
 
 def test_idle_models_show_when_they_unload_and_unloaded_ones_only_with_all() -> None:
@@ -46,7 +54,7 @@ def test_idle_models_show_when_they_unload_and_unloaded_ones_only_with_all() -> 
     cold = {"id": "d", "loaded": False}
     table = rows([idle, forever, cold], 1000, False)
     assert [r[7] for r in table] == ["in 2m05s", "never"]
-    assert rows([cold], 0, True) == [["d", "-", "-", "-", "-", "-", "-", "not loaded"]]
+    assert rows([cold], 0, True) == [["d", "-", "-", "-", "-", "-", "-", "not loaded", "-"]]
     assert rows([{**cold, "context_length": 8192}], 0, True)[0][2] == "8,192"
 
 

@@ -88,3 +88,16 @@ def test_ledger_matches_the_cell_model(steps: list[tuple[str, int, int, int]]) -
             assert kv.length(h) == len(model.seqs.get(h, []))
         for group in ({0}, {1, 2}, {0, 3, 5}):
             assert kv.held_only_by(group) == model.held_only_by(group)
+
+
+def test_truncate_drops_rejected_draft_cells_only_from_their_writer() -> None:
+    ledger = KvLedger()
+    ledger.extend(0, 10)
+    ledger.share(0, 1, 6)  # 1 took 0's first 6 cells
+    ledger.extend(1, 8)  # then wrote 8 of its own (a verified draft among them)
+    ledger.truncate(1, 9)  # 5 of them rejected
+    assert ledger.length(1) == 9 and ledger.used() == 13  # 10 of 0's, 3 of 1's own
+    ledger.truncate(1, 4)  # into the shared part: 1 lets go of 2 cells 0 still holds
+    assert ledger.length(1) == 4 and ledger.length(0) == 10 and ledger.used() == 10
+    ledger.drop(0)
+    assert ledger.used() == 4 and ledger.held_only_by([1]) == 4

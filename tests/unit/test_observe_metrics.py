@@ -294,6 +294,9 @@ async def test_local_models_are_read_at_scrape_time(tmp_path: Path) -> None:
         prefix_cache_tokens=420,
         generated_tokens=999,
         refused=4,
+        speculating=True,
+        draft_tokens=800,
+        accepted_draft_tokens=600,
     )
     local = MeasuredBackend(
         "local", [MODEL, "idle-model"], stats=[running, ModelStats("idle-model", loaded=False)]
@@ -319,6 +322,9 @@ async def test_local_models_are_read_at_scrape_time(tmp_path: Path) -> None:
         "lumbung_model_prefix_cache_reused_tokens_total": 420,
         "lumbung_model_generated_tokens_total": 999,
         "lumbung_model_refused_requests_total": 4,
+        "lumbung_model_speculative_draft_tokens_total": 800,
+        "lumbung_model_speculative_accepted_tokens_total": 600,
+        "lumbung_model_speculative_acceptance_ratio": 0.75,
     }
     for name, want in figures.items():
         assert got.value(name, model=MODEL) == want, name
@@ -326,4 +332,5 @@ async def test_local_models_are_read_at_scrape_time(tmp_path: Path) -> None:
     assert got.value("lumbung_model_loaded", model="idle-model") == 0
     assert not got.has("lumbung_model_running_sequences", model="idle-model")
     assert later.value("lumbung_model_generated_tokens_total", model=MODEL) == 1500
+    assert not later.has("lumbung_model_speculative_acceptance_ratio", model=MODEL)  # no drafts: no ratio
     assert later.labels("lumbung_model_loaded", "model") == {MODEL}

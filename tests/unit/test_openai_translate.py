@@ -215,3 +215,12 @@ def test_embedding_input_mixtures_and_empties_are_400(wire: object) -> None:
     with pytest.raises(InvalidRequest) as err:
         parse_embedding_request(json.dumps({"model": "m", "input": wire}).encode())
     assert err.value.param is not None and err.value.param.startswith("input")
+
+
+def test_speculative_extension_switches_drafts_per_request() -> None:
+    assert parse()[0].sampling.speculative is None  # the model's setting
+    assert parse(speculative=True)[0].sampling.speculative is True
+    assert parse(speculative=False)[0].sampling.speculative is False
+    with pytest.raises(InvalidRequest) as err:
+        parse(speculative="yes")
+    assert err.value.param == "speculative"

@@ -135,3 +135,19 @@ def test_an_adapter_needs_one_source_and_a_real_sha256(tmp_path: Path, adapter: 
     with pytest.raises(ConfigError) as err:
         load_settings(config, environ={})
     assert "models.0.adapters.0" in str(err.value) and f"{config}:5" in str(err.value)
+
+
+def test_speculation_globally_from_the_environment_and_per_model_from_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "models:\n  - {id: a, path: /m.gguf, speculative: {mode: off}}\n  - {id: b, path: /m.gguf}\n"
+    )
+    env = {"LUMBUNG_SPECULATIVE": '{"mode": "ngram", "max_draft": 4}'}
+    settings, sources = load_settings(config, environ=env)
+    assert settings.speculative is not None and settings.speculative.max_draft == 4
+    assert sources["speculative"] == "env LUMBUNG_SPECULATIVE"
+    assert settings.models[0].speculative is not None and settings.models[0].speculative.mode == "off"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("speculative: {mode: draft}\n")
+    with pytest.raises(ConfigError, match="needs `model`"):
+        load_settings(bad, environ={})

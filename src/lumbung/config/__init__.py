@@ -16,6 +16,8 @@ from lumbung.config.models import (
     KvCacheType,
     ModelConfig,
     RopeScaling,
+    SpeculativeConfig,
+    SpeculativeMode,
 )
 from lumbung.config.providers import (
     LOCAL_JURISDICTION,
@@ -52,6 +54,8 @@ __all__ = [
     "RouteConfig",
     "RouteRecordConfig",
     "ShadowConfig",
+    "SpeculativeConfig",
+    "SpeculativeMode",
     "TargetConfig",
     "Timeouts",
     "allowed",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # The embedded models' names (store/catalog.py, store/embedded.py): the default, and Gemma beside it.
 EMBEDDED_DEFAULT_ID = "smollm2:135m"
@@ -22,6 +22,43 @@ RopeScaling = Literal["linear", "yarn"]
 AmxMode = Literal["auto", "on", "off"]
 # KV cache element types llama.cpp quantizes to on CPU (keys and values alike).
 KvCacheType = Literal["f16", "q8_0", "q4_0"]
+
+# Where speculative drafts come from (engines/llamacpp/speculative.py): off, n-grams of the sequence's
+# own tokens (prompt lookup), or a smaller model with the same tokenizer.
+SpeculativeMode = Literal["off", "ngram", "draft"]
+
+
+class SpeculativeConfig(BaseModel):
+    """Speculative decoding: guess several next tokens cheaply, verify them in one batch."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: SpeculativeMode = Field(
+        default="ngram",
+        description="off; ngram: drafts copied from earlier in the prompt or answer where its last "
+        "`ngram` tokens occurred before (extraction, editing, code, JSON echoing input); draft: a "
+        "smaller model with the same tokenizer proposes them.",
+    )
+    max_draft: int = Field(default=8, ge=1, le=64, description="Most draft tokens verified per step.")
+    ngram: int = Field(
+        default=3, ge=1, le=8, description="Longest n-gram matched (shorter ones are tried after it)."
+    )
+    model: str | None = Field(
+        default=None,
+        description="mode draft: the draft model, a path to a GGUF file or a model in the store "
+        "(reference or name); its vocabulary must be the served model's.",
+    )
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: object) -> object:
+        return "off" if value is False else value  # YAML reads a bare `off` as false
+
+    @model_validator(mode="after")
+    def _draft_needs_model(self) -> SpeculativeConfig:
+        if self.mode == "draft" and not self.model:
+            raise ValueError("speculative mode `draft` needs `model` (the draft model)")
+        return self
 
 
 class AdapterConfig(BaseModel):
@@ -96,6 +133,11 @@ class ModelConfig(BaseModel):
         "(default: the global `kv_cache_type`). Quality cost: docs/performance.md.",
     )
     embedding: bool = Field(default=False, description="An embedding model (pooling on).")
+    speculative: SpeculativeConfig | None = Field(
+        default=None,
+        description="Speculative decoding for this model (default: the global `speculative`); "
+        "`{mode: off}` turns it off here.",
+    )
     adapters: list[AdapterConfig] = Field(
         default_factory=list,
         description="LoRA adapters over this model, each served as its own model id (`MODEL+NAME`).",

@@ -126,6 +126,9 @@ class ModelStats:
     prefix_cache_tokens: int = 0  # prompt tokens reused from the cache
     generated_tokens: int = 0
     refused: int = 0  # requests turned away at capacity (429)
+    speculating: bool = False  # speculative decoding on for the model (or used by a request)
+    draft_tokens: int = 0  # speculative draft tokens verified
+    accepted_draft_tokens: int = 0  # of them, those the model agreed with
 
 
 @runtime_checkable

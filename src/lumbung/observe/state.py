@@ -153,6 +153,18 @@ MODEL_SERIES: tuple[tuple[Family, str, str, Callable[[ModelStats], int]], ...] =
         "Requests refused at capacity (429: parallel + max_queue).",
         lambda s: s.refused,
     ),
+    (
+        C,
+        "lumbung_model_speculative_draft_tokens",
+        "Speculative draft tokens verified.",
+        lambda s: s.draft_tokens,
+    ),
+    (
+        C,
+        "lumbung_model_speculative_accepted_tokens",
+        "Speculative draft tokens the model agreed with (over draft tokens: the acceptance rate).",
+        lambda s: s.accepted_draft_tokens,
+    ),
 )
 
 
@@ -171,6 +183,16 @@ def model_families(stats: list[ModelStats]) -> list[Metric]:
             if s.loaded:
                 family.add_metric([s.model], read(s))
         out.append(family)
+    accepted = GaugeMetricFamily(
+        "lumbung_model_speculative_acceptance_ratio",
+        "Draft tokens accepted over draft tokens verified since the model loaded (speculating models "
+        "that verified any).",
+        labels=["model"],
+    )
+    for s in stats:
+        if s.loaded and s.draft_tokens:
+            accepted.add_metric([s.model], s.accepted_draft_tokens / s.draft_tokens)
+    out.append(accepted)
     return out
 
 

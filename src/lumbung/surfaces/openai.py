@@ -221,6 +221,7 @@ def parse_chat_request(body: bytes) -> tuple[ChatRequest, ChatOptions]:
         logprobs=(wire.top_logprobs or 0) if wire.logprobs else None,
         stop=stop,
         logit_bias=logit_bias(wire.logit_bias),
+        speculative=wire.speculative,
     )
     tool_choice: str | dict[str, Any] = "auto"
     if isinstance(wire.tool_choice, str):

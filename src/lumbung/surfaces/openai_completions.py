@@ -50,6 +50,7 @@ class CompletionRequestIn(BaseModel):
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
     top_p: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
     user: str | None = None
+    speculative: bool | None = None  # lumbung extension: speculative decoding on/off (local models)
 
 
 @dataclass(slots=True)
@@ -117,6 +118,7 @@ def parse_completion_request(body: bytes) -> CompletionsCall:
         stop=stop,
         logprobs=wire.logprobs,
         logit_bias=logit_bias(wire.logit_bias),
+        speculative=wire.speculative,
     )
     call_id = new_id("cmpl")
     requests, texts = [], []

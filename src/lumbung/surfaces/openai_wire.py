@@ -127,5 +127,6 @@ class ChatCompletionRequestIn(_Wire):
     prompt_cache_retention: str | None = None
     prompt_cache_options: dict[str, Any] | None = None
     chat_template_kwargs: ChatTemplateKwargs | None = None  # vLLM/SGLang extension
+    speculative: bool | None = None  # lumbung extension: speculative decoding on/off (local models)
     safety_identifier: str | None = None
     moderation: dict[str, Any] | None = None

@@ -470,6 +470,9 @@ class LlamaCppBackend:
                     prefix_cache_tokens=s.cached_tokens,
                     generated_tokens=s.generated_tokens,
                     refused=s.refused,
+                    speculating=s.speculation is not None,
+                    draft_tokens=s.speculation.drafted if s.speculation else 0,
+                    accepted_draft_tokens=s.speculation.accepted if s.speculation else 0,
                 )
             )
         return out
@@ -511,6 +514,7 @@ class LlamaCppBackend:
                     "loaded_at": int(loaded.loaded_at),
                     "expires_at": None if expires is None else int(time.time() + expires),
                     "keep_alive": slot.keep_alive,  # seconds idle before unloading; negative: forever
+                    "speculative": _speculative_facts(loaded),
                     "chat_template": loaded.template.name,
                     "thinking": "<think>" in loaded.template.source,
                 }
@@ -613,4 +617,21 @@ def _adapter_facts(adapter: AdapterSpec, model: LocalModel | None) -> dict[str, 
         **adapter.details,
         "loaded": loaded is not None,
         "memory_bytes": loaded.size_bytes if loaded is not None else None,
+    }
+
+
+def _speculative_facts(model: LocalModel) -> dict[str, Any] | None:
+    """Speculation as /v1/models and `lumbung ps` show it (None: off and never used)."""
+    stats = model.engine.stats().speculation
+    if stats is None:
+        return None
+    spec = model.engine.speculative
+    return {
+        "mode": spec.mode if spec else "per request",
+        "max_draft": spec.max_draft if spec else None,
+        "ngram": spec.ngram if spec else None,
+        "steps": stats.steps,
+        "draft_tokens": stats.drafted,
+        "accepted_tokens": stats.accepted,
+        "acceptance_rate": stats.acceptance,
     }

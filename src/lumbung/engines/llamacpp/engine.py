@@ -33,7 +33,7 @@ from typing import Any, cast
 
 import llama_cpp
 
-from lumbung.config import AmxMode, KvCacheType, RopeScaling
+from lumbung.config import AmxMode, KvCacheType, RopeScaling, SpeculativeConfig
 from lumbung.engines.llamacpp import kv_types, logs, prefix_store
 from lumbung.engines.llamacpp.context import ContextPlan, plan_context
 from lumbung.engines.llamacpp.detok import StopMatcher
@@ -45,6 +45,7 @@ from lumbung.engines.llamacpp.prefix_cache import PrefixCache, common_prefix
 from lumbung.engines.llamacpp.sampler import Sampler
 from lumbung.engines.llamacpp.scheduler import adapter_turn, prefill_shares
 from lumbung.engines.llamacpp.sequence import Sequence
+from lumbung.engines.llamacpp.speculative import NgramDrafter, SpeculationStats, verify
 from lumbung.errors import ApiError, EngineError, InternalError, RateLimited
 from lumbung.types import Chunk, FinishReason, TokenLogprob, Usage
 
@@ -82,6 +83,7 @@ class EngineConfig:
     persist_dir: Path | None = None  # where long cached prefixes are saved at unload (prefix_store.py)
     persist_mb: float = 0.0  # the most they may take on disk (0: not saved)
     persist_min_tokens: int = 256  # shorter prefixes are cheap to recompute: not saved
+    speculative: SpeculativeConfig | None = None  # drafts verified in the batch (speculative.py)
 
 
 @dataclass(slots=True)
@@ -98,6 +100,7 @@ class EngineStats:
     kv_bytes_per_cell: int = 0
     generated_tokens: int = 0  # sampled since the model loaded (rate() of it: tokens/s)
     refused: int = 0  # requests turned away at capacity (429) since the model loaded
+    speculation: SpeculationStats | None = None  # None: speculation is off for this model
 
 
 _WAKE = object()
@@ -115,6 +118,17 @@ class Engine:
         self.name = name
         self.ids_per_handle = 2 if llama_cpp.llama_model_n_swa(model.ptr) > 0 else 1
         self.kv_bytes_per_cell = kv_types.cell_bytes(model.kv_bytes_per_cell, config.kv_type)
+        self.speculative = (
+            config.speculative if config.speculative and config.speculative.mode != "off" else None
+        )
+        # Recurrent state cannot drop its last positions, so rejected drafts could not be undone.
+        self.can_speculate = not (
+            llama_cpp.llama_model_is_recurrent(model.ptr) or llama_cpp.llama_model_is_hybrid(model.ptr)
+        )
+        if self.speculative and not self.can_speculate:
+            log.warning("model %s: recurrent layers cannot roll back drafts; speculation is off", name)
+            self.speculative = None
+        self.speculation = SpeculationStats()
         cache_cells = config.cache_tokens
         if cache_cells is None:
             cache_cells = int(config.cache_mb * 2**20) // self.kv_bytes_per_cell
@@ -230,6 +244,7 @@ class Engine:
             kv_bytes_per_cell=self.kv_bytes_per_cell,
             generated_tokens=self.generated_tokens,
             refused=self.refused,
+            speculation=self.speculation if self.speculative or self.speculation.drafted else None,
         )
 
     @property
@@ -387,6 +402,9 @@ class Engine:
         seq.tokens = list(seq.prompt)
         seq.stops = StopMatcher(seq.params.stop)
         seq.started = time.monotonic()
+        spec = self._speculation_for(seq)
+        if spec is not None:
+            seq.drafter = NgramDrafter(seq.tokens, spec.ngram, spec.max_draft)
         if self.cache.enabled:
             key = seq.lora_key
             src, shared = self.cache.match(seq.prompt, self._running_prefixes(key), key)
@@ -397,6 +415,16 @@ class Engine:
                 self.ledger.share(src, seq.handle, shared)
                 seq.n_past = seq.n_cached = shared
         self._active.append(seq)
+
+    def _speculation_for(self, seq: Sequence) -> SpeculativeConfig | None:
+        """The model's speculation, unless the request switched it (on: the model's settings, or
+        n-gram drafts with the defaults where the model has none)."""
+        wanted = seq.params.speculative
+        if wanted is False or not self.can_speculate:
+            return None
+        if wanted is None:
+            return self.speculative
+        return self.speculative or SpeculativeConfig()
 
     def _ids(self, handle: int) -> range:
         first = handle * self.ids_per_handle
@@ -422,12 +450,15 @@ class Engine:
         group = self._adapter_group()
         generating = [s for s in group if not s.prefilling]
         prefilling = [s for s in group if s.prefilling]
+        drafts = self._drafts(generating)
         for seq in generating:
             readers.append((seq, n))
             put(seq.last_token, seq.n_past, seq.handle, True)
-            added.append((seq, 1))
+            for i, token in enumerate(drafts.get(seq, ())):
+                put(token, seq.n_past + 1 + i, seq.handle, True)
+            added.append((seq, 1))  # the draft's cells are counted once verified (_verify)
         shares = prefill_shares(
-            len(generating),
+            n,
             [len(s.prompt) - s.n_past for s in prefilling],
             self.batch_size,
             self.config.prefill_chunk,
@@ -448,7 +479,60 @@ class Engine:
             self.ledger.extend(seq.handle, count)
         for seq, index in readers:
             assert seq.sampler is not None
-            self._on_token(seq, seq.sampler.sample(self.ctx, index), index)
+            draft = drafts.get(seq)
+            if draft:
+                self._verify(seq, index, draft)
+            else:
+                self._on_token(seq, seq.sampler.sample(self.ctx, index), index)
+
+    def _drafts(self, generating: list[Sequence]) -> dict[Sequence, list[int]]:
+        """Each speculating sequence's draft for this step, within the batch (every sequence's next
+        token first), its answer's ``max_tokens`` and its context."""
+        room = self.batch_size - len(generating)
+        out: dict[Sequence, list[int]] = {}
+        for seq in generating:
+            if seq.drafter is None or room <= 0:
+                continue
+            # a step emits the draft and one token more; the last draft position must fit the context
+            limit = min(room, seq.max_tokens - seq.generated - 1, self.context_size - seq.n_past - 2)
+            draft = seq.drafter.draft(limit)
+            if draft:
+                out[seq] = draft
+                room -= len(draft)
+        return out
+
+    def _verify(self, seq: Sequence, index: int, draft: list[int]) -> None:
+        """Sample down the draft while the model agrees with it (speculative.py says why the answer
+        is unchanged), drop the KV cells of the rejected draft tokens, emit what was accepted."""
+        sampler = seq.sampler
+        assert sampler is not None
+        out = verify(
+            draft,
+            lambda i: sampler.sample(self.ctx, index + i),
+            lambda token: self.model.is_eog(token) or token in seq.stop_tokens,
+        )
+        accepted = len(out) - 1
+        start = seq.n_past  # the sequence's last token is in; its draft follows from here
+        if accepted < len(draft):
+            self._drop_from(seq.handle, start + accepted)
+        self.ledger.extend(seq.handle, accepted)
+        stats = self.speculation
+        stats.steps += 1
+        stats.drafted += len(draft)
+        stats.accepted += accepted
+        assert seq.drafter is not None
+        seq.drafter.update(len(draft), accepted)
+        for j, token in enumerate(out):
+            seq.n_past = start + j  # as plain decoding would have it when this token is sampled
+            self._on_token(seq, token, index + j)
+            if seq.handle < 0:  # finished: _release dropped the cells past it
+                return
+
+    def _drop_from(self, handle: int, pos: int) -> None:
+        """Remove the handle's KV cells at positions ``pos`` and after (only it holds them)."""
+        for seq_id in self._ids(handle):
+            if not llama_cpp.llama_memory_seq_rm(self.mem, seq_id, pos, -1):
+                raise EngineError(f"llama.cpp could not remove KV cells from position {pos}")
 
     def _adapter_group(self) -> list[Sequence]:
         """The running sequences this step decodes: those of one adapter set (all, when none uses
@@ -521,6 +605,9 @@ class Engine:
             seq.sampler.close()
             seq.sampler = None
         handle, seq.handle = seq.handle, -1
+        if self.ledger.length(handle) > seq.n_past:  # accepted draft cells past where it finished
+            self._drop_from(handle, seq.n_past)
+            self.ledger.truncate(handle, seq.n_past)
         if keep and self.cache.enabled and seq.n_past > 0:
             freed = self.cache.add(handle, seq.kv_tokens(), seq.lora_key)
         else:

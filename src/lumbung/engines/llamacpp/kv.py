@@ -68,6 +68,21 @@ class KvLedger:
             blocks = self._blocks[holder]
             blocks.insert(blocks.index(block) + 1, tail)
 
+    def truncate(self, handle: int, count: int) -> None:
+        """``handle`` keeps only its first ``count`` cells (rejected speculative drafts)."""
+        blocks = self._blocks.get(handle, [])
+        kept, left = 0, count
+        for block in blocks:
+            if left <= 0:
+                break
+            if block.length > left:
+                self._split(block, left)
+            left -= block.length
+            kept += 1
+        for block in blocks[kept:]:
+            block.holders.discard(handle)
+        del blocks[kept:]
+
     def drop(self, handle: int) -> None:
         for block in self._blocks.pop(handle, ()):
             block.holders.discard(handle)

@@ -10,6 +10,7 @@ from typing import Any
 from lumbung.engines.llamacpp.detok import StopMatcher, Utf8Stream
 from lumbung.engines.llamacpp.lora import BASE, LoraKey, LoraSet
 from lumbung.engines.llamacpp.sampler import Sampler
+from lumbung.engines.llamacpp.speculative import NgramDrafter
 from lumbung.types import Chunk, SamplingParams, TokenLogprob
 
 
@@ -42,6 +43,7 @@ class Sequence:
     generated: int = 0
     started: float = 0.0
     sampler: Sampler | None = None
+    drafter: NgramDrafter | None = None  # speculative drafts, when on for this request
     utf8: Utf8Stream = field(default_factory=Utf8Stream)
     stops: StopMatcher | None = None
     logprobs: list[TokenLogprob] = field(default_factory=list)  # not yet sent
