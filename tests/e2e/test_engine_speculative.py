@@ -152,7 +152,7 @@ async def test_drafts_are_taken_and_rejected_ones_leave_no_kv_behind(model: Loca
     # The next tokens after a rejected draft are the model's own: a follow-up request that reuses the
     # speculating sequence's cells from the prefix cache continues as one computed afresh.
     follow = f"Copy this text exactly:\n\n{DOC}"
-    warm = await generate(model, request(follow, 40, False))
+    warm = await generate(model, request(follow, 80, False))
     assert warm.usage and warm.usage.cached_tokens > 0
     assert_close(plain, warm)
 
