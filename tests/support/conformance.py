@@ -261,6 +261,12 @@ SAMPLES: dict[str, dict[str, str]] = {
         "forced": f"<|tool_calls|><|tool_call:begin|>call_0<|tool_call:name|>get_weather<|tool_call:args|>{_A}"
         "<|tool_call:end|><|calls|>",
     },
+    "lfm": {
+        "one": "<|tool_call_start|>[get_weather(city='Jakarta', days=3)]<|tool_call_end|>",
+        "two": "<|tool_call_start|>[get_weather(city='Jakarta', days=3), get_time(tz='WIB')]<|tool_call_end|>",
+        "bad": "<|tool_call_start|>[get_weather(city='Jakarta', days=]<|tool_call_end|>",
+        "forced": f"<|tool_call_start|>[get_weather(**{_A})]<|tool_call_end|>",
+    },
     "firefunction": {
         "one": ' functools[{"name": "get_weather", "arguments": {"city": "Jakarta", "days": 3}}]',
         "two": ' functools[{"name": "get_weather", "arguments": {"city": "Jakarta", "days": 3}}, '

@@ -64,6 +64,7 @@ FORCED = {
             "command_r_plus",
             "hy3",
             "solar_open",
+            "lfm",
         )
     },
 }

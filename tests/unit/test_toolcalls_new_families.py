@@ -152,6 +152,7 @@ def test_families_are_detected_from_their_templates_markers() -> None:
         "{{ '<|start_header_id|>' }}{{ ' functools[' + calls | join(', ') + ']' }}": "firefunction",
         "{%- set toolsep_token = '<tool_sep{}>'.format(HYTK) %}<arg_key>": "hy3",
         '{{- "<|tool_call:begin|>" + tool_call.id }}': "solar_open",
+        '{{- "<|tool_call_start|>[" + calls + "]<|tool_call_end|>" -}}': "lfm",
         "{{ '<|CHATBOT_TOKEN|>' }}{{ '\\nAction:\\n```json\\n[\\n' }}": "command_r_plus",
     }
     for template, family in signs.items():
@@ -215,3 +216,16 @@ def test_solar_open_channels_give_reasoning_text_and_calls() -> None:
     for pieces in ([text], list(text)):
         result = shaped("solar_open", pieces, template=template).result()
         assert (result.reasoning, result.text, result.tool_calls) == ("Say hello.", "Hello!", [])
+
+
+def test_lfm_reads_python_calls_with_literals_and_evaluates_nothing() -> None:
+    text = (
+        "<|tool_call_start|>[get_weather(city='Jakarta', days=2, tags=['a', {'b': None}], x=true)]"
+        "<|tool_call_end|>"
+    )
+    assert calls(shaped("lfm", [text])) == [
+        ("get_weather", {"city": "Jakarta", "days": 2, "tags": ["a", {"b": None}], "x": True})
+    ]
+    hostile = "<|tool_call_start|>[get_weather(city=__import__('os').system('true'))]<|tool_call_end|>"
+    result = shaped("lfm", [hostile]).result()
+    assert not result.tool_calls and "__import__" in result.text

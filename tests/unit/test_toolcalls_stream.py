@@ -129,7 +129,7 @@ TWO["solar_open"] = (
     '<|tool_call:args|>{ "tz" : "WIB" }<|tool_call:end|><|calls|>'
 )
 # Calls sent whole when their block closes (Gemma 4's notation is not JSON text).
-WHOLE = {"gemma4"}
+WHOLE = {"gemma4", "lfm"}  # and LFM2.5's Python call syntax
 # Raw parameter values, typed once whole: these stream a parameter at a time.
 PER_PARAMETER = {
     "qwen3_coder",

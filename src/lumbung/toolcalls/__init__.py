@@ -23,6 +23,7 @@ from lumbung.toolcalls.hermes import HermesFormat
 from lumbung.toolcalls.hy3 import Hy3Format
 from lumbung.toolcalls.kimi_k2 import KimiK2Format
 from lumbung.toolcalls.kimi_k3 import KimiK3Format
+from lumbung.toolcalls.lfm import LfmFormat
 from lumbung.toolcalls.llama3 import Llama3Format
 from lumbung.toolcalls.minimax_m2 import MiniMaxM2Format
 from lumbung.toolcalls.mistral import MistralFormat
@@ -58,6 +59,7 @@ FORMATS: dict[str, ToolFormat] = {
         CommandRPlusFormat(),
         Hy3Format(),
         SolarOpenFormat(),
+        LfmFormat(),
     )
 }
 # Text found in a chat template, checked in order: the first match names the family.
@@ -71,6 +73,7 @@ _TEMPLATE_SIGNS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("｜DSML｜",), "deepseek_v4"),
     (("<tool_sep{}>",), "hy3"),
     (("<|tool_call:begin|>",), "solar_open"),
+    (("<|tool_call_start|>[",), "lfm"),
     (("<arg_key>",), "glm"),
     (("<minimax:tool_call>",), "minimax_m2"),
     (("<seed:tool_call>",), "seed_oss"),
