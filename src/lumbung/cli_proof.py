@@ -54,7 +54,7 @@ def report_path(settings: Settings, given: Path | None, name: str) -> Path:
     if given is not None:
         return given
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    return settings.home / REPORTS_DIR / f"{name}-{stamp}.json"
+    return settings.home / REPORTS_DIR / f"{name}-{stamp}.html"
 
 
 def summary(report: Report) -> list[str]:
@@ -76,10 +76,10 @@ def summary(report: Report) -> list[str]:
 
 
 def finish(report: Report, path: Path) -> None:
-    written = report.write_json(path)
+    html, data = report.write(path)
     for line in summary(report):
         click.echo(line)
-    click.echo(f"report: {written}")
+    click.echo(f"report: {html} (every number: {data})")
     if not report.passed:
         raise SystemExit(1)
 
@@ -119,7 +119,7 @@ common: list[Any] = [
         "report_to",
         type=click.Path(dir_okay=False, path_type=Path),
         default=None,
-        help="Where to write the report (default: HOME/reports/NAME-TIME.json).",
+        help="The report's HTML file; the JSON goes beside it (default: HOME/reports/NAME-TIME.html).",
     ),
 ]
 
@@ -231,10 +231,14 @@ def shadow_report(
     try:
         path = recording_file(settings, f"shadow-{route}")
         limits = load_thresholds(thresholds, metric_names()) if thresholds else []
-        pairs = shadow_pairs(read_recording(path))
+        exchanges = read_recording(path)
+        pairs = shadow_pairs(exchanges)
         if not pairs:
             raise ReplayError(f"{path} holds no pair of shadow-live and shadow-candidate answers yet")
-        candidate = pairs[0][0].extra.get("candidate") or f"shadow of {route}"
+        # the shadow's target, as the candidate's exchanges name it
+        candidate = next(
+            (e.route for e in exchanges if e.role == "shadow-candidate" and e.route), f"shadow of {route}"
+        )
 
         async def run() -> Report:
             async with client(settings, url, 60) as http:

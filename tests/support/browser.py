@@ -11,9 +11,11 @@ import pytest
 from tests.support.debian import ensure
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def chromium() -> Iterator[Any]:
-    """A headless Chromium browser, shared by the session; each test opens its own page."""
+    """A headless Chromium browser for one test. Not shared by the session: Playwright's sync API
+    keeps its event loop set as this thread's running loop while it is open, and every asyncio test
+    after it would fail with "Cannot run the event loop while another loop is running"."""
     sync_api = pytest.importorskip("playwright.sync_api")
     executable = ensure("chromium", "chromium")
     with sync_api.sync_playwright() as playwright:

@@ -1,5 +1,5 @@
-"""A replay's report: every number as JSON (the HTML page is drawn from the same object,
-proof/report_html.py), and the thresholds' verdict."""
+"""A replay's report: every number as JSON, the same as one HTML page (proof/report_html.py), and
+the thresholds' verdict."""
 
 from __future__ import annotations
 
@@ -69,3 +69,12 @@ class Report:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.to_dict(), indent=1, ensure_ascii=False), encoding="utf-8")
         return path
+
+    def write(self, path: Path) -> tuple[Path, Path]:
+        """The HTML page and the JSON beside it (same name; ``path`` may name either)."""
+        from lumbung.proof.report_html import render
+
+        html_path, json_path = path.with_suffix(".html"), path.with_suffix(".json")
+        self.write_json(json_path)
+        html_path.write_text(render(self), encoding="utf-8")
+        return html_path, json_path
