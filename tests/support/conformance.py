@@ -267,6 +267,15 @@ SAMPLES: dict[str, dict[str, str]] = {
         "bad": "<|tool_call_start|>[get_weather(city='Jakarta', days=]<|tool_call_end|>",
         "forced": f"<|tool_call_start|>[get_weather(**{_A})]<|tool_call_end|>",
     },
+    "gigachat3": {
+        "one": '<|message_sep|>\n\nfunction call<|role_sep|>\n{"name": "get_weather", "arguments": '
+        '{"city": "Jakarta", "days": 3}}',
+        "two": '<|message_sep|>\n\nfunction call<|role_sep|>\n{"name": "get_weather", "arguments": '
+        '{"city": "Jakarta", "days": 3}}<|message_sep|>\n\nfunction call<|role_sep|>\n'
+        '{"name": "get_time", "arguments": {"tz": "WIB"}}',
+        "bad": '<|message_sep|>\n\nfunction call<|role_sep|>\n{"name": "get_weather", "arguments": {"city": "Jak',
+        "forced": f'function call<|role_sep|>\n{{"name": "get_weather", "arguments": {_A}}}',
+    },
     "firefunction": {
         "one": ' functools[{"name": "get_weather", "arguments": {"city": "Jakarta", "days": 3}}]',
         "two": ' functools[{"name": "get_weather", "arguments": {"city": "Jakarta", "days": 3}}, '

@@ -65,6 +65,7 @@ FORCED = {
             "hy3",
             "solar_open",
             "lfm",
+            "gigachat3",
         )
     },
 }

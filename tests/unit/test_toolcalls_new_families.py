@@ -153,6 +153,7 @@ def test_families_are_detected_from_their_templates_markers() -> None:
         "{%- set toolsep_token = '<tool_sep{}>'.format(HYTK) %}<arg_key>": "hy3",
         '{{- "<|tool_call:begin|>" + tool_call.id }}': "solar_open",
         '{{- "<|tool_call_start|>[" + calls + "]<|tool_call_end|>" -}}': "lfm",
+        "{%- set add_tokens = namespace(role_sep='<|role_sep|>') -%}{{ 'function call' }}": "gigachat3",
         "{{ '<|CHATBOT_TOKEN|>' }}{{ '\\nAction:\\n```json\\n[\\n' }}": "command_r_plus",
     }
     for template, family in signs.items():

@@ -128,6 +128,11 @@ TWO["solar_open"] = (
     '{"path": "a.txt", "content": "hi there"}<|tool_call:end|><|tool_call:begin|>c2<|tool_call:name|>get_time'
     '<|tool_call:args|>{ "tz" : "WIB" }<|tool_call:end|><|calls|>'
 )
+TWO["gigachat3"] = (
+    '<|message_sep|>\n\nfunction call<|role_sep|>\n{"name": "write_file", "arguments": {"path": "a.txt", '
+    '"content": "hi there"}}<|message_sep|>\n\nfunction call<|role_sep|>\n'
+    '{"name": "get_time", "arguments": { "tz" : "WIB" }}'
+)
 # Calls sent whole when their block closes (Gemma 4's notation is not JSON text).
 WHOLE = {"gemma4", "lfm"}  # and LFM2.5's Python call syntax
 # Raw parameter values, typed once whole: these stream a parameter at a time.

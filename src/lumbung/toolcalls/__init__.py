@@ -16,7 +16,7 @@ from lumbung.toolcalls.deepseek_dsml import DeepSeekV4Format, DeepSeekV32Format
 from lumbung.toolcalls.firefunction import FireFunctionFormat
 from lumbung.toolcalls.gemma import GemmaFormat
 from lumbung.toolcalls.gemma4 import Gemma4Format
-from lumbung.toolcalls.gigachat import GigaChatFormat
+from lumbung.toolcalls.gigachat import GigaChat3Format, GigaChatFormat
 from lumbung.toolcalls.glm import GlmFormat
 from lumbung.toolcalls.harmony import HarmonyFormat
 from lumbung.toolcalls.hermes import HermesFormat
@@ -60,6 +60,7 @@ FORMATS: dict[str, ToolFormat] = {
         Hy3Format(),
         SolarOpenFormat(),
         LfmFormat(),
+        GigaChat3Format(),
     )
 }
 # Text found in a chat template, checked in order: the first match names the family.
@@ -82,6 +83,7 @@ _TEMPLATE_SIGNS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("<|CHATBOT_TOKEN|>", "Action:"), "command_r_plus"),
     (("<TOOLCALL>",), "nemotron"),
     (("<|function_call|>",), "gigachat"),
+    (("<|role_sep|>", "function call"), "gigachat3"),
     (("<|tools_prefix|>",), "apertus"),
     (("functools[",), "firefunction"),
     (("<function=",), "qwen3_coder"),
