@@ -276,6 +276,18 @@ SAMPLES: dict[str, dict[str, str]] = {
         "bad": '<|message_sep|>\n\nfunction call<|role_sep|>\n{"name": "get_weather", "arguments": {"city": "Jak',
         "forced": f'function call<|role_sep|>\n{{"name": "get_weather", "arguments": {_A}}}',
     },
+    "minimax_m3": {
+        "one": ']<]minimax[>[<tool_call>\n]<]minimax[>[<invoke name="get_weather">]<]minimax[>[<city>Jakarta'
+        "]<]minimax[>[</city>]<]minimax[>[<days>3]<]minimax[>[</days>]<]minimax[>[</invoke>\n]<]minimax[>[</tool_call>",
+        "two": ']<]minimax[>[<tool_call>\n]<]minimax[>[<invoke name="get_weather">]<]minimax[>[<city>Jakarta'
+        "]<]minimax[>[</city>]<]minimax[>[<days>3]<]minimax[>[</days>]<]minimax[>[</invoke>\n"
+        ']<]minimax[>[<invoke name="get_time">]<]minimax[>[<tz>WIB]<]minimax[>[</tz>]<]minimax[>[</invoke>\n'
+        "]<]minimax[>[</tool_call>",
+        "bad": ']<]minimax[>[<tool_call>\n]<]minimax[>[<invoke name="get_weather">]<]minimax[>[<city>Jakarta'
+        "]<]minimax[>[</invoke>\n]<]minimax[>[</tool_call>",
+        "forced": ']<]minimax[>[<tool_call>\n]<]minimax[>[<invoke name="get_weather">]<]minimax[>[<city>Jakarta'
+        "]<]minimax[>[</city>]<]minimax[>[<days>3]<]minimax[>[</days>]<]minimax[>[</invoke>\n]<]minimax[>[</tool_call>",
+    },
     "firefunction": {
         "one": ' functools[{"name": "get_weather", "arguments": {"city": "Jakarta", "days": 3}}]',
         "two": ' functools[{"name": "get_weather", "arguments": {"city": "Jakarta", "days": 3}}, '

@@ -66,6 +66,7 @@ FORCED = {
             "solar_open",
             "lfm",
             "gigachat3",
+            "minimax_m3",
         )
     },
 }
@@ -78,6 +79,7 @@ RAW_TEXT_VALUES = {
     "minimax_m2",
     "seed_oss",
     "hy3",
+    "minimax_m3",
 }  # a quote is valid there
 
 

@@ -154,6 +154,7 @@ def test_families_are_detected_from_their_templates_markers() -> None:
         '{{- "<|tool_call:begin|>" + tool_call.id }}': "solar_open",
         '{{- "<|tool_call_start|>[" + calls + "]<|tool_call_end|>" -}}': "lfm",
         "{%- set add_tokens = namespace(role_sep='<|role_sep|>') -%}{{ 'function call' }}": "gigachat3",
+        "{%- set ns_token = ']<]minimax[>[' -%}": "minimax_m3",
         "{{ '<|CHATBOT_TOKEN|>' }}{{ '\\nAction:\\n```json\\n[\\n' }}": "command_r_plus",
     }
     for template, family in signs.items():
@@ -230,3 +231,16 @@ def test_lfm_reads_python_calls_with_literals_and_evaluates_nothing() -> None:
     hostile = "<|tool_call_start|>[get_weather(city=__import__('os').system('true'))]<|tool_call_end|>"
     result = shaped("lfm", [hostile]).result()
     assert not result.tool_calls and "__import__" in result.text
+
+
+def test_minimax_m3_nested_arguments_are_typed_by_the_schema() -> None:
+    ns = "]<]minimax[>["
+    text = (
+        f'{ns}<tool_call>\n{ns}<invoke name="get_weather">{ns}<city>Jakarta{ns}</city>{ns}<days>2{ns}</days>'
+        f"{ns}<tags>{ns}<item>wet{ns}</item>{ns}<item>{ns}<k>v{ns}</k>{ns}</item>{ns}</tags>{ns}</invoke>\n"
+        f"{ns}</tool_call>"
+    )
+    for pieces in ([text], list(text)):
+        assert calls(shaped("minimax_m3", pieces)) == [
+            ("get_weather", {"city": "Jakarta", "days": 2, "tags": ["wet", {"k": "v"}]})
+        ]

@@ -134,7 +134,7 @@ TWO["gigachat3"] = (
     '{"name": "get_time", "arguments": { "tz" : "WIB" }}'
 )
 # Calls sent whole when their block closes (Gemma 4's notation is not JSON text).
-WHOLE = {"gemma4", "lfm"}  # and LFM2.5's Python call syntax
+WHOLE = {"gemma4", "lfm", "minimax_m3"}  # and LFM2.5's Python calls, MiniMax M3's nested XML
 # Raw parameter values, typed once whole: these stream a parameter at a time.
 PER_PARAMETER = {
     "qwen3_coder",

@@ -26,6 +26,7 @@ from lumbung.toolcalls.kimi_k3 import KimiK3Format
 from lumbung.toolcalls.lfm import LfmFormat
 from lumbung.toolcalls.llama3 import Llama3Format
 from lumbung.toolcalls.minimax_m2 import MiniMaxM2Format
+from lumbung.toolcalls.minimax_m3 import MiniMaxM3Format
 from lumbung.toolcalls.mistral import MistralFormat
 from lumbung.toolcalls.qwen3_coder import Qwen3CoderFormat
 from lumbung.toolcalls.seed_oss import SeedOssFormat
@@ -61,6 +62,7 @@ FORMATS: dict[str, ToolFormat] = {
         SolarOpenFormat(),
         LfmFormat(),
         GigaChat3Format(),
+        MiniMaxM3Format(),
     )
 }
 # Text found in a chat template, checked in order: the first match names the family.
@@ -77,6 +79,7 @@ _TEMPLATE_SIGNS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("<|tool_call_start|>[",), "lfm"),
     (("<arg_key>",), "glm"),
     (("<minimax:tool_call>",), "minimax_m2"),
+    (("]<]minimax[>[",), "minimax_m3"),
     (("<seed:tool_call>",), "seed_oss"),
     (("<tool_calls>",), "tool_calls_json"),
     (("<|START_ACTION|>",), "command_r"),
