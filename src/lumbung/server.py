@@ -48,6 +48,9 @@ def engine_config(settings: Settings, model: ModelConfig | None = None) -> Engin
             model.prefix_cache_mb if model and model.prefix_cache_mb is not None else settings.prefix_cache_mb
         ),
         kv_type=(model.kv_cache_type if model and model.kv_cache_type else settings.kv_cache_type),
+        deterministic=(
+            model.deterministic if model and model.deterministic is not None else settings.deterministic
+        ),
         persist_dir=settings.home / "cache" / "prefix",
         persist_mb=settings.prefix_cache_persist_mb,
         speculative=(model.speculative if model and model.speculative else settings.speculative),

@@ -135,6 +135,13 @@ class Settings(BaseModel):
         "(e.g. `{mode: ngram, max_draft: 8, ngram: 3}`); off unless set. Greedy answers stay the "
         "model's own; a request may switch it with the `speculative` extension field.",
     )
+    deterministic: bool = Field(
+        default=False,
+        description="Local models give every request the same text whatever else runs beside it (greedy "
+        "decoding byte for byte as when alone): each sequence decoded on its own, prompts read in fixed "
+        "chunks, each sequence in its own KV stream, no prefix cache, no speculation. Costs throughput under "
+        'concurrency (docs/performance.md, "Deterministic mode"). Per model: `deterministic`.',
+    )
     memory_budget_mb: int = Field(
         default_factory=_default_memory_budget_mb,
         ge=0,

@@ -132,6 +132,11 @@ class ModelConfig(BaseModel):
         "same budget) or q4_0 (about a quarter); quantized caches run with flash attention on "
         "(default: the global `kv_cache_type`). Quality cost: docs/performance.md.",
     )
+    deterministic: bool | None = Field(
+        default=None,
+        description="Same text for a request whatever runs beside it: batch-invariant decoding, no "
+        "prefix cache, less throughput under concurrency (default: the global `deterministic`).",
+    )
     embedding: bool = Field(default=False, description="An embedding model (pooling on).")
     speculative: SpeculativeConfig | None = Field(
         default=None,

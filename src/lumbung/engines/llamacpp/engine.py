@@ -13,6 +13,9 @@ cells, it copies nothing), from a cache entry or from a sequence still running. 
 models (Gemma 3) let llama.cpp overwrite cells that fell out of their sequence's window; cells held
 by two sequence ids never are, so there every handle is a pair of ids written together (a "pin"),
 which keeps every cached prefix whole.
+In deterministic mode (``deterministic``) each sequence has a KV stream of its own instead, no
+prefix cache, and is decoded in a batch of its own (``_step_isolated``): its text then does not
+depend on the other requests.
 
 LoRA adapters apply to the whole context (lora.py): a step decodes the sequences of one adapter set,
 taking the sets in turn when several run (scheduler.py: ``adapter_turn``), and a prefix is reused
@@ -84,6 +87,7 @@ class EngineConfig:
     persist_mb: float = 0.0  # the most they may take on disk (0: not saved)
     persist_min_tokens: int = 256  # shorter prefixes are cheap to recompute: not saved
     speculative: SpeculativeConfig | None = None  # drafts verified in the batch (speculative.py)
+    deterministic: bool = False  # batch-invariant: each sequence decoded alone (``_step_isolated``)
 
 
 @dataclass(slots=True)
@@ -116,7 +120,9 @@ class Engine:
         self.model = model
         self.config = config
         self.name = name
-        self.ids_per_handle = 2 if llama_cpp.llama_model_n_swa(model.ptr) > 0 else 1
+        # Pins protect cached prefixes from the sliding window; deterministic mode caches none.
+        swa = llama_cpp.llama_model_n_swa(model.ptr) > 0 and not config.deterministic
+        self.ids_per_handle = 2 if swa else 1
         self.kv_bytes_per_cell = kv_types.cell_bytes(model.kv_bytes_per_cell, config.kv_type)
         self.speculative = (
             config.speculative if config.speculative and config.speculative.mode != "off" else None
@@ -128,11 +134,16 @@ class Engine:
         if self.speculative and not self.can_speculate:
             log.warning("model %s: recurrent layers cannot roll back drafts; speculation is off", name)
             self.speculative = None
+        if self.speculative and config.deterministic:  # drafts are verified in multi-token batches
+            log.info("model %s: deterministic mode decodes one token at a time; speculation is off", name)
+            self.speculative = None
         self.speculation = SpeculationStats()
         cache_cells = config.cache_tokens
         if cache_cells is None:
             cache_cells = int(config.cache_mb * 2**20) // self.kv_bytes_per_cell
-        cache_on = cache_cells > 0 and config.cache_entries > 0
+        # Deterministic mode: no prefix cache, as a reused prefix sits elsewhere in KV and was read in
+        # other chunks than the same prompt alone (docs/performance.md, "Deterministic mode").
+        cache_on = cache_cells > 0 and config.cache_entries > 0 and not config.deterministic
         handles = config.parallel + (config.cache_entries if cache_on else 0)
         handles = min(handles, LLAMA_MAX_SEQ // self.ids_per_handle)
         if handles < config.parallel:
@@ -167,7 +178,9 @@ class Engine:
         params.n_seq_max = handles * self.ids_per_handle
         params.n_threads = config.threads
         params.n_threads_batch = config.threads
-        params.kv_unified = True  # sequences share one KV pool, so cached prefixes can be shared
+        # Sequences share one KV pool, so cached prefixes can be shared; in deterministic mode each
+        # has its own stream, laid out as when alone (attention's sums run over the same cells).
+        params.kv_unified = not config.deterministic
         params.swa_full = True  # sliding-window models keep full KV: prefixes stay reusable
         params.no_perf = True
         params.type_k = params.type_v = kv_types.ggml_type(config.kv_type)
@@ -333,7 +346,7 @@ class Engine:
                 self._reap()
                 self._admit()
                 if self._active:
-                    self._step()
+                    (self._step_isolated if self.config.deterministic else self._step)()
                 self._kv_snapshot = (self.ledger.used(), self.cache.cells(), len(self.cache))
             except Exception as exc:  # a bug or a decode failure: fail the batch, keep serving
                 log.exception("engine %s step failed", self.name)
@@ -420,7 +433,7 @@ class Engine:
         """The model's speculation, unless the request switched it (on: the model's settings, or
         n-gram drafts with the defaults where the model has none)."""
         wanted = seq.params.speculative
-        if wanted is False or not self.can_speculate:
+        if wanted is False or not self.can_speculate or self.config.deterministic:
             return None
         if wanted is None:
             return self.speculative
@@ -533,6 +546,34 @@ class Engine:
         for seq_id in self._ids(handle):
             if not llama_cpp.llama_memory_seq_rm(self.mem, seq_id, pos, -1):
                 raise EngineError(f"llama.cpp could not remove KV cells from position {pos}")
+
+    def _step_isolated(self) -> None:
+        """Deterministic mode: each sequence decoded in its own batch, prompts in chunks fixed by the
+        prompt alone, so every matrix and attention kernel sees the shapes it would with the sequence
+        alone in the engine (docs/performance.md, "Deterministic mode")."""
+        batch, chunk = self.batch, min(self.config.prefill_chunk, self.batch_size)
+        for seq in list(self._adapter_group()):  # a copy: a sequence that ends leaves _active
+            if seq.prefilling:
+                end = len(seq.prompt) - 1
+                positions = range(seq.n_past, min(seq.n_past + chunk, len(seq.prompt)))
+                tokens = [seq.prompt[pos] for pos in positions]
+            else:
+                end = seq.n_past
+                positions = range(seq.n_past, seq.n_past + 1)
+                tokens = [seq.last_token]
+            for n, (pos, token) in enumerate(zip(positions, tokens, strict=True)):
+                batch.token[n] = token
+                batch.pos[n] = pos
+                batch.n_seq_id[n] = 1
+                batch.seq_id[n][0] = seq.handle
+                batch.logits[n] = pos == end
+            batch.n_tokens = len(tokens)
+            self._decode()
+            seq.n_past += len(tokens)
+            self.ledger.extend(seq.handle, len(tokens))
+            if positions[-1] == end:
+                assert seq.sampler is not None
+                self._on_token(seq, seq.sampler.sample(self.ctx, len(tokens) - 1), len(tokens) - 1)
 
     def _adapter_group(self) -> list[Sequence]:
         """The running sequences this step decodes: those of one adapter set (all, when none uses
