@@ -288,6 +288,13 @@ SAMPLES: dict[str, dict[str, str]] = {
         "forced": ']<]minimax[>[<tool_call>\n]<]minimax[>[<invoke name="get_weather">]<]minimax[>[<city>Jakarta'
         "]<]minimax[>[</city>]<]minimax[>[<days>3]<]minimax[>[</days>]<]minimax[>[</invoke>\n]<]minimax[>[</tool_call>",
     },
+    "functionary_v3_1": {
+        "one": '<function=get_weather>{"city": "Jakarta", "days": 3}</function>',
+        "two": '<function=get_weather>{"city": "Jakarta", "days": 3}</function>'
+        '<function=get_time>{"tz": "WIB"}</function>',
+        "bad": '<function=get_weather>{"city": "Jak</function>',
+        "forced": f"<function=get_weather>{_A}</function>",
+    },
     "firefunction": {
         "one": ' functools[{"name": "get_weather", "arguments": {"city": "Jakarta", "days": 3}}]',
         "two": ' functools[{"name": "get_weather", "arguments": {"city": "Jakarta", "days": 3}}, '

@@ -67,6 +67,7 @@ FORCED = {
             "lfm",
             "gigachat3",
             "minimax_m3",
+            "functionary_v3_1",
         )
     },
 }

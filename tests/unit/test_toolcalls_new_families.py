@@ -155,6 +155,7 @@ def test_families_are_detected_from_their_templates_markers() -> None:
         '{{- "<|tool_call_start|>[" + calls + "]<|tool_call_end|>" -}}': "lfm",
         "{%- set add_tokens = namespace(role_sep='<|role_sep|>') -%}{{ 'function call' }}": "gigachat3",
         "{%- set ns_token = ']<]minimax[>[' -%}": "minimax_m3",
+        "{{ '<|python_tag|>' }}{{ '<function=' + name + '>' }}": "functionary_v3_1",
         "{{ '<|CHATBOT_TOKEN|>' }}{{ '\\nAction:\\n```json\\n[\\n' }}": "command_r_plus",
     }
     for template, family in signs.items():

@@ -133,6 +133,10 @@ TWO["gigachat3"] = (
     '"content": "hi there"}}<|message_sep|>\n\nfunction call<|role_sep|>\n'
     '{"name": "get_time", "arguments": { "tz" : "WIB" }}'
 )
+TWO["functionary_v3_1"] = (
+    '<function=write_file>{"path": "a.txt", "content": "hi there"}</function>'
+    '<function=get_time>{ "tz" : "WIB" }</function>'
+)
 # Calls sent whole when their block closes (Gemma 4's notation is not JSON text).
 WHOLE = {"gemma4", "lfm", "minimax_m3"}  # and LFM2.5's Python calls, MiniMax M3's nested XML
 # Raw parameter values, typed once whole: these stream a parameter at a time.

@@ -14,6 +14,7 @@ from lumbung.toolcalls.command_r_plus import CommandRPlusFormat
 from lumbung.toolcalls.deepseek import DeepSeekFormat
 from lumbung.toolcalls.deepseek_dsml import DeepSeekV4Format, DeepSeekV32Format
 from lumbung.toolcalls.firefunction import FireFunctionFormat
+from lumbung.toolcalls.functionary import FunctionaryV31Format
 from lumbung.toolcalls.gemma import GemmaFormat
 from lumbung.toolcalls.gemma4 import Gemma4Format
 from lumbung.toolcalls.gigachat import GigaChat3Format, GigaChatFormat
@@ -63,6 +64,7 @@ FORMATS: dict[str, ToolFormat] = {
         LfmFormat(),
         GigaChat3Format(),
         MiniMaxM3Format(),
+        FunctionaryV31Format(),
     )
 }
 # Text found in a chat template, checked in order: the first match names the family.
@@ -89,6 +91,7 @@ _TEMPLATE_SIGNS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("<|role_sep|>", "function call"), "gigachat3"),
     (("<|tools_prefix|>",), "apertus"),
     (("functools[",), "firefunction"),
+    (("<function=", "<|python_tag|>"), "functionary_v3_1"),
     (("<function=",), "qwen3_coder"),
     (("<tool_call>",), "hermes"),
     (("[TOOL_CALLS]",), "mistral"),
