@@ -14,6 +14,7 @@ import httpx
 from lumbung.errors import LumbungError, ReplayError
 from lumbung.proof.compare import Checks
 from lumbung.proof.exchange import Exchange, read_exchanges, recording_path
+from lumbung.proof.pricing import Pricer, pricer
 from lumbung.proof.replay import Target, compare_all, embedder, replay, select, shadow_pairs
 from lumbung.proof.report import Report, metric_names
 from lumbung.proof.thresholds import Threshold
@@ -64,7 +65,10 @@ def summary(report: Report) -> list[str]:
         rate = report.checks[name]
         if rate["applicable"]:
             lines.append(f"  {name:22} {rate['rate']:7.1%}  ({rate['passed']}/{rate['applicable']})")
-    for name in ("median_similarity", "mean_rouge_l", "latency_p50_ms", "latency_p95_ms", "ttft_p50_ms"):
+    for name in (
+        "median_similarity", "mean_rouge_l", "latency_p50_ms", "latency_p95_ms", "ttft_p50_ms",
+        "cost", "baseline_cost",
+    ):  # fmt: skip
         if m.get(name) is not None:
             lines.append(f"  {name:22} {m[name]:.3f}")
     for verdict in report.verdicts:
@@ -142,6 +146,7 @@ async def replay_report(
     concurrency: int = 4,
     seed: int | None = None,
     thresholds: list[Threshold] | None = None,
+    price: Pricer | None = None,
 ) -> Report:
     """The replay of ``exchanges`` through the server behind ``http``, as its report."""
     comparisons = await replay(
@@ -151,6 +156,7 @@ async def replay_report(
         embed=None if embedding_model == "none" else embedder(http, embedding_model, api_key),
         concurrency=concurrency,
         seed=seed,
+        price=price,
     )
     title = f"replay of {path.stem} on {candidate}"
     return Report(title, str(path), candidate, baseline, time.time(), comparisons, thresholds or [])
@@ -200,6 +206,7 @@ def replay_command(
                 return await replay_report(
                     http, path, exchanges, candidate, baseline, api_key, embedding_model,
                     concurrency=concurrency, seed=seed, thresholds=limits,
+                    price=pricer(settings.prices, settings.routes, candidate, baseline),
                 )  # fmt: skip
 
         report = asyncio.run(run())
@@ -243,7 +250,8 @@ def shadow_report(
         async def run() -> Report:
             async with client(settings, url, 60) as http:
                 embed = None if embedding_model == "none" else embedder(http, embedding_model, api_key)
-                comparisons = await compare_all(pairs, embed)
+                price = pricer(settings.prices, settings.routes, str(candidate), "recorded")
+                comparisons = await compare_all(pairs, embed, price)
             return Report(
                 f"shadow report of {route}", str(path), str(candidate), "shadow-live", time.time(),
                 comparisons, limits,

@@ -10,7 +10,11 @@ from pathlib import Path
 import pytest
 
 from lumbung.cli_proof import finish, replay_report
+from lumbung.config.prices import Price, Prices
+from lumbung.config.routes import RouteConfig
 from lumbung.proof.exchange import Exchange, read_exchanges, write_exchanges
+from lumbung.proof.pricing import pricer
+from lumbung.proof.replay import recorded as recorded_answer
 from lumbung.proof.replay import select, shadow_pairs
 from lumbung.proof.report import Report, metric_names
 from lumbung.proof.thresholds import parse
@@ -126,3 +130,30 @@ def test_shadow_pairs_join_live_and_candidate_answers_by_id() -> None:
     assert [(ex.id, base.text, c.text) for ex, base, c in pairs] == [
         ("chat-1", "Hello there! How can I help you today?", "Hi!")
     ]
+
+
+async def test_costs_come_from_the_price_table(tmp_path: Path) -> None:
+    prices = Prices(
+        targets={"cloud/m": Price(input=2.0, output=8.0), "openai/gpt-4o": Price(input=5.0, output=15.0)},
+        routes={"gpt-cloud": Price(input=10.0, output=30.0)},
+    )
+    routes = [RouteConfig.model_validate(route("candidate", ["cloud"]))]
+    recorded = traffic()
+    recorded[0].provider = "openai/gpt-4o"  # the rest cost the reference price of the route they left
+    for e in recorded:
+        e.route = "gpt-cloud"
+    cloud = RecordedCloud(recorded)
+    async with in_process(tmp_path, providers={"cloud": cloud}, routes=[route("candidate", ["cloud"])]) as lb:
+        report = await replay_report(
+            lb.client, tmp_path / "x.jsonl", recorded, "candidate", "recorded", None, "none",
+            price=pricer(prices, routes, "candidate", "recorded"),
+        )  # fmt: skip
+    # every answer: 12 prompt and 7 completion tokens
+    assert report.metrics["cost"] == pytest.approx(6 * (12 * 2.0 + 7 * 8.0) / 1e6)
+    assert report.metrics["baseline_cost"] == pytest.approx(
+        (12 * 5.0 + 7 * 15.0 + 5 * (12 * 10.0 + 7 * 30.0)) / 1e6
+    )
+    unpriced = pricer(Prices(), [], "candidate", "recorded")
+    base, cand = recorded_answer(recorded[0]), recorded_answer(recorded[0])
+    unpriced(recorded[0], base, cand)
+    assert base.cost is None and cand.cost is None

@@ -24,6 +24,7 @@ class Answer:
     latency_ms: float | None = None
     ttft_ms: float | None = None
     error: str | None = None  # the error when no answer came back
+    cost: float | None = None  # from the price table (proof/pricing.py); None where nothing is priced
 
     @property
     def failed(self) -> bool:

@@ -145,7 +145,7 @@ def _tokens(answers: list[Answer], attr: str) -> int | None:
     return int(sum(values)) if values else None
 
 
-def metrics(comparisons: list[Comparison], prices: Prices | None = None) -> dict[str, float | None]:
+def metrics(comparisons: list[Comparison]) -> dict[str, float | None]:
     """Every number of the replay under one flat name (what thresholds refer to)."""
     rates = pass_rates(comparisons)
     cand = [c.candidate for c in comparisons]
@@ -172,30 +172,9 @@ def metrics(comparisons: list[Comparison], prices: Prices | None = None) -> dict
             out[f"{who}{what}_p95_ms"] = percentile(values, 95)
         out[f"{who}prompt_tokens"] = _tokens(answers, "prompt_tokens")
         out[f"{who}completion_tokens"] = _tokens(answers, "completion_tokens")
-    if prices is not None:
-        out["cost"] = prices.cost(out["prompt_tokens"], out["completion_tokens"], prices.candidate)
-        out["baseline_cost"] = prices.cost(
-            out["baseline_prompt_tokens"], out["baseline_completion_tokens"], prices.baseline
-        )
+        costs = [a.cost for a in answers if a.cost is not None]
+        out[f"{who}cost"] = sum(costs) if costs else None
     return out
-
-
-@dataclass(frozen=True)
-class Price:
-    input_per_mtok: float  # per million prompt tokens
-    output_per_mtok: float
-
-
-@dataclass(frozen=True)
-class Prices:
-    candidate: Price | None
-    baseline: Price | None
-
-    @staticmethod
-    def cost(prompt: float | None, completion: float | None, price: Price | None) -> float | None:
-        if price is None or prompt is None or completion is None:
-            return None
-        return (prompt * price.input_per_mtok + completion * price.output_per_mtok) / 1e6
 
 
 def by_group(comparisons: list[Comparison]) -> dict[str, dict[str, dict[str, Any]]]:

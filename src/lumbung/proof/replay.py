@@ -25,6 +25,7 @@ from lumbung.proof.answer import Answer, StreamAssembler, from_completion
 from lumbung.proof.checks import cosine
 from lumbung.proof.compare import Comparison, compare
 from lumbung.proof.exchange import Exchange
+from lumbung.proof.pricing import Pricer
 
 Clock = Callable[[], float]
 Embed = Callable[[list[str]], Awaitable[list[list[float]]]]
@@ -164,8 +165,13 @@ async def similarities(pairs: list[tuple[Answer, Answer]], embed: Embed | None) 
     return out
 
 
-async def compare_all(items: list[tuple[Exchange, Answer, Answer]], embed: Embed | None) -> list[Comparison]:
-    """(exchange, baseline, candidate) -> each request's comparison."""
+async def compare_all(
+    items: list[tuple[Exchange, Answer, Answer]], embed: Embed | None, price: Pricer | None = None
+) -> list[Comparison]:
+    """(exchange, baseline, candidate) -> each request's comparison (costs set by ``price``)."""
+    if price is not None:
+        for exchange, base, cand in items:
+            price(exchange, base, cand)
     sims = await similarities([(b, c) for _, b, c in items], embed)
     return [
         compare(ex.id, ex.group or ex.route or "default", ex.request, base, cand, sim)
@@ -181,6 +187,7 @@ async def replay(
     embed: Embed | None = None,
     concurrency: int = 4,
     seed: int | None = None,
+    price: Pricer | None = None,
     clock: Clock = time.perf_counter,
 ) -> list[Comparison]:
     """Ask the candidate (and a baseline target, if any) every request, ``concurrency`` at a time."""
@@ -197,7 +204,7 @@ async def replay(
         return exchange, base, cand
 
     items = await asyncio.gather(*(one(e) for e in exchanges))
-    return await compare_all(list(items), embed)
+    return await compare_all(list(items), embed, price)
 
 
 def shadow_pairs(exchanges: Sequence[Exchange]) -> list[tuple[Exchange, Answer, Answer]]:

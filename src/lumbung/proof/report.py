@@ -8,16 +8,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lumbung.proof.compare import Comparison, Prices, badness, by_group, metrics, pass_rates
+from lumbung.proof.compare import Comparison, badness, by_group, metrics, pass_rates
 from lumbung.proof.thresholds import Threshold, Verdict, judge
 
 VERSION = 1
 WORST = 10  # worst cases shown side by side
 
 
-def metric_names(prices: Prices | None = None) -> set[str]:
+def metric_names() -> set[str]:
     """Every name a threshold may use."""
-    return set(metrics([], prices or Prices(None, None)))
+    return set(metrics([]))
 
 
 @dataclass
@@ -29,10 +29,9 @@ class Report:
     created: float
     comparisons: list[Comparison]
     thresholds: list[Threshold] = field(default_factory=list)
-    prices: Prices | None = None
 
     def __post_init__(self) -> None:
-        self.metrics = metrics(self.comparisons, self.prices)
+        self.metrics = metrics(self.comparisons)
         self.checks = pass_rates(self.comparisons)
         self.groups = by_group(self.comparisons)
         self.verdicts: list[Verdict] = judge(self.thresholds, self.metrics)
