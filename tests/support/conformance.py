@@ -295,6 +295,12 @@ SAMPLES: dict[str, dict[str, str]] = {
         "bad": '<function=get_weather>{"city": "Jak</function>',
         "forced": f"<function=get_weather>{_A}</function>",
     },
+    "atem": {
+        "one": '<atem:function_calls>\n<atem:invoke name="get_weather">\n<atem:parameter name="city">Jakarta</atem:parameter>\n<atem:parameter name="days">3</atem:parameter>\n</atem:invoke>\n</atem:function_calls>',
+        "two": '<atem:function_calls>\n<atem:invoke name="get_weather">\n<atem:parameter name="city">Jakarta</atem:parameter>\n<atem:parameter name="days">3</atem:parameter>\n</atem:invoke>\n<atem:invoke name="get_time">\n<atem:parameter name="tz">WIB</atem:parameter>\n</atem:invoke>\n</atem:function_calls>',
+        "bad": '<atem:function_calls>\n<atem:invoke name="get_weather">\n<atem:parameter name="city">Jak</atem:invoke>\n</atem:function_calls>',
+        "forced": '<atem:function_calls>\n<atem:invoke name="get_weather">\n<atem:parameter name="city">Jakarta</atem:parameter>\n<atem:parameter name="days">3</atem:parameter>\n</atem:invoke>\n</atem:function_calls>',
+    },
     "firefunction": {
         "one": ' functools[{"name": "get_weather", "arguments": {"city": "Jakarta", "days": 3}}]',
         "two": ' functools[{"name": "get_weather", "arguments": {"city": "Jakarta", "days": 3}}, '

@@ -68,6 +68,7 @@ FORCED = {
             "gigachat3",
             "minimax_m3",
             "functionary_v3_1",
+            "atem",
         )
     },
 }
@@ -81,6 +82,7 @@ RAW_TEXT_VALUES = {
     "seed_oss",
     "hy3",
     "minimax_m3",
+    "atem",
 }  # a quote is valid there
 
 

@@ -156,6 +156,7 @@ def test_families_are_detected_from_their_templates_markers() -> None:
         "{%- set add_tokens = namespace(role_sep='<|role_sep|>') -%}{{ 'function call' }}": "gigachat3",
         "{%- set ns_token = ']<]minimax[>[' -%}": "minimax_m3",
         "{{ '<|python_tag|>' }}{{ '<function=' + name + '>' }}": "functionary_v3_1",
+        "{{- '<atem:function_calls>' -}}{{ '<|start|>assistant to=self' }}": "atem",
         "{{ '<|CHATBOT_TOKEN|>' }}{{ '\\nAction:\\n```json\\n[\\n' }}": "command_r_plus",
     }
     for template, family in signs.items():
@@ -245,3 +246,28 @@ def test_minimax_m3_nested_arguments_are_typed_by_the_schema() -> None:
         assert calls(shaped("minimax_m3", pieces)) == [
             ("get_weather", {"city": "Jakarta", "days": 2, "tags": ["wet", {"k": "v"}]})
         ]
+
+
+def test_atem_messages_to_self_are_reasoning_and_headers_are_dropped() -> None:
+    fmt = toolcalls.get("atem")
+    text = (
+        " to=self<|message|>Check the weather.<|eom|><|start|>assistant to=get_weather<|message|>"
+        '<atem:function_calls>\n<atem:invoke name="get_weather">\n<atem:parameter name="city">X</atem:parameter>\n'
+        "</atem:invoke>\n</atem:function_calls><|eom|>"
+    )
+    for pieces in ([text], list(text)):
+        shaper = OutputShaper(fmt=fmt, tools=TOOLS, think=fmt.splitter("to=self", "<|start|>assistant"))
+        out = Collector()
+        for piece in pieces:
+            out.add(shaper.shape(Chunk(text=piece)))
+        out.add(shaper.shape(Chunk(finish_reason="stop", usage=Usage())))
+        result = out.result()
+        assert result.reasoning == "Check the weather." and result.text == ""
+        assert calls(out) == [("get_weather", {"city": "X"})]
+    plain = " to=user<|message|>Hello!<|eot|>"
+    shaper = OutputShaper(fmt=fmt, tools=TOOLS, think=fmt.splitter("to=self", "<|start|>assistant"))
+    out = Collector()
+    for piece in plain:
+        out.add(shaper.shape(Chunk(text=piece)))
+    out.add(shaper.shape(Chunk(finish_reason="stop", usage=Usage())))
+    assert out.result().text == "Hello!"

@@ -137,6 +137,11 @@ TWO["functionary_v3_1"] = (
     '<function=write_file>{"path": "a.txt", "content": "hi there"}</function>'
     '<function=get_time>{ "tz" : "WIB" }</function>'
 )
+TWO["atem"] = (
+    '<atem:function_calls>\n<atem:invoke name="write_file">\n<atem:parameter name="path">a.txt</atem:parameter>\n'
+    '<atem:parameter name="content">hi there</atem:parameter>\n</atem:invoke>\n<atem:invoke name="get_time">\n'
+    '<atem:parameter name="tz">WIB</atem:parameter>\n</atem:invoke>\n</atem:function_calls>'
+)
 # Calls sent whole when their block closes (Gemma 4's notation is not JSON text).
 WHOLE = {"gemma4", "lfm", "minimax_m3"}  # and LFM2.5's Python calls, MiniMax M3's nested XML
 # Raw parameter values, typed once whole: these stream a parameter at a time.
@@ -149,6 +154,7 @@ PER_PARAMETER = {
     "seed_oss",
     "kimi_k3",
     "hy3",
+    "atem",
 }
 EXPECTED = [("write_file", '{"path":"a.txt","content":"hi there"}'), ("get_time", '{"tz":"WIB"}')]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from lumbung.errors import ConfigError
 from lumbung.toolcalls.apertus import ApertusFormat
+from lumbung.toolcalls.atem import AtemFormat
 from lumbung.toolcalls.base import CallParser, Parsed, ParsedCall, ToolFormat
 from lumbung.toolcalls.command_r import CommandRFormat
 from lumbung.toolcalls.command_r_plus import CommandRPlusFormat
@@ -65,11 +66,13 @@ FORMATS: dict[str, ToolFormat] = {
         GigaChat3Format(),
         MiniMaxM3Format(),
         FunctionaryV31Format(),
+        AtemFormat(),
     )
 }
 # Text found in a chat template, checked in order: the first match names the family.
 # ruff: noqa: RUF001  (DeepSeek's DSML markers use fullwidth bars on purpose)
 _TEMPLATE_SIGNS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("<atem:function_calls>",), "atem"),
     (("<|channel|>",), "harmony"),
     (("<|tool_call>",), "gemma4"),
     (("<|tool_calls_section_begin|>",), "kimi_k2"),
