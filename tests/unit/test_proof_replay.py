@@ -12,11 +12,12 @@ import pytest
 from lumbung.cli_proof import finish, replay_report
 from lumbung.config.prices import Price, Prices
 from lumbung.config.routes import RouteConfig
-from lumbung.proof.exchange import Exchange, read_exchanges, write_exchanges
+from lumbung.proof.exchange import Exchange, read_exchanges, recording_path, write_exchanges
 from lumbung.proof.pricing import pricer
 from lumbung.proof.replay import recorded as recorded_answer
 from lumbung.proof.replay import select, shadow_pairs
 from lumbung.proof.report import Report, metric_names
+from lumbung.proof.tap import ProofTap
 from lumbung.proof.thresholds import parse
 from tests.support.inprocess import MODEL, in_process, route
 from tests.support.recorded_traffic import RecordedCloud, completion, traffic
@@ -157,3 +158,39 @@ async def test_costs_come_from_the_price_table(tmp_path: Path) -> None:
     base, cand = recorded_answer(recorded[0]), recorded_answer(recorded[0])
     unpriced(recorded[0], base, cand)
     assert base.cost is None and cand.cost is None
+
+
+async def test_traffic_recorded_through_the_gateway_replays_identically(tmp_path: Path) -> None:
+    """The whole path: a route to a fake cloud records its traffic (tool calls, JSON schema answers,
+    plain chat; streamed and whole), and that recording replayed on a candidate answering the same
+    scores 1.0 on every check; on a candidate that breaks one tool argument, that request fails."""
+    cloud, same = RecordedCloud(traffic()), RecordedCloud(traffic())
+    wrong = RecordedCloud(
+        traffic(), {"Weather in Oslo?": completion(calls=[("get_weather", '{"city": "Oslo"}')])}
+    )
+    routes = [
+        route("gpt", ["cloud"], record=True),
+        route("candidate", ["same"]),
+        route("wrong", ["wrong"]),
+    ]
+    async with in_process(
+        tmp_path, providers={"cloud": cloud, "same": same, "wrong": wrong}, routes=routes
+    ) as lb:
+        for n, exchange in enumerate(traffic()):
+            body = {**exchange.request, "model": "gpt", "stream": n % 2 == 1}
+            response = await lb.client.post("/v1/chat/completions", json=body)
+            assert response.status_code == 200, response.text
+        tap = lb.gateway.tap
+        assert isinstance(tap, ProofTap)
+        tap.recorder.flush()
+        path = recording_path(lb.settings.home, "gpt")
+        recording = list(read_exchanges(path))
+        assert len(recording) == 6 and {e.stream for e in recording} == {True, False}
+        identical = await replay_report(lb.client, path, recording, "candidate", "recorded", None, MODEL)
+        broken = await replay_report(lb.client, path, recording, "wrong", "recorded", None, MODEL)
+    applied = {name: rate["rate"] for name, rate in identical.checks.items() if rate["applicable"]}
+    assert {"schema_validity", "tool_call_validity", "tool_call_match", "exact_match"} <= set(applied)
+    assert all(rate == 1.0 for rate in applied.values()), applied
+    assert identical.metrics["median_similarity"] == 1.0
+    failed = {c.prompt: c.checks.failed for c in broken.comparisons if c.checks.failed}
+    assert failed == {"Weather in Oslo?": ["tool_call_validity", "tool_call_match"]}
