@@ -49,8 +49,8 @@ class AtemSplitter:
                 i = self.buf.find(MESSAGE)
                 if i == -1:
                     lead = self.buf.lstrip()
-                    header = any(lead.startswith(m) or m.startswith(lead) for m in ("to=", MESSAGE))
-                    if lead and not header:
+                    headed = any(lead.startswith(m) or m.startswith(lead) for m in ("to=", MESSAGE))
+                    if lead and not headed:
                         self.mode = "answer"  # text with no header: an answer all the same
                         continue
                     return reasoning, answer
