@@ -134,6 +134,16 @@ def with_common(f: Any) -> Any:
     return f
 
 
+async def reachable(http: httpx.AsyncClient) -> None:
+    """One clear error when no server answers, rather than every request failing the same way."""
+    try:
+        await http.get("/health")
+    except httpx.HTTPError as exc:
+        raise ReplayError(
+            f"cannot reach the lumbung server at {http.base_url}: {exc} (start `lumbung serve`, or pass --url)"
+        ) from exc
+
+
 async def replay_report(
     http: httpx.AsyncClient,
     path: Path,
@@ -149,6 +159,7 @@ async def replay_report(
     price: Pricer | None = None,
 ) -> Report:
     """The replay of ``exchanges`` through the server behind ``http``, as its report."""
+    await reachable(http)
     comparisons = await replay(
         exchanges,
         Target(http, candidate, api_key),

@@ -1,5 +1,6 @@
-"""`lumbung shadow report ROUTE`: the shadow recording's pairs (same id, roles shadow-live and
-shadow-candidate) as the replay report, thresholds setting the exit code."""
+"""The proof commands as a user types them: `lumbung shadow report ROUTE` (the shadow recording's
+pairs, same id, roles shadow-live and shadow-candidate, as the replay report; thresholds setting the
+exit code) and `lumbung replay`'s clear errors."""
 
 from __future__ import annotations
 
@@ -77,3 +78,17 @@ def test_a_route_without_shadow_pairs_is_a_clear_error(tmp_path: Path) -> None:
         env={"LUMBUNG_HOME": str(tmp_path)},
     )
     assert result.exit_code == 1 and "no recording 'shadow-nothing'" in result.output
+
+
+def test_a_replay_with_no_server_to_reach_says_so(tmp_path: Path) -> None:
+    write_exchanges(tmp_path / "day.jsonl", traffic())
+    result = CliRunner().invoke(
+        main,
+        ["replay", str(tmp_path / "day.jsonl"), "--against", "m", "--url", "http://127.0.0.1:9"],
+        env={"LUMBUNG_HOME": str(tmp_path)},
+    )
+    assert result.exit_code == 1 and "cannot reach the lumbung server at http://127.0.0.1:9" in result.output
+    missing = CliRunner().invoke(
+        main, ["replay", "nope", "--against", "m"], env={"LUMBUNG_HOME": str(tmp_path)}
+    )
+    assert missing.exit_code == 1 and "no recording 'nope'" in missing.output
