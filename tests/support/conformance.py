@@ -301,6 +301,12 @@ SAMPLES: dict[str, dict[str, str]] = {
         "bad": '<atem:function_calls>\n<atem:invoke name="get_weather">\n<atem:parameter name="city">Jak</atem:invoke>\n</atem:function_calls>',
         "forced": '<atem:function_calls>\n<atem:invoke name="get_weather">\n<atem:parameter name="city">Jakarta</atem:parameter>\n<atem:parameter name="days">3</atem:parameter>\n</atem:invoke>\n</atem:function_calls>',
     },
+    "functionary_v3_2": {
+        "one": '>>>get_weather\n{"city": "Jakarta", "days": 3}',
+        "two": '>>>get_weather\n{"city": "Jakarta", "days": 3}>>>get_time\n{"tz": "WIB"}',
+        "bad": '>>>get_weather\n{"city": "Jak',
+        "forced": f">>>get_weather\n{_A}",
+    },
     "firefunction": {
         "one": ' functools[{"name": "get_weather", "arguments": {"city": "Jakarta", "days": 3}}]',
         "two": ' functools[{"name": "get_weather", "arguments": {"city": "Jakarta", "days": 3}}, '

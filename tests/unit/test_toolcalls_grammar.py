@@ -69,6 +69,7 @@ FORCED = {
             "minimax_m3",
             "functionary_v3_1",
             "atem",
+            "functionary_v3_2",
         )
     },
 }

@@ -157,6 +157,7 @@ def test_families_are_detected_from_their_templates_markers() -> None:
         "{%- set ns_token = ']<]minimax[>[' -%}": "minimax_m3",
         "{{ '<|python_tag|>' }}{{ '<function=' + name + '>' }}": "functionary_v3_1",
         "{{- '<atem:function_calls>' -}}{{ '<|start|>assistant to=self' }}": "atem",
+        "{{ '<|start_header_id|>' }}{{ '>>>all\\n' + message['content'] }}": "functionary_v3_2",
         "{{ '<|CHATBOT_TOKEN|>' }}{{ '\\nAction:\\n```json\\n[\\n' }}": "command_r_plus",
     }
     for template, family in signs.items():
@@ -271,3 +272,16 @@ def test_atem_messages_to_self_are_reasoning_and_headers_are_dropped() -> None:
         out.add(shaper.shape(Chunk(text=piece)))
     out.add(shaper.shape(Chunk(finish_reason="stop", usage=Usage())))
     assert out.result().text == "Hello!"
+
+
+def test_functionary_v3_2_text_to_all_and_calls_after_the_prompts_recipient_marker() -> None:
+    fmt = toolcalls.get("functionary_v3_2")
+    text = 'all\nLet me look.>>>get_weather\n{"city": "X"}'
+    for pieces in ([text], list(text)):
+        shaper = OutputShaper(fmt=fmt, tools=TOOLS, think=fmt.splitter("", "<|end_header_id|>\n\n>>>"))
+        out = Collector()
+        for piece in pieces:
+            out.add(shaper.shape(Chunk(text=piece)))
+        out.add(shaper.shape(Chunk(finish_reason="stop", usage=Usage())))
+        assert out.result().text == "Let me look."
+        assert calls(out) == [("get_weather", {"city": "X"})]

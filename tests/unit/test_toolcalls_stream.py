@@ -142,6 +142,9 @@ TWO["atem"] = (
     '<atem:parameter name="content">hi there</atem:parameter>\n</atem:invoke>\n<atem:invoke name="get_time">\n'
     '<atem:parameter name="tz">WIB</atem:parameter>\n</atem:invoke>\n</atem:function_calls>'
 )
+TWO["functionary_v3_2"] = (
+    '>>>write_file\n{"path": "a.txt", "content": "hi there"}>>>get_time\n{ "tz" : "WIB" }'
+)
 # Calls sent whole when their block closes (Gemma 4's notation is not JSON text).
 WHOLE = {"gemma4", "lfm", "minimax_m3"}  # and LFM2.5's Python calls, MiniMax M3's nested XML
 # Raw parameter values, typed once whole: these stream a parameter at a time.

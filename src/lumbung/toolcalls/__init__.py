@@ -16,6 +16,7 @@ from lumbung.toolcalls.deepseek import DeepSeekFormat
 from lumbung.toolcalls.deepseek_dsml import DeepSeekV4Format, DeepSeekV32Format
 from lumbung.toolcalls.firefunction import FireFunctionFormat
 from lumbung.toolcalls.functionary import FunctionaryV31Format
+from lumbung.toolcalls.functionary_v3_2 import FunctionaryV32Format
 from lumbung.toolcalls.gemma import GemmaFormat
 from lumbung.toolcalls.gemma4 import Gemma4Format
 from lumbung.toolcalls.gigachat import GigaChat3Format, GigaChatFormat
@@ -67,6 +68,7 @@ FORMATS: dict[str, ToolFormat] = {
         MiniMaxM3Format(),
         FunctionaryV31Format(),
         AtemFormat(),
+        FunctionaryV32Format(),
     )
 }
 # Text found in a chat template, checked in order: the first match names the family.
@@ -99,6 +101,7 @@ _TEMPLATE_SIGNS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("<tool_call>",), "hermes"),
     (("[TOOL_CALLS]",), "mistral"),
     (("tool▁calls▁begin",), "deepseek"),
+    (("'>>>all",), "functionary_v3_2"),
     (("<|python_tag|>",), "llama3"),
     (("```tool_call",), "gemma"),
     (("<|start_header_id|>",), "llama3"),  # Llama 3.2's template names no marker of its calls
