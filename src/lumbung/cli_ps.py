@@ -102,12 +102,13 @@ def memory_line(body: dict[str, Any]) -> str | None:
     rss = process.get("rss_bytes")
     if not isinstance(rss, int):
         return None
-    parts = {"weights": 0, "kv": 0, "compute": 0, "adapters": 0}
+    parts = {"weights": 0, "kv": 0, "kv_checkpoints": 0, "compute": 0, "adapters": 0}
     for m in body.get("data", []):
         for key, value in (m.get("memory_breakdown") or {}).items():
             if key in parts and isinstance(value, int):
                 parts[key] += value
-    named = ", ".join(f"{'KV' if k == 'kv' else k} {_mib(v)}" for k, v in parts.items() if v)
+    labels = {"kv": "KV", "kv_checkpoints": "KV checkpoints"}
+    named = ", ".join(f"{labels.get(k, k)} {_mib(v)}" for k, v in parts.items() if v)
     anon = process.get("anon_bytes")
     anon_text = f" (anonymous {_mib(anon)})" if isinstance(anon, int) else ""
     rest = rss - sum(parts.values())

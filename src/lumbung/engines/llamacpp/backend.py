@@ -92,12 +92,16 @@ class LocalModelSpec:
 
 def memory_breakdown(loaded: LocalModel) -> dict[str, int]:
     """Where a loaded model's memory goes: its weights (mapped from the file), its KV cache and the
-    compute buffers as llama.cpp allocated them (KV includes sliding-window layers at full size),
-    and its LoRA adapters."""
-    buffers = loaded.engine.buffers
+    compute buffers as llama.cpp allocated them (of the KV, ``kv_window`` is a sliding-window
+    model's window-sized part), the context checkpoints its prefix cache holds (swa.py) and its
+    LoRA adapters."""
+    engine = loaded.engine
+    buffers = engine.buffers
     return {
         "weights": loaded.model.size_bytes,
-        "kv": buffers.get("KV", loaded.engine.n_ctx * loaded.engine.kv_bytes_per_cell),
+        "kv": buffers.get("KV", engine.n_ctx * engine.kv_bytes_per_cell + engine.kv_window_bytes),
+        "kv_window": engine.kv_window_bytes,
+        "kv_checkpoints": engine.checkpoint_bytes,
         "compute": buffers.get("compute", 0) + buffers.get("output", 0),
         "adapters": sum(a.size_bytes for a in loaded.adapters.values()),
     }
@@ -498,11 +502,11 @@ class LlamaCppBackend:
                     "parallel": spec.engine.parallel,
                     "kv_cells": stats.kv_cells,
                     "kv_cells_used": stats.kv_used,
-                    "kv_bytes": stats.kv_cells * stats.kv_bytes_per_cell,
+                    "kv_bytes": stats.kv_cells * stats.kv_bytes_per_cell + loaded.engine.kv_window_bytes,
                     "kv_bytes_used": stats.kv_used * stats.kv_bytes_per_cell,
                     "kv_cache_type": spec.engine.kv_type,
                     "memory_breakdown": memory_breakdown(loaded),
-                    "kv_bytes_f16": stats.kv_cells * loaded.model.kv_bytes_per_cell,  # what f16 would take
+                    "kv_bytes_f16": loaded.engine.kv_bytes_f16,  # what f16 would take
                     "context_length_trained": loaded.engine.context.trained,
                     "prefix_cache": {
                         "entries": stats.cache_entries,

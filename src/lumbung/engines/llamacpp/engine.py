@@ -10,9 +10,9 @@ KV layout: one unified cache shared by all sequences. A *handle* is a KV sequenc
 of them decode, the rest hold finished prompts for the prefix cache (prefix_cache.py). A new
 request first takes over the cells of the longest matching prefix (``llama_memory_seq_cp`` shares
 cells, it copies nothing), from a cache entry or from a sequence still running. Sliding-window
-models (Gemma 3) let llama.cpp overwrite cells that fell out of their sequence's window; cells held
-by two sequence ids never are, so there every handle is a pair of ids written together (a "pin"),
-which keeps every cached prefix whole.
+models (Gemma 3) keep those layers' KV window-sized and continue a prefix at a context checkpoint
+(swa.py); their cached prefixes live in the cells running sequences leave free, and go, least
+recently used first, when a running sequence needs the room.
 In deterministic mode (``deterministic``) each sequence has a KV stream of its own instead, no
 prefix cache, and is decoded in a batch of its own (``_step_isolated``): its text then does not
 depend on the other requests.
@@ -30,6 +30,7 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -37,7 +38,7 @@ from typing import Any, cast
 import llama_cpp
 
 from lumbung.config import AmxMode, KvCacheType, RopeScaling, SpeculativeConfig
-from lumbung.engines.llamacpp import kv_types, logs, prefix_store
+from lumbung.engines.llamacpp import kv_types, logs, prefix_store, swa
 from lumbung.engines.llamacpp.context import ContextPlan, plan_context
 from lumbung.engines.llamacpp.detok import StopMatcher
 from lumbung.engines.llamacpp.kv import KvLedger
@@ -120,10 +121,11 @@ class Engine:
         self.model = model
         self.config = config
         self.name = name
-        # Pins protect cached prefixes from the sliding window; deterministic mode caches none.
-        swa = llama_cpp.llama_model_n_swa(model.ptr) > 0 and not config.deterministic
-        self.ids_per_handle = 2 if swa else 1
-        self.kv_bytes_per_cell = kv_types.cell_bytes(model.kv_bytes_per_cell, config.kv_type)
+        self.ids_per_handle = 1
+        self.n_swa = int(llama_cpp.llama_model_n_swa(model.ptr))
+        split = swa.kv_split(model.ptr) if self.n_swa > 0 else None
+        f16_cell = split.full if split else model.kv_bytes_per_cell
+        self.kv_bytes_per_cell = kv_types.cell_bytes(f16_cell, config.kv_type)
         self.speculative = (
             config.speculative if config.speculative and config.speculative.mode != "off" else None
         )
@@ -144,19 +146,27 @@ class Engine:
         # Deterministic mode: no prefix cache, as a reused prefix sits elsewhere in KV and was read in
         # other chunks than the same prompt alone (docs/performance.md, "Deterministic mode").
         cache_on = cache_cells > 0 and config.cache_entries > 0 and not config.deterministic
-        handles = config.parallel + (config.cache_entries if cache_on else 0)
-        handles = min(handles, LLAMA_MAX_SEQ // self.ids_per_handle)
+        entries = config.cache_entries if cache_on else 0
+        if split:  # each handle holds a window of the sliding-window layers: few cached entries
+            entries = swa.entry_handles(config.parallel, entries)
+        handles = min(config.parallel + entries, LLAMA_MAX_SEQ // self.ids_per_handle)
         if handles < config.parallel:
             raise EngineError(f"parallel={config.parallel} is more than llama.cpp's sequence limit")
         self.batch_size = max(config.batch_size, config.parallel)
-        own_cells = cache_cells if cache_on else 0
+        # The sliding-window layers' KV: a window per handle and a batch (llama.cpp's sizing).
+        window_cells = swa.window_cells(self.n_swa, handles, self.batch_size) if split else 0
+        self.kv_window_bytes = (
+            window_cells * kv_types.cell_bytes(split.window, config.kv_type) if split else 0
+        )
+        # Sliding-window models' cached prefixes take the cells running sequences leave free.
+        own_cells = cache_cells if cache_on and not split else 0
         self.context: ContextPlan = plan_context(
             name=name,
             trained=model.n_ctx_train,
             configured=config.context_size,
             rope_scaling=config.rope_scaling,
             kv_bytes_per_token=self.kv_bytes_per_cell,
-            weights_bytes=model.size_bytes,
+            weights_bytes=model.size_bytes + self.kv_window_bytes,
             parallel=config.parallel,
             cache_cells=own_cells,
             budget_bytes=config.memory_budget,
@@ -181,7 +191,7 @@ class Engine:
         # Sequences share one KV pool, so cached prefixes can be shared; in deterministic mode each
         # has its own stream, laid out as when alone (attention's sums run over the same cells).
         params.kv_unified = not config.deterministic
-        params.swa_full = True  # sliding-window models keep full KV: prefixes stay reusable
+        params.swa_full = False  # sliding-window layers' KV window-sized; prefixes via checkpoints
         params.no_perf = True
         params.type_k = params.type_v = kv_types.ggml_type(config.kv_type)
         flash_attn = kv_types.flash_attention(config.kv_type, config.flash_attn, name)
@@ -195,8 +205,21 @@ class Engine:
         self.mem = llama_cpp.llama_get_memory(self.ctx)
         self.batch = llama_cpp.llama_batch_init(self.batch_size, 0, self.ids_per_handle)
         self.ledger = KvLedger()
-        self.cache = PrefixCache(self.ledger, cache_cells if cache_on else 0, handles - config.parallel)
-        self.memory_bytes = model.size_bytes + self.n_ctx * self.kv_bytes_per_cell
+        # Context checkpoints of sliding-window models (swa.py), counted in the cache's budget.
+        self.checkpoints = swa.Checkpoints() if split and cache_on else None
+        self.checkpoint_bytes = 0  # published by the engine thread after each step
+        self._longest = 0  # the longest prefix the last prompt shared with a candidate (_usable)
+        self.cache = PrefixCache(
+            self.ledger,
+            cache_cells if cache_on else 0,
+            handles - config.parallel,
+            side_cells=self._checkpoint_cells if self.checkpoints else None,
+        )
+        kv_allocated = self.buffers.get("KV", self.n_ctx * self.kv_bytes_per_cell + self.kv_window_bytes)
+        self.kv_window_bytes = self.buffers.get("KV SWA", self.kv_window_bytes)
+        self.memory_bytes = model.size_bytes + kv_allocated
+        # what the same KV would take in f16 (`lumbung ps` shows what a quantized one saves)
+        self.kv_bytes_f16 = self.n_ctx * f16_cell + (window_cells * split.window if split else 0)
         log.info(
             "model %s: %d tokens per request (trained %d; set by %s), KV cache (%s) %.0f MiB for %d "
             "requests and the prefix cache",
@@ -205,7 +228,7 @@ class Engine:
             self.context.trained,
             self.context.limited_by,
             config.kv_type,
-            self.n_ctx * self.kv_bytes_per_cell / 2**20,
+            kv_allocated / 2**20,
             config.parallel,
         )
         self._free = list(range(handles - 1, -1, -1))
@@ -348,6 +371,7 @@ class Engine:
                 if self._active:
                     (self._step_isolated if self.config.deterministic else self._step)()
                 self._kv_snapshot = (self.ledger.used(), self.cache.cells(), len(self.cache))
+                self.checkpoint_bytes = self.checkpoints.bytes() if self.checkpoints else 0
             except Exception as exc:  # a bug or a decode failure: fail the batch, keep serving
                 log.exception("engine %s step failed", self.name)
                 self._fail_all(InternalError(f"the engine failed: {exc}"))
@@ -420,13 +444,17 @@ class Engine:
             seq.drafter = NgramDrafter(seq.tokens, spec.ngram, spec.max_draft)
         if self.cache.enabled:
             key = seq.lora_key
-            src, shared = self.cache.match(seq.prompt, self._running_prefixes(key), key)
-            shared = min(shared, len(seq.prompt) - RECOMPUTE_TOKENS)
+            limit = len(seq.prompt) - RECOMPUTE_TOKENS
+            usable = self._usable(limit) if self.checkpoints is not None else None
+            src, matched = self.cache.match(seq.prompt, self._running_prefixes(key), key, usable)
+            shared = min(matched, limit)
+            taken = 0
             if shared > 0:
-                for dst in self._ids(seq.handle):
-                    llama_cpp.llama_memory_seq_cp(self.mem, self._ids(src)[0], dst, 0, shared)
-                self.ledger.share(src, seq.handle, shared)
-                seq.n_past = seq.n_cached = shared
+                taken = self._take_over(src, seq.handle, shared)
+                self.cache.settle(shared, taken)
+                seq.n_past = seq.n_cached = taken
+            if self.checkpoints is not None and taken < self._longest:
+                self.checkpoints.want(seq.handle, self._longest)
         self._active.append(seq)
 
     def _speculation_for(self, seq: Sequence) -> SpeculativeConfig | None:
@@ -438,6 +466,80 @@ class Engine:
         if wanted is None:
             return self.speculative
         return self.speculative or SpeculativeConfig()
+
+    def _usable(self, limit: int) -> Callable[[int, int], int]:
+        """For a sliding-window model's prompt: how much of a candidate's shared prefix can be
+        continued (it also notes the longest shared prefix seen, where a checkpoint would help)."""
+        assert self.checkpoints is not None
+        checkpoints = self.checkpoints
+        self._longest = 0
+
+        def usable(handle: int, shared: int) -> int:
+            shared = min(shared, limit)
+            self._longest = max(self._longest, shared)
+            best = checkpoints.best(handle, shared)
+            return swa.reuse_point(shared, self.ledger.length(handle), best.pos if best else None)[0]
+
+        return usable
+
+    def _take_over(self, src: int, dst: int, shared: int) -> int:
+        """``dst`` (empty) takes over the first ``shared`` tokens' cells of ``src``; for a
+        sliding-window model cut back to where they can be continued (swa.py). Returns the tokens
+        taken over."""
+        restore: swa.Checkpoint | None = None
+        if self.checkpoints is not None:
+            restore = self.checkpoints.best(src, shared)
+            at = restore.pos if restore else None
+            shared, use = swa.reuse_point(shared, self.ledger.length(src), at)
+            restore = restore if use else None
+            if shared == 0:
+                return 0
+        for seq_id in self._ids(dst):
+            llama_cpp.llama_memory_seq_cp(self.mem, self._ids(src)[0], seq_id, 0, shared)
+        if restore is not None and not self._restore_window(dst, restore):
+            for seq_id in self._ids(dst):
+                llama_cpp.llama_memory_seq_rm(self.mem, seq_id, -1, -1)
+            return 0
+        self.ledger.share(src, dst, shared)
+        if self.checkpoints is not None:
+            self.checkpoints.inherit(src, dst, shared)
+        return shared
+
+    def _window_state(self, handle: int) -> bytes:
+        """The sliding-window layers' cells of ``handle`` (its last window), as llama.cpp saves them."""
+        seq_id = self._ids(handle)[0]
+        size = int(llama_cpp.llama_state_seq_get_size_ext(self.ctx, seq_id, swa.PARTIAL))
+        buf = (ctypes.c_uint8 * size)()
+        written = int(llama_cpp.llama_state_seq_get_data_ext(self.ctx, buf, size, seq_id, swa.PARTIAL))
+        return bytes(buf[:written])
+
+    def _restore_window(self, handle: int, checkpoint: swa.Checkpoint) -> bool:
+        data = checkpoint.data
+        buf = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+        seq_id = self._ids(handle)[0]
+        done = llama_cpp.llama_state_seq_set_data_ext(self.ctx, buf, len(data), seq_id, swa.PARTIAL)
+        if done == 0:
+            log.warning("engine %s: a context checkpoint did not fit back; reading the prompt", self.name)
+        return bool(done)
+
+    def _prefill_take(self, seq: Sequence, take: int) -> int:
+        """A prompt chunk of a sliding-window model ends where the next checkpoint is due."""
+        if self.checkpoints is None or not take:
+            return take
+        return self.checkpoints.cut(seq.handle, seq.n_past, take, len(seq.prompt) - RECOMPUTE_TOKENS)
+
+    def _take_checkpoints(self, seqs: list[Sequence]) -> None:
+        """After a step: a checkpoint for every sequence whose prompt reading reached one's place."""
+        if self.checkpoints is None:
+            return
+        for seq in seqs:
+            if self.checkpoints.due(seq.handle, seq.n_past, len(seq.prompt) - RECOMPUTE_TOKENS):
+                self.checkpoints.add(seq.handle, swa.Checkpoint(seq.n_past, self._window_state(seq.handle)))
+
+    def _checkpoint_cells(self, handles: Iterable[int]) -> int:
+        """The cache's checkpoints, in KV cells of the same memory (its budget counts both)."""
+        assert self.checkpoints is not None
+        return self.checkpoints.bytes(handles) // self.kv_bytes_per_cell
 
     def _ids(self, handle: int) -> range:
         first = handle * self.ids_per_handle
@@ -477,6 +579,7 @@ class Engine:
             self.config.prefill_chunk,
         )
         for seq, take in zip(prefilling, shares, strict=True):
+            take = self._prefill_take(seq, take)
             if not take:
                 continue
             end = len(seq.prompt) - 1
@@ -490,6 +593,7 @@ class Engine:
         for seq, count in added:
             seq.n_past += count
             self.ledger.extend(seq.handle, count)
+        self._take_checkpoints([seq for seq, _ in added])
         for seq, index in readers:
             assert seq.sampler is not None
             draft = drafts.get(seq)
@@ -592,10 +696,15 @@ class Engine:
 
     def _decode(self) -> None:
         rc = llama_cpp.llama_decode(self.ctx, self.batch)
-        if rc == 1 and len(self.cache):  # no room in KV: should not happen (see n_ctx); make room
-            log.warning("engine %s: KV cache full, dropping the prefix cache", self.name)
-            for handle in self.cache.clear():
-                self._forget(handle)
+        while rc == 1 and len(self.cache):
+            # No room in KV. A sliding-window model's cached prefixes live in the running
+            # sequences' room: they go, least recently used first. Otherwise this should not happen
+            # (see n_ctx): the cache goes.
+            if self.checkpoints is None:
+                log.warning("engine %s: KV cache full, dropping the prefix cache", self.name)
+            for handle in [self.cache.pop_lru()] if self.checkpoints is not None else self.cache.clear():
+                if handle is not None:
+                    self._forget(handle)
             rc = llama_cpp.llama_decode(self.ctx, self.batch)
         if rc != 0:
             raise EngineError(f"llama_decode returned {rc}")
@@ -663,6 +772,8 @@ class Engine:
         for seq_id in self._ids(handle):
             llama_cpp.llama_memory_seq_rm(self.mem, seq_id, -1, -1)
         self.ledger.drop(handle)
+        if self.checkpoints is not None:
+            self.checkpoints.drop(handle)
         self._free.append(handle)
 
     # -- the prefix cache on disk (prefix_store.py) ---------------------------------------------
@@ -671,7 +782,9 @@ class Engine:
         config = self.config
         if config.persist_dir is None or config.persist_mb <= 0:
             return None
-        layout = {"ids_per_handle": self.ids_per_handle, "n_embd": self.model.n_embd}
+        layout: dict[str, Any] = {"ids_per_handle": self.ids_per_handle, "n_embd": self.model.n_embd}
+        if self.n_swa:  # saved with window-sized sliding-window layers
+            layout["swa_window"] = self.n_swa
         ident = prefix_store.identity(self.model.path, digest, config.kv_type, flash_attn, layout)
         return prefix_store.file_for(config.persist_dir, self.name), ident
 
@@ -697,6 +810,8 @@ class Engine:
             for other in ids[1:]:
                 llama_cpp.llama_memory_seq_cp(self.mem, ids[0], other, 0, len(entry.tokens))
             self.ledger.extend(handle, len(entry.tokens))
+            if self.checkpoints is not None:  # so a longer prompt may also continue it
+                self.checkpoints.add(handle, swa.Checkpoint(len(entry.tokens), self._window_state(handle)))
             for old in self.cache.add(handle, entry.tokens):
                 self._forget(old)
             restored += len(entry.tokens)

@@ -34,15 +34,21 @@ _pending_level = logging.DEBUG
 
 # "llama_kv_cache:        CPU KV buffer size =    48.00 MiB" (one line per buffer and device)
 _BUFFER = re.compile(r"\b(model|KV|compute|output) buffer size =\s*([0-9.]+) MiB")
+# "llama_kv_cache_iswa: creating     SWA KV cache, size = 2560 cells": the KV buffer lines after it
+# are the sliding-window layers' (also counted in "KV"), kept apart as "KV SWA"
+_KV_CACHE = re.compile(r"creating\s+(non-SWA|SWA) KV cache, size = (\d+) cells")
 _capture = threading.local()
 
 
 @contextmanager
 def buffer_sizes() -> Iterator[dict[str, int]]:
     """The buffers llama.cpp reports allocating on this thread inside the block, in bytes by kind
-    (model, KV, compute, output): llama.cpp has no API for them, only these log lines."""
+    (model, KV, compute, output; for sliding-window models also "KV SWA", the part of KV in the
+    sliding-window layers, and "KV cells" / "KV SWA cells"): llama.cpp has no API for them, only
+    these log lines."""
     sizes: dict[str, int] = {}
     _capture.sizes = sizes
+    _capture.kv_kind = "KV"
     try:
         yield sizes
     finally:
@@ -51,8 +57,14 @@ def buffer_sizes() -> Iterator[dict[str, int]]:
 
 def _emit(level: int, text: str) -> None:
     sizes = getattr(_capture, "sizes", None)
+    if sizes is not None and (cache := _KV_CACHE.search(text)):
+        _capture.kv_kind = "KV SWA" if cache[1] == "SWA" else "KV"
+        sizes[f"{_capture.kv_kind} cells"] = int(cache[2])
     if sizes is not None and (found := _BUFFER.search(text)):
-        sizes[found[1]] = sizes.get(found[1], 0) + int(float(found[2]) * 2**20)
+        size = int(float(found[2]) * 2**20)
+        sizes[found[1]] = sizes.get(found[1], 0) + size
+        if found[1] == "KV" and _capture.kv_kind == "KV SWA":
+            sizes["KV SWA"] = sizes.get("KV SWA", 0) + size
     if _POOL_NOT_OVERFLOW in text:
         level = logging.DEBUG
     if log.isEnabledFor(level):

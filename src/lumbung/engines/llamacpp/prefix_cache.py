@@ -4,14 +4,15 @@ same tokens (a shared system prompt, a growing chat) reuses them instead of reco
 Pure bookkeeping: entries are KV sequence handles with the tokens their cells hold; the engine does
 the llama.cpp calls. The budget counts cells held by cache entries alone (cells also used by a
 running sequence cost the cache nothing), measured by the ``KvLedger``; past it, or past the most
-entries, the least recently used entry goes. Entries carry a key (the LoRA adapter set whose KV
+entries, the least recently used entry goes; memory entries hold beside their cells (a sliding-window
+model's context checkpoints, swa.py) counts too, in cells of the same bytes. Entries carry a key (the LoRA adapter set whose KV
 they hold, lora.py): a prompt only reuses cells computed under its own key.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 
 from lumbung.engines.llamacpp.kv import KvLedger
 
@@ -33,8 +34,15 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 class PrefixCache:
     """Finished sequences' KV, by handle, least recently used first."""
 
-    def __init__(self, ledger: KvLedger, budget_cells: int, max_entries: int) -> None:
+    def __init__(
+        self,
+        ledger: KvLedger,
+        budget_cells: int,
+        max_entries: int,
+        side_cells: Callable[[Iterable[int]], int] | None = None,
+    ) -> None:
         self.ledger = ledger
+        self.side_cells = side_cells
         self.budget_cells = budget_cells
         self.max_entries = max_entries
         self._entries: OrderedDict[int, list[int]] = OrderedDict()
@@ -54,19 +62,27 @@ class PrefixCache:
         return self.budget_cells > 0 and self.max_entries > 0
 
     def cells(self) -> int:
-        """Cells held by cache entries and by no running sequence."""
-        return self.ledger.held_only_by(self._entries)
+        """Cells held by cache entries and by no running sequence (and what they hold beside)."""
+        side = self.side_cells(list(self._entries)) if self.side_cells else 0
+        return self.ledger.held_only_by(self._entries) + side
 
     def match(
-        self, prompt: Sequence[int], running: Iterable[tuple[int, Sequence[int]]] = (), key: Hashable = ()
+        self,
+        prompt: Sequence[int],
+        running: Iterable[tuple[int, Sequence[int]]] = (),
+        key: Hashable = (),
+        usable: Callable[[int, int], int] | None = None,
     ) -> tuple[int, int]:
         """The handle (an entry with ``key``, or a running sequence: the caller passes those of its
-        key) sharing the longest prefix with ``prompt``, and that length; (-1, 0) if none. A matched
-        entry becomes the most recently used."""
+        key) sharing the longest prefix with ``prompt``, and that length; (-1, 0) if none. With
+        ``usable`` (handle, shared length -> the length that can be continued), the longest usable
+        one and that length. A matched entry becomes the most recently used."""
         best, best_len = -1, 0
         mine = [(h, t) for h, t in self._entries.items() if self._keys.get(h, ()) == key]
         for handle, tokens in [*mine, *running]:
             n = common_prefix(prompt, tokens)
+            if n > best_len and usable is not None:
+                n = usable(handle, n)
             if n > best_len:
                 best, best_len = handle, n
         if best in self._entries:
@@ -77,6 +93,16 @@ class PrefixCache:
         else:
             self.misses += 1
         return best, best_len
+
+    def settle(self, matched: int, used: int) -> None:
+        """The engine reused ``used`` of the ``matched`` tokens ``match`` counted (fewer where
+        they cannot all be continued): the counters say what was reused."""
+        if matched <= 0:
+            return
+        self.reused_tokens -= matched - max(0, used)
+        if used <= 0:
+            self.hits -= 1
+            self.misses += 1
 
     def add(self, handle: int, tokens: list[int], key: Hashable = ()) -> list[int]:
         """Keep ``handle``'s cells (computed under ``key``) as an entry. Returns the handles the cache
