@@ -1,9 +1,11 @@
 """Decode speed with and without a JSON schema, side by side, on the embedded model.
 
-Three ways to decode the same request in one process, interleaved round by round so that machine
+Four ways to decode the same request in one process, interleaved round by round so that machine
 noise hits them alike:
   free        no constraint (the baseline)
-  llguidance  lumbung's constrained decoding (engines/llamacpp/grammar.py)
+  llguidance  lumbung's constrained decoding (engines/llamacpp/grammar.py), with the tokens the
+              schema forces decoded as a batch (fast-forward, engines/llamacpp/forced.py)
+  llg-no-ff   the same without fast-forward: every token sampled in a step of its own
   gbnf        the peer: llama.cpp's own grammar sampler with a GBNF made from the same schema
               (llama-cpp-python's json_schema_to_gbnf), placed first in the same sampler chain
 Then the sampling step alone (no decode), repeated on the logits the last decode left: microseconds
@@ -12,7 +14,11 @@ load. Prints tokens/s (decode only: from the first token to the last) and CPU mi
 (the process's CPU time, all threads: steadier than wall time on a shared machine), each with its
 ratio to free.
 
-    .venv/bin/python bench/structured.py [--rounds 3] [--tokens 96] [--threads 2]
+Two workloads (``--workload``): ``story`` (a schema of four keys around a long free-text story:
+little for fast-forward) and ``record`` (an extraction record of many keys with short values, the
+common structured-output case: keys, quotes and punctuation are forced).
+
+    .venv/bin/python bench/structured.py [--workload record] [--rounds 3] [--tokens 96] [--threads 2]
 """
 
 from __future__ import annotations
@@ -48,6 +54,42 @@ SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
 }
 PROMPT = "<start_of_turn>user\nWrite a long story about a rice barn in Java, as JSON.<end_of_turn>\n<start_of_turn>model\n"
+RECORD: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "invoice_number": {"type": "string"},
+        "customer_name": {"type": "string"},
+        "customer_city": {"type": "string"},
+        "issue_year": {"type": "integer"},
+        "total_amount": {"type": "number"},
+        "currency": {"type": "string", "enum": ["IDR", "USD", "EUR"]},
+        "paid": {"type": "boolean"},
+        "payment_method": {"type": "string", "enum": ["cash", "transfer", "card"]},
+        "line_item_count": {"type": "integer"},
+        "delivery_required": {"type": "boolean"},
+        "priority": {"type": "string", "enum": ["low", "normal", "high"]},
+    },
+    "required": [
+        "invoice_number",
+        "customer_name",
+        "customer_city",
+        "issue_year",
+        "total_amount",
+        "currency",
+        "paid",
+        "payment_method",
+        "line_item_count",
+        "delivery_required",
+        "priority",
+    ],
+    "additionalProperties": False,
+}
+RECORD_PROMPT = (
+    "<start_of_turn>user\nExtract the invoice as JSON: Invoice INV-2291 for Ibu Sari Wulandari of "
+    "Yogyakarta, issued 2024, total 1250000 rupiah for 3 items, paid by bank transfer, to be delivered, "
+    "urgent.<end_of_turn>\n<start_of_turn>model\n"
+)
+WORKLOADS = {"story": (SCHEMA, PROMPT), "record": (RECORD, RECORD_PROMPT)}
 
 
 async def decode(
@@ -77,9 +119,9 @@ async def decode(
             return item.usage.completion_tokens, last - first, time.process_time() - cpu_first
 
 
-def variants(model: LocalModel) -> dict[str, Any]:
-    gbnf = json_schema_to_gbnf(json.dumps(SCHEMA)).encode()
-    json_grammar = json_schema_grammar(SCHEMA, "bench")
+def variants(model: LocalModel, schema: dict[str, Any]) -> dict[str, Any]:
+    gbnf = json_schema_to_gbnf(json.dumps(schema)).encode()
+    json_grammar = json_schema_grammar(schema, "bench")
 
     def free() -> tuple[Any, ...]:
         return ()
@@ -90,7 +132,7 @@ def variants(model: LocalModel) -> dict[str, Any]:
     def peer() -> tuple[Any, ...]:
         return (llama_cpp.llama_sampler_init_grammar(model.model.vocab, gbnf, b"root"),)
 
-    return {"free": free, "llguidance": llg, "gbnf": peer}
+    return {"free": free, "llguidance": llg, "llg-no-ff": llg, "gbnf": peer}
 
 
 def sampling_cost(model: LocalModel, makers: dict[str, Any], steps: int) -> dict[str, float]:
@@ -116,6 +158,7 @@ async def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--tokens", type=int, default=96)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--workload", choices=sorted(WORKLOADS), default="story")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as home:
         spec = LocalModelSpec(
@@ -125,20 +168,23 @@ async def main() -> None:
         )
         model = LocalModel(spec, request_timeout=600)
         try:
-            tokens = model.model.tokenize(PROMPT, add_special=True, parse_special=True)
-            makers = variants(model)
+            schema, prompt = WORKLOADS[args.workload]
+            tokens = model.model.tokenize(prompt, add_special=True, parse_special=True)
+            makers = variants(model, schema)
             makers["llguidance"]()  # builds the vocabulary view once (as a server does on first use)
             await decode(model, tokens, (), args.tokens)  # warm-up: first-use costs stay out of the figures
             rates: dict[str, list[float]] = {name: [] for name in makers}
             cpu: dict[str, list[float]] = {name: [] for name in makers}
             for _ in range(args.rounds):
                 for name, make in makers.items():
+                    model.engine.config.fast_forward = name != "llg-no-ff"  # read as a request starts
                     n, seconds, cpu_seconds = await decode(model, tokens, make(), args.tokens)
                     rates[name].append((n - 1) / seconds if seconds > 0 else 0.0)
                     cpu[name].append(1000 * cpu_seconds / max(n - 1, 1))
             base, base_cpu = statistics.median(rates["free"]), statistics.median(cpu["free"])
             print(
-                f"embedded Gemma 3 270M, {args.threads} threads, {args.tokens} tokens, {args.rounds} rounds"
+                f"embedded Gemma 3 270M, {args.workload} workload, {args.threads} threads, {args.tokens} tokens, "
+                f"{args.rounds} rounds"
             )
             print(f"{'decoder':<12} {'tok/s':>8} {'vs free':>8} {'cpu ms/tok':>11} {'vs free':>8}  (medians)")
             for name in makers:

@@ -47,7 +47,14 @@ def _unloads(m: dict[str, Any], now: float) -> str:
 
 
 def _speculation(m: dict[str, Any]) -> str:
-    """Speculative decoding's mode and how many of its draft tokens the model accepted."""
+    """Speculative decoding's mode and how many of its draft tokens the model accepted, and the
+    tokens grammars forced that went in as batches (fast-forwarded)."""
+    forced = m.get("fast_forwarded_tokens") or 0
+    ahead = f"; {forced:,} forced tokens fast-forwarded" if forced else ""
+    return _drafts(m) + ahead
+
+
+def _drafts(m: dict[str, Any]) -> str:
     spec = m.get("speculative")
     if not isinstance(spec, dict):
         return "off"

@@ -48,6 +48,15 @@ def test_speculation_shows_its_acceptance_rate() -> None:
     assert rows([{**LOADED, "speculative": fresh}], 0, False)[0][8] == "ngram, no drafts yet"
 
 
+def test_fast_forwarded_tokens_are_shown_beside_speculation() -> None:
+    assert rows([{**LOADED, "fast_forwarded_tokens": 4321}], 0, False)[0][8] == (
+        "off; 4,321 forced tokens fast-forwarded"
+    )
+    spec = {"mode": "ngram", "draft_tokens": 10, "accepted_tokens": 5, "acceptance_rate": 0.5}
+    both = {**LOADED, "speculative": spec, "fast_forwarded_tokens": 7}
+    assert rows([both], 0, False)[0][8] == "ngram, 50% of 10 drafts accepted; 7 forced tokens fast-forwarded"
+
+
 def test_idle_models_show_when_they_unload_and_unloaded_ones_only_with_all() -> None:
     idle = {**LOADED, "id": "b", "active_requests": 0, "queued_requests": 0, "expires_at": 1000 + 125}
     forever = {**idle, "id": "c", "expires_at": None}

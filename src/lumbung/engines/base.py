@@ -129,6 +129,7 @@ class ModelStats:
     speculating: bool = False  # speculative decoding on for the model (or used by a request)
     draft_tokens: int = 0  # speculative draft tokens verified
     accepted_draft_tokens: int = 0  # of them, those the model agreed with
+    fast_forwarded_tokens: int = 0  # forced by a grammar, decoded as a batch (not sampled one by one)
 
 
 @runtime_checkable

@@ -165,6 +165,13 @@ MODEL_SERIES: tuple[tuple[Family, str, str, Callable[[ModelStats], int]], ...] =
         "Speculative draft tokens the model agreed with (over draft tokens: the acceptance rate).",
         lambda s: s.accepted_draft_tokens,
     ),
+    (
+        C,
+        "lumbung_model_fast_forwarded_tokens",
+        "Tokens a grammar forced (structured output's keys and punctuation, a forced tool call's "
+        "name), decoded as a batch instead of sampled one step each.",
+        lambda s: s.fast_forwarded_tokens,
+    ),
 )
 
 

@@ -477,6 +477,7 @@ class LlamaCppBackend:
                     speculating=s.speculation is not None,
                     draft_tokens=s.speculation.drafted if s.speculation else 0,
                     accepted_draft_tokens=s.speculation.accepted if s.speculation else 0,
+                    fast_forwarded_tokens=s.fast_forwarded_tokens,
                 )
             )
         return out
@@ -519,6 +520,8 @@ class LlamaCppBackend:
                     "expires_at": None if expires is None else int(time.time() + expires),
                     "keep_alive": slot.keep_alive,  # seconds idle before unloading; negative: forever
                     "speculative": _speculative_facts(loaded),
+                    "fast_forwarded_tokens": stats.fast_forwarded_tokens,
+                    "deterministic": spec.engine.deterministic,
                     "chat_template": loaded.template.name,
                     "thinking": "<think>" in loaded.template.source,
                 }

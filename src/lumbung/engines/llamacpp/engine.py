@@ -41,6 +41,7 @@ from lumbung.config import AmxMode, KvCacheType, RopeScaling, SpeculativeConfig
 from lumbung.engines.llamacpp import kv_types, logs, prefix_store, swa
 from lumbung.engines.llamacpp.context import ContextPlan, plan_context
 from lumbung.engines.llamacpp.detok import StopMatcher
+from lumbung.engines.llamacpp.forced import ForcedDrafter, mask_of
 from lumbung.engines.llamacpp.kv import KvLedger
 from lumbung.engines.llamacpp.logprobs import token_logprobs
 from lumbung.engines.llamacpp.lora import BASE, LoraKey, apply
@@ -88,6 +89,7 @@ class EngineConfig:
     persist_mb: float = 0.0  # the most they may take on disk (0: not saved)
     persist_min_tokens: int = 256  # shorter prefixes are cheap to recompute: not saved
     speculative: SpeculativeConfig | None = None  # drafts verified in the batch (speculative.py)
+    fast_forward: bool = True  # a grammar's forced tokens decoded as a batch (forced.py)
     deterministic: bool = False  # batch-invariant: each sequence decoded alone (``_step_isolated``)
 
 
@@ -104,6 +106,7 @@ class EngineStats:
     cached_tokens: int
     kv_bytes_per_cell: int = 0
     generated_tokens: int = 0  # sampled since the model loaded (rate() of it: tokens/s)
+    fast_forwarded_tokens: int = 0  # of them, forced by a grammar and decoded as a batch
     refused: int = 0  # requests turned away at capacity (429) since the model loaded
     speculation: SpeculationStats | None = None  # None: speculation is off for this model
 
@@ -242,6 +245,7 @@ class Engine:
         self._kv_snapshot = (0, 0, 0)  # (cells used, cells held by the cache alone, cache entries)
         # Counters for /metrics, written by one side only (ints: a read from the loop is whole).
         self.generated_tokens = 0  # engine thread
+        self.fast_forwarded = 0  # engine thread: tokens a grammar forced, decoded as a batch (forced.py)
         self.refused = 0  # under _lock
         self._service_time = 2.0  # running average of a request's seconds in a slot (Retry-After)
         self._lora: LoraKey = BASE  # the adapter set on the context now
@@ -279,6 +283,7 @@ class Engine:
             cached_tokens=cache.reused_tokens,
             kv_bytes_per_cell=self.kv_bytes_per_cell,
             generated_tokens=self.generated_tokens,
+            fast_forwarded_tokens=self.fast_forwarded,
             refused=self.refused,
             speculation=self.speculation if self.speculative or self.speculation.drafted else None,
         )
@@ -439,9 +444,7 @@ class Engine:
         seq.tokens = list(seq.prompt)
         seq.stops = StopMatcher(seq.params.stop)
         seq.started = time.monotonic()
-        spec = self._speculation_for(seq)
-        if spec is not None:
-            seq.drafter = NgramDrafter(seq.tokens, spec.ngram, spec.max_draft)
+        seq.drafter = self._drafter_for(seq)
         if self.cache.enabled:
             key = seq.lora_key
             limit = len(seq.prompt) - RECOMPUTE_TOKENS
@@ -456,6 +459,15 @@ class Engine:
             if self.checkpoints is not None and taken < self._longest:
                 self.checkpoints.want(seq.handle, self._longest)
         self._active.append(seq)
+
+    def _drafter_for(self, seq: Sequence) -> NgramDrafter | ForcedDrafter | None:
+        """What drafts for ``seq``: its grammar's forced tokens first (fast-forward, forced.py), then
+        n-gram speculation where on; rejected drafts are rolled back, which recurrent state cannot."""
+        spec = self._speculation_for(seq)
+        ngram = NgramDrafter(seq.tokens, spec.ngram, spec.max_draft) if spec is not None else None
+        mask = mask_of(seq.sampler_pre)
+        forward = self.config.fast_forward and self.can_speculate and not self.config.deterministic
+        return ForcedDrafter(mask, ngram) if mask is not None and forward else ngram
 
     def _speculation_for(self, seq: Sequence) -> SpeculativeConfig | None:
         """The model's speculation, unless the request switched it (on: the model's settings, or
@@ -633,11 +645,14 @@ class Engine:
         if accepted < len(draft):
             self._drop_from(seq.handle, start + accepted)
         self.ledger.extend(seq.handle, accepted)
-        stats = self.speculation
-        stats.steps += 1
-        stats.drafted += len(draft)
-        stats.accepted += accepted
         assert seq.drafter is not None
+        if isinstance(seq.drafter, ForcedDrafter) and seq.drafter.forced:
+            self.fast_forwarded += accepted  # a grammar's forced tokens: no guess, not speculation
+        else:
+            stats = self.speculation
+            stats.steps += 1
+            stats.drafted += len(draft)
+            stats.accepted += accepted
         seq.drafter.update(len(draft), accepted)
         for j, token in enumerate(out):
             seq.n_past = start + j  # as plain decoding would have it when this token is sampled

@@ -265,6 +265,12 @@ class MaskSampler:
         else:
             data["logit"][_set_bits(~self.mask, self.n_vocab)] = -np.inf
 
+    def forced(self) -> list[int]:
+        """The tokens the grammar allows as the only continuation now (forced.py); [] while idle."""
+        if not self.active or self.failed or self.matcher.is_error() or self.matcher.is_stopped():
+            return []
+        return list(self.matcher.compute_ff_tokens())
+
     def _fail(self, reason: str) -> None:
         self.failed = True
         self.reason = reason
