@@ -307,6 +307,13 @@ SAMPLES: dict[str, dict[str, str]] = {
         "bad": '>>>get_weather\n{"city": "Jak',
         "forced": f">>>get_weather\n{_A}",
     },
+    "minicpm": {
+        "one": '<function name="get_weather"><param name="city">Jakarta</param><param name="days">3</param></function>',
+        "two": '<function name="get_weather"><param name="city">Jakarta</param><param name="days">3</param></function>\n'
+        '<function name="get_time"><param name="tz">WIB</param></function>',
+        "bad": '<function name="get_weather"><param name="city">Jakarta</function>',
+        "forced": '<function name="get_weather"><param name="city">Jakarta</param><param name="days">3</param></function>',
+    },
     "firefunction": {
         "one": ' functools[{"name": "get_weather", "arguments": {"city": "Jakarta", "days": 3}}]',
         "two": ' functools[{"name": "get_weather", "arguments": {"city": "Jakarta", "days": 3}}, '

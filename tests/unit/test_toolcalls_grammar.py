@@ -70,6 +70,7 @@ FORCED = {
             "functionary_v3_1",
             "atem",
             "functionary_v3_2",
+            "minicpm",
         )
     },
 }
@@ -84,6 +85,7 @@ RAW_TEXT_VALUES = {
     "hy3",
     "minimax_m3",
     "atem",
+    "minicpm",
 }  # a quote is valid there
 
 

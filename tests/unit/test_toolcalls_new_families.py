@@ -158,6 +158,7 @@ def test_families_are_detected_from_their_templates_markers() -> None:
         "{{ '<|python_tag|>' }}{{ '<function=' + name + '>' }}": "functionary_v3_1",
         "{{- '<atem:function_calls>' -}}{{ '<|start|>assistant to=self' }}": "atem",
         "{{ '<|start_header_id|>' }}{{ '>>>all\\n' + message['content'] }}": "functionary_v3_2",
+        "{%- set content_parts = content.split('<tool_sep>') %}{{- '<param name=\"' ~ k ~ '\">' }}": "minicpm",
         "{{ '<|CHATBOT_TOKEN|>' }}{{ '\\nAction:\\n```json\\n[\\n' }}": "command_r_plus",
     }
     for template, family in signs.items():
@@ -285,3 +286,9 @@ def test_functionary_v3_2_text_to_all_and_calls_after_the_prompts_recipient_mark
         out.add(shaper.shape(Chunk(finish_reason="stop", usage=Usage())))
         assert out.result().text == "Let me look."
         assert calls(out) == [("get_weather", {"city": "X"})]
+
+
+def test_minicpm_reads_cdata_values_as_text() -> None:
+    text = '<function name="get_weather"><param name="city"><![CDATA[a <b> & c]]></param><param name="days">2</param></function>'
+    for pieces in ([text], list(text)):
+        assert calls(shaped("minicpm", pieces)) == [("get_weather", {"city": "a <b> & c", "days": 2})]

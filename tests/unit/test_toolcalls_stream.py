@@ -145,6 +145,10 @@ TWO["atem"] = (
 TWO["functionary_v3_2"] = (
     '>>>write_file\n{"path": "a.txt", "content": "hi there"}>>>get_time\n{ "tz" : "WIB" }'
 )
+TWO["minicpm"] = (
+    '<function name="write_file"><param name="path">a.txt</param><param name="content">hi there</param>'
+    '</function>\n<function name="get_time"><param name="tz">WIB</param></function>'
+)
 # Calls sent whole when their block closes (Gemma 4's notation is not JSON text).
 WHOLE = {"gemma4", "lfm", "minimax_m3"}  # and LFM2.5's Python calls, MiniMax M3's nested XML
 # Raw parameter values, typed once whole: these stream a parameter at a time.
@@ -158,6 +162,7 @@ PER_PARAMETER = {
     "kimi_k3",
     "hy3",
     "atem",
+    "minicpm",
 }
 EXPECTED = [("write_file", '{"path":"a.txt","content":"hi there"}'), ("get_time", '{"tz":"WIB"}')]
 

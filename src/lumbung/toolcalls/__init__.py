@@ -28,6 +28,7 @@ from lumbung.toolcalls.kimi_k2 import KimiK2Format
 from lumbung.toolcalls.kimi_k3 import KimiK3Format
 from lumbung.toolcalls.lfm import LfmFormat
 from lumbung.toolcalls.llama3 import Llama3Format
+from lumbung.toolcalls.minicpm import MiniCpmFormat
 from lumbung.toolcalls.minimax_m2 import MiniMaxM2Format
 from lumbung.toolcalls.minimax_m3 import MiniMaxM3Format
 from lumbung.toolcalls.mistral import MistralFormat
@@ -69,6 +70,7 @@ FORMATS: dict[str, ToolFormat] = {
         FunctionaryV31Format(),
         AtemFormat(),
         FunctionaryV32Format(),
+        MiniCpmFormat(),
     )
 }
 # Text found in a chat template, checked in order: the first match names the family.
@@ -102,6 +104,7 @@ _TEMPLATE_SIGNS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("[TOOL_CALLS]",), "mistral"),
     (("tool▁calls▁begin",), "deepseek"),
     (("'>>>all",), "functionary_v3_2"),
+    (("<tool_sep>", "<param name="), "minicpm"),
     (("<|python_tag|>",), "llama3"),
     (("```tool_call",), "gemma"),
     (("<|start_header_id|>",), "llama3"),  # Llama 3.2's template names no marker of its calls
