@@ -107,8 +107,9 @@ class ModelConfig(BaseModel):
     )
     tool_format: str | None = Field(
         default=None,
-        description="Tool-call format: hermes, qwen3_coder, llama3, mistral, deepseek or gemma "
-        "(default: detected from the chat template, then the architecture).",
+        description="Tool-call format: a family of the tool-call matrix in docs/api-compatibility.md "
+        "(hermes, qwen3_coder, llama3, mistral, deepseek, gemma, harmony, glm, command_r_plus, ...; "
+        "default: detected from the chat template, then the architecture).",
     )
     context_size: int | None = Field(
         default=None,
