@@ -22,8 +22,9 @@ import pytest
 # - Claude Code sends one request of 19.5k prompt tokens (its system prompt and tools): about 300 s
 #   to read, and the model stopped by itself (781 tokens); 5 min 19 s in all. Without keep-alives
 #   Claude Code drops the stream at 300 s (its watchdog counts pings as silence) and asks again,
-#   reading the whole prompt again: the 256 MiB default prefix cache cannot keep the prompt's KV
-#   (~324 MiB on this model), so the test's server gets 1 GiB. The answer's length is the model's
+#   reading the whole prompt again (measured with llama.cpp's full-size SWA cache, where the
+#   prompt's KV, ~324 MiB, did not fit the 256 MiB default prefix cache; the test's server gets
+#   1 GiB so that a retry or the next request reuses it). The answer's length is the model's
 #   (Claude Code samples at temperature 1): a long one makes a slow turn. Runs by default
 #   (LUMBUNG_AGENT_LOCAL_TURNS=0 skips it).
 # - Codex CLI sends ~5-7k prompt tokens (read in a minute or two) and no max_output_tokens; the 270M
