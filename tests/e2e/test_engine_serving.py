@@ -15,6 +15,7 @@ import httpx
 import openai
 import pytest
 
+from lumbung.engines.llamacpp import swa
 from lumbung.store.embedded import GEMMA, embedded_model_path
 from tests.conftest import Closing
 from tests.support.server import ServerProcess
@@ -215,3 +216,50 @@ async def _hold_queued(server: ServerProcess) -> None:
         assert set(ollama_style.json()) == {"error"}
         queued.cancel()
         await asyncio.gather(queued, return_exceptions=True)
+
+
+def test_gemmas_sliding_window_kv_is_window_sized_and_chats_still_reuse_their_prefix(
+    start_server: Callable[..., ServerProcess], closing: Closing
+) -> None:
+    """Gemma 3's sliding-window layers keep a window per sequence, not the whole context; a shared
+    system prompt and a chat growing turn by turn still hit the cache (swa.py), with the text a cold
+    server gives."""
+    settings = {"parallel": 4, "context_size": 4096, "batch_size": 512}
+    warm = start_server(config=settings)
+    cold = start_server(config={**settings, "prefix_cache_mb": 0})
+
+    def client_of(server: ServerProcess) -> openai.OpenAI:
+        return closing(openai.OpenAI(base_url=server.base_url + "/v1", api_key="x", max_retries=0))
+
+    def chat(client: openai.OpenAI, messages: list[dict[str, str]]) -> tuple[str, int]:
+        r = client.chat.completions.create(
+            model="gemma3:270m",
+            max_tokens=16,
+            temperature=0,
+            messages=messages,  # type: ignore[arg-type]
+        )
+        details = r.usage.prompt_tokens_details if r.usage else None
+        return r.choices[0].message.content or "", (details.cached_tokens or 0) if details else 0
+
+    system = {"role": "system", "content": HANDBOOK}
+    w, c = client_of(warm), client_of(cold)
+    turn1 = [system, {"role": "user", "content": "When does barn 3 open?"}]
+    text1, _ = chat(w, turn1)
+    other = [system, {"role": "user", "content": "Who has the keys?"}]
+    other_text, other_cached = chat(w, other)  # shares the system prompt (~300 tokens)
+    assert other_cached >= 250
+    turn2 = [*turn1, {"role": "assistant", "content": text1}, {"role": "user", "content": "And barn 4?"}]
+    text2, cached2 = chat(w, turn2)
+    assert cached2 >= 300  # the whole first turn
+    assert chat(c, turn2) == (text2, 0)
+    assert chat(c, other) == (other_text, 0)
+
+    m = models(warm)["gemma3:270m"]
+    breakdown = m["memory_breakdown"]
+    # 15 sliding-window layers x 1 KV head x 256 x (K + V) x f16, for a 512-token window per
+    # sequence id (4 running, 2 cached) and a batch, as llama.cpp sizes it
+    window = swa.window_cells(512, 4 + 2, 512) * 15 * 2 * 256 * 2
+    assert breakdown["kv_window"] == window  # not 16,384+ cells
+    assert breakdown["kv"] == window + 4 * 4096 * 3 * 2 * 256 * 2  # + the 3 full-attention layers
+    assert 0 < breakdown["kv_checkpoints"] <= 6 * 4 * 8 * 2**20  # windows of 7.5 MiB, bounded
+    assert m["kv_bytes"] == breakdown["kv"]

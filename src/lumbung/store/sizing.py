@@ -3,8 +3,8 @@ computed from the model's own facts (GGUF metadata, or a Hugging Face ``config.j
 from its name.
 
 KV bytes per token = layers x KV heads x (key length + value length) x bytes per element, the cache
-llama.cpp (f16 by default; lumbung keeps full KV for sliding-window layers) and vLLM (the model's
-dtype, or ``--kv-cache-dtype``) allocate. Multi-head latent attention (DeepSeek V2/V3) caches one
+llama.cpp (f16 by default; sliding-window layers counted at full size, an upper bound: lumbung keeps
+them window-sized) and vLLM (the model's dtype, or ``--kv-cache-dtype``) allocate. Multi-head latent attention (DeepSeek V2/V3) caches one
 compressed vector per layer instead: ``kv_lora_rank + qk_rope_head_dim`` elements.
 """
 
