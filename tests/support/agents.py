@@ -20,7 +20,8 @@ import pytest
 
 # An agent's turn on the embedded gemma3:270m, measured on a 2-core machine shared by other work:
 # - Claude Code sends one request of 19.5k prompt tokens (its system prompt and tools): about 300 s
-#   to read, and the model stopped by itself (781 tokens); 5 min 19 s in all. Without keep-alives
+#   to read, and the model stopped by itself (781 tokens); 5 min 19 s in all (2 min 45 s once the
+#   engine kept window-sized SWA KV: 162 s for the request, 2249 tokens answered). Without keep-alives
 #   Claude Code drops the stream at 300 s (its watchdog counts pings as silence) and asks again,
 #   reading the whole prompt again (measured with llama.cpp's full-size SWA cache, where the
 #   prompt's KV, ~324 MiB, did not fit the 256 MiB default prefix cache; the test's server gets
