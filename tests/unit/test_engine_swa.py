@@ -20,20 +20,23 @@ def cp(pos: int, size: int = 10) -> Checkpoint:
 
 def test_prompt_chunks_end_where_a_checkpoint_is_due() -> None:
     cps = Checkpoints(every=512)
-    assert cps.cut(0, 0, 512, tail=800) == 512  # the first multiple
-    assert cps.cut(0, 0, 600, tail=800) == 512
-    assert cps.cut(0, 512, 512, tail=800) == 288  # the prompt's tail comes first
-    assert cps.cut(0, 800, 512, tail=800) == 224  # past the tail: the next multiple
-    assert cps.cut(0, 300, 100, tail=800) == 100  # a short chunk is left alone
+    assert cps.cut(0, 0, 512, tail=900) == 512  # the first multiple
+    assert cps.cut(0, 0, 600, tail=900) == 512
+    assert cps.cut(0, 512, 512, tail=900) == 260  # 128 before the tail comes first
+    assert cps.cut(0, 772, 512, tail=900) == 96  # then 32 before it
+    assert cps.cut(0, 868, 512, tail=900) == 32  # then the tail
+    assert cps.cut(0, 900, 512, tail=900) == 124  # past the tail: the next multiple
+    assert cps.cut(0, 300, 100, tail=900) == 100  # a short chunk is left alone
     cps.want(0, 305)
-    assert cps.cut(0, 0, 512, tail=800) == 305  # where it parted from a cached prompt
-    assert cps.cut(1, 0, 512, tail=800) == 512  # another handle's wish is not this one's
+    assert cps.cut(0, 0, 512, tail=900) == 305  # where it parted from a cached prompt
+    assert cps.cut(1, 0, 512, tail=900) == 512  # another handle's wish is not this one's
 
 
-def test_checkpoints_are_due_at_multiples_wanted_places_and_the_tail_once() -> None:
+def test_checkpoints_are_due_at_multiples_wanted_places_and_near_the_tail_once() -> None:
     cps = Checkpoints(every=512)
     cps.want(0, 700)
-    assert [n for n in range(0, 1400) if cps.due(0, n, tail=1300)] == [512, 700, 1024, 1300]
+    due = [n for n in range(0, 1400) if cps.due(0, n, tail=1300)]
+    assert due == [512, 700, 1024, 1172, 1268, 1300]
     cps.add(0, cp(512))
     assert not cps.due(0, 512, tail=1300)  # already taken
     assert not cps.due(0, 1301, tail=1300)  # generating: no more
@@ -50,16 +53,16 @@ def test_the_newest_is_always_kept_and_at_most_most(positions: list[int], most: 
         assert kept == sorted(kept) and len(kept) <= most and pos in kept
 
 
-def test_thinning_drops_where_they_lie_densest_and_keeps_them_spread() -> None:
-    cps = Checkpoints(most=3)
-    for pos in (512, 1024, 1100, 2048):
+def test_thinning_drops_where_they_lie_densest_never_near_the_prompts_end() -> None:
+    cps = Checkpoints(most=4)
+    for pos in (512, 1024, 1100, 2000, 2096, 2128):
         cps.add(1, cp(pos))
-    assert cps.positions(1) == [512, 1100, 2048]  # 1024's neighbours were closest
-    even = Checkpoints(every=256, most=4)
-    for pos in range(256, 4097, 256):
+    assert cps.positions(1) == [512, 2000, 2096, 2128]  # the tail group stays
+    even = Checkpoints(every=1024, most=5)
+    for pos in [*range(1024, 8193, 1024), 8400, 8496, 8528]:
         even.add(2, cp(pos))
     kept = even.positions(2)
-    assert kept[-1] == 4096 and kept[0] <= 1024  # early ones (a system prompt) survive too
+    assert kept[-3:] == [8400, 8496, 8528] and kept[0] <= 2048  # early ones (a system prompt) too
 
 
 def test_the_best_checkpoint_is_the_latest_at_or_before_the_limit() -> None:

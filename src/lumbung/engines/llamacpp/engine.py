@@ -523,7 +523,7 @@ class Engine:
         size = int(llama_cpp.llama_state_seq_get_size_ext(self.ctx, seq_id, swa.PARTIAL))
         buf = (ctypes.c_uint8 * size)()
         written = int(llama_cpp.llama_state_seq_get_data_ext(self.ctx, buf, size, seq_id, swa.PARTIAL))
-        return bytes(buf[:written])
+        return ctypes.string_at(buf, written)  # one copy (slicing a ctypes array builds a list)
 
     def _restore_window(self, handle: int, checkpoint: swa.Checkpoint) -> bool:
         data = checkpoint.data

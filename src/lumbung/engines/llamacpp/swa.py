@@ -12,8 +12,9 @@ layers' cells only for the last ``window`` positions, so a prefix of it can be c
   window's cells only, a few MiB), put back into the new sequence after it took over the shared
   full-attention cells.
 
-Checkpoints are taken while a prompt is read, at every multiple of ``every`` tokens, just before
-the prompt's last tokens, and where it parted from the cached prompt it matched best without being
+Checkpoints are taken while a prompt is read, at every multiple of ``every`` tokens, 128 and 32
+tokens before its end (a request that shares all but the question), just before the prompt's last
+tokens, and where it parted from the cached prompt it matched best without being
 able to continue it (a system prompt shared by the next requests; prompt chunks are cut to end at
 these places); a handle keeps at most ``most`` of them, thinned
 where they are densest. A prompt reuses the longest shared prefix cut back to the best checkpoint
@@ -30,8 +31,10 @@ import llama_cpp
 
 from lumbung.engines.llamacpp import logs
 
-CHECKPOINT_EVERY = 256  # tokens between checkpoints while a prompt is read
-MAX_CHECKPOINTS = 4  # per handle: each is a window of the sliding-window layers' KV
+CHECKPOINT_EVERY = 1024  # tokens between checkpoints while a prompt is read
+TAIL_OFFSETS = (128, 32)  # and this many tokens before its end: a request differing only there
+MAX_CHECKPOINTS = 5  # per handle: each is a window of the sliding-window layers' KV
+PROTECTED = 1 + len(TAIL_OFFSETS)  # the last ones (near the prompt's end) are never thinned
 PARTIAL = llama_cpp.LLAMA_STATE_SEQ_FLAGS_PARTIAL_ONLY  # the sliding-window layers only
 _PROBE_CELLS = 256
 _PAD = 256  # llama.cpp rounds the sliding-window cache up to this
@@ -69,33 +72,42 @@ class Checkpoints:
         if pos > 0:
             self._wanted[handle] = pos
 
+    def _places(self, handle: int, tail: int) -> set[int]:
+        places = {tail - back for back in TAIL_OFFSETS if tail - back > 0} | {tail}
+        if wanted := self._wanted.get(handle):
+            places.add(wanted)
+        return places
+
     def cut(self, handle: int, n_past: int, take: int, tail: int) -> int:
         """The prompt tokens to read now, at most ``take``, so the chunk ends at the next place a
-        checkpoint is due (a multiple of ``every``, a wanted place, ``tail``) rather than past it."""
+        checkpoint is due (a multiple of ``every``, near the tail, a wanted place) rather than past."""
         boundary = (n_past // self.every + 1) * self.every
-        for place in (tail, self._wanted.get(handle, 0)):
+        for place in self._places(handle, tail):
             if n_past < place < boundary:
                 boundary = place
         return min(take, boundary - n_past)
 
     def due(self, handle: int, n_past: int, tail: int) -> bool:
         """A sequence that has read ``n_past`` prompt tokens takes one now: at every multiple of
-        ``every`` up to ``tail``, at a wanted place and at ``tail`` (the last place a prompt that
-        starts with this one continues from: the engine always reads a prompt's last tokens)."""
+        ``every`` up to ``tail``, a few tokens before ``tail`` (a prompt that shares all but its
+        last question), at a wanted place, and at ``tail`` (the last place a prompt that starts with
+        this one continues from: the engine always reads a prompt's last tokens)."""
         if n_past <= 0 or n_past > tail or n_past in self.positions(handle):
             return False
-        return n_past % self.every == 0 or n_past in (tail, self._wanted.get(handle))
+        return n_past % self.every == 0 or n_past in self._places(handle, tail)
 
     def add(self, handle: int, checkpoint: Checkpoint) -> None:
         """Keep ``checkpoint``; past ``most``, one goes where they lie densest (the one whose
-        neighbours are closest), never the last (a chat continues from there)."""
+        neighbours are closest), never one of the last ``PROTECTED`` (those near the prompt's end,
+        where the next request parts from it or a chat continues)."""
         kept = [c for c in self._by.get(handle, ()) if c.pos != checkpoint.pos]
         kept.append(checkpoint)
         kept.sort(key=lambda c: c.pos)
         while len(kept) > self.most:
-            spans = [kept[i + 1].pos - (kept[i - 1].pos if i else 0) for i in range(len(kept) - 1)]
-            narrowest = min(spans)
-            del kept[len(spans) - 1 - spans[::-1].index(narrowest)]  # the later of equals
+            # the first stays too while another can go: it covers the prompts' common start
+            movable = range(1, len(kept) - PROTECTED) or range(1)
+            spans = {i: kept[i + 1].pos - (kept[i - 1].pos if i else 0) for i in movable}
+            del kept[max(movable, key=lambda i: (-spans[i], i))]  # the narrowest, the later of equals
         self._by[handle] = kept
 
     def best(self, handle: int, limit: int) -> Checkpoint | None:
