@@ -121,7 +121,7 @@ async def decode(
 
 def variants(model: LocalModel, schema: dict[str, Any]) -> dict[str, Any]:
     gbnf = json_schema_to_gbnf(json.dumps(schema)).encode()
-    json_grammar = json_schema_grammar(schema, "bench")
+    json_grammar = f"start: answer\nanswer: {json_schema_grammar(schema, 'bench')}\n"  # as request_grammar
 
     def free() -> tuple[Any, ...]:
         return ()
