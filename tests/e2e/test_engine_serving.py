@@ -257,8 +257,8 @@ def test_gemmas_sliding_window_kv_is_window_sized_and_chats_still_reuse_their_pr
     m = models(warm)["gemma3:270m"]
     breakdown = m["memory_breakdown"]
     # 15 sliding-window layers x 1 KV head x 256 x (K + V) x f16, for a 512-token window per
-    # sequence id (4 running, 2 cached) and a batch, as llama.cpp sizes it
-    window = swa.window_cells(512, 4 + 2, 512) * 15 * 2 * 256 * 2
+    # sequence id (4 running, 2 cached, 2 spare) and a batch, as llama.cpp sizes it
+    window = swa.window_cells(512, 4 + 2 + swa.SPARE_IDS, 512) * 15 * 2 * 256 * 2
     assert breakdown["kv_window"] == window  # not 16,384+ cells
     assert breakdown["kv"] == window + 4 * 4096 * 3 * 2 * 256 * 2  # + the 3 full-attention layers
     assert 0 < breakdown["kv_checkpoints"] <= 6 * 4 * 8 * 2**20  # windows of 7.5 MiB, bounded

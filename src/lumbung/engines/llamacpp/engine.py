@@ -157,7 +157,10 @@ class Engine:
             raise EngineError(f"parallel={config.parallel} is more than llama.cpp's sequence limit")
         self.batch_size = max(config.batch_size, config.parallel)
         # The sliding-window layers' KV: a window per handle and a batch (llama.cpp's sizing).
-        window_cells = swa.window_cells(self.n_swa, handles, self.batch_size) if split else 0
+        # Spare sequence ids (never used) buy the sliding-window cache room to put a checkpoint
+        # back while every handle holds its window (llama.cpp sizes it by the sequence ids).
+        spare = swa.SPARE_IDS if split and cache_on else 0
+        window_cells = swa.window_cells(self.n_swa, handles + spare, self.batch_size) if split else 0
         self.kv_window_bytes = (
             window_cells * kv_types.cell_bytes(split.window, config.kv_type) if split else 0
         )
@@ -188,7 +191,7 @@ class Engine:
             params.yarn_orig_ctx = self.context.trained
         params.n_batch = self.batch_size
         params.n_ubatch = self.batch_size
-        params.n_seq_max = handles * self.ids_per_handle
+        params.n_seq_max = handles * self.ids_per_handle + spare
         params.n_threads = config.threads
         params.n_threads_batch = config.threads
         # Sequences share one KV pool, so cached prefixes can be shared; in deterministic mode each

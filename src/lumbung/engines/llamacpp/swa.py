@@ -34,6 +34,8 @@ from lumbung.engines.llamacpp import logs
 CHECKPOINT_EVERY = 1024  # tokens between checkpoints while a prompt is read
 TAIL_OFFSETS = (128, 32)  # and this many tokens before its end: a request differing only there
 MAX_CHECKPOINTS = 5  # per handle: each is a window of the sliding-window layers' KV
+# sequence ids no handle uses: a window of room each, to restore a checkpoint into a full cache
+SPARE_IDS = 2
 PROTECTED = 1 + len(TAIL_OFFSETS)  # the last ones (near the prompt's end) are never thinned
 PARTIAL = llama_cpp.LLAMA_STATE_SEQ_FLAGS_PARTIAL_ONLY  # the sliding-window layers only
 _PROBE_CELLS = 256
