@@ -48,6 +48,7 @@ def engine_config(settings: Settings, model: ModelConfig | None = None) -> Engin
             model.prefix_cache_mb if model and model.prefix_cache_mb is not None else settings.prefix_cache_mb
         ),
         kv_type=(model.kv_cache_type if model and model.kv_cache_type else settings.kv_cache_type),
+        fast_forward=settings.structured_fast_forward,
         deterministic=(
             model.deterministic if model and model.deterministic is not None else settings.deterministic
         ),

@@ -135,6 +135,12 @@ class Settings(BaseModel):
         "(e.g. `{mode: ngram, max_draft: 8, ngram: 3}`); off unless set. Greedy answers stay the "
         "model's own; a request may switch it with the `speculative` extension field.",
     )
+    structured_fast_forward: bool = Field(
+        default=True,
+        description="Local models decode the tokens a grammar forces (a JSON schema's keys and "
+        "punctuation, a forced tool call's name) together in one step instead of one by one; answers "
+        'are the same either way (docs/performance.md, "Fast-forwarded structured output").',
+    )
     deterministic: bool = Field(
         default=False,
         description="Local models give every request the same text whatever else runs beside it (greedy "

@@ -2,9 +2,10 @@
 
 Without it, llama.cpp's CPU kernels round a sequence's logits differently by the shape of its batch
 and by where its cells sit in the shared KV cache, and greedy text drifts (docs/performance.md,
-"Determinism"). A real `lumbung serve` with the embedded SmolLM2, driven by the openai SDK: every
-prompt alone, then all of them from eight clients at once (sequences start and end at different
-steps, prompts of different lengths are read while others generate), compared byte for byte.
+"Determinism"). A real `lumbung serve` with the embedded SmolLM2 and Gemma 3, driven by the openai
+SDK: every prompt alone, then all of them from eight clients at once (sequences start and end at
+different steps, prompts of different lengths are read while others generate), compared byte for
+byte.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import pytest
 
 from tests.support.server import ServerProcess
 
-MODEL = "smollm2:135m"
 SUBJECTS = [
     "rice barns",
     "the monsoon",
@@ -46,22 +46,24 @@ def server(lumbung_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     proc.stop()
 
 
-async def answer(client: openai.AsyncOpenAI, prompt: str) -> str:
+async def answer(client: openai.AsyncOpenAI, model: str, prompt: str) -> str:
     reply = await client.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": prompt}], max_tokens=48, temperature=0
+        model=model, messages=[{"role": "user", "content": prompt}], max_tokens=48, temperature=0
     )
     return reply.choices[0].message.content or ""
 
 
-def test_eight_concurrent_greedy_streams_give_the_text_alone(server: ServerProcess) -> None:
+# SmolLM2 (full attention) and Gemma 3 (sliding-window layers: window-sized KV per stream).
+@pytest.mark.parametrize("model", ["smollm2:135m", "gemma3:270m"])
+def test_eight_concurrent_greedy_streams_give_the_text_alone(server: ServerProcess, model: str) -> None:
     async def main() -> tuple[list[str], list[str]]:
         async with openai.AsyncOpenAI(base_url=server.base_url + "/v1", api_key="x") as client:
-            alone = [await answer(client, p) for p in PROMPTS]
+            alone = [await answer(client, model, p) for p in PROMPTS]
             gate = asyncio.Semaphore(8)
 
             async def one(prompt: str) -> str:
                 async with gate:
-                    return await answer(client, prompt)
+                    return await answer(client, model, prompt)
 
             together = await asyncio.gather(*(one(p) for p in PROMPTS))
             return alone, list(together)

@@ -151,3 +151,19 @@ def test_speculation_globally_from_the_environment_and_per_model_from_the_file(t
     bad.write_text("speculative: {mode: draft}\n")
     with pytest.raises(ConfigError, match="needs `model`"):
         load_settings(bad, environ={})
+
+
+def test_deterministic_per_model_over_the_global_default_and_fast_forward_globally(tmp_path: Path) -> None:
+    from lumbung.server import engine_config
+
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "deterministic: true\nstructured_fast_forward: false\n"
+        "models:\n  - {id: a, path: /m.gguf, deterministic: false}\n  - {id: b, path: /m.gguf}\n"
+    )
+    settings, _ = load_settings(config, environ={})
+    a, b = (engine_config(settings, m) for m in settings.models)
+    assert (a.deterministic, b.deterministic) == (False, True)
+    assert engine_config(settings).deterministic is True
+    assert not a.fast_forward and not b.fast_forward
+    assert engine_config(load_settings(None, environ={})[0]).fast_forward is True
