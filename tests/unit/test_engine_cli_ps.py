@@ -99,3 +99,21 @@ def test_where_the_memory_goes() -> None:
         "memory: RSS 1,400 MiB (anonymous 900 MiB) = weights 351 MiB, KV 312 MiB, compute 560 MiB, the rest 177 MiB"
     )
     assert memory_line({"data": []}) is None  # an older server: no line
+
+
+def test_a_sliding_window_models_checkpoints_are_a_part_and_its_window_is_within_kv() -> None:
+    breakdown = {
+        "weights": 235 * 2**20,
+        "kv": 115 * 2**20,
+        "kv_window": 67 * 2**20,  # part of kv: not counted twice
+        "kv_checkpoints": 38 * 2**20,
+        "compute": 100 * 2**20,
+    }
+    body = {
+        "data": [{**LOADED, "memory_breakdown": breakdown}],
+        "process": {"rss_bytes": 611 * 2**20, "anon_bytes": 339 * 2**20},
+    }
+    assert memory_line(body) == (
+        "memory: RSS 611 MiB (anonymous 339 MiB) = weights 235 MiB, KV 115 MiB, KV checkpoints 38 MiB, "
+        "compute 100 MiB, the rest 123 MiB"
+    )
