@@ -28,13 +28,17 @@ def _context(m: dict[str, Any]) -> str:
 
 
 def _kv(m: dict[str, Any]) -> str:
-    """KV cache in use of its size; a quantized cache says its type and what it saves against f16."""
+    """KV cache in use of its size; a quantized cache says its type and what it saves against f16;
+    then what one sequence at the full context takes."""
     if "kv_bytes" not in m:
         return "-"
     text = f"{_mib(m.get('kv_bytes_used'))} of {_mib(m.get('kv_bytes'))}"
     kind, f16, size = m.get("kv_cache_type"), m.get("kv_bytes_f16"), m.get("kv_bytes")
     if kind and kind != "f16" and isinstance(f16, int) and isinstance(size, int):
         text += f" {kind}, saves {_mib(f16 - size)}"
+    per_sequence = m.get("kv_bytes_per_sequence")
+    if isinstance(per_sequence, int):
+        text += f"; {_mib(per_sequence)} a sequence"
     return text
 
 

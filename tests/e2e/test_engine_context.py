@@ -95,7 +95,14 @@ def test_an_18k_token_prompt_on_gemma_is_served_and_ps_shows_its_kv_memory(start
     assert gemma["context_length"] == gemma["context_length_trained"] == 32768
     held = gemma["kv_bytes_used"]
     assert gemma["kv_cells_used"] >= done.usage.prompt_tokens  # the prompt's cells, kept by the cache
-    assert held == gemma["kv_cells_used"] * (gemma["kv_bytes"] // gemma["kv_cells"]) > 300 * 2**20
+    # Gemma 3's sliding-window layers (five of six) keep a window-sized KV part, allocated whole at
+    # load; the cells a prompt takes are those of its full-attention layers.
+    window = gemma["memory_breakdown"]["kv_window"]
+    assert 0 < window < gemma["kv_bytes"] // 2
+    per_cell = (gemma["kv_bytes"] - window) // gemma["kv_cells"]
+    assert held == gemma["kv_cells_used"] * per_cell > 50 * 2**20
+    # One sequence at the full 32k context: a cell per token there, and a window of the rest.
+    assert 32768 * per_cell < gemma["kv_bytes_per_sequence"] < 32768 * per_cell + window
     ps = subprocess.run(
         [sys.executable, "-m", "lumbung", "ps", "--url", server.base_url],
         capture_output=True,

@@ -80,6 +80,13 @@ def test_a_quantized_kv_cache_says_its_type_and_what_it_saves() -> None:
     assert rows([f16], 0, False)[0][3] == "40 MiB of 512 MiB"
 
 
+def test_the_kv_one_sequence_takes_at_the_full_context() -> None:
+    one = {**LOADED, "kv_bytes_per_sequence": 128 * 2**20}
+    assert rows([one], 0, False)[0][3] == "40 MiB of 512 MiB; 128 MiB a sequence"
+    q8 = {**one, "kv_bytes": 272 * 2**20, "kv_cache_type": "q8_0", "kv_bytes_f16": 512 * 2**20}
+    assert rows([q8], 0, False)[0][3] == "40 MiB of 272 MiB q8_0, saves 240 MiB; 128 MiB a sequence"
+
+
 def test_where_the_memory_goes() -> None:
     body = {
         "data": [

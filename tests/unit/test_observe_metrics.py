@@ -287,6 +287,8 @@ async def test_local_models_are_read_at_scrape_time(tmp_path: Path) -> None:
         kv_cells=1024,
         kv_cells_used=300,
         kv_bytes_per_cell=16,
+        kv_window_bytes=2_048,
+        kv_bytes_per_sequence=4_096 + 512,
         prefix_cache_entries=3,
         prefix_cache_cells=100,
         prefix_cache_hits=7,
@@ -314,7 +316,8 @@ async def test_local_models_are_read_at_scrape_time(tmp_path: Path) -> None:
         "lumbung_model_kv_cells": 1024,
         "lumbung_model_kv_cells_used": 300,
         "lumbung_model_kv_used_bytes": 300 * 16,
-        "lumbung_model_kv_capacity_bytes": 1024 * 16,
+        "lumbung_model_kv_capacity_bytes": 1024 * 16 + 2_048,  # with the sliding-window part
+        "lumbung_model_kv_bytes_per_sequence": 4_096 + 512,
         "lumbung_model_prefix_cache_entries": 3,
         "lumbung_model_prefix_cache_cells": 100,
         "lumbung_model_prefix_cache_hits_total": 7,

@@ -118,7 +118,9 @@ class ModelStats:
     queued: int = 0
     kv_cells: int = 0  # the context's KV capacity, in cells (tokens)
     kv_cells_used: int = 0
-    kv_bytes_per_cell: int = 0
+    kv_bytes_per_cell: int = 0  # of the layers that keep every token (all layers but sliding-window ones)
+    kv_window_bytes: int = 0  # a sliding-window model's window-sized part of the KV, allocated whole
+    kv_bytes_per_sequence: int = 0  # the KV one sequence at the full context takes
     prefix_cache_entries: int = 0
     prefix_cache_cells: int = 0  # KV cells only the prefix cache holds
     prefix_cache_hits: int = 0

@@ -113,8 +113,14 @@ MODEL_SERIES: tuple[tuple[Family, str, str, Callable[[ModelStats], int]], ...] =
     (
         G,
         "lumbung_model_kv_capacity_bytes",
-        "Memory of the whole KV cache.",
-        lambda s: s.kv_cells * s.kv_bytes_per_cell,
+        "Memory of the whole KV cache (with a sliding-window model's window-sized part).",
+        lambda s: s.kv_cells * s.kv_bytes_per_cell + s.kv_window_bytes,
+    ),
+    (
+        G,
+        "lumbung_model_kv_bytes_per_sequence",
+        "Memory of the KV one sequence at the model's full context takes.",
+        lambda s: s.kv_bytes_per_sequence,
     ),
     (
         G,

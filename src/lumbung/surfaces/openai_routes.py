@@ -49,6 +49,7 @@ def model_body(info: ModelInfo) -> dict[str, Any]:
         "kv_cells_used",
         "kv_bytes",
         "kv_bytes_used",
+        "kv_bytes_per_sequence",
         "kv_cache_type",
         "memory_breakdown",
         "kv_bytes_f16",
@@ -58,6 +59,9 @@ def model_body(info: ModelInfo) -> dict[str, Any]:
         "adapters",  # a local model's LoRA adapters, each also served as a model
         "base_model",  # an adapter's model: the model it runs on, and the adapter
         "adapter",
+        "speculative",  # its mode and acceptance rate (`lumbung ps` shows them)
+        "fast_forwarded_tokens",
+        "deterministic",
     ):
         if key in info.details:
             body[key] = info.details[key]

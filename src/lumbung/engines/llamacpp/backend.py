@@ -467,6 +467,8 @@ class LlamaCppBackend:
                     kv_cells=s.kv_cells,
                     kv_cells_used=s.kv_used,
                     kv_bytes_per_cell=s.kv_bytes_per_cell,
+                    kv_window_bytes=loaded.engine.kv_window_bytes,
+                    kv_bytes_per_sequence=loaded.engine.kv_bytes_per_sequence,
                     prefix_cache_entries=s.cache_entries,
                     prefix_cache_cells=s.cache_cells,
                     prefix_cache_hits=s.cache_hits,
@@ -505,6 +507,7 @@ class LlamaCppBackend:
                     "kv_cells_used": stats.kv_used,
                     "kv_bytes": stats.kv_cells * stats.kv_bytes_per_cell + loaded.engine.kv_window_bytes,
                     "kv_bytes_used": stats.kv_used * stats.kv_bytes_per_cell,
+                    "kv_bytes_per_sequence": loaded.engine.kv_bytes_per_sequence,
                     "kv_cache_type": spec.engine.kv_type,
                     "memory_breakdown": memory_breakdown(loaded),
                     "kv_bytes_f16": loaded.engine.kv_bytes_f16,  # what f16 would take

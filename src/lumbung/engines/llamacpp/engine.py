@@ -224,6 +224,14 @@ class Engine:
         kv_allocated = self.buffers.get("KV", self.n_ctx * self.kv_bytes_per_cell + self.kv_window_bytes)
         self.kv_window_bytes = self.buffers.get("KV SWA", self.kv_window_bytes)
         self.memory_bytes = model.size_bytes + kv_allocated
+        # One sequence at the full context: a cell per token in the layers that keep every token,
+        # and a window of the sliding-window layers.
+        window_part = (
+            min(self.n_swa, self.context_size) * kv_types.cell_bytes(split.window, config.kv_type)
+            if split
+            else 0
+        )
+        self.kv_bytes_per_sequence = self.context_size * self.kv_bytes_per_cell + window_part
         # what the same KV would take in f16 (`lumbung ps` shows what a quantized one saves)
         self.kv_bytes_f16 = self.n_ctx * f16_cell + (window_cells * split.window if split else 0)
         log.info(
