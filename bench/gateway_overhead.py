@@ -1,5 +1,6 @@
-"""Gateway overhead: the same fast mock upstream reached directly, through lumbung, and through the
-LiteLLM proxy, in one run, with open-loop load at fixed rates.
+"""Gateway overhead: the same fast mock upstream reached directly, through lumbung (and, with
+--before, through another commit of it), and through the LiteLLM proxy, in one run, with open-loop
+load at fixed rates.
 
 Prints, for whole and streamed chat completions: p50/p99 latency at a light fixed rate (10 req/s, 300
 requests per path in 5-second slices, the paths taking turns so a drifting machine weighs on all
@@ -9,7 +10,7 @@ bench/gateway_overhead_floor.py), the CPU each server process spends per request
 highest rate each sustains (no errors, p50 under 100 ms and p99 under 500 ms: beyond it requests
 queue without bound) with the latency added at each rate, and lumbung's ratios to LiteLLM.
 
-    python bench/gateway_overhead.py [--litellm /path/to/litellm] [--quick]
+    python bench/gateway_overhead.py [--litellm /path/to/litellm] [--before WORKTREE] [--quick]
 
 LiteLLM runs from its own virtualenv outside the repo (docs/performance.md has the recipe); without
 it, the LiteLLM rows are skipped. The load generator is a minimal keep-alive HTTP/1.1 client on uvloop
@@ -213,14 +214,19 @@ def start_all(
         "routes": [{"name": "bench", "tiers": [["mock/bench"]]}],
     }
     (work / "lumbung.yaml").write_text(json.dumps(cfg))
-    servers = {"lumbung": None, **({"before": before} if before else {})}
+    servers = {**({"before": before} if before else {}), "lumbung": None}
     for name, source in servers.items():
         port = free_port()
         env = {**os.environ, "LUMBUNG_HOME": str(work / f"home-{name}")}
-        if source is not None:  # another commit's source tree, first on the path
-            env["PYTHONPATH"] = str(Path(source) / "src")
+        python = sys.executable
+        if source is not None:  # another commit's tree: its own venv, else its source first on the path
+            own = Path(source) / ".venv/bin/python"
+            if own.exists():
+                python = str(own)
+            else:
+                env["PYTHONPATH"] = str(Path(source) / "src")
         log = (work / f"{name}.log").open("wb")
-        command = [sys.executable, "-m", "lumbung", "serve", "--port", str(port)]
+        command = [python, "-m", "lumbung", "serve", "--port", str(port)]
         command += ["--config", str(work / "lumbung.yaml")]
         procs.append(subprocess.Popen(command, stdout=log, stderr=log, env=env))
         ports[name] = port
@@ -388,15 +394,17 @@ def report(results: dict[str, dict[str, object]], names: list[str]) -> None:
                 f"{results[f'{mode}/lumbung']['sustained']} vs {results[f'{mode}/before']['sustained']} req/s"
             )
     if "litellm" in names:
-        for mode in ("whole", "stream"):
-            lum, lit = results[f"{mode}/lumbung"]["sustained"], results[f"{mode}/litellm"]["sustained"]
+        ours = [n for n in ("before", "lumbung") if n in names]
+        for mode, name in ((m, n) for m in ("whole", "stream") for n in ours):
+            lum, lit = results[f"{mode}/{name}"]["sustained"], results[f"{mode}/litellm"]["sustained"]
+            lum_cpu, lit_cpu = results[f"{mode}/{name}"]["cpu_us"], results[f"{mode}/litellm"]["cpu_us"]
             assert isinstance(lum, int) and isinstance(lit, int)
-            ratio = f"{lum / lit:.1f}x" if lit else "inf"
-            print(f"\n{mode}: lumbung sustains {ratio} LiteLLM's rate ({lum} vs {lit} req/s)")
-        for mode in ("whole", "stream"):
-            lum_cpu, lit_cpu = results[f"{mode}/lumbung"]["cpu_us"], results[f"{mode}/litellm"]["cpu_us"]
             assert isinstance(lum_cpu, float) and isinstance(lit_cpu, float)
-            print(f"{mode}: lumbung spends {lit_cpu / lum_cpu:.1f}x less CPU per request than LiteLLM")
+            ratio = f"{lum / lit:.1f}x" if lit else "inf"
+            print(
+                f"\n{mode}: {name} sustains {ratio} LiteLLM's rate ({lum} vs {lit} req/s) and spends "
+                f"{lit_cpu / lum_cpu:.1f}x less CPU per request"
+            )
 
 
 def main() -> None:
@@ -407,8 +415,9 @@ def main() -> None:
     parser.add_argument(
         "--before",
         default=None,
-        help="Another commit's source tree (e.g. from `git archive`): served beside this one as "
-        "'before', same config, so a change is measured in the same run.",
+        help="Another commit's worktree, served beside this one as 'before' (same config, same run) by "
+        "its own .venv/bin/python when it has one (`./scripts/setup` there), else by this Python with "
+        "its src/ first on the path.",
     )
     parser.add_argument("--seconds", type=float, default=3.0, help="Seconds of load per rate step.")
     parser.add_argument("--quick", action="store_true", help="Fewer rate steps.")
