@@ -107,18 +107,19 @@ def rows(models: list[dict[str, Any]], now: float, include_all: bool) -> list[li
 
 
 def memory_line(body: dict[str, Any]) -> str | None:
-    """Where the server's memory goes: the loaded models' weights, KV caches, compute buffers and
-    adapters, and the rest of the process (Python, the HTTP stack, allocator slack) (pure: tested)."""
+    """Where the server's memory goes: the loaded models' weights, KV caches, compute buffers,
+    adapters and draft models, and the rest of the process (Python, the HTTP stack, allocator
+    slack) (pure: tested)."""
     process = body.get("process") or {}
     rss = process.get("rss_bytes")
     if not isinstance(rss, int):
         return None
-    parts = {"weights": 0, "kv": 0, "kv_checkpoints": 0, "compute": 0, "adapters": 0}
+    parts = {"weights": 0, "kv": 0, "kv_checkpoints": 0, "compute": 0, "adapters": 0, "draft_model": 0}
     for m in body.get("data", []):
         for key, value in (m.get("memory_breakdown") or {}).items():
             if key in parts and isinstance(value, int):
                 parts[key] += value
-    labels = {"kv": "KV", "kv_checkpoints": "KV checkpoints"}
+    labels = {"kv": "KV", "kv_checkpoints": "KV checkpoints", "draft_model": "draft model"}
     named = ", ".join(f"{labels.get(k, k)} {_mib(v)}" for k, v in parts.items() if v)
     anon = process.get("anon_bytes")
     anon_text = f" (anonymous {_mib(anon)})" if isinstance(anon, int) else ""

@@ -34,7 +34,13 @@ from lumbung.surfaces.http import create_app
 log = logging.getLogger(__name__)
 
 
-def engine_config(settings: Settings, model: ModelConfig | None = None) -> EngineConfig:
+def engine_config(
+    settings: Settings, model: ModelConfig | None = None, store: ModelStore | None = None
+) -> EngineConfig:
+    speculative = model.speculative if model and model.speculative else settings.speculative
+    draft = None
+    if speculative is not None and speculative.mode == "draft" and speculative.model:
+        draft = draft_model_path(settings, store or ModelStore(settings.home), speculative.model)
     return EngineConfig(
         context_size=(model.context_size if model and model.context_size else settings.context_size),
         rope_scaling=model.rope_scaling if model else None,
@@ -54,8 +60,28 @@ def engine_config(settings: Settings, model: ModelConfig | None = None) -> Engin
         ),
         persist_dir=settings.home / "cache" / "prefix",
         persist_mb=settings.prefix_cache_persist_mb,
-        speculative=(model.speculative if model and model.speculative else settings.speculative),
+        speculative=speculative,
+        draft_model=draft,
     )
+
+
+def draft_model_path(settings: Settings, store: ModelStore, name: str) -> Callable[[], Path]:
+    """Where speculative mode ``draft`` finds its model, as served models are found: an embedded
+    model (name or reference), a GGUF file by path, or a model in the store (name or reference)."""
+    for embedded in (SMOLLM2, GEMMA):
+        if name in (embedded.entry.name, embedded.entry.reference):
+            return partial(embedded_model_path, settings.home, embedded)
+    path = Path(name).expanduser()
+    if path.suffix.lower() == ".gguf" or path.is_file():
+        return partial(checked_gguf, path)
+    try:
+        manifest = store.find(name)
+    except ModelNotInStore as exc:
+        raise ConfigError(
+            f"speculative draft model {name!r} is neither a GGUF file nor a model in the store; "
+            f"give a path to a .gguf file or run `lumbung pull {name}` first"
+        ) from exc
+    return partial(stored_model_path, store, manifest.reference)
 
 
 def local_specs(settings: Settings, store: ModelStore | None = None) -> list[LocalModelSpec]:
@@ -88,7 +114,7 @@ def configured_specs(settings: Settings, store: ModelStore) -> list[LocalModelSp
                 aliases=list(model.aliases),
                 chat_template=model.chat_template,
                 tool_format=model.tool_format,
-                engine=engine_config(settings, model),
+                engine=engine_config(settings, model, store),
                 keep_alive=settings.keep_alive if model.keep_alive is None else model.keep_alive,
                 embedding=model.embedding or bool(manifest and manifest.gguf and manifest.gguf.embedding),
                 details=stored.details(manifest),

@@ -133,7 +133,8 @@ class Settings(BaseModel):
         default=None,
         description="Speculative decoding for every local model without its own `speculative` "
         "(e.g. `{mode: ngram, max_draft: 8, ngram: 3}`); off unless set. Greedy answers stay the "
-        "model's own; a request may switch it with the `speculative` extension field.",
+        "model's own; a request may switch it with the `speculative` extension field. Mode `draft` "
+        "only in a model's own entry (its draft model must share that model's tokenizer).",
     )
     structured_fast_forward: bool = Field(
         default=True,
@@ -253,6 +254,16 @@ class Settings(BaseModel):
     def _redis(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must be a redis://HOST:PORT/DB, rediss://... (TLS) or unix://PATH URL")
+        return value
+
+    @field_validator("speculative")
+    @classmethod
+    def _no_global_draft(cls, value: SpeculativeConfig | None) -> SpeculativeConfig | None:
+        if value is not None and value.mode == "draft":
+            raise ValueError(
+                "mode `draft` is set per model (a draft model must share the served model's tokenizer, "
+                "which no one draft model does for every model): put it in the model's `speculative`"
+            )
         return value
 
     @field_validator("log_level")

@@ -124,3 +124,11 @@ def test_a_sliding_window_models_checkpoints_are_a_part_and_its_window_is_within
         "memory: RSS 611 MiB (anonymous 339 MiB) = weights 235 MiB, KV 115 MiB, KV checkpoints 38 MiB, "
         "compute 100 MiB, the rest 123 MiB"
     )
+
+
+def test_a_draft_models_memory_is_named() -> None:
+    body = {
+        "data": [{**LOADED, "memory_breakdown": {"weights": 253 * 2**20, "draft_model": 120 * 2**20}}],
+        "process": {"rss_bytes": 500 * 2**20},
+    }
+    assert memory_line(body) == "memory: RSS 500 MiB = weights 253 MiB, draft model 120 MiB, the rest 127 MiB"

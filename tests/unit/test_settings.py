@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typing
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -167,3 +168,34 @@ def test_deterministic_per_model_over_the_global_default_and_fast_forward_global
     assert engine_config(settings).deterministic is True
     assert not a.fast_forward and not b.fast_forward
     assert engine_config(load_settings(None, environ={})[0]).fast_forward is True
+
+
+def test_speculative_draft_mode_per_model_finds_its_draft_model_as_served_models_are_found(
+    tmp_path: Path,
+) -> None:
+    from lumbung.server import engine_config
+
+    draft = tmp_path / "small.gguf"
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "models:\n"
+        f"  - {{id: a, path: /m.gguf, speculative: {{mode: draft, model: {draft}, max_draft: 4}}}}\n"
+        "  - {id: b, path: /m.gguf, speculative: {mode: draft, model: 'smollm2:135m'}}\n"
+        "  - {id: c, path: /m.gguf, speculative: {mode: draft, model: 'nothing:here'}}\n"
+    )
+    settings, _ = load_settings(config, environ={"LUMBUNG_HOME": str(tmp_path / "home")})
+    a, b, c = settings.models
+    by_path = engine_config(settings, a).draft_model
+    assert isinstance(by_path, partial) and by_path.args == (draft,)  # checked as a GGUF at load
+    embedded = engine_config(settings, b).draft_model
+    assert isinstance(embedded, partial) and embedded.args[1].entry.name == "smollm2:135m"
+    with pytest.raises(ConfigError, match="neither a GGUF file nor a model in the store"):
+        engine_config(settings, c)
+    assert engine_config(settings).draft_model is None  # no speculation: no draft model
+
+
+def test_speculative_draft_mode_is_refused_globally(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("speculative: {mode: draft, model: /small.gguf}\n")
+    with pytest.raises(ConfigError, match="mode `draft` is set per model"):
+        load_settings(config, environ={})

@@ -37,7 +37,9 @@ class SpeculativeConfig(BaseModel):
         default="ngram",
         description="off; ngram: drafts copied from earlier in the prompt or answer where its last "
         "`ngram` tokens occurred before (extraction, editing, code, JSON echoing input); draft: a "
-        "smaller model with the same tokenizer proposes them.",
+        "smaller model with the same tokenizer (`model`) proposes them greedily, at the cost of its "
+        "weights and a KV cache of its own (every slot's full context) in memory and a draft-model "
+        "decode per draft token; per model only.",
     )
     max_draft: int = Field(default=8, ge=1, le=64, description="Most draft tokens verified per step.")
     ngram: int = Field(
@@ -45,8 +47,9 @@ class SpeculativeConfig(BaseModel):
     )
     model: str | None = Field(
         default=None,
-        description="mode draft: the draft model, a path to a GGUF file or a model in the store "
-        "(reference or name); its vocabulary must be the served model's.",
+        description="mode draft: the draft model, a path to a GGUF file, an embedded model or a model "
+        "in the store (reference or name); its vocabulary must be the served model's (checked at "
+        "load: the model is refused otherwise).",
     )
 
     @field_validator("mode", mode="before")

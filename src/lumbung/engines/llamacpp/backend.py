@@ -94,7 +94,7 @@ def memory_breakdown(loaded: LocalModel) -> dict[str, int]:
     """Where a loaded model's memory goes: its weights (mapped from the file), its KV cache and the
     compute buffers as llama.cpp allocated them (of the KV, ``kv_window`` is a sliding-window
     model's window-sized part), the context checkpoints its prefix cache holds (swa.py) and its
-    LoRA adapters."""
+    LoRA adapters and speculative draft model."""
     engine = loaded.engine
     buffers = engine.buffers
     return {
@@ -104,6 +104,7 @@ def memory_breakdown(loaded: LocalModel) -> dict[str, int]:
         "kv_checkpoints": engine.checkpoint_bytes,
         "compute": buffers.get("compute", 0) + buffers.get("output", 0),
         "adapters": sum(a.size_bytes for a in loaded.adapters.values()),
+        "draft_model": engine.draft.memory_bytes if engine.draft else 0,  # its weights and KV
     }
 
 

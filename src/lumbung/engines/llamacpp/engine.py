@@ -41,6 +41,7 @@ from lumbung.config import AmxMode, KvCacheType, RopeScaling, SpeculativeConfig
 from lumbung.engines.llamacpp import kv_types, logs, prefix_store, swa
 from lumbung.engines.llamacpp.context import ContextPlan, plan_context
 from lumbung.engines.llamacpp.detok import StopMatcher
+from lumbung.engines.llamacpp.draft_model import DraftModel
 from lumbung.engines.llamacpp.forced import ForcedDrafter, mask_of
 from lumbung.engines.llamacpp.kv import KvLedger
 from lumbung.engines.llamacpp.logprobs import token_logprobs
@@ -50,7 +51,7 @@ from lumbung.engines.llamacpp.prefix_cache import PrefixCache, common_prefix
 from lumbung.engines.llamacpp.sampler import Sampler
 from lumbung.engines.llamacpp.scheduler import adapter_turn, prefill_shares
 from lumbung.engines.llamacpp.sequence import Sequence
-from lumbung.engines.llamacpp.speculative import NgramDrafter, SpeculationStats, verify
+from lumbung.engines.llamacpp.speculative import Drafter, NgramDrafter, SpeculationStats, verify
 from lumbung.errors import ApiError, EngineError, InternalError, RateLimited
 from lumbung.types import Chunk, FinishReason, TokenLogprob, Usage
 
@@ -89,6 +90,8 @@ class EngineConfig:
     persist_mb: float = 0.0  # the most they may take on disk (0: not saved)
     persist_min_tokens: int = 256  # shorter prefixes are cheap to recompute: not saved
     speculative: SpeculativeConfig | None = None  # drafts verified in the batch (speculative.py)
+    # mode draft: the draft model's GGUF (None: ``speculative.model`` read as a path; draft_model.py)
+    draft_model: Path | Callable[[], Path] | None = None
     fast_forward: bool = True  # a grammar's forced tokens decoded as a batch (forced.py)
     deterministic: bool = False  # batch-invariant: each sequence decoded alone (``_step_isolated``)
 
@@ -262,6 +265,8 @@ class Engine:
         self._lora: LoraKey = BASE  # the adapter set on the context now
         self._turn = 0  # steps taken while sequences with different adapter sets ran
         self.last_used = time.monotonic()
+        self.draft = self._load_draft()
+        self.memory_bytes += self.draft.memory_bytes if self.draft else 0
         self._persist = self._persistence(digest, flash_attn) if cache_on else None
         self.restored = self._restore_prefixes()
         self._thread = threading.Thread(target=self._run, name=f"engine-{name}", daemon=True)
@@ -360,6 +365,31 @@ class Engine:
             llama_cpp.llama_batch_free(self.batch)
             llama_cpp.llama_free(self.ctx)
             self.ctx = None
+            if self.draft is not None:
+                self.draft.close()
+
+    def _load_draft(self) -> DraftModel | None:
+        """The draft model of speculative mode ``draft``, with a KV sequence per slot (a refused or
+        broken one frees this engine's context and fails the load)."""
+        spec = self.speculative
+        if spec is None or spec.mode != "draft":
+            return None
+        source = self.config.draft_model or Path(spec.model or "").expanduser()
+        try:
+            path = source() if callable(source) else source
+            return DraftModel(
+                path,
+                self.model,
+                slots=self.config.parallel,
+                slot_cells=self.context_size,
+                batch=min(self.batch_size, 512),
+                threads=self.config.threads,
+            )
+        except BaseException:
+            llama_cpp.llama_batch_free(self.batch)
+            llama_cpp.llama_free(self.ctx)
+            self.ctx = None
+            raise
 
     # -- the engine thread ----------------------------------------------------------------------
 
@@ -455,7 +485,6 @@ class Engine:
         seq.tokens = list(seq.prompt)
         seq.stops = StopMatcher(seq.params.stop)
         seq.started = time.monotonic()
-        seq.drafter = self._drafter_for(seq)
         if self.cache.enabled:
             key = seq.lora_key
             limit = len(seq.prompt) - RECOMPUTE_TOKENS
@@ -469,16 +498,22 @@ class Engine:
                 seq.n_past = seq.n_cached = taken
             if self.checkpoints is not None and taken < self._longest:
                 self.checkpoints.want(seq.handle, self._longest)
+        seq.drafter = self._drafter_for(seq)  # last: a draft model's slot is freed with the sequence
         self._active.append(seq)
 
-    def _drafter_for(self, seq: Sequence) -> NgramDrafter | ForcedDrafter | None:
+    def _drafter_for(self, seq: Sequence) -> Drafter | None:
         """What drafts for ``seq``: its grammar's forced tokens first (fast-forward, forced.py), then
-        n-gram speculation where on; rejected drafts are rolled back, which recurrent state cannot."""
+        speculation where on (the draft model, or n-grams); rejected drafts are rolled back, which
+        recurrent state cannot."""
         spec = self._speculation_for(seq)
-        ngram = NgramDrafter(seq.tokens, spec.ngram, spec.max_draft) if spec is not None else None
+        guess: Drafter | None = None
+        if spec is not None and spec.mode == "draft" and self.draft is not None:
+            guess = self.draft.drafter(seq.tokens, spec.max_draft)
+        elif spec is not None:
+            guess = NgramDrafter(seq.tokens, spec.ngram, spec.max_draft)
         mask = mask_of(seq.sampler_pre)
         forward = self.config.fast_forward and self.can_speculate and not self.config.deterministic
-        return ForcedDrafter(mask, ngram) if mask is not None and forward else ngram
+        return ForcedDrafter(mask, guess) if mask is not None and forward else guess
 
     def _speculation_for(self, seq: Sequence) -> SpeculativeConfig | None:
         """The model's speculation, unless the request switched it (on: the model's settings, or
@@ -780,6 +815,9 @@ class Engine:
         if seq.sampler:
             seq.sampler.close()
             seq.sampler = None
+        if seq.drafter is not None:  # a draft model's slot goes back to it
+            seq.drafter.close()
+            seq.drafter = None
         handle, seq.handle = seq.handle, -1
         if self.ledger.length(handle) > seq.n_past:  # accepted draft cells past where it finished
             self._drop_from(handle, seq.n_past)

@@ -7,7 +7,8 @@ a draft (speculative.py): the engine samples every position with the sequence's 
 first, and keeps the draft while the sampled token is the forced one. So the answer is the one plain
 constrained decoding gives, even where the model would spell the forced text with other tokens than
 llguidance's (it then stops there and goes on from its own token); no step is skipped that could
-change it. After the forced run the sequence's other drafter (n-gram speculation), if any, drafts.
+change it. After the forced run the sequence's other drafter (n-gram or draft-model speculation), if
+any, drafts.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from lumbung.engines.llamacpp.grammar import MaskSampler
-from lumbung.engines.llamacpp.speculative import NgramDrafter
+from lumbung.engines.llamacpp.speculative import Drafter
 
 
 def mask_of(stages: Iterable[Any]) -> MaskSampler | None:
@@ -27,7 +28,7 @@ def mask_of(stages: Iterable[Any]) -> MaskSampler | None:
 class ForcedDrafter:
     """Drafts the grammar's forced tokens; where none are forced, ``then``'s draft (or none)."""
 
-    def __init__(self, mask: MaskSampler, then: NgramDrafter | None = None) -> None:
+    def __init__(self, mask: MaskSampler, then: Drafter | None = None) -> None:
         self.mask = mask
         self.then = then
         self.forced = False  # whether the last draft was forced (counted as fast-forwarded)
@@ -44,3 +45,7 @@ class ForcedDrafter:
     def update(self, drafted: int, accepted: int) -> None:
         if not self.forced and self.then is not None:
             self.then.update(drafted, accepted)
+
+    def close(self) -> None:
+        if self.then is not None:
+            self.then.close()

@@ -5,16 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lumbung.engines.llamacpp.detok import StopMatcher, Utf8Stream
 from lumbung.engines.llamacpp.lora import BASE, LoraKey, LoraSet
 from lumbung.engines.llamacpp.sampler import Sampler
-from lumbung.engines.llamacpp.speculative import NgramDrafter
+from lumbung.engines.llamacpp.speculative import Drafter
 from lumbung.types import Chunk, SamplingParams, TokenLogprob
-
-if TYPE_CHECKING:
-    from lumbung.engines.llamacpp.forced import ForcedDrafter
 
 
 @dataclass(eq=False)
@@ -46,7 +43,7 @@ class Sequence:
     generated: int = 0
     started: float = 0.0
     sampler: Sampler | None = None
-    drafter: NgramDrafter | ForcedDrafter | None = None  # speculative drafts, when on for this request
+    drafter: Drafter | None = None  # speculative drafts, when on for this request
     utf8: Utf8Stream = field(default_factory=Utf8Stream)
     stops: StopMatcher | None = None
     logprobs: list[TokenLogprob] = field(default_factory=list)  # not yet sent

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 
 @dataclass(slots=True)
@@ -37,6 +38,17 @@ class SpeculationStats:
     @property
     def acceptance(self) -> float | None:
         return self.accepted / self.drafted if self.drafted else None
+
+
+class Drafter(Protocol):
+    """What proposes a sequence's drafts: prompt lookup here, a draft model (draft_model.py), a
+    grammar's forced tokens (forced.py)."""
+
+    def draft(self, limit: int) -> list[int]: ...
+
+    def update(self, drafted: int, accepted: int) -> None: ...
+
+    def close(self) -> None: ...
 
 
 def verify(draft: list[int], sample: Callable[[int], int], ends: Callable[[int], bool]) -> list[int]:
@@ -102,3 +114,6 @@ class NgramDrafter:
             self.length = min(self.max_draft, self.length * 2)
         else:
             self.length = max(1, accepted + 1)
+
+    def close(self) -> None:
+        """Nothing held outside the sequence's own token list."""
