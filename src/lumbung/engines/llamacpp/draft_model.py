@@ -55,9 +55,17 @@ class DraftModel:
     """The draft model and its context; used by the engine thread only (``close`` after it ends)."""
 
     def __init__(
-        self, path: Path, target: LlamaModel, *, slots: int, slot_cells: int, batch: int, threads: int
+        self,
+        path: Path,
+        target: LlamaModel,
+        *,
+        slots: int,
+        slot_cells: int,
+        batch: int,
+        threads: int,
+        extra_buffers: bool = True,
     ) -> None:
-        self.model = LlamaModel(path)
+        self.model = LlamaModel(path, extra_buffers=extra_buffers)
         try:
             check_vocab(target, self.model)
             if llama_cpp.llama_model_is_recurrent(self.model.ptr) or llama_cpp.llama_model_is_hybrid(

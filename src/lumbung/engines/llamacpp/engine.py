@@ -39,6 +39,7 @@ import llama_cpp
 
 from lumbung.config import AmxMode, KvCacheType, RopeScaling, SpeculativeConfig
 from lumbung.engines.llamacpp import kv_types, logs, prefix_store, swa
+from lumbung.engines.llamacpp.amx import use_extra_buffers
 from lumbung.engines.llamacpp.context import ContextPlan, plan_context
 from lumbung.engines.llamacpp.detok import StopMatcher
 from lumbung.engines.llamacpp.draft_model import DraftModel
@@ -384,6 +385,7 @@ class Engine:
                 slot_cells=self.context_size,
                 batch=min(self.batch_size, 512),
                 threads=self.config.threads,
+                extra_buffers=use_extra_buffers(path, self.config.amx),
             )
         except BaseException:
             llama_cpp.llama_batch_free(self.batch)
