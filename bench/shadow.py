@@ -4,7 +4,7 @@ mirroring every request to a candidate (a second fast mock) in the background ("
 at a time, interleaved in batches of 10 so a busy machine weighs on all alike. Prints p50/p90 client
 latency and the server's CPU per request, with the ratio of each to "off".
 
-    python bench/shadow.py [--mode whole|stream] [--rounds 2]
+    python bench/shadow.py [--mode whole|stream] [--rounds 2] [--gap-ms 20]
 
 The ratio is what docs/performance.md reports: shadow and recording work leaves the request's path
 (a put on a bounded queue), so client latency should be within noise of "off"; the CPU column shows
@@ -76,7 +76,7 @@ def start(work: Path) -> tuple[dict[str, int], dict[str, int], list[subprocess.P
     return ports, pids, procs
 
 
-async def run(ports: dict[str, int], pids: dict[str, int], stream: bool, rounds: int) -> None:
+async def run(ports: dict[str, int], pids: dict[str, int], stream: bool, rounds: int, gap: float) -> None:
     body = {"model": "bench", "messages": [{"role": "user", "content": "hi"}], "stream": stream}
     for port in ports.values():
         await settle(port, body)
@@ -96,7 +96,7 @@ async def run(ports: dict[str, int], pids: dict[str, int], stream: bool, rounds:
                 if not await _exchange(pools[k], payload):
                     raise RuntimeError(f"{k}: a request failed")
                 latency[k].append((time.perf_counter() - t) * 1000)
-                await asyncio.sleep(0.004)  # room for the background work, as between real requests
+                await asyncio.sleep(gap)  # room for the background work, as between real requests
             cpu[k] += cpu_seconds(pids[k]) - before
     n = rounds * 400
     mode = "stream" if stream else "whole"
@@ -114,13 +114,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mode", choices=["whole", "stream"], default="whole")
     parser.add_argument("--rounds", type=int, default=2, help="Rounds of 400 requests per server.")
+    parser.add_argument(
+        "--gap-ms",
+        type=float,
+        default=20.0,
+        help="Pause after each request (a server's request rate is about 1000 / (latency + gap)); "
+        "a gap shorter than the shadow copy's CPU time saturates the process's one event loop.",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="lumbung-shadow-"))
     ports, pids, procs = start(work)
     try:
         import uvloop
 
-        uvloop.run(run(ports, pids, args.mode == "stream", args.rounds))
+        uvloop.run(run(ports, pids, args.mode == "stream", args.rounds, args.gap_ms / 1000))
         shadowed = work / "shadow" / "recordings" / "shadow-bench.jsonl"
         pairs = shadowed.read_text().count("\n") if shadowed.exists() else 0
         print(f"shadow-bench.jsonl holds {pairs} exchanges so far (live and candidate)")

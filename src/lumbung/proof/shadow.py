@@ -2,8 +2,10 @@
 both answers recorded (``shadow-ROUTE``, roles ``shadow-live`` and ``shadow-candidate``, one ``id``),
 for ``lumbung shadow report`` to compare.
 
-The live request only offers its copy to its route's lane: a put on a bounded queue, or a drop
-(counted) when the queue is full, so a slow or hung candidate never reaches the client. A lane's
+The live request only offers its copy to its route's lane; the copy is put on the lane's bounded
+queue once the live request is over (its record closed), or dropped (counted) when the queue is full,
+so a slow or hung candidate never reaches the client, and the candidate's call does not run on the
+event loop while the live answer it mirrors is still being sent. A lane's
 workers send the copies through the gateway (so the candidate may be any route or model), each under
 the lane's timeout, and never to a provider the live route's egress policy forbids: the candidate's
 targets are checked per request, as well as once at start-up (config/routes.py).
@@ -52,6 +54,22 @@ class Copy:
     egress: tuple[str, ...] = ()  # the live request's key's egress scope (accounts/scopes.py)
 
 
+@dataclass(slots=True)
+class Pending:
+    """A live request's copy, chosen for its route's shadow, sent once the live request is over."""
+
+    shadows: Shadows
+    lane: Lane
+    copy: Copy
+
+    @property
+    def candidate(self) -> str:
+        return self.lane.config.target
+
+    def send(self) -> bool:
+        return self.shadows.send(self.lane, self.copy)
+
+
 @dataclass
 class Lane:
     """One route's shadow: its queue, its workers and its counts."""
@@ -79,8 +97,9 @@ class Shadows:
         request: ChatRequest | CompletionRequest | ForwardRequest,
         rid: str,
         stream: bool,
-    ) -> str | None:
-        """On the live request's path: the candidate a copy of it was queued for, or None."""
+    ) -> Pending | None:
+        """On the live request's path: a copy of it chosen for the route's shadow (``send`` it when
+        the live request is over), or None."""
         lane = self.lanes.get(route.name)
         if (
             lane is None
@@ -88,17 +107,21 @@ class Shadows:
             or self.rng.random() >= lane.config.fraction
         ):
             return None
+        policy = scopes.current()  # the copy leaves the request's context: its key's scope goes along
+        egress = policy.egress if policy is not None else ()
+        return Pending(self, lane, Copy(rid, request, time.time(), stream, egress))
+
+    def send(self, lane: Lane, copy: Copy) -> bool:
+        """Queue a copy for the lane's workers (on the event loop); False: dropped, the queue full."""
         if not lane.workers:
             self._start(lane)
         try:
-            policy = scopes.current()  # the copy leaves the request's context: its key's scope goes along
-            egress = policy.egress if policy is not None else ()
-            lane.queue.put_nowait(Copy(rid, request, time.time(), stream, egress))
+            lane.queue.put_nowait(copy)
         except asyncio.QueueFull:
             lane.counts["dropped"] += 1
-            return None
+            return False
         lane.counts["queued"] += 1
-        return lane.config.target
+        return True
 
     def _start(self, lane: Lane) -> None:
         # A context of their own: started from a live request's task, they must not carry its record.

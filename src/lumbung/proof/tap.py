@@ -25,7 +25,7 @@ from lumbung.gateway.router import Gateway
 from lumbung.gateway.state import Route
 from lumbung.proof.exchange import Exchange
 from lumbung.proof.recorder import Recorder
-from lumbung.proof.shadow import SHADOW_API, Shadows, shadow_recording
+from lumbung.proof.shadow import SHADOW_API, Pending, Shadows, shadow_recording
 from lumbung.proof.wire import answer_body, chat_body, collected, forwarded_answer
 from lumbung.record import RequestRecord
 from lumbung.settings import Settings
@@ -76,10 +76,10 @@ class ProofTap:
         policy = rec.caller.policy if rec.caller is not None else None
         if policy is not None and policy.record and self.rng.random() < policy.record:
             names.append(key_recording(policy.name))
-        candidate = self.shadows.offer(route, request, rec.id, stream) if self.shadows is not None else None
-        if not names and candidate is None:
+        pending = self.shadows.offer(route, request, rec.id, stream) if self.shadows is not None else None
+        if not names and pending is None:
             return None
-        shadow = (route.name, candidate) if candidate is not None else None
+        shadow = (route.name, pending) if pending is not None else None
         watch = Watching(self.recorder, names, shadow, request, time.time())
         rec.sinks = (*rec.sinks, watch.finish)
         return watch
@@ -100,13 +100,13 @@ class Watching:
         self,
         recorder: Recorder,
         names: list[str],
-        shadow: tuple[str, str] | None,
+        shadow: tuple[str, Pending] | None,
         request: ChatRequest | ForwardRequest,
         created: float,
     ) -> None:
         self.recorder = recorder
         self.names = names
-        self.shadow = shadow  # (route, candidate) when a copy went to the route's shadow
+        self.shadow = shadow  # (route, its copy) when a copy is to go to the route's shadow
         self.request = request
         self.created = created
         self.items: list[Any] = []
@@ -124,10 +124,12 @@ class Watching:
         for name in self.names:
             self.recorder.submit(name, lambda: self.exchange(facts, "recorded"))
         if self.shadow is not None:
-            route, candidate = self.shadow
-            self.recorder.submit(
-                shadow_recording(route), lambda: self.exchange(facts, "shadow-live", {"candidate": candidate})
-            )
+            route, pending = self.shadow
+            if pending.send():  # the candidate is asked now, not while the live answer was sent
+                extra = {"candidate": pending.candidate}
+                self.recorder.submit(
+                    shadow_recording(route), lambda: self.exchange(facts, "shadow-live", extra)
+                )
 
     def exchange(self, facts: Facts, role: str, extra: dict[str, Any] | None = None) -> Exchange:
         """Built on the recorder's thread."""
