@@ -40,7 +40,7 @@ def engine_config(
     speculative = model.speculative if model and model.speculative else settings.speculative
     draft = None
     if speculative is not None and speculative.mode == "draft" and speculative.model:
-        draft = draft_model_path(settings, store or ModelStore(settings.home), speculative.model)
+        draft = stored.draft_model_path(settings.home, store or ModelStore(settings.home), speculative.model)
     return EngineConfig(
         context_size=(model.context_size if model and model.context_size else settings.context_size),
         rope_scaling=model.rope_scaling if model else None,
@@ -63,25 +63,6 @@ def engine_config(
         speculative=speculative,
         draft_model=draft,
     )
-
-
-def draft_model_path(settings: Settings, store: ModelStore, name: str) -> Callable[[], Path]:
-    """Where speculative mode ``draft`` finds its model, as served models are found: an embedded
-    model (name or reference), a GGUF file by path, or a model in the store (name or reference)."""
-    for embedded in (SMOLLM2, GEMMA):
-        if name in (embedded.entry.name, embedded.entry.reference):
-            return partial(embedded_model_path, settings.home, embedded)
-    path = Path(name).expanduser()
-    if path.suffix.lower() == ".gguf" or path.is_file():
-        return partial(checked_gguf, path)
-    try:
-        manifest = store.find(name)
-    except ModelNotInStore as exc:
-        raise ConfigError(
-            f"speculative draft model {name!r} is neither a GGUF file nor a model in the store; "
-            f"give a path to a .gguf file or run `lumbung pull {name}` first"
-        ) from exc
-    return partial(stored_model_path, store, manifest.reference)
 
 
 def local_specs(settings: Settings, store: ModelStore | None = None) -> list[LocalModelSpec]:

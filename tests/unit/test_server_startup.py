@@ -76,3 +76,34 @@ def test_origin_names_the_line_the_variable_or_the_default(tmp_path: Path) -> No
     assert settings.origin("models", 0) == f"{config}:3"
     assert settings.origin("port") == "env LUMBUNG_PORT"
     assert settings.origin("threads") == "default"
+
+
+@pytest.mark.parametrize(
+    ("breaks", "why"),
+    [(_missing, "cannot read"), (_bad_magic, "bad magic"), (_truncated, "truncated")],
+)
+def test_a_broken_draft_model_file_stops_start_up(
+    tmp_path: Path, breaks: Callable[[Path], None], why: str
+) -> None:
+    good = write_gguf(tmp_path / "good.gguf")
+    broken = tmp_path / "draft.gguf"
+    breaks(broken)
+    config = tmp_path / "lumbung.yaml"
+    speculative = {"mode": "draft", "model": str(broken)}
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "home": str(tmp_path / "home"),
+                "serve_default_model": False,
+                "models": [{"id": "big", "path": str(good), "speculative": speculative}],
+            },
+            sort_keys=False,
+        )
+    )
+    line = next(i for i, text in enumerate(config.read_text().splitlines(), 1) if "draft.gguf" in text)
+    settings, _ = load_settings(config, environ={})
+    with pytest.raises(ConfigError) as err:
+        build_app(settings)
+    message = str(err.value)
+    assert "model 'big'" in message and "speculative draft model" in message
+    assert f"{config}:{line}" in message and "draft.gguf" in message and why in message

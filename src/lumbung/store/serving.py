@@ -13,6 +13,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,27 @@ def checked_gguf(path: Path) -> Path:
     return path
 
 
+def draft_model_path(home: Path, store: ModelStore, name: str) -> Callable[[], Path]:
+    """Where speculative mode ``draft`` finds its model, as served models are found: an embedded
+    model (name or reference), a GGUF file by path, or a model in the store (name or reference)."""
+    from lumbung.store.embedded import ALL, embedded_model_path
+
+    for embedded in ALL:
+        if name in (embedded.entry.name, embedded.entry.reference):
+            return partial(embedded_model_path, home, embedded)
+    path = Path(name).expanduser()
+    if path.suffix.lower() == ".gguf" or path.is_file():
+        return partial(checked_gguf, path)
+    try:
+        manifest = store.find(name)
+    except ModelNotInStore as exc:
+        raise ConfigError(
+            f"speculative draft model {name!r} is neither a GGUF file nor a model in the store; "
+            f"give a path to a .gguf file or run `lumbung pull {name}` first"
+        ) from exc
+    return partial(stored_model_path, store, manifest.reference)
+
+
 def details(manifest: Manifest | None) -> dict[str, Any]:
     """What the APIs can show about a stored model before it is loaded (ModelInfo.details keys)."""
     if manifest is None:
@@ -142,6 +164,13 @@ def check_configured_files(settings: Settings, store: ModelStore) -> None:
         except ModelFileError as exc:
             where = settings.origin("models", i, "path" if model.path is not None else "ref")
             raise ConfigError(f"model {model.id!r} ({where}): {exc}") from exc
+        draft = model.speculative.model if model.speculative and model.speculative.mode == "draft" else None
+        if draft is not None and Path(draft).expanduser().suffix.lower() == ".gguf":
+            try:  # a draft model's file: checked as the model's own (a store name is checked at config)
+                checked_gguf(Path(draft).expanduser())
+            except ModelFileError as exc:
+                where = settings.origin("models", i, "speculative", "model")
+                raise ConfigError(f"model {model.id!r} ({where}): speculative draft model: {exc}") from exc
 
 
 def served_manifests(
