@@ -4,8 +4,6 @@ error; a long prompt within it is served, its KV memory shown by `lumbung ps`.""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -103,14 +101,8 @@ def test_an_18k_token_prompt_on_gemma_is_served_and_ps_shows_its_kv_memory(start
     assert held == gemma["kv_cells_used"] * per_cell > 50 * 2**20
     # One sequence at the full 32k context: a cell per token there, and a window of the rest.
     assert 32768 * per_cell < gemma["kv_bytes_per_sequence"] < 32768 * per_cell + window
-    ps = subprocess.run(
-        [sys.executable, "-m", "lumbung", "ps", "--url", server.base_url],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    row = next(line for line in ps.stdout.splitlines() if "gemma3:270m" in line)
+    ps = server.ps()
+    row = next(line for line in ps.splitlines() if "gemma3:270m" in line)
     assert "32,768" in row and f"{held / 2**20:,.0f} MiB of" in row
 
 

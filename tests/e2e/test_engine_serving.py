@@ -4,8 +4,6 @@ queue, prefix reuse, idle unload and reload, the memory budget, and `lumbung ps`
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -95,14 +93,8 @@ def test_a_full_queue_answers_429_with_retry_after(start_server: Callable[..., S
         )
     assert int(err.value.response.headers["retry-after"]) >= 1
     assert err.value.code == "rate_limit_exceeded"
-    ps = subprocess.run(
-        [sys.executable, "-m", "lumbung", "ps", "--url", server.base_url],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    assert "gemma3:270m" in ps.stdout and "1/1" in ps.stdout and "MiB" in ps.stdout
+    ps = server.ps()
+    assert "gemma3:270m" in ps and "1/1" in ps and "MiB" in ps
     stream.close()  # the disconnect frees the slot
     wait_for(lambda: models(server)["gemma3:270m"]["active_requests"] == 0)
     done = client.chat.completions.create(

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -90,14 +88,8 @@ def test_acceptance_rate_and_fast_forwarded_tokens_in_models_ps_and_metrics(star
     assert metrics["lumbung_model_kv_bytes_per_sequence"] == shown["kv_bytes_per_sequence"]
     assert metrics["lumbung_model_kv_capacity_bytes"] == shown["kv_bytes"]
 
-    ps = subprocess.run(
-        [sys.executable, "-m", "lumbung", "ps", "--url", server.base_url],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    row = " ".join(line.strip() for line in ps.stdout.splitlines())
-    assert f"{spec['acceptance_rate']:.0%} of {spec['draft_tokens']:,}" in row, ps.stdout
-    assert f"{forced:,} forced tokens" in row, ps.stdout
-    assert f"{shown['kv_bytes_per_sequence'] / 2**20:,.0f} MiB a sequence" in row, ps.stdout
+    ps = server.ps()
+    row = " ".join(line.strip() for line in ps.splitlines())
+    assert f"{spec['acceptance_rate']:.0%} of {spec['draft_tokens']:,}" in row, ps
+    assert f"{forced:,} forced tokens" in row, ps
+    assert f"{shown['kv_bytes_per_sequence'] / 2**20:,.0f} MiB a sequence" in row, ps

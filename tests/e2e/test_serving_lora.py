@@ -154,14 +154,5 @@ def test_ps_shows_adapter_memory(rig: Rig) -> None:
     loaded = models[f"{BASE}+test"]
     assert loaded["memory_bytes"] > 0 and loaded["adapter"]["loaded"] and loaded["base_model"] == BASE
     assert f"{BASE}+test" in {a["id"] for a in models[BASE]["adapters"]}
-    env = {**os.environ}
-    env.pop("LUMBUNG_CONFIG", None)
-    out = subprocess.run(
-        [sys.executable, "-m", "lumbung", "ps", "--url", rig.server.base_url],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert out.returncode == 0, out.stderr
-    row = next(line for line in out.stdout.splitlines() if f"{BASE}+test" in line)
+    row = next(line for line in rig.server.ps().splitlines() if f"{BASE}+test" in line)
     assert "MiB" in row

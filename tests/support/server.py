@@ -82,6 +82,19 @@ class ServerProcess:
             time.sleep(0.1)
         raise TimeoutError(f"server not ready after {timeout}s:\n{self.logs()}")
 
+    def ps(self) -> str:
+        """What `lumbung ps` prints about this server (its own process, as a user runs it)."""
+        env = {k: v for k, v in os.environ.items() if k != "LUMBUNG_CONFIG"}
+        out = subprocess.run(
+            [sys.executable, "-m", "lumbung", "ps", "--url", self.base_url],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
