@@ -142,9 +142,10 @@ def memory_line(body: dict[str, Any]) -> str | None:
 @click.option("--all", "include_all", is_flag=True, help="Also list configured models that are not loaded.")
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON of GET /v1/models.")
 def ps(config: Path | None, url: str | None, api_key: str | None, include_all: bool, as_json: bool) -> None:
-    """Show the loaded local models: memory, context, KV cache in use, running/parallel requests,
-    queue, prefix cache, unload time, speculative decoding's acceptance rate; then where the server's
-    memory goes (weights, KV caches, compute buffers, the rest)."""
+    """Show the loaded local models: memory, context, KV cache in use and what one sequence takes,
+    running/parallel requests, queue, prefix cache, unload time, speculative decoding's acceptance
+    rate and fast-forwarded tokens; then where the server's memory goes (weights, KV caches, compute
+    buffers, draft models, the rest)."""
     url, body = get_json(config, url, api_key, "/v1/models")
     models: list[dict[str, Any]] = body["data"]
     if as_json:
