@@ -5,6 +5,7 @@ around it: sampling, redaction (grep the bytes), size caps, retention, drops und
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import threading
@@ -316,3 +317,34 @@ async def test_every_chat_surface_is_recorded_as_a_chat_exchange(
     assert exchange.request["messages"][-1] == {"role": "user", "content": "hi"}
     assert exchange.response["choices"][0]["message"]["content"] == "Selamat pagi"  # type: ignore[index]
     assert exchange.id == response.headers["x-request-id"]
+
+
+async def test_the_writer_is_woken_only_after_the_answer_s_last_bytes_left(tmp_path: Path) -> None:
+    """A submit from the loop reaches the writer a turn later: the callbacks of the turn that wrote
+    the answer (its last bytes corked in the transport) run before the writer thread can want the GIL."""
+    recorder = Recorder(tmp_path, RecordingConfig(retention_days=None))
+    order: list[str] = []
+
+    def build() -> Exchange:
+        order.append("built")
+        return _exchange("one", time.time())
+
+    recorder.submit("r", build)
+    recorder.submit("r", lambda: _exchange("two", time.time()))
+    time.sleep(0.05)  # the GIL released within the turn, as uvloop does between callbacks
+    order.append("this turn ends")
+    await asyncio.sleep(0)
+    recorder.flush()
+    recorder.close()
+    assert order == ["this turn ends", "built"]
+    assert [e.id for e in read_exchanges(recording_path(tmp_path, "r"))] == ["one", "two"]
+
+
+async def test_flush_and_close_hand_over_what_was_submitted_this_turn(tmp_path: Path) -> None:
+    recorder = Recorder(tmp_path, RecordingConfig(retention_days=None))
+    recorder.submit("r", lambda: _exchange("now", time.time()))
+    recorder.flush()  # no turn passed: flush hands it over itself
+    assert [e.id for e in read_exchanges(recording_path(tmp_path, "r"))] == ["now"]
+    recorder.submit("r", lambda: _exchange("at-close", time.time()))
+    recorder.close()
+    assert [e.id for e in read_exchanges(recording_path(tmp_path, "r"))] == ["now", "at-close"]

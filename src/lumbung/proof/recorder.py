@@ -1,8 +1,14 @@
 """The recordings' one writer: exchanges come in through a bounded queue and a thread of their own
 builds, redacts and appends them, so recording never delays or fails the answer it records.
 
-    submit (the event loop: a put, or a drop counted when the queue is full)
+    submit (the event loop: noted, handed to the queue on the loop's next turn; a drop counted
+            when the queue is full)
       -> thread: build the Exchange -> redact -> size caps -> one O_APPEND write per line
+
+Why the next turn: a put wakes the writer thread, which then wants the GIL; uvloop releases it
+between callbacks, so a thread woken in the turn that wrote the answer's last bytes ran before the
+kernel had them sent (corked) and the client waited for the recording's JSON. Handed over a turn
+later, the answer has left first (docs/performance.md, "Shadow traffic").
 
 One ``write`` of one whole line with O_APPEND is what makes an append atomic per line: a reader (or a
 crash) sees whole lines, and at most a torn last one, which ``read_exchanges`` skips. Retention runs
@@ -11,13 +17,14 @@ in the same thread (at start, then hourly), so it never races an append.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import queue
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -44,6 +51,8 @@ class Recorder:
         self.redactor = Redactor(config.redact.paths, config.redact.patterns)
         self.counts: Counter[str] = Counter({outcome: 0 for outcome in OUTCOMES})
         self._queue: queue.Queue[tuple[str, Build] | None] = queue.Queue(config.queue)
+        self._noted: deque[tuple[str, Build]] = deque()  # submitted this turn, handed over the next
+        self._handing = False
         self._sizes: dict[str, int] = {}
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -53,10 +62,26 @@ class Recorder:
         """Queue one exchange for recording ``name``; never blocks (a full queue drops it, counted)."""
         if self._thread is None:
             self.start()
+        self._noted.append((name, build))
+        if self._handing:
+            return
         try:
-            self._queue.put_nowait((name, build))
-        except queue.Full:
-            self.counts["dropped"] += 1
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._hand_over()  # no loop (a script, a test): at once
+            return
+        self._handing = True
+        loop.call_soon(self._hand_over)
+
+    def _hand_over(self) -> None:
+        """Move what was submitted into the writer's queue (waking the writer)."""
+        self._handing = False
+        while self._noted:
+            item = self._noted.popleft()
+            try:
+                self._queue.put_nowait(item)
+            except queue.Full:
+                self.counts["dropped"] += 1
 
     def start(self) -> None:
         with self._lock:
@@ -65,7 +90,8 @@ class Recorder:
                 self._thread.start()
 
     def flush(self) -> None:
-        """Wait until everything queued so far is written (tests, shutdown)."""
+        """Wait until everything submitted so far is written (tests, shutdown)."""
+        self._hand_over()
         if self._thread is not None:
             self._queue.join()
 
@@ -74,6 +100,7 @@ class Recorder:
         thread = self._thread
         if thread is None:
             return
+        self._hand_over()
         try:
             self._queue.put(None, timeout=timeout)
         except queue.Full:
