@@ -1,14 +1,15 @@
-"""Shadow traffic's cost to the client: the same fast mock upstream behind three `lumbung serve`
-processes, one with nothing on ("off"), one recording every request ("record"), one recording and
-mirroring every request to a candidate (a second fast mock) in the background ("shadow"). One request
-at a time, interleaved in batches of 10 so a busy machine weighs on all alike. Prints p50/p90 client
-latency and the server's CPU per request, with the ratio of each to "off".
+"""Shadow traffic's cost to the client: the same fast mock upstream behind four `lumbung serve`
+processes, two with nothing on ("off" and "off-again": their difference is the noise of the
+measurement), one recording every request ("record"), one recording and mirroring every request to a
+candidate (a second fast mock) in the background ("shadow"). One request at a time, interleaved in
+batches of 10 so a busy machine weighs on all alike. Prints p50/p90 client latency and the server's
+CPU per request, with each p50's ratio to "off" and its bootstrap 95% interval.
 
     python bench/shadow.py [--mode whole|stream] [--rounds 2] [--gap-ms 20]
 
 The ratio is what docs/performance.md reports: shadow and recording work leaves the request's path
-(a put on a bounded queue), so client latency should be within noise of "off"; the CPU column shows
-what the background work costs the machine.
+(a put on a bounded queue), so client latency should be within noise of "off" (as far from it as
+"off-again" is); the CPU column shows what the background work costs the machine.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -30,6 +32,7 @@ from gateway_overhead import ROOT, Pool, _exchange, free_port, settle, wait_http
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "off": {},
+    "off-again": {},
     "record": {"record": {"rate": 1.0}},
     "shadow": {"record": {"rate": 1.0}, "shadow": {"target": "candidate", "fraction": 1.0, "queue": 64}},
 }
@@ -104,10 +107,23 @@ async def run(ports: dict[str, int], pids: dict[str, int], stream: bool, rounds:
     for k, values in latency.items():
         values.sort()
         p50 = statistics.median(values)
+        low, high = ratio_interval(values, latency["off"])
         print(
-            f"{mode} {k:6} p50 {p50:.3f} ms  p90 {values[9 * n // 10]:.3f} ms  "
-            f"CPU {cpu[k] / n * 1e6:.0f} us/request  p50 ratio to off {p50 / off:.3f}"
+            f"{mode} {k:9} p50 {p50:.3f} ms  p90 {values[9 * n // 10]:.3f} ms  "
+            f"CPU {cpu[k] / n * 1e6:.0f} us/request  p50 ratio to off {p50 / off:.3f} "
+            f"(95% {low:.3f}-{high:.3f})"
         )
+
+
+def ratio_interval(values: list[float], base: list[float], draws: int = 2000) -> tuple[float, float]:
+    """Bootstrap 95% interval of median(values) / median(base), both resampled with replacement."""
+    rng = random.Random(0)
+    ratios = sorted(
+        statistics.median(rng.choices(values, k=len(values)))
+        / statistics.median(rng.choices(base, k=len(base)))
+        for _ in range(draws)
+    )
+    return ratios[int(0.025 * draws)], ratios[int(0.975 * draws) - 1]
 
 
 def main() -> None:

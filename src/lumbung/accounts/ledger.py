@@ -3,8 +3,9 @@
 
 It is one more sink of the request record (record.py): the boundary closes a record for every
 request, and ``Ledger.sink`` queues it: no I/O on the request's path, and the row (accounts/costs.py,
-~10-30 us) is made by the writer, off the request's clock; only a key with a budget has its row made at
-once, so its spend counts before its next request. A task writes the queue in one transaction every ``flush_seconds``, or at once when
+~10-30 us) is made by the writer, off the request's clock; only a key with a budget has its row made
+at once, so its spend counts before its next request. A task writes the queue in one transaction
+(``Database.append``: on SQLite in a thread of its own) every ``flush_seconds``, or at once when
 ``batch_rows`` are waiting; shutdown writes what is left.
 
 What a ``kill -9`` loses: the rows still queued (requests that ended within the last flush interval,
@@ -27,7 +28,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Boolean, Float, Index, Integer, String, func, insert, select
+from sqlalchemy import Boolean, Float, Index, Integer, String, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from lumbung.accounts.budgets import PERIODS, Budgets, period_bounds
@@ -146,8 +147,7 @@ class Ledger:
                 return 0
             batch = [self._row(item) for item in queued]
             try:
-                async with self.db.engine.begin() as conn:
-                    await conn.execute(insert(UsageEntry), batch)
+                await self.db.append(UsageEntry, batch)
             except BaseException:
                 self.queued = [*batch, *self.queued]
                 if len(self.queued) > MAX_QUEUED:

