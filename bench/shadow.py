@@ -38,10 +38,20 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-def start(work: Path) -> tuple[dict[str, int], dict[str, int], list[subprocess.Popen[bytes]]]:
+def start(
+    work: Path, cpus: set[int] | None = None
+) -> tuple[dict[str, int], dict[str, int], list[subprocess.Popen[bytes]]]:
+    """The mocks and servers, on ``cpus`` when given."""
+
+    def pin() -> None:
+        if cpus is not None:
+            os.sched_setaffinity(0, cpus)
+
     mocks = [free_port(), free_port()]
     procs = [
-        subprocess.Popen([sys.executable, str(ROOT / "bench/gateway_overhead_mock.py"), str(port)])
+        subprocess.Popen(
+            [sys.executable, str(ROOT / "bench/gateway_overhead_mock.py"), str(port)], preexec_fn=pin
+        )
         for port in mocks
     ]
     providers = [
@@ -73,7 +83,7 @@ def start(work: Path) -> tuple[dict[str, int], dict[str, int], list[subprocess.P
             "--config",
             str(work / f"{name}.yaml"),
         ]
-        procs.append(subprocess.Popen(command, env=env, stdout=log, stderr=log))
+        procs.append(subprocess.Popen(command, env=env, stdout=log, stderr=log, preexec_fn=pin))
         wait_http(port, "/health", procs[-1])
         ports[name], pids[name] = port, procs[-1].pid
     return ports, pids, procs
@@ -137,9 +147,23 @@ def main() -> None:
         help="Pause after each request (a server's request rate is about 1000 / (latency + gap)); "
         "a gap shorter than the shadow copy's CPU time saturates the process's one event loop.",
     )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="The client alone on the first CPU, servers and mocks on the others: the background work "
+        "then cannot delay the client's reading of its answer (as on a real deployment, where the "
+        "client runs elsewhere).",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="lumbung-shadow-"))
-    ports, pids, procs = start(work)
+    cpus = None
+    if args.pin:
+        mine = sorted(os.sched_getaffinity(0))
+        if len(mine) < 2:
+            parser.error("--pin needs two CPUs")
+        os.sched_setaffinity(0, {mine[0]})
+        cpus = set(mine[1:])
+    ports, pids, procs = start(work, cpus)
     try:
         import uvloop
 

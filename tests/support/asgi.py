@@ -80,11 +80,13 @@ class _Exchange:
         """The whole body arrived: the app's task ends now (after it uvicorn reports a disconnect too)."""
         self.gone.set()
         await self.task
+        await asyncio.sleep(0)  # what the app left for the loop's next turn (its record's close) runs
 
     async def hang_up(self) -> None:
         self.gone.set()
         with contextlib.suppress(Exception):
             await self.task
+        await asyncio.sleep(0)
 
 
 class StreamingTransport(httpx.AsyncBaseTransport):

@@ -345,7 +345,9 @@ class Boundary:
             if not reply.started:  # no answer at all: the client left before it
                 rec.status = 499
                 rec.error = rec.error or "client_disconnected"
-            rec.close()
+            # The sinks (log line, ledger, metrics, recording) run on the loop's next turn: the
+            # answer's last bytes, gathered by the corked transport in this turn, leave first.
+            asyncio.get_running_loop().call_soon(rec.close)
             record.current.reset(token)
 
     async def _count(
