@@ -2,14 +2,15 @@
 
 Tables are created on first open; each module that keeps state declares its tables on ``Base``.
 
+A column added to a table later must be nullable: ``open`` adds it to a database made before it
+(``ALTER TABLE ... ADD COLUMN``, rows kept, the new column NULL in them). Why no migration tool: the
+schema has only grown by nullable columns so far; a change that is not additive is when one is due.
+
 ``append`` writes a batch of rows in one transaction off the event loop. On SQLite it runs in one
 thread of its own, on a plain ``sqlite3`` connection with the same pragmas: through aiosqlite and
 SQLAlchemy's ORM layer a 100-row batch cost the loop ~1.7 ms of CPU (and the GIL while it ran, the
 latency of every request then in flight); the thread's ``executemany`` leaves it ~0.3 ms, and sqlite3
 releases the GIL while it writes. Other databases go through the async engine as before.
-A column added to a table later must be nullable: ``open`` adds it to a database made before it
-(``ALTER TABLE ... ADD COLUMN``, rows kept, the new column NULL in them). Why no migration tool: the
-schema has only grown by nullable columns so far; a change that is not additive is when one is due.
 """
 
 from __future__ import annotations
@@ -127,7 +128,8 @@ class _SqliteAppender:
             conn.executemany(sql, [tuple(row.get(name) for name in names) for row in rows])
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # a failed COMMIT may have ended it: keep the first error
+                conn.execute("ROLLBACK")
             raise
 
     def _close(self) -> None:
@@ -140,7 +142,8 @@ class _SqliteAppender:
         if self._closed:
             return
         self._closed = True
-        await asyncio.get_running_loop().run_in_executor(self._pool, self._close)
+        if self._conn is not None:  # never written (a CLI reading usage): no thread to start
+            await asyncio.get_running_loop().run_in_executor(self._pool, self._close)
         self._pool.shutdown(wait=True)
 
 
