@@ -52,7 +52,6 @@ class Recorder:
         self.counts: Counter[str] = Counter({outcome: 0 for outcome in OUTCOMES})
         self._queue: queue.Queue[tuple[str, Build] | None] = queue.Queue(config.queue)
         self._noted: deque[tuple[str, Build]] = deque()  # submitted this turn, handed over the next
-        self._handing = False
         self._sizes: dict[str, int] = {}
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -62,20 +61,17 @@ class Recorder:
         """Queue one exchange for recording ``name``; never blocks (a full queue drops it, counted)."""
         if self._thread is None:
             self.start()
+        scheduled = bool(self._noted)  # something noted this turn: its hand-over is on the way
         self._noted.append((name, build))
-        if self._handing:
+        if scheduled:
             return
         try:
-            loop = asyncio.get_running_loop()
+            asyncio.get_running_loop().call_soon(self._hand_over)
         except RuntimeError:
             self._hand_over()  # no loop (a script, a test): at once
-            return
-        self._handing = True
-        loop.call_soon(self._hand_over)
 
     def _hand_over(self) -> None:
         """Move what was submitted into the writer's queue (waking the writer)."""
-        self._handing = False
         while self._noted:
             item = self._noted.popleft()
             try:
