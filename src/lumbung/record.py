@@ -4,7 +4,10 @@ an in-band error), the gateway notes each attempt (which target, how it ended, t
 and the boundary closes it once the request is over (the answer's last byte went out, the client left, or
 the request was refused) and everything it started has ended. Closing hands it to the record's sinks: the
 access log line, /metrics, traces, and the usage ledger's row (accounts/ledger.py: one per accepted
-request, success or failure).
+request, success or failure). The boundary takes the request's latency when it ends and hands the record
+to an ``Outbox``, which closes it a moment later (``lumbung serve``: ``SINK_DELAY``), with any others
+that ended meanwhile: work done right after an answer's last bytes were written delays the client that
+reads them (on a small machine the client is often woken on the server's own CPU and waits for it).
 
 The gateway finds the record of the request it serves through ``current`` (a context variable the
 boundary sets for the request's task, inherited by the tasks it starts), so no surface passes it
@@ -13,6 +16,8 @@ along; work outside any request (the drill's probes, ``lumbung run``) finds None
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
@@ -20,6 +25,9 @@ from dataclasses import dataclass, field
 
 from lumbung.accounts.keys import Caller
 from lumbung.types import Usage
+
+errlog = logging.getLogger("lumbung.errors")
+SINK_DELAY = 0.002  # seconds after a request ends before ``lumbung serve`` runs its record's sinks
 
 
 @dataclass(slots=True)
@@ -107,13 +115,20 @@ class RequestRecord:
         if status is not None and not self.done:
             self.status = status
 
+    def stop(self) -> None:
+        """The request is over: its latency is taken now, whenever its sinks run; later calls change
+        nothing."""
+        if self.latency_ms is None:
+            self.latency_ms = round((time.perf_counter() - self.start) * 1000, 1)
+
     def close(self) -> None:
         """Once the request is over, everything of it included (the gateway's attempts are closed and
-        noted by then): hand the record to its sinks; later calls change nothing."""
+        noted by then): hand the record to its sinks, each whatever the others did; later calls change
+        nothing."""
         if self.done:
             return
         self.done = True
-        self.latency_ms = round((time.perf_counter() - self.start) * 1000, 1)
+        self.stop()
         usage = self.usage
         if usage is not None:
             if self.prompt_tokens is None:
@@ -121,7 +136,40 @@ class RequestRecord:
             if self.completion_tokens is None:
                 self.completion_tokens = usage.completion_tokens
         for sink in self.sinks:
-            sink(self)
+            try:
+                sink(self)
+            except Exception:
+                errlog.exception("request %s: a sink of its record failed (%r)", self.id, sink)
+
+
+class Outbox:
+    """Closes the records of ended requests ``delay`` seconds later, those that ended meanwhile in the
+    same turn of the loop; with no delay, on the loop's next turn. ``drain`` closes the waiting ones
+    now (at shutdown, before the usage ledger writes its last rows)."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self._waiting: list[RequestRecord] = []
+        self._timer: asyncio.TimerHandle | asyncio.Handle | None = None
+
+    def put(self, rec: RequestRecord) -> None:
+        self._waiting.append(rec)
+        if self._timer is None:
+            loop = asyncio.get_running_loop()
+            self._timer = (
+                loop.call_later(self.delay, self.drain) if self.delay > 0 else loop.call_soon(self.drain)
+            )
+
+    def drain(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        waiting, self._waiting = self._waiting, []
+        for rec in waiting:
+            rec.close()
+
+    def __len__(self) -> int:
+        return len(self._waiting)
 
 
 current: ContextVar[RequestRecord | None] = ContextVar("lumbung_request_record", default=None)

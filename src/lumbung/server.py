@@ -14,6 +14,7 @@ from lumbung.engines.llamacpp.backend import AdapterSpec, LlamaCppBackend, Local
 from lumbung.engines.llamacpp.engine import EngineConfig
 from lumbung.errors import ConfigError, ModelNotInStore
 from lumbung.gateway.build import build_gateway
+from lumbung.record import SINK_DELAY
 from lumbung.settings import DEFAULT_MODEL_ALIASES, Settings
 from lumbung.store import embedded_minilm
 from lumbung.store import serving as stored
@@ -233,6 +234,6 @@ def build_app(settings: Settings) -> Starlette:
         if specs:
             await local.get(specs[0].id)
 
-    app = create_app(settings, gateway, preload=preload, on_shutdown=local.close)
+    app = create_app(settings, gateway, preload=preload, on_shutdown=local.close, sink_delay=SINK_DELAY)
     app.state.store = StoreService(settings, on_change=store_changed)
     return app

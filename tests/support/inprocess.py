@@ -77,9 +77,12 @@ def build(
     provider_options: Mapping[str, dict[str, Any]] | None = None,
     routes: list[dict[str, Any]] | None = None,
     clock: TimerClock = monotonic,
+    sink_delay: float = 0.0,
     **settings: Any,
 ) -> Built:
-    """The app, not started (``in_process`` starts it; schemathesis starts it on its own)."""
+    """The app, not started (``in_process`` starts it; schemathesis starts it on its own).
+    ``sink_delay``: as ``lumbung serve`` passes it (record.SINK_DELAY); 0: records close on the loop's
+    next turn."""
     local = local or FakeBackend("local", [MODEL])
     providers = dict(providers or {})
     configs = [
@@ -101,7 +104,7 @@ def build(
         return built[cfg.name]
 
     gateway = build_gateway(config, local, make_backend=make_backend, environ={}, clock=clock)
-    return Built(create_app(config, gateway), gateway, config, local, built)
+    return Built(create_app(config, gateway, sink_delay=sink_delay), gateway, config, local, built)
 
 
 @contextlib.asynccontextmanager

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from lumbung.errors import ProviderCutOff, UpstreamError
+from lumbung.record import SINK_DELAY
 from lumbung.state.db import sqlite_url
 from tests.support.fake_backend import Fail, FakeBackend, Hang
 from tests.support.fake_upstream import FakeUpstream
@@ -243,10 +244,14 @@ def check_rows(sent: list[Sent], rows: list[dict[str, Any]]) -> None:
     assert outcomes == {"ok", "failed_over", "cut_off", "error", "hang_up"}
 
 
+@pytest.mark.parametrize("sink_delay", [0.0, SINK_DELAY, 3600.0], ids=["next-turn", "serve", "at-shutdown"])
 async def test_every_request_leaves_exactly_one_row_with_its_outcome(
-    tmp_path: Path, upstreams: tuple[FakeUpstream, FakeUpstream]
+    tmp_path: Path, upstreams: tuple[FakeUpstream, FakeUpstream], sink_delay: float
 ) -> None:
-    async with in_process(tmp_path, ledger_batch_rows=17, **gateway_of(*upstreams)) as lb:
+    """Whenever the records' sinks run: on the next turn, ``lumbung serve``'s moment later, or only when
+    the server stops (the rows of requests that ended just before a shutdown)."""
+    options = gateway_of(*upstreams)
+    async with in_process(tmp_path, ledger_batch_rows=17, sink_delay=sink_delay, **options) as lb:
         sent = await traffic(lb, upstreams, 300, seed=16)
     check_rows(sent, await ledger_rows(sqlite_url(tmp_path)))
 

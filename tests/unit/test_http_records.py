@@ -13,11 +13,13 @@ from pathlib import Path
 import pytest
 
 from lumbung.errors import UpstreamError
-from lumbung.record import RequestRecord
+from lumbung.record import Outbox, RequestRecord
+from lumbung.state.db import sqlite_url
 from lumbung.surfaces.common import AppState
 from tests.support.fake_backend import Fail, FakeBackend, Hang
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.inprocess import MODEL, InProcess, in_process, route
+from tests.support.ledger import ledger_rows
 from tests.support.surfaces import ANTHROPIC_MESSAGES, OLLAMA_CHAT, OPENAI_CHAT, SURFACES, Surface
 
 surfaces = pytest.mark.parametrize("surface", SURFACES, ids=[s.name for s in SURFACES])
@@ -182,3 +184,80 @@ async def test_embeddings_are_attempts_with_their_usage_on_the_record(tmp_path: 
     [rec] = closed
     assert [(a.target, a.error) for a in rec.attempts] == [("a/m", "upstream_error"), ("b/m", None)]
     assert rec.target == "b/m" and rec.prompt_tokens == 2
+
+
+async def test_records_close_a_moment_after_their_requests_end_and_at_shutdown(tmp_path: Path) -> None:
+    """``lumbung serve`` runs the sinks a moment after a request (record.Outbox): the answer reaches its
+    client first. With a delay that never comes in time, the records wait, their latency already
+    taken, and the server's shutdown closes them before the ledger writes its last rows."""
+    async with in_process(
+        tmp_path, providers={"a": FakeBackend("a")}, routes=[route("r", ["a"])], sink_delay=3600
+    ) as lb:
+        closed = records_of(lb)
+        state: AppState = lb.app.state.lumbung
+        for _ in range(3):
+            response = await lb.client.post(OPENAI_CHAT.path, json=OPENAI_CHAT.body("r", stream=False))
+            assert response.status_code == 200
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert closed == [] and len(state.outbox) == 3
+        waiting = list(state.outbox._waiting)
+        assert all(rec.latency_ms is not None and not rec.done for rec in waiting)
+        latencies = [rec.latency_ms for rec in waiting]
+    assert [rec.id for rec in closed] == [rec.id for rec in waiting]
+    assert [rec.latency_ms for rec in closed] == latencies  # taken when each ended, not when closed
+    assert len(await ledger_rows(sqlite_url(tmp_path))) == 3
+
+
+async def test_an_outbox_closes_the_records_of_one_moment_together() -> None:
+    outbox = Outbox(0.001)
+    closed: list[str] = []
+    recs = [
+        RequestRecord(id=f"req-{n}", method="POST", path="/", sinks=[lambda r: closed.append(r.id)])
+        for n in range(3)
+    ]
+    for rec in recs[:2]:
+        rec.stop()
+        outbox.put(rec)
+    await asyncio.sleep(0)
+    assert closed == [] and len(outbox) == 2  # not on the next turn: a moment later
+    await until(lambda: len(closed) == 2)
+    assert closed == ["req-0", "req-1"]
+    outbox.put(recs[2])
+    outbox.drain()  # now, and the timer it had set changes nothing later
+    assert closed == ["req-0", "req-1", "req-2"] and len(outbox) == 0
+    await asyncio.sleep(0.005)
+    assert closed == ["req-0", "req-1", "req-2"]
+
+
+async def test_a_failing_sink_costs_no_other_sink_and_no_other_record(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    seen: list[str] = []
+
+    def broken(rec: RequestRecord) -> None:
+        raise RuntimeError("the disk is full")
+
+    outbox = Outbox()
+    for n in range(2):
+        outbox.put(
+            RequestRecord(id=f"req-{n}", method="POST", path="/", sinks=[broken, lambda r: seen.append(r.id)])
+        )
+    await until(lambda: len(seen) == 2)
+    assert seen == ["req-0", "req-1"]
+    assert [r.getMessage().split(":")[0] for r in caplog.records if r.name == "lumbung.errors"] == [
+        "request req-0",
+        "request req-1",
+    ]
+
+
+def test_a_records_latency_is_taken_when_it_stops_not_when_it_closes() -> None:
+    rec = RequestRecord(id="req-x", method="GET", path="/")
+    rec.start -= 1.0
+    rec.stop()
+    taken = rec.latency_ms
+    assert taken is not None and 1000 <= taken < 1500
+    rec.start -= 5.0
+    rec.stop()
+    rec.close()
+    assert rec.latency_ms == taken and rec.done

@@ -5,8 +5,9 @@ path and Starlette's endpoints alike):
       key (a spent budget: 429 insufficient_quota) -> body limit (413) -> the key's rate limits (429;
       accounts/limits.py)
       -> the app (a client hang-up cancels it, and everything it started, at once) -> an error before the first byte in the API's own envelope -> x-request-id on every
-      answer -> the record closed once the app is done (the last byte went out or the client left,
-      and every attempt is closed): its sinks run (the access log line, metrics, the usage ledger)
+      answer -> the record stopped once the app is done (the last byte went out or the client left,
+      and every attempt is closed: its latency taken) and closed a moment later (record.Outbox): its
+      sinks run (the access log line, metrics, the usage ledger)
 
 A key with rate limits holds its concurrency slot from the check until the request is over, however it
 ends (answered, failed, client gone, stream cut), and its tokens are settled then with the usage the
@@ -40,7 +41,7 @@ from lumbung.accounts.auth import Authenticator
 from lumbung.accounts.keys import Caller, presented_key
 from lumbung.accounts.limits import Grant, Limits, RateLimitExceeded, RateLimits, estimate
 from lumbung.errors import ApiError, InternalError, InvalidRequest, PayloadTooLarge
-from lumbung.record import RequestRecord
+from lumbung.record import Outbox, RequestRecord
 from lumbung.types import new_id
 
 log = logging.getLogger("lumbung.access")
@@ -117,13 +118,7 @@ def access_log(rec: RequestRecord) -> None:
             line[key] = value
     if len(rec.attempts) > 1:
         line["attempts"] = len(rec.attempts)
-    text = json.dumps(line, separators=(",", ":"))
-    try:
-        # Written on the loop's next turn, once the answer's last bytes have gone out: a log line
-        # costs ~0.1 ms here and should not be on the client's clock (docs/performance.md).
-        asyncio.get_running_loop().call_soon(log.info, text)
-    except RuntimeError:
-        log.info(text)
+    log.info(json.dumps(line, separators=(",", ":")))
 
 
 class _Reply:
@@ -283,8 +278,10 @@ class Boundary:
         sinks: Sequence[Sink],
         admit: Sequence[Admit] = (),
         limits: RateLimits | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
         self.app = app
+        self.outbox = outbox if outbox is not None else Outbox()
         self.keys = keys
         self.limit = limit
         self.policies = policies
@@ -345,9 +342,11 @@ class Boundary:
             if not reply.started:  # no answer at all: the client left before it
                 rec.status = 499
                 rec.error = rec.error or "client_disconnected"
-            # The sinks (log line, ledger, metrics, recording) run on the loop's next turn: the
-            # answer's last bytes, gathered by the corked transport in this turn, leave first.
-            asyncio.get_running_loop().call_soon(rec.close)
+            # The sinks (log line, ledger, metrics, recording) run later (record.Outbox): the
+            # answer's last bytes, gathered by the corked transport in this turn, leave first, and
+            # its client reads them before the sinks take the CPU.
+            rec.stop()
+            self.outbox.put(rec)
             record.current.reset(token)
 
     async def _count(

@@ -22,7 +22,7 @@ from lumbung.accounts.virtual import VirtualKeys
 from lumbung.errors import ApiError, InternalError, InvalidRequest
 from lumbung.gateway.router import Gateway
 from lumbung.observe.metrics import Metrics
-from lumbung.record import RequestRecord
+from lumbung.record import Outbox, RequestRecord
 from lumbung.settings import Settings
 from lumbung.surfaces.boundary import Admit, ErrorRenderer, Policy, Sink, access_log, error_response
 from lumbung.types import new_id
@@ -42,6 +42,7 @@ class AppState:
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # Where every request's record goes once closed: the access log; metrics and the ledger add themselves.
     sinks: list[Sink] = field(default_factory=lambda: [access_log])
+    outbox: Outbox = field(default_factory=Outbox)  # closes ended requests' records (runs the sinks)
     admit: list[Admit] = field(default_factory=list)  # checks of an accepted key (budgets)
     ledger: Ledger | None = None  # the usage ledger (accounts/ledger.py); None when turned off
     metrics: Metrics | None = None  # GET /metrics; every request counted once it ends

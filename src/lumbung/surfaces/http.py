@@ -31,6 +31,7 @@ from lumbung.observe.metrics import Endpoints, Metrics
 from lumbung.observe.proof import ProofState
 from lumbung.observe.traces import Traces
 from lumbung.proof.tap import build_tap
+from lumbung.record import Outbox
 from lumbung.settings import Settings
 from lumbung.state.db import Database
 from lumbung.surfaces import (
@@ -104,6 +105,7 @@ class App(Starlette):
             state.sinks,
             state.admit,
             limits=state.limits,
+            outbox=state.outbox,
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -116,10 +118,16 @@ def create_app(
     *,
     preload: Preload | None = None,
     on_shutdown: Callable[[], None] | None = None,
+    sink_delay: float = 0.0,
 ) -> Starlette:
-    """``preload`` loads the default model in the background; /health answers 503 until it is done."""
+    """``preload`` loads the default model in the background; /health answers 503 until it is done.
+    ``sink_delay``: seconds after a request ends before its record's sinks run (record.Outbox; 0: on
+    the loop's next turn)."""
     state = AppState(
-        settings=settings, gateway=gateway, keys=KeyRing(settings.api_keys, settings.admin_api_keys)
+        settings=settings,
+        gateway=gateway,
+        keys=KeyRing(settings.api_keys, settings.admin_api_keys),
+        outbox=Outbox(sink_delay),
     )
     state.limits = rate_limits(settings, gateway.clock)
     state.closers.append(state.limits.limiter.aclose)
@@ -156,6 +164,7 @@ def create_app(
         finally:
             if task is not None:
                 task.cancel()
+            state.outbox.drain()  # the last requests' records, before what their sinks write to closes
             for close in reversed(state.closers):
                 await close()
             await gateway.aclose()
