@@ -119,7 +119,10 @@ async def scenario(server: Server, model: str, clients: int, tokens: int) -> tup
             answers.setdefault(prompt, text)
             total += used
 
-    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=16)) as http:
+    # A connection per request: llama-server (cpp-httplib) closes a keep-alive connection after its
+    # maximum of requests, and a request sent on it as it closes fails ("Server disconnected").
+    limits = httpx.Limits(max_connections=16, max_keepalive_connections=0)
+    async with httpx.AsyncClient(limits=limits) as http:
         await one(http, server.url, model, "Say hello.", 4)  # warm: the model is loaded
         start = time.perf_counter()
         await asyncio.gather(*(client(i, http) for i in range(clients)))
