@@ -261,3 +261,24 @@ def test_a_records_latency_is_taken_when_it_stops_not_when_it_closes() -> None:
     rec.stop()
     rec.close()
     assert rec.latency_ms == taken and rec.done
+
+
+async def test_what_the_sinks_keep_is_read_with_the_requests_that_just_ended(tmp_path: Path) -> None:
+    """/metrics and /admin/usage close the waiting records first: a scrape right after an answer
+    counts it, however late the records would otherwise close."""
+    options = {"providers": {"a": FakeBackend("a")}, "routes": [route("r", ["a"])]}
+    async with in_process(tmp_path, sink_delay=3600, **options) as lb:
+        for _ in range(2):
+            response = await lb.client.post(OPENAI_CHAT.path, json=OPENAI_CHAT.body("r", stream=False))
+            assert response.status_code == 200
+        metrics = await lb.client.get("/metrics")
+        assert "lumbung_requests_total{" in metrics.text
+        counted = [
+            line
+            for line in metrics.text.splitlines()
+            if line.startswith("lumbung_requests_total{") and 'outcome="ok"' in line
+        ]
+        assert sum(float(line.rsplit(" ", 1)[1]) for line in counted) == 2, counted
+        response = await lb.client.post(OPENAI_CHAT.path, json=OPENAI_CHAT.body("r", stream=False))
+        usage = (await lb.client.get("/admin/usage", params={"by": "route"})).json()
+        assert usage["total"]["requests"] == 3, usage

@@ -28,10 +28,11 @@ async def providers(request: Request, entry: RequestLog) -> Response:
 
 @endpoint(oai.error_body, admin=True)
 async def metrics(request: Request, entry: RequestLog) -> Response:
-    series = state_of(request).metrics
-    if series is None:
+    state = state_of(request)
+    if state.metrics is None:
         raise NotFound("Metrics are not kept by this server.")
-    return Response(series.render(), media_type=CONTENT_TYPE)
+    state.outbox.drain()  # the requests that ended a moment ago are counted (record.Outbox)
+    return Response(state.metrics.render(), media_type=CONTENT_TYPE)
 
 
 def routes() -> list[BaseRoute]:

@@ -25,8 +25,9 @@ async def usage(request: Request, entry: RequestLog) -> Response:
     if by not in BY:
         raise InvalidRequest(f"by: must be one of {', '.join(BY)}", param="by")
     since = parse_since(request.query_params.get("since"))
-    # This server's latest requests included; shielded: a client leaving mid-write must not cancel
-    # a commit (its rows would be queued again and written twice).
+    # This server's latest requests included (their records closed now, record.Outbox); shielded: a
+    # client leaving mid-write must not cancel a commit (its rows would be queued again and written twice).
+    state.outbox.drain()
     await asyncio.shield(ledger.flush())
     lines = await summarize(ledger.db, by, since)
     return JSONResponse(

@@ -199,7 +199,8 @@ async def usage(request: Request, entry: RequestLog) -> Response:
         raise errors.InvalidRequest(f"by: must be one of {', '.join(BY)}", param="by")
     since = parse_since(request.query_params.get("since") or "24h")
     assert since is not None
-    await state.ledger.flush()  # this server's latest requests included
+    state.outbox.drain()  # this server's latest requests included (record.Outbox), then written
+    await state.ledger.flush()
     found = await ui_usage.series(state.ledger.db, by, since)
     return JSONResponse({"by": by, "currency": state.settings.prices.currency, **found.as_json()})
 
