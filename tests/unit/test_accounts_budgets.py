@@ -65,11 +65,14 @@ async def ask(lb: InProcess, surface: Surface, key: str) -> Any:
 @pytest.mark.parametrize(
     "surface", [OPENAI_CHAT, ANTHROPIC_MESSAGES, OLLAMA_CHAT], ids=["openai", "anthropic", "ollama"]
 )
+@pytest.mark.parametrize("sink_delay", [0.0, 3600.0], ids=["next-turn", "records-waiting"])
 async def test_past_its_budget_a_key_is_refused_with_insufficient_quota(
-    tmp_path: Path, surface: Surface
+    tmp_path: Path, surface: Surface, sink_delay: float
 ) -> None:
+    """Also when the records of its last requests still wait to be closed (record.Outbox): a
+    budgeted key's request closes them first, so its spend counts them."""
     team, free = await new_key(tmp_path, TEAM), await new_key(tmp_path, FREE)
-    async with server(tmp_path) as lb:
+    async with server(tmp_path, sink_delay=sink_delay) as lb:
         answered = [await ask(lb, surface, team) for _ in range(3)]  # 0, 1 and 2 costs spent before
         refused = await ask(lb, surface, team)
         other = await ask(lb, surface, free)

@@ -46,6 +46,11 @@ class Caller:
     sees_all: bool
     policy: KeyPolicy | None = None  # a virtual key's scopes and limits; None: a config-file key (or none)
 
+    @property
+    def budgeted(self) -> bool:
+        """A virtual key with a spending budget: what its last requests cost must be noted first."""
+        return self.policy is not None and self.policy.budget is not None
+
     def may_see(self, owner: str | None) -> bool:
         """Whether this caller may read or change something ``owner`` created (None: created before
         owners were kept, or with no keys configured: operators only)."""

@@ -313,6 +313,8 @@ class Boundary:
         try:
             if policy.auth:
                 rec.caller = await self.keys.check(_key(headers), admin=policy.admin)
+                if rec.caller.budgeted:  # its spend so far counts its requests that just ended
+                    self.outbox.drain()
                 for check in self.admit:
                     check(rec.caller)
             self._check_declared(headers.get(b"content-length"))
