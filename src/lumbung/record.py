@@ -150,7 +150,7 @@ class Outbox:
     def __init__(self, delay: float = 0.0) -> None:
         self.delay = delay
         self._waiting: list[RequestRecord] = []
-        self._timer: asyncio.TimerHandle | asyncio.Handle | None = None
+        self._timer: asyncio.Handle | None = None  # a TimerHandle, or the next turn's Handle
 
     def put(self, rec: RequestRecord) -> None:
         self._waiting.append(rec)
